@@ -1,0 +1,1 @@
+//! kubectl, the real client, against the in-process API test server.
