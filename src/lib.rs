@@ -1,1 +1,74 @@
+//! apphealth-operator: probes the workloads named by `AppHealthPolicy` objects, judges their health
+//! from triggers, and remediates them with guardrails.
+//!
+//! The data path reads in one direction, one module per stage:
+//! [`observe`] (probes → samples) → [`evaluate`] (triggers → verdict) → [`plan`] (ladder + guards →
+//! plan) → [`act`] (Kubernetes API calls) → [`report`] (status and Events). [`controller`] wires the
+//! stages to kube-runtime.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod act;
+pub mod api;
+pub mod check;
+pub mod clock;
+pub mod controller;
+pub mod evaluate;
+pub mod observe;
+pub mod plan;
+pub mod report;
+pub mod telemetry;
+
+/// Everything that can go wrong in the operator. Variant names double as metric labels and Event reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("could not serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("could not read policy file {path}: {source}")]
+    PolicyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path} is not an AppHealthPolicy: {message}")]
+    PolicyParse { path: String, message: String },
+
+    #[error("the policy is invalid: {0}")]
+    InvalidSpec(#[from] api::validate::InvalidSpec),
+
+    #[error("the AppHealthPolicy CRD is not installed ({0}); install it with: kubectl apply -f crds/")]
+    CrdMissing(String),
+
+    #[error("could not build the HTTP client for probes: {0}")]
+    HttpClient(String),
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// A short, stable label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Serialize { .. } => "serialize",
+            Self::PolicyFile { .. } => "policy_file",
+            Self::PolicyParse { .. } => "policy_parse",
+            Self::InvalidSpec(_) => "invalid_spec",
+            Self::CrdMissing(_) => "crd_missing",
+            Self::HttpClient(_) => "http_client",
+            Self::Usage(_) => "usage",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,129 @@
-fn main() {}
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use apphealth_operator::{
+    api::AppHealthPolicy,
+    check::{self, CheckOptions},
+    clock::SystemClock,
+    controller,
+    observe::prober::install_crypto_provider,
+    telemetry::{self, LogFormat},
+};
+use clap::{Parser, Subcommand};
+use kube::CustomResourceExt;
+
+/// Keeps applications healthy: probes the workloads named by AppHealthPolicy objects and
+/// remediates them with guardrails.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster of the current kube context (or in-cluster config).
+    Run {
+        /// Watch only this namespace (needs no cluster-wide rights); all namespaces when omitted.
+        #[arg(long, env = "APPHEALTH_NAMESPACE")]
+        namespace: Option<String>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text", env = "APPHEALTH_LOG_FORMAT")]
+        log_format: LogFormat,
+        /// Identity of this replica in Events (defaults to the pod name when set).
+        #[arg(long, env = "POD_NAME")]
+        instance: Option<String>,
+    },
+    /// Print the AppHealthPolicy CustomResourceDefinition as YAML.
+    Crd,
+    /// Probe a URL the way a policy would, printing each probe, the verdict and the remediation the
+    /// operator would take. Never touches a cluster.
+    Check {
+        /// The AppHealthPolicy YAML file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The URL to probe in place of the policy's target, e.g. http://127.0.0.1:8080/healthz.
+        #[arg(long)]
+        url: String,
+        /// Stop after this many probes (default: until Ctrl-C).
+        #[arg(long)]
+        probes: Option<u32>,
+        /// Probe this often instead of spec.probe.periodSeconds, e.g. 500ms.
+        #[arg(long)]
+        period: Option<String>,
+    },
+}
+
+fn crd_yaml() -> Result<String, String> {
+    serde_saphyr::to_string(&AppHealthPolicy::crd()).map_err(|e| format!("could not render the CRD: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_crypto_provider();
+    match cli.command {
+        Command::Crd => match crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check { policy, url, probes, period } => {
+            let period = match period.map(|p| apphealth_operator::api::Duration::from(p.as_str()).parse()).transpose() {
+                Ok(p) => p.filter(|p: &Duration| !p.is_zero()),
+                Err(e) => {
+                    eprintln!("error: --period: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let policy = match check::load_policy(&policy) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = CheckOptions { url, probes, period };
+            let mut stdout = std::io::stdout();
+            tokio::select! {
+                result = check::run(&policy, &options, Arc::new(SystemClock), &mut stdout) => match result {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            }
+        }
+        Command::Run { namespace, log_format, instance } => {
+            telemetry::init(log_format);
+            let client = match kube::Client::try_default().await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: no Kubernetes configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let config = controller::Config { namespace, instance, ..controller::Config::default() };
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            match controller::run(client, config, Arc::new(SystemClock), shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `AppHealthPolicy.status`: what the operator saw and did. Everything needed to resume after a
+//! restart (ladder position, the last action and whether it completed) lives here, never only in memory.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Action;
+
+/// Observed state of an AppHealthPolicy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppHealthPolicyStatus {
+    /// The metadata.generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready (the policy is valid, its target found and probed), Healthy (the latest verdict;
+    /// Unknown before the first), Remediating (a ladder is in progress) and RemediationBlocked (a
+    /// guard such as Cooldown or DryRun is holding an action back; the reason says which).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// How many pods (or Services) are probed and how many of them are healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TargetCounts>,
+
+    /// The latest verdict on the target and the evidence behind it. Written when the verdict
+    /// changes, not on every probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+
+    /// The escalation ladder in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
+
+    /// The most recent remediation: recorded as Pending before it runs and completed after, so a
+    /// restarted operator neither repeats nor loses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_remediation: Option<RemediationRecord>,
+}
+
+/// Counts of probed endpoints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetCounts {
+    /// Pods (or the Service) being probed.
+    pub probed: u32,
+    /// How many of them are currently healthy.
+    pub healthy: u32,
+}
+
+/// Health of a target or pod.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum Health {
+    /// No verdict yet.
+    #[default]
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "Unknown",
+            Self::Healthy => "Healthy",
+            Self::Unhealthy => "Unhealthy",
+        }
+    }
+}
+
+/// A verdict with its evidence.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// Healthy, Unhealthy or Unknown.
+    pub health: Health,
+    /// When the target entered this health.
+    pub since: Time,
+    /// Why the target is Unhealthy: one entry per fired trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+}
+
+/// One fired trigger, with the value observed against its threshold.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// The trigger that fired, e.g. consecutiveFailures.
+    pub trigger: String,
+    /// The observation against the threshold, e.g. "3 failed probes in a row (last: HTTP 503), threshold 3".
+    pub message: String,
+    /// The pods on which it fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+}
+
+/// The escalation ladder in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ladder {
+    /// The step that ran most recently, counting from 1.
+    pub step: u32,
+    /// When the first step of this ladder ran.
+    pub started_at: Time,
+}
+
+/// Outcome of a remediation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RemediationResult {
+    /// Intent recorded; the action has not been confirmed yet.
+    Pending,
+    /// The action was applied.
+    Succeeded,
+    /// The action was attempted and the API refused it; the message says why.
+    Failed,
+}
+
+/// A remediation the operator performed (or is performing).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationRecord {
+    /// The action.
+    pub action: Action,
+    /// The ladder step it belongs to, counting from 1.
+    pub step: u32,
+    /// When the operator decided to act; also the value of the apphealth.io/restartedAt annotation it sets.
+    pub at: Time,
+    /// Pending, Succeeded or Failed.
+    pub result: RemediationResult,
+    /// What happened, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

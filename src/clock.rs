@@ -1,0 +1,133 @@
+//! The one clock that serves the engine, status timestamps and annotations, injected so tests run
+//! on virtual time.
+
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+
+/// A source of wall-clock time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock, for production.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Wall-clock time derived from tokio's clock: it moves with `tokio::time::pause`/`advance` in
+/// tests and with real time otherwise, so timers and timestamps always agree.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: Timestamp,
+    started: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn starting_at(origin: Timestamp) -> Self {
+        Self { origin, started: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = SignedDuration::try_from(self.started.elapsed()).unwrap_or(SignedDuration::MAX);
+        self.origin.saturating_add(elapsed).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// A clock that only moves when told to: for pure-core tests and for jumping over a cooldown in
+/// controller tests without waiting.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<Timestamp>>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(Arc::new(Mutex::new(start)))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
+        let mut now = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *now = now.saturating_add(by).unwrap_or(Timestamp::MAX);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A clock offset from another by an adjustable amount: real time for probes and timers, plus a jump
+/// the test controls (e.g. "an hour later", to step past a cooldown).
+#[derive(Clone)]
+pub struct OffsetClock<C> {
+    inner: C,
+    offset: Arc<Mutex<SignedDuration>>,
+}
+
+impl<C: Clock> OffsetClock<C> {
+    pub fn new(inner: C) -> Self {
+        Self { inner, offset: Arc::new(Mutex::new(SignedDuration::ZERO)) }
+    }
+
+    pub fn jump(&self, by: std::time::Duration) {
+        let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
+        let mut offset = self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *offset = offset.saturating_add(by);
+    }
+}
+
+impl<C: Clock> Clock for OffsetClock<C> {
+    fn now(&self) -> Timestamp {
+        let offset = *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.inner.now().saturating_add(offset).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// `now + d`, saturating.
+pub fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
+    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+    now.saturating_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// How long from `now` until `then`, zero if it has passed.
+pub fn until(now: Timestamp, then: Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(then.duration_since(now)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(std::time::Duration::from_secs(90));
+        assert_eq!(clock.now(), "2026-01-01T00:01:30Z".parse().unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let clock = TokioClock::starting_at(start);
+        tokio::time::advance(std::time::Duration::from_secs(300)).await;
+        assert_eq!(clock.now(), "2026-01-01T00:05:00Z".parse().unwrap());
+    }
+
+    #[test]
+    fn until_is_zero_once_passed() {
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let earlier: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(until(now, earlier), std::time::Duration::ZERO);
+        assert_eq!(until(earlier, now), std::time::Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,177 @@
+//! Probing on its own schedule: one task per policy, started, updated and stopped by the controller
+//! as policies appear, change and disappear. A task probes its endpoints every period (starting at a
+//! random offset so policies do not probe in lockstep), folds the samples into its evaluator, and
+//! when the verdict changes publishes it and nudges the controller for that one policy.
+
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use futures::{StreamExt, stream};
+use tokio::sync::{mpsc, watch};
+
+use super::prober::{HttpProber, ProbeRequest};
+use crate::{
+    api::validate::Settings,
+    clock::Clock,
+    evaluate::{Evaluator, TargetVerdict},
+};
+
+/// Probes in flight at once for one policy.
+const MAX_CONCURRENT_PROBES: usize = 16;
+
+/// What a probe task needs: the policy's settings and the endpoints to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeJob {
+    pub settings: Arc<Settings>,
+    pub requests: Vec<ProbeRequest>,
+}
+
+struct Task {
+    job: watch::Sender<ProbeJob>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The set of running probe tasks, keyed by policy.
+pub struct ProbeTasks<K> {
+    tasks: Mutex<HashMap<K, Task>>,
+    verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
+    prober: HttpProber,
+    clock: Arc<dyn Clock>,
+    nudge: mpsc::UnboundedSender<K>,
+}
+
+impl<K> ProbeTasks<K>
+where
+    K: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    /// `nudge` receives a policy's key whenever its verdict changes.
+    pub fn new(prober: HttpProber, clock: Arc<dyn Clock>, nudge: mpsc::UnboundedSender<K>) -> Self {
+        Self { tasks: Mutex::default(), verdicts: Arc::default(), prober, clock, nudge }
+    }
+
+    /// Starts probing for `key`, or hands the running task its new job.
+    pub fn ensure(&self, key: &K, job: ProbeJob) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = tasks.get(key)
+            && !task.handle.is_finished()
+        {
+            task.job.send_if_modified(|current| {
+                let changed = *current != job;
+                if changed {
+                    *current = job;
+                }
+                changed
+            });
+            return;
+        }
+        let (tx, rx) = watch::channel(job);
+        let handle = tokio::spawn(run(
+            key.clone(),
+            rx,
+            self.prober.clone(),
+            self.clock.clone(),
+            self.verdicts.clone(),
+            self.nudge.clone(),
+        ));
+        tasks.insert(key.clone(), Task { job: tx, handle });
+    }
+
+    /// Stops probing for `key` and forgets its verdict.
+    pub fn stop(&self, key: &K) {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+
+    /// Stops every task whose key `keep` rejects (policies that were deleted).
+    pub fn retain(&self, keep: impl Fn(&K) -> bool) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|k, _| keep(k));
+        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, _| keep(k));
+    }
+
+    /// The latest verdict for `key`, if its task has produced one.
+    pub fn verdict(&self, key: &K) -> Option<TargetVerdict> {
+        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+
+    /// How many policies are being probed.
+    pub fn len(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn jitter(period: Duration) -> Duration {
+    let max_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::random_range(0..max_ms))
+}
+
+async fn run<K: Clone + Eq + Hash + Send + 'static>(
+    key: K,
+    mut jobs: watch::Receiver<ProbeJob>,
+    prober: HttpProber,
+    clock: Arc<dyn Clock>,
+    verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
+    nudge: mpsc::UnboundedSender<K>,
+) {
+    let mut job = jobs.borrow_and_update().clone();
+    let mut evaluator = Evaluator::new(&job.settings);
+    let mut period = job.settings.probe.period;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter(period), period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = jobs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                job = jobs.borrow_and_update().clone();
+                evaluator.reconfigure(&job.settings);
+                if job.settings.probe.period != period {
+                    period = job.settings.probe.period;
+                    ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter(period), period);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                continue;
+            }
+        }
+        let samples: Vec<_> = stream::iter(job.requests.clone())
+            .map(|req| {
+                let (prober, clock) = (prober.clone(), clock.clone());
+                async move { prober.probe(&req, clock.as_ref()).await }
+            })
+            .buffer_unordered(MAX_CONCURRENT_PROBES)
+            .collect()
+            .await;
+        for sample in &samples {
+            tracing::trace!(endpoint = %sample.endpoint, ok = sample.ok, detail = %sample.detail, "probe");
+            evaluator.observe(sample);
+        }
+        let names: Vec<String> = job.requests.iter().map(|r| r.endpoint.clone()).collect();
+        evaluator.retain(&names);
+        let verdict = evaluator.verdict(clock.now());
+        let changed = {
+            let mut board = verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+            let changed = board.get(&key).is_none_or(|old| verdict.differs_from(old));
+            board.insert(key.clone(), verdict);
+            changed
+        };
+        if changed && nudge.send(key.clone()).is_err() {
+            return;
+        }
+    }
+}

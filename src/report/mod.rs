@@ -1,0 +1,145 @@
+//! Report: status conditions (server-side apply, only when something other than a timestamp
+//! changed) and Events.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder},
+};
+use serde_json::json;
+
+use crate::{
+    Error, Result,
+    act::MANAGER,
+    api::{AppHealthPolicy, AppHealthPolicyStatus},
+};
+
+/// Status of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CondStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl CondStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for CondStatus {
+    fn from(b: bool) -> Self {
+        if b { Self::True } else { Self::False }
+    }
+}
+
+/// Sets a condition, keeping its `lastTransitionTime` unless its status really flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: impl Into<CondStatus>,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let status = status.into().as_str();
+    let message = message.into();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = Time(now);
+            }
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Time(now),
+        }),
+    }
+}
+
+/// A condition by type.
+pub fn condition<'a>(status: &'a AppHealthPolicyStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Writes the whole status with server-side apply, as the operator's field manager.
+pub async fn apply_status(api: &Api<AppHealthPolicy>, name: &str, status: &AppHealthPolicyStatus) -> Result<()> {
+    let patch = json!({
+        "apiVersion": "apphealth.io/v1alpha1",
+        "kind": "AppHealthPolicy",
+        "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
+    });
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Publishes an Event about a policy. Failing to publish is logged, never fatal: Events are a
+/// courtesy to people, status is the record.
+pub async fn publish(recorder: &Recorder, policy: &AppHealthPolicy, warning: bool, reason: &str, action: &str, note: String) {
+    use kube::Resource;
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(truncate(note, 1000)),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max.saturating_sub(1);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, "Healthy", true, "ProbesSucceeding", "ok", Some(1), at("2026-01-01T00:00:00Z"));
+        set_condition(&mut conditions, "Healthy", true, "ProbesSucceeding", "still ok", Some(2), at("2026-01-01T00:05:00Z"));
+        assert_eq!(conditions[0].last_transition_time, Time(at("2026-01-01T00:00:00Z")));
+        assert_eq!(conditions[0].message, "still ok");
+        set_condition(&mut conditions, "Healthy", false, "TriggerFired", "bad", Some(2), at("2026-01-01T00:06:00Z"));
+        assert_eq!(conditions[0].last_transition_time, Time(at("2026-01-01T00:06:00Z")));
+        assert_eq!(conditions.len(), 1);
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_char_boundary() {
+        let s = truncate("é".repeat(600), 1000);
+        assert!(s.len() <= 1000 + '…'.len_utf8());
+        assert!(s.ends_with('…'));
+    }
+}
