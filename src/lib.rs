@@ -14,6 +14,8 @@ pub mod check;
 pub mod clock;
 pub mod controller;
 pub mod evaluate;
+#[cfg(test)]
+mod fixtures;
 pub mod observe;
 pub mod plan;
 pub mod report;
