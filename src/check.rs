@@ -89,7 +89,7 @@ pub async fn run(
     let name = policy.metadata.name.clone().unwrap_or_default();
     let target = format!("{} {}", policy.spec.target_ref.kind.as_str(), policy.spec.target_ref.name);
     let prober = HttpProber::new()?;
-    let request = ProbeRequest::new(target.clone(), options.url.clone(), &settings.probe);
+    let request = ProbeRequest::new(options.url.clone(), options.url.clone(), &settings.probe);
     let mut evaluator = Evaluator::new(&settings);
     let mut ladder = LadderState::default();
     let mut report = CheckReport::default();
@@ -99,7 +99,7 @@ pub async fn run(
     let io = |e: std::io::Error| Error::Usage(format!("could not write output: {e}"));
     writeln!(
         out,
-        "checking policy {name} against {} every {} (timeout {}); {target} stands for the target\n{}\nnothing is ever changed in check mode",
+        "checking policy {name} against {} every {} (timeout {}), standing in for {target}\n{}\nnothing is ever changed in check mode",
         options.url,
         format_duration(period),
         format_duration(settings.probe.timeout),

@@ -1,0 +1,119 @@
+//! A small web app whose failure mode can be switched at run time: the demo target for
+//! `make demo` and the stand-in for application pods in the integration tests.
+//!
+//! `GET /healthz` (and `GET /`) answers according to the mode; `PUT /mode/{mode}` switches it,
+//! `GET /mode` tells it. Modes: `healthy`, a status code such as `503` or `502`, `slow` (answers
+//! 200 after `slow_delay`), `hang` (never answers).
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, put},
+};
+
+/// How the app answers health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Healthy,
+    Status(u16),
+    Slow,
+    Hang,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "healthy" | "ok" | "200" => Ok(Self::Healthy),
+            "slow" => Ok(Self::Slow),
+            "hang" => Ok(Self::Hang),
+            code => code
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .map(Self::Status)
+                .ok_or_else(|| format!("unknown mode {s:?}: use healthy, slow, hang or a status code such as 503")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Healthy => f.write_str("healthy"),
+            Self::Status(c) => write!(f, "{c}"),
+            Self::Slow => f.write_str("slow"),
+            Self::Hang => f.write_str("hang"),
+        }
+    }
+}
+
+/// The app's switchable state; clones share it.
+#[derive(Clone)]
+pub struct Flaky {
+    mode: Arc<Mutex<Mode>>,
+    slow_delay: Duration,
+}
+
+impl Flaky {
+    pub fn new(slow_delay: Duration) -> Self {
+        Self { mode: Arc::new(Mutex::new(Mode::Healthy)), slow_delay }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap_or_else(PoisonError::into_inner) = mode;
+    }
+
+    pub fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(health))
+            .route("/healthz", get(health))
+            .route("/mode", get(|State(app): State<Flaky>| async move { app.mode().to_string() }))
+            .route("/mode/{mode}", put(switch).post(switch))
+            .with_state(self.clone())
+    }
+
+    /// Serves the app on `listener` until the task is dropped or aborted.
+    pub fn serve(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        })
+    }
+}
+
+async fn health(State(app): State<Flaky>) -> (StatusCode, String) {
+    match app.mode() {
+        Mode::Healthy => (StatusCode::OK, "ok\n".into()),
+        Mode::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, format!("failing with {code}\n"))
+        }
+        Mode::Slow => {
+            tokio::time::sleep(app.slow_delay).await;
+            (StatusCode::OK, "ok, slowly\n".into())
+        }
+        Mode::Hang => std::future::pending().await,
+    }
+}
+
+async fn switch(State(app): State<Flaky>, Path(mode): Path<String>) -> (StatusCode, String) {
+    match mode.parse::<Mode>() {
+        Ok(mode) => {
+            app.set(mode);
+            (StatusCode::OK, format!("mode is now {mode}\n"))
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}

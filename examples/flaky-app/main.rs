@@ -1,0 +1,70 @@
+//! The flaky demo app. Run: `cargo run --example flaky-app -- --listen 127.0.0.1:8080`
+//! Switch modes: `curl -X PUT localhost:8080/mode/503` (healthy, 502, 503, slow, hang).
+//! `--script healthy:5s,503:10s,healthy` switches on its own, for unattended demos.
+
+mod app;
+
+use std::time::Duration;
+
+use app::{Flaky, Mode};
+
+fn usage() -> ! {
+    eprintln!("usage: flaky-app [--listen ADDR] [--slow-delay 3s] [--script MODE:DURATION,...,MODE]");
+    std::process::exit(2)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+fn parse_script(s: &str) -> Option<Vec<(Mode, Option<Duration>)>> {
+    s.split(',')
+        .map(|step| match step.split_once(':') {
+            Some((mode, d)) => Some((mode.parse().ok()?, Some(parse_duration(d)?))),
+            None => Some((step.parse().ok()?, None)),
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut listen = "127.0.0.1:8080".to_owned();
+    let mut slow_delay = Duration::from_secs(3);
+    let mut script = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--listen" => listen = value,
+            "--slow-delay" => slow_delay = parse_duration(&value).unwrap_or_else(|| usage()),
+            "--script" => script = parse_script(&value).unwrap_or_else(|| usage()),
+            _ => usage(),
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("flaky-app: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let app = Flaky::new(slow_delay);
+    eprintln!("flaky-app: serving on http://{listen}/healthz (PUT /mode/{{healthy|502|503|slow|hang}} to switch)");
+    let server = app.serve(listener);
+    for (mode, hold) in script {
+        app.set(mode);
+        eprintln!("flaky-app: mode is now {mode}");
+        match hold {
+            Some(d) => tokio::time::sleep(d).await,
+            None => break,
+        }
+    }
+    let _ = server.await;
+}
