@@ -1,1 +1,321 @@
-//! placeholder
+//! An in-process Kubernetes API test server.
+//!
+//! [`TestServer`] serves real HTTP/1.1 on a loopback port and keeps real state, so that an unchanged
+//! `kube::Client`, `kube_runtime` watchers and controllers, and the real `kubectl` can run against it.
+//! It is test support, not a product.
+//!
+//! # Implemented
+//! - **Resources**: core v1 `pods`, `services`, `events`, `configmaps`, `secrets`, `endpoints`,
+//!   `namespaces` (cluster-scoped; `default`, `kube-system`, `kube-public`, `kube-node-lease` exist from the
+//!   start and objects may be created in any namespace, existing or not); apps/v1 `deployments`,
+//!   `statefulsets`, `replicasets`; `events.k8s.io/v1` events; `coordination.k8s.io/v1` leases;
+//!   `apiextensions.k8s.io/v1` CRDs. Creating a CRD registers its served versions (names, short names,
+//!   categories, scope, `status`/`scale` subresources, printer columns) and sets its status to
+//!   Established; deleting it unregisters them and deletes its objects (with DELETED events). All versions
+//!   of a CRD share one storage; objects are served at the requested version without conversion.
+//! - **Discovery**: `/version` (v1.33.0), `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
+//!   `/apis/{group}/{version}` in the legacy (non-aggregated) forms, which kubectl falls back to.
+//!   `/openapi/*` answers 404 (use `kubectl --validate=false`).
+//! - **Verbs**: get, list (label selectors: `=`, `==`, `!=`, `in`, `notin`, exists, `!`, `>`, `<`; field
+//!   selectors on any dotted path with `=`, `==`, `!=`; `limit`/`continue` ignored: everything in one
+//!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
+//!   with a 410 `Expired` Status; from "now" when the version is absent or `0`; streaming lists with
+//!   `sendInitialEvents=true` end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
+//!   `timeoutSeconds`; selector transitions become ADDED/DELETED like the watch cache), create (with
+//!   `generateName`), replace, delete (returns the object; also delete-collection), patch (JSON merge,
+//!   JSON patch, a strategic-merge subset for built-ins, server-side apply).
+//! - **Subresources**: `status` (writes only `.status`; writes to the main resource keep the old status
+//!   and creation drops it) and `scale` (`autoscaling/v1` Scale for deployments, statefulsets,
+//!   replicasets and CRDs that declare it).
+//! - **Metadata**: `resourceVersion` is one global counter; `generation` starts at 1 and is bumped when
+//!   anything but `metadata`/`status` changes (the CRD rule); `uid`; `creationTimestamp` (RFC 3339).
+//!   Writes that change nothing are no-ops (no new resourceVersion, no watch event). A write whose body
+//!   carries a stale `metadata.resourceVersion` gets 409 Conflict.
+//! - **Server-side apply**, simplified: the server remembers the last configuration each field manager
+//!   applied per object and subresource; fields applied before but omitted now are removed, then the new
+//!   configuration is merged in (list-maps by key, see below; other lists replaced). There are no
+//!   `managedFields` and so never conflicts between managers; `force` is accepted and ignored.
+//! - **List-map keys** (strategic merge and apply): `containers`, `initContainers`, `ephemeralContainers`,
+//!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
+//!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
+//! - **Tables** (`Accept: ...;as=Table;g=meta.k8s.io`) for get, list and watch: Name, the CRD's
+//!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column).
+//! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422.
+//! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook can answer
+//!   any request with an error instead ([`TestServer::set_fault_hook`]).
+//!
+//! # Deliberately skipped
+//! Authentication and authorization, admission, defaulting, schema validation (including CRD
+//! `openAPIV3Schema` and pruning), version conversion, garbage collection and owner references,
+//! finalizers and `deletionTimestamp` (deletes are immediate), `managedFields` and apply conflicts,
+//! `dryRun`, pagination, protobuf, aggregated discovery, OpenAPI documents, controllers (nothing creates
+//! pods for a deployment or updates status on its own).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::unwrap_used)]
+
+pub mod error;
+mod http;
+pub mod jsonpath;
+pub mod patch;
+pub mod registry;
+pub mod selector;
+pub mod store;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+
+use serde_json::Value;
+
+pub use error::ApiError;
+
+use crate::http::Shared;
+use crate::store::{PatchType, Sub};
+
+/// One HTTP request the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, ...
+    pub method: String,
+    /// URL path, e.g. `/apis/apps/v1/namespaces/default/deployments/web/status`.
+    pub path: String,
+    /// Raw query string without `?` (e.g. `watch=true&resourceVersion=12`), "" if none.
+    pub query: String,
+    /// `Content-Type` header (tells the patch flavour).
+    pub content_type: Option<String>,
+    /// HTTP status answered; 0 while the fault hook is looking at it.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// Whether this request could change state (POST, PUT, PATCH, DELETE).
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    }
+
+    /// Whether this is a watch.
+    pub fn is_watch(&self) -> bool {
+        self.query.split('&').any(|p| p == "watch=true" || p == "watch=1")
+    }
+}
+
+/// An injected failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with a Kubernetes `Status` error instead of serving the request.
+    Status {
+        /// HTTP status code, e.g. 500.
+        code: u16,
+        /// `StatusReason`, e.g. `InternalError`.
+        reason: String,
+        /// Message.
+        message: String,
+    },
+}
+
+struct Guard {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A running test server. Clones share the server; it stops serving when the last clone is dropped or
+/// [`TestServer::shutdown`] is called.
+#[derive(Clone)]
+pub struct TestServer {
+    shared: Arc<Shared>,
+    guard: Arc<Guard>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// Start on `127.0.0.1` on a free port, serving on the current tokio runtime.
+    pub async fn start() -> std::io::Result<TestServer> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Start on the given address, serving on the current tokio runtime.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<TestServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            store: store::Store::new(),
+            requests: std::sync::Mutex::new(Vec::new()),
+            hook: std::sync::Mutex::new(None),
+            shutdown: stop_rx.clone(),
+            address: addr.to_string(),
+        });
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(shared.clone());
+        let mut signal = stop_rx;
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "test server stopped with an error");
+            }
+        });
+        Ok(TestServer {
+            shared,
+            guard: Arc::new(Guard { stop }),
+            addr,
+        })
+    }
+
+    /// Stop serving (also ends open watches). Idempotent.
+    pub fn shutdown(&self) {
+        let _ = self.guard.stop.send(true);
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig (YAML) for this server: cluster, user and context `testserver`, namespace `default`,
+    /// no authentication.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\n\
+             kind: Config\n\
+             clusters:\n\
+             - name: testserver\n  cluster:\n    server: {url}\n\
+             users:\n\
+             - name: testserver\n  user: {{}}\n\
+             contexts:\n\
+             - name: testserver\n  context:\n    cluster: testserver\n    user: testserver\n    namespace: default\n\
+             current-context: testserver\n\
+             preferences: {{}}\n",
+            url = self.url()
+        )
+    }
+
+    /// Create an object; `apiVersion`, `kind` and `metadata.namespace` (default `default`) decide where.
+    /// Like a POST: status is dropped for types with a status subresource (use [`Self::patch_status`]).
+    pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
+        self.shared.store.create_by_kind(obj)
+    }
+
+    /// Get an object (None if absent or the type is unknown).
+    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let rt = self.shared.store.resolve_kind(api_version, kind).ok()?;
+        self.shared.store.get(&rt, namespace, name).ok()
+    }
+
+    /// List objects of a type, in one namespace or (None) all.
+    pub fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Ok(rt) = self.shared.store.resolve_kind(api_version, kind) else {
+            return Vec::new();
+        };
+        let filter = store::Filter {
+            namespace: namespace.map(str::to_string),
+            ..Default::default()
+        };
+        self.shared.store.list(&rt, &filter).0
+    }
+
+    /// Replace an object like a PUT (409 if its `metadata.resourceVersion` is set and stale; `.status` is
+    /// kept for types with a status subresource).
+    pub fn replace(&self, obj: Value) -> Result<Value, ApiError> {
+        let (rt, ns) = self.shared.store.locate(&obj)?;
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid("metadata.name: Required value"))?
+            .to_string();
+        self.shared
+            .store
+            .replace(&rt, ns.as_deref(), &name, Sub::Main, obj)
+    }
+
+    /// JSON-merge-patch the status subresource. `merge_patch` is an object-level patch, as with
+    /// `kube::Api::patch_status`: `{"status": {...}}`; only its `.status` takes effect. For types without a
+    /// status subresource the patch applies to the whole object.
+    pub fn patch_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        merge_patch: Value,
+    ) -> Result<Value, ApiError> {
+        let store = &self.shared.store;
+        let rt = store.resolve_kind(api_version, kind)?;
+        let sub = if rt.has_status { Sub::Status } else { Sub::Main };
+        store.patch(&rt, namespace, name, sub, &PatchType::Merge, &merge_patch)
+    }
+
+    /// Delete an object; returns it.
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let rt = self.shared.store.resolve_kind(api_version, kind)?;
+        self.shared.store.delete(&rt, namespace, name)
+    }
+
+    /// Forget the watch history: watches resuming from an older resourceVersion then get 410 Gone.
+    pub fn compact_history(&self) {
+        self.shared.store.compact();
+    }
+
+    /// The current (global) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.resource_version()
+    }
+
+    /// Every HTTP request served so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forget the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Install a hook that sees every request before it is served; `Some(fault)` answers with that instead.
+    pub fn set_fault_hook(&self, hook: impl Fn(&RecordedRequest) -> Option<Fault> + Send + Sync + 'static) {
+        *self.shared.hook.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(hook));
+    }
+
+    /// Remove the fault hook.
+    pub fn clear_fault_hook(&self) {
+        *self.shared.hook.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,580 @@
+//! The HTTP layer: routing of Kubernetes API paths, content negotiation, watch streaming.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::ApiError;
+use crate::registry::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{EventKind, Filter, PatchType, Store, Sub, with_type};
+use crate::table::{self, IncludeObject};
+use crate::{Fault, RecordedRequest};
+
+/// The fault hook type.
+pub type FaultHook = Arc<dyn Fn(&RecordedRequest) -> Option<Fault> + Send + Sync + 'static>;
+
+/// Request bodies larger than this are refused.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// State shared by the HTTP handlers and the [`crate::TestServer`] handle.
+pub struct Shared {
+    /// Objects.
+    pub store: Store,
+    /// Every request served, in order.
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// Fault injection.
+    pub hook: Mutex<Option<FaultHook>>,
+    /// Becomes `true` on shutdown; ends open watches.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// `host:port` served.
+    pub address: String,
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status())
+}
+
+/// The axum handler for every request.
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let mut rec = RecordedRequest {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().unwrap_or_default().to_string(),
+        content_type: req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status: 0,
+    };
+    let hook = shared.hook.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let fault = hook.and_then(|h| h(&rec));
+    let resp = match fault {
+        Some(Fault::Status {
+            code,
+            reason,
+            message,
+        }) => error_response(&ApiError::new(code, reason, message)),
+        None => match dispatch(&shared, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
+    };
+    rec.status = resp.status().as_u16();
+    tracing::info!(method = %rec.method, path = %rec.path, query = %rec.query, status = rec.status, "request");
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(rec);
+    resp
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::bad_request(format!("invalid percent-encoding in {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("path is not UTF-8"))
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let params: Vec<&str> = part.split(';').map(str::trim).collect();
+            params.contains(&"as=Table") && params.iter().any(|p| p.starts_with("g=meta.k8s.io"))
+        })
+}
+
+fn not_found_path() -> ApiError {
+    ApiError::not_found_message("the server could not find the requested resource")
+}
+
+fn version_info() -> Value {
+    json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn parse_body(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("request body is empty"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+    let yaml = matches!(
+        media,
+        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml")
+    );
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => Ok(v),
+        Err(e) if !yaml => Err(ApiError::bad_request(format!(
+            "error decoding request body as JSON: {e}"
+        ))),
+        Err(_) => serde_saphyr::from_str::<Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding request body as YAML: {e}"))),
+    }
+}
+
+/// A parsed resource path.
+struct Target {
+    rt: ResourceType,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Sub,
+}
+
+fn resolve_target(store: &Store, group: &str, version: &str, rest: &[String]) -> Result<Target, ApiError> {
+    let namespaced_path = rest.first().map(String::as_str) == Some("namespaces")
+        && rest.len() >= 3
+        && rest
+            .get(2)
+            .and_then(|p| store.resolve(group, version, p))
+            .is_some_and(|rt| rt.namespaced);
+    let (namespace, plural, name, sub, extra) = if namespaced_path {
+        (
+            rest.get(1).cloned(),
+            rest.get(2),
+            rest.get(3).cloned(),
+            rest.get(4),
+            rest.len() > 5,
+        )
+    } else {
+        (
+            None,
+            rest.first(),
+            rest.get(1).cloned(),
+            rest.get(2),
+            rest.len() > 3,
+        )
+    };
+    let plural = plural.ok_or_else(not_found_path)?;
+    if extra {
+        return Err(not_found_path());
+    }
+    let rt = store.resolve(group, version, plural).ok_or_else(not_found_path)?;
+    if rt.namespaced && namespace.is_none() && name.is_some() {
+        return Err(not_found_path());
+    }
+    let sub = match sub.map(String::as_str) {
+        None => Sub::Main,
+        Some("status") if rt.has_status => Sub::Status,
+        Some("scale") if rt.scale.is_some() => Sub::Scale,
+        Some(_) => return Err(not_found_path()),
+    };
+    Ok(Target {
+        rt,
+        namespace,
+        name,
+        sub,
+    })
+}
+
+async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let query: HashMap<String, String> = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let segs: Vec<String> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Result<_, _>>()?;
+    let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let is_get = parts.method == Method::GET;
+    let registry = || shared.store.registry();
+    let (group, version, rest): (String, String, &[String]) = match seg_refs.as_slice() {
+        ["version"] if is_get => return Ok(json_response(200, &version_info())),
+        ["healthz" | "readyz" | "livez"] if is_get => {
+            return Ok(Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("ok"))
+                .unwrap_or_else(|_| Response::new(Body::empty())));
+        }
+        ["api"] if is_get => return Ok(json_response(200, &registry().api_versions(&shared.address))),
+        ["api", v] if is_get => {
+            return registry()
+                .api_resource_list("", v)
+                .map(|l| json_response(200, &l))
+                .ok_or_else(not_found_path);
+        }
+        ["apis"] if is_get => return Ok(json_response(200, &registry().api_group_list())),
+        ["apis", g] if is_get => {
+            return registry()
+                .api_group(g)
+                .map(|l| json_response(200, &l))
+                .ok_or_else(not_found_path);
+        }
+        ["apis", g, v] if is_get => {
+            return registry()
+                .api_resource_list(g, v)
+                .map(|l| json_response(200, &l))
+                .ok_or_else(not_found_path);
+        }
+        ["api", v, ..] if segs.len() > 2 => {
+            (String::new(), (*v).to_string(), segs.get(2..).unwrap_or_default())
+        }
+        ["apis", g, v, ..] if segs.len() > 3 => (
+            (*g).to_string(),
+            (*v).to_string(),
+            segs.get(3..).unwrap_or_default(),
+        ),
+        _ => return Err(not_found_path()),
+    };
+    let target = resolve_target(&shared.store, &group, &version, rest)?;
+    let media = media_type(&parts.headers);
+    let table = wants_table(&parts.headers);
+    let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+    let store = &shared.store;
+    let Target {
+        rt,
+        namespace,
+        name,
+        sub,
+    } = target;
+    let ns = namespace.as_deref();
+    let respond = |code: u16, obj: Value| -> Response {
+        if table && sub == Sub::Main && obj.get("kind").and_then(Value::as_str) == Some(rt.kind.as_str()) {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            json_response(code, &table::table(&rt, &[obj], rv, include))
+        } else {
+            json_response(code, &obj)
+        }
+    };
+    match (&parts.method, name) {
+        (&Method::GET, None) => {
+            let filter = Filter {
+                namespace: namespace.clone(),
+                labels: LabelSelector::parse(
+                    query.get("labelSelector").map(String::as_str).unwrap_or_default(),
+                )?,
+                fields: FieldSelector::parse(
+                    query.get("fieldSelector").map(String::as_str).unwrap_or_default(),
+                )?,
+            };
+            if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+                return watch(shared, rt, filter, &query, table, include);
+            }
+            let (items, rv) = store.list(&rt, &filter);
+            if table {
+                return Ok(json_response(
+                    200,
+                    &table::table(&rt, &items, Some(rv.to_string()), include),
+                ));
+            }
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": rt.list_kind,
+                    "apiVersion": rt.api_version(),
+                    "metadata": {"resourceVersion": rv.to_string()},
+                    "items": items,
+                }),
+            ))
+        }
+        (&Method::GET, Some(name)) => Ok(respond(200, store.get_sub(&rt, ns, &name, sub)?)),
+        (&Method::POST, None) => {
+            let body = parse_body(&bytes, media.as_deref())?;
+            let ns = ns.map(str::to_string).or_else(|| {
+                body.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            Ok(respond(201, store.create(&rt, ns.as_deref(), body)?))
+        }
+        (&Method::PUT, Some(name)) => {
+            let body = parse_body(&bytes, media.as_deref())?;
+            Ok(respond(200, store.replace(&rt, ns, &name, sub, body)?))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let ptype = match media.as_deref() {
+                Some("application/merge-patch+json") => PatchType::Merge,
+                Some("application/json-patch+json") => PatchType::Json,
+                Some("application/strategic-merge-patch+json") => PatchType::Strategic,
+                Some("application/apply-patch+yaml" | "application/apply-patch+json") => {
+                    let manager = query
+                        .get("fieldManager")
+                        .filter(|m| !m.is_empty())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "PATCH request with apply-patch content type requires fieldManager",
+                            )
+                        })?;
+                    PatchType::Apply {
+                        manager: manager.clone(),
+                    }
+                }
+                other => {
+                    return Err(ApiError::unsupported_media_type(format!(
+                        "the body of the request was in an unknown format ({}) - accepted media types include: \
+                         application/json-patch+json, application/merge-patch+json, \
+                         application/apply-patch+yaml, application/strategic-merge-patch+json",
+                        other.unwrap_or("none")
+                    )));
+                }
+            };
+            let body = parse_body(&bytes, media.as_deref())?;
+            let existed = store.get(&rt, ns, &name).is_ok();
+            let obj = store.patch(&rt, ns, &name, sub, &ptype, &body)?;
+            Ok(respond(if existed { 200 } else { 201 }, obj))
+        }
+        (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
+        (&Method::DELETE, None) => {
+            let filter = Filter {
+                namespace: namespace.clone(),
+                labels: LabelSelector::parse(
+                    query.get("labelSelector").map(String::as_str).unwrap_or_default(),
+                )?,
+                fields: FieldSelector::parse(
+                    query.get("fieldSelector").map(String::as_str).unwrap_or_default(),
+                )?,
+            };
+            let (items, _) = store.list(&rt, &filter);
+            let mut deleted = Vec::new();
+            for item in items {
+                let n = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
+                if let Ok(d) = store.delete(&rt, ins, n) {
+                    deleted.push(d);
+                }
+            }
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": rt.list_kind, "apiVersion": rt.api_version(),
+                    "metadata": {"resourceVersion": store.resource_version().to_string()},
+                    "items": deleted,
+                }),
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "method {m} is not supported on this path"
+        ))),
+    }
+}
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn watch(
+    shared: &Arc<Shared>,
+    rt: ResourceType,
+    filter: Filter,
+    query: &HashMap<String, String>,
+    table: bool,
+    include: IncludeObject,
+) -> Result<Response, ApiError> {
+    let send_initial = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+    let rv_param = query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let from_rv = if send_initial || rv_param.is_empty() || rv_param == "0" {
+        None
+    } else {
+        Some(
+            rv_param
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?,
+        )
+    };
+    let timeout = match query.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
+        ),
+        None => DEFAULT_WATCH_TIMEOUT,
+    };
+    let render = {
+        let rt = rt.clone();
+        move |obj: &Value| -> Value {
+            let obj = with_type(&rt, obj.clone());
+            if table {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                table::table(&rt, &[obj], rv, include)
+            } else {
+                obj
+            }
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    match shared.store.watch(&rt, &filter, from_rv) {
+        Err(e) => {
+            // Like the API server: 200 and an ERROR event, so clients re-list.
+            let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
+        }
+        Ok(start) => {
+            let mut shutdown = shared.shutdown.clone();
+            let key = rt.store_key();
+            tokio::spawn(async move {
+                let mut lines: Vec<Bytes> = Vec::new();
+                for obj in &start.initial {
+                    lines.push(watch_line("ADDED", &render(obj)));
+                }
+                if send_initial {
+                    let bookmark = json!({
+                        "kind": rt.kind, "apiVersion": rt.api_version(),
+                        "metadata": {"resourceVersion": start.rv.to_string(),
+                                     "annotations": {"k8s.io/initial-events-end": "true"}},
+                    });
+                    lines.push(watch_line("BOOKMARK", &bookmark));
+                }
+                for ev in &start.replay {
+                    if let Some((kind, obj)) = classify(ev, &filter) {
+                        lines.push(watch_line(kind, &render(obj)));
+                    }
+                }
+                for line in lines {
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+                let mut live = start.live;
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                loop {
+                    let ev = tokio::select! {
+                        _ = &mut deadline => break,
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                        _ = tx.closed() => break,
+                        ev = live.recv() => ev,
+                    };
+                    match ev {
+                        Ok(ev) if ev.key == key && ev.rv > start.rv => {
+                            if let Some((kind, obj)) = classify(&ev, &filter) {
+                                if tx.send(watch_line(kind, &render(obj))).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        // Too slow or shutting down: end the stream; the client resumes from its last version.
+                        Err(RecvError::Lagged(_) | RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
+    }
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Which watch event (if any) a watcher with `filter` sees for a stored change.
+fn classify<'a>(ev: &'a crate::store::Event, filter: &Filter) -> Option<(&'static str, &'a Value)> {
+    let now = filter.matches(&ev.object);
+    match ev.kind {
+        EventKind::Added | EventKind::Deleted => now.then_some((ev.kind.as_str(), &ev.object)),
+        EventKind::Modified => {
+            let before = ev.old.as_ref().map_or(now, |o| filter.matches(o));
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", &ev.object)),
+                (false, true) => Some(("ADDED", &ev.object)),
+                (true, false) => Some(("DELETED", &ev.object)),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_and_negotiation() {
+        assert_eq!(percent_decode("a%3Ab").unwrap(), "a:b");
+        assert!(percent_decode("a%zz").is_err());
+        assert!(percent_decode("a%").is_err());
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_table(&h));
+        h.insert(header::ACCEPT, "application/json".parse().unwrap());
+        assert!(!wants_table(&h));
+        assert!(parse_body(b"a: [1", Some("application/apply-patch+yaml")).is_err());
+        assert_eq!(
+            parse_body(b"a: 1", Some("application/apply-patch+yaml")).unwrap(),
+            json!({"a": 1})
+        );
+        assert!(parse_body(b"a: 1", Some("application/json")).is_err());
+        assert!(parse_body(b"", None).is_err());
+    }
+}

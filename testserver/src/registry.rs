@@ -1,0 +1,712 @@
+//! The resource types the server knows: built-ins plus every registered CRD, and the discovery documents.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::jsonpath::JsonPath;
+
+/// Where the `scale` subresource reads and writes in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleSpec {
+    /// JSONPath-like dotted path of the desired replicas, e.g. `.spec.replicas`.
+    pub spec_replicas_path: String,
+    /// Dotted path of the observed replicas, e.g. `.status.replicas`.
+    pub status_replicas_path: String,
+    /// Dotted path of the label selector string, if any.
+    pub label_selector_path: Option<String>,
+}
+
+/// One additional printer column of a CRD.
+#[derive(Debug, Clone)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type: `string`, `integer`, `number`, `boolean`, `date`.
+    pub type_: String,
+    /// Optional format.
+    pub format: String,
+    /// Description.
+    pub description: String,
+    /// Priority (0 = shown by default).
+    pub priority: i64,
+    /// The parsed JSONPath (None when outside the supported subset: cells are empty).
+    pub path: Option<JsonPath>,
+}
+
+/// A resource type, served at one group/version.
+#[derive(Debug, Clone)]
+pub struct ResourceType {
+    /// API group, "" for core.
+    pub group: String,
+    /// Version, e.g. `v1`.
+    pub version: String,
+    /// Plural resource name (the URL segment).
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Kind.
+    pub kind: String,
+    /// List kind.
+    pub list_kind: String,
+    /// Short names (`po`, `deploy`, ...).
+    pub short_names: Vec<String>,
+    /// Categories (`all`, ...).
+    pub categories: Vec<String>,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether it has the `status` subresource.
+    pub has_status: bool,
+    /// The `scale` subresource, if any.
+    pub scale: Option<ScaleSpec>,
+    /// CRD printer columns (empty for built-ins).
+    pub printer_columns: Vec<PrinterColumn>,
+    /// Name of the CRD that registered it, None for built-ins.
+    pub crd: Option<String>,
+}
+
+/// Identity of the storage of a resource (shared by all versions of a CRD).
+pub type StoreKey = (String, String);
+
+impl ResourceType {
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` (or `plural` for the core group), as used in error messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Where its objects are stored.
+    pub fn store_key(&self) -> StoreKey {
+        (self.group.clone(), self.plural.clone())
+    }
+
+    /// Whether strategic merge patch is accepted (built-ins only, like the real API server).
+    pub fn supports_strategic_merge(&self) -> bool {
+        self.crd.is_none()
+    }
+
+    fn discovery_entries(&self) -> Vec<Value> {
+        let mut out = vec![json!({
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "shortNames": self.short_names,
+            "categories": self.categories,
+        })];
+        if self.has_status {
+            out.push(json!({
+                "name": format!("{}/status", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if self.scale.is_some() {
+            out.push(json!({
+                "name": format!("{}/scale", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        out
+    }
+}
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    short: &'static [&'static str],
+    all: bool,
+    namespaced: bool,
+    status: bool,
+    scale: bool,
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        short: &["po"],
+        all: true,
+        namespaced: true,
+        status: true,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        short: &["svc"],
+        all: true,
+        namespaced: true,
+        status: true,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        short: &["ev"],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        short: &["cm"],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        short: &[],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        short: &["ns"],
+        all: false,
+        namespaced: false,
+        status: true,
+        scale: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        short: &["ep"],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        short: &["deploy"],
+        all: true,
+        namespaced: true,
+        status: true,
+        scale: true,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        short: &["sts"],
+        all: true,
+        namespaced: true,
+        status: true,
+        scale: true,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        short: &["rs"],
+        all: true,
+        namespaced: true,
+        status: true,
+        scale: true,
+    },
+    Builtin {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        short: &["ev"],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        short: &[],
+        all: false,
+        namespaced: true,
+        status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        kind: "CustomResourceDefinition",
+        short: &["crd", "crds"],
+        all: false,
+        namespaced: false,
+        status: true,
+        scale: false,
+    },
+];
+
+fn builtin_type(b: &Builtin) -> ResourceType {
+    ResourceType {
+        group: b.group.into(),
+        version: b.version.into(),
+        plural: b.plural.into(),
+        singular: b.singular.into(),
+        kind: b.kind.into(),
+        list_kind: format!("{}List", b.kind),
+        short_names: b.short.iter().map(|s| s.to_string()).collect(),
+        categories: if b.all { vec!["all".into()] } else { Vec::new() },
+        namespaced: b.namespaced,
+        has_status: b.status,
+        scale: b.scale.then(|| ScaleSpec {
+            spec_replicas_path: ".spec.replicas".into(),
+            status_replicas_path: ".status.replicas".into(),
+            label_selector_path: None,
+        }),
+        printer_columns: Vec::new(),
+        crd: None,
+    }
+}
+
+/// All known resource types, keyed by (group, version, plural).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    types: BTreeMap<(String, String, String), ResourceType>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+fn str_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Kubernetes version priority: GA > beta > alpha > other; higher numbers first.
+fn version_priority(v: &str) -> (u8, u64, u8, u64) {
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0, 0);
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let Ok(major) = digits.parse::<u64>() else {
+        return (0, 0, 0, 0);
+    };
+    let tail = &rest[digits.len()..];
+    if tail.is_empty() {
+        return (3, major, 0, 0);
+    }
+    for (prefix, class) in [("beta", 2u8), ("alpha", 1u8)] {
+        if let Some(n) = tail.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok()) {
+            return (class, major, 0, n);
+        }
+    }
+    (0, 0, 0, 0)
+}
+
+impl Registry {
+    /// The built-in types only.
+    pub fn new() -> Self {
+        let mut types = BTreeMap::new();
+        for b in BUILTINS {
+            let t = builtin_type(b);
+            types.insert((t.group.clone(), t.version.clone(), t.plural.clone()), t);
+        }
+        Registry { types }
+    }
+
+    /// Look up by URL parts.
+    pub fn by_resource(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        self.types
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+    }
+
+    /// Look up by `apiVersion` and `kind`.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        self.types
+            .values()
+            .find(|t| t.group == group && t.version == version && t.kind == kind)
+    }
+
+    /// Whether any type is served under `group/version`.
+    pub fn has_group_version(&self, group: &str, version: &str) -> bool {
+        self.types
+            .values()
+            .any(|t| t.group == group && t.version == version)
+    }
+
+    /// Validate a CRD object and turn it into its resource types (one per served version).
+    pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, ApiError> {
+        let name = str_at(crd, "/metadata/name").unwrap_or_default();
+        let invalid = |m: &str| {
+            ApiError::invalid(format!(
+                "CustomResourceDefinition.apiextensions.k8s.io \"{name}\" is invalid: {m}"
+            ))
+        };
+        let group = str_at(crd, "/spec/group")
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| invalid("spec.group: Required value"))?;
+        let plural = str_at(crd, "/spec/names/plural")
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| invalid("spec.names.plural: Required value"))?;
+        let kind = str_at(crd, "/spec/names/kind")
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| invalid("spec.names.kind: Required value"))?;
+        if name != format!("{plural}.{group}") {
+            return Err(invalid(&format!(
+                "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+            )));
+        }
+        let singular =
+            str_at(crd, "/spec/names/singular").map_or_else(|| kind.to_lowercase(), str::to_string);
+        let list_kind =
+            str_at(crd, "/spec/names/listKind").map_or_else(|| format!("{kind}List"), str::to_string);
+        let namespaced = match str_at(crd, "/spec/scope") {
+            Some("Namespaced") => true,
+            Some("Cluster") => false,
+            _ => {
+                return Err(invalid(
+                    "spec.scope: Unsupported value: must be Namespaced or Cluster",
+                ));
+            }
+        };
+        let versions = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| invalid("spec.versions: Required value"))?;
+        let mut out = Vec::new();
+        for v in versions {
+            let vname = str_at(v, "/name").ok_or_else(|| invalid("spec.versions[].name: Required value"))?;
+            if v.get("served").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            let sub = v.get("subresources");
+            let scale = sub.and_then(|s| s.get("scale")).map(|s| ScaleSpec {
+                spec_replicas_path: str_at(s, "/specReplicasPath")
+                    .unwrap_or(".spec.replicas")
+                    .to_string(),
+                status_replicas_path: str_at(s, "/statusReplicasPath")
+                    .unwrap_or(".status.replicas")
+                    .to_string(),
+                label_selector_path: str_at(s, "/labelSelectorPath").map(str::to_string),
+            });
+            let printer_columns = v
+                .get("additionalPrinterColumns")
+                .and_then(Value::as_array)
+                .map(|cols| {
+                    cols.iter()
+                        .map(|c| PrinterColumn {
+                            name: str_at(c, "/name").unwrap_or_default().to_string(),
+                            type_: str_at(c, "/type").unwrap_or("string").to_string(),
+                            format: str_at(c, "/format").unwrap_or_default().to_string(),
+                            description: str_at(c, "/description").unwrap_or_default().to_string(),
+                            priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                            path: str_at(c, "/jsonPath").and_then(JsonPath::parse),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(ResourceType {
+                group: group.to_string(),
+                version: vname.to_string(),
+                plural: plural.to_string(),
+                singular: singular.clone(),
+                kind: kind.to_string(),
+                list_kind: list_kind.clone(),
+                short_names: str_list(crd.pointer("/spec/names/shortNames")),
+                categories: str_list(crd.pointer("/spec/names/categories")),
+                namespaced,
+                has_status: sub.and_then(|s| s.get("status")).is_some(),
+                scale,
+                printer_columns,
+                crd: Some(name.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Register (or re-register) the types of a CRD. Fails if the names clash with another type.
+    pub fn register_crd(&mut self, crd_name: &str, types: Vec<ResourceType>) -> Result<(), ApiError> {
+        for t in &types {
+            if let Some(existing) = self.by_resource(&t.group, &t.version, &t.plural) {
+                if existing.crd.as_deref() != Some(crd_name) {
+                    return Err(ApiError::invalid(format!(
+                        "resource {}/{} {} is already served",
+                        t.group, t.version, t.plural
+                    )));
+                }
+            }
+        }
+        self.unregister_crd(crd_name);
+        for t in types {
+            self.types
+                .insert((t.group.clone(), t.version.clone(), t.plural.clone()), t);
+        }
+        Ok(())
+    }
+
+    /// Remove a CRD's types; returns the store keys they used.
+    pub fn unregister_crd(&mut self, crd_name: &str) -> Vec<StoreKey> {
+        let mut keys = Vec::new();
+        self.types.retain(|_, t| {
+            if t.crd.as_deref() == Some(crd_name) {
+                let k = t.store_key();
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        keys
+    }
+
+    fn group_versions(&self) -> BTreeMap<String, Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in self.types.values() {
+            let vs = groups.entry(t.group.clone()).or_default();
+            if !vs.contains(&t.version) {
+                vs.push(t.version.clone());
+            }
+        }
+        for vs in groups.values_mut() {
+            vs.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        }
+        groups
+    }
+
+    /// `/api`.
+    pub fn api_versions(&self, server_address: &str) -> Value {
+        json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        })
+    }
+
+    fn group_entry(name: &str, versions: &[String]) -> Value {
+        let vs: Vec<Value> = versions
+            .iter()
+            .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+            .collect();
+        let preferred = vs.first().cloned().unwrap_or(Value::Null);
+        json!({"name": name, "versions": vs, "preferredVersion": preferred})
+    }
+
+    /// `/apis`.
+    pub fn api_group_list(&self) -> Value {
+        let groups: Vec<Value> = self
+            .group_versions()
+            .iter()
+            .filter(|(g, _)| !g.is_empty())
+            .map(|(g, vs)| Self::group_entry(g, vs))
+            .collect();
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    /// `/apis/{group}`.
+    pub fn api_group(&self, group: &str) -> Option<Value> {
+        let gv = self.group_versions();
+        let vs = gv.get(group).filter(|_| !group.is_empty())?;
+        let mut g = Self::group_entry(group, vs);
+        if let Value::Object(m) = &mut g {
+            m.insert("kind".into(), json!("APIGroup"));
+            m.insert("apiVersion".into(), json!("v1"));
+        }
+        Some(g)
+    }
+
+    /// `/api/v1` or `/apis/{group}/{version}`.
+    pub fn api_resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        if !self.has_group_version(group, version) {
+            return None;
+        }
+        let resources: Vec<Value> = self
+            .types
+            .values()
+            .filter(|t| t.group == group && t.version == version)
+            .flat_map(ResourceType::discovery_entries)
+            .collect();
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                "versions": [
+                    {"name": "v1alpha1", "served": true, "storage": false},
+                    {"name": "v1", "served": true, "storage": true,
+                     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
+                     "additionalPrinterColumns": [{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}]}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn crd_registration_and_discovery() {
+        let mut r = Registry::new();
+        let types = Registry::types_from_crd(&crd()).unwrap();
+        assert_eq!(types.len(), 2);
+        r.register_crd("widgets.example.com", types).unwrap();
+        let t = r.by_kind("example.com/v1", "Widget").unwrap();
+        assert!(t.has_status && t.namespaced);
+        assert_eq!(t.scale.as_ref().unwrap().spec_replicas_path, ".spec.size");
+        assert_eq!(t.printer_columns.len(), 1);
+        assert!(
+            !r.by_resource("example.com", "v1alpha1", "widgets")
+                .unwrap()
+                .has_status
+        );
+        let groups = r.api_group_list();
+        let g = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "example.com")
+            .unwrap();
+        assert_eq!(g["preferredVersion"]["version"], "v1");
+        let list = r.api_resource_list("example.com", "v1").unwrap();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["name"].as_str())
+            .collect();
+        assert_eq!(names, ["widgets", "widgets/status", "widgets/scale"]);
+        assert_eq!(
+            r.unregister_crd("widgets.example.com"),
+            vec![("example.com".to_string(), "widgets".to_string())]
+        );
+        assert!(r.by_kind("example.com/v1", "Widget").is_none());
+        assert!(r.api_resource_list("example.com", "v1").is_none());
+    }
+
+    #[test]
+    fn crd_validation() {
+        let mut bad = crd();
+        bad["metadata"]["name"] = json!("wrong");
+        assert_eq!(Registry::types_from_crd(&bad).unwrap_err().code, 422);
+        let mut bad = crd();
+        bad["spec"]["versions"] = json!([]);
+        assert!(Registry::types_from_crd(&bad).is_err());
+    }
+
+    #[test]
+    fn builtins_discovery() {
+        let r = Registry::new();
+        let core = r.api_resource_list("", "v1").unwrap();
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "pods")
+            .unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "pods/status")
+        );
+        let apps = r.api_resource_list("apps", "v1").unwrap();
+        assert!(
+            apps["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "deployments/scale")
+        );
+        assert!(r.by_kind("v1", "Pod").is_some());
+        assert!(r.by_kind("apps/v1", "Deployment").is_some());
+        assert!(version_priority("v1") > version_priority("v2beta1"));
+        assert!(version_priority("v1beta2") > version_priority("v1beta1"));
+        assert!(version_priority("v1alpha1") > version_priority("foo"));
+    }
+}

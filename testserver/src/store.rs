@@ -1,0 +1,1237 @@
+//! The object store: typed by [`ResourceType`], a global resourceVersion counter, bounded per-type watch
+//! history, and the last configuration applied by each server-side-apply field manager.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::patch;
+use crate::registry::{Registry, ResourceType, StoreKey};
+use crate::selector::{FieldSelector, LabelSelector};
+
+/// How many events of each resource type are kept for watches that resume from a resourceVersion.
+pub const HISTORY_PER_TYPE: usize = 4096;
+
+/// Watch event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Object created.
+    Added,
+    /// Object changed.
+    Modified,
+    /// Object deleted.
+    Deleted,
+}
+
+impl EventKind {
+    /// The watch wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            EventKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A stored change.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// Type of change.
+    pub kind: EventKind,
+    /// Which storage.
+    pub key: StoreKey,
+    /// The object after the change (for deletes: the last state, with the deletion's resourceVersion).
+    pub object: Value,
+    /// The object before the change (for `Modified`), used to turn selector transitions into ADDED/DELETED.
+    pub old: Option<Value>,
+}
+
+/// The part of an object a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    /// The object itself.
+    Main,
+    /// `/status`.
+    Status,
+    /// `/scale`.
+    Scale,
+}
+
+impl Sub {
+    fn name(self) -> &'static str {
+        match self {
+            Sub::Main => "",
+            Sub::Status => "status",
+            Sub::Scale => "scale",
+        }
+    }
+}
+
+/// Patch flavours, by `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+    /// `application/apply-patch+yaml`.
+    Apply {
+        /// `fieldManager`.
+        manager: String,
+    },
+}
+
+/// Filters of a list or watch.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Namespace, None for all (or cluster-scoped).
+    pub namespace: Option<String>,
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    /// Whether an object passes.
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace {
+            if obj.pointer("/metadata/namespace").and_then(Value::as_str) != Some(ns.as_str()) {
+                return false;
+            }
+        }
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+}
+
+/// What a new watch starts from.
+pub struct WatchStart {
+    /// Current objects to send as ADDED first (when starting from "now").
+    pub initial: Vec<Value>,
+    /// History events to replay (when resuming from a resourceVersion).
+    pub replay: Vec<Arc<Event>>,
+    /// Live events after the snapshot.
+    pub live: broadcast::Receiver<Arc<Event>>,
+    /// The resourceVersion of the snapshot.
+    pub rv: u64,
+}
+
+type ObjKey = (String, String);
+type AppliedKey = (StoreKey, String, String, &'static str, String);
+
+struct State {
+    registry: Registry,
+    rv: u64,
+    objects: HashMap<StoreKey, BTreeMap<ObjKey, Value>>,
+    history: HashMap<StoreKey, VecDeque<Arc<Event>>>,
+    compacted: HashMap<StoreKey, u64>,
+    applied: HashMap<AppliedKey, Value>,
+    rng: u64,
+}
+
+/// The shared store.
+pub struct Store {
+    state: Mutex<State>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Current time, RFC 3339 with second precision, like the API server writes it.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+}
+
+fn metadata_mut(obj: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
+    let map = obj
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("object must be a JSON object"))?;
+    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        return Err(ApiError::bad_request("metadata must be an object"));
+    }
+    meta.as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+/// `.a.b` dotted path lookup.
+pub fn get_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(obj, |cur, seg| cur.get(seg))
+}
+
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let segs: Vec<&str> = path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut cur = obj;
+    for seg in segs.iter().take(segs.len().saturating_sub(1)) {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m
+            .entry(seg.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let (Some(last), true) = (segs.last(), cur.is_object() || cur.is_null()) {
+        if cur.is_null() {
+            *cur = Value::Object(Map::new());
+        }
+        if let Value::Object(m) = cur {
+            m.insert(last.to_string(), value);
+        }
+    }
+}
+
+/// Everything except `metadata` and `status`: a change here bumps `metadata.generation`.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| -> Map<String, Value> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    strip(old) != strip(new)
+}
+
+/// Set `apiVersion` and `kind` for the version the object is served at.
+pub fn with_type(rt: &ResourceType, mut obj: Value) -> Value {
+    if let Value::Object(m) = &mut obj {
+        m.insert("apiVersion".into(), Value::String(rt.api_version()));
+        m.insert("kind".into(), Value::String(rt.kind.clone()));
+    }
+    obj
+}
+
+fn label_selector_string(obj: &Value) -> Option<String> {
+    let labels = obj.pointer("/spec/selector/matchLabels")?.as_object()?;
+    Some(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+impl State {
+    fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn new_uid(&mut self) -> String {
+        let a = self.next_random();
+        let b = self.next_random();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            ((b >> 48) & 0x3fff) | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn random_suffix(&mut self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut r = self.next_random();
+        (0..5)
+            .map(|_| {
+                let i = (r % ALPHABET.len() as u64) as usize;
+                r /= ALPHABET.len() as u64;
+                ALPHABET.get(i).map_or('x', |&c| c as char)
+            })
+            .collect()
+    }
+
+    fn record(&mut self, events: &broadcast::Sender<Arc<Event>>, event: Event) {
+        let event = Arc::new(event);
+        let hist = self.history.entry(event.key.clone()).or_default();
+        hist.push_back(event.clone());
+        while hist.len() > HISTORY_PER_TYPE {
+            if let Some(old) = hist.pop_front() {
+                self.compacted.insert(old.key.clone(), old.rv);
+            }
+        }
+        // No receivers is fine.
+        let _ = events.send(event);
+    }
+
+    fn object_key(rt: &ResourceType, ns: Option<&str>, name: &str) -> ObjKey {
+        (
+            if rt.namespaced {
+                ns.unwrap_or("default").to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        )
+    }
+
+    fn current(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.objects
+            .get(&rt.store_key())
+            .and_then(|m| m.get(&Self::object_key(rt, ns, name)))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))
+    }
+
+    /// Side effects of writing a CRD or namespace: status and type registration.
+    fn prepare_special(
+        &mut self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        creating: bool,
+    ) -> Result<(), ApiError> {
+        if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+        {
+            let types = Registry::types_from_crd(obj)?;
+            let name = meta_str(obj, "name").unwrap_or_default().to_string();
+            let mut test = self.registry.clone();
+            test.register_crd(&name, types)?;
+            let now = now_rfc3339();
+            let storage: Vec<Value> = obj
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                        .filter_map(|v| v.get("name").cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let names = obj.pointer("/spec/names").cloned().unwrap_or(Value::Null);
+            if let Value::Object(m) = obj {
+                m.insert(
+                    "status".into(),
+                    json!({
+                        "acceptedNames": names,
+                        "storedVersions": storage,
+                        "conditions": [
+                            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                             "message": "no conflicts found", "lastTransitionTime": now},
+                            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                             "message": "the initial names have been accepted", "lastTransitionTime": now}
+                        ]
+                    }),
+                );
+            }
+        } else if creating && rt.crd.is_none() && rt.group.is_empty() && rt.plural == "namespaces" {
+            if let Value::Object(m) = obj {
+                m.insert("status".into(), json!({"phase": "Active"}));
+            }
+        }
+        Ok(())
+    }
+
+    fn after_write(&mut self, rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+        if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+        {
+            let name = meta_str(obj, "name").unwrap_or_default().to_string();
+            let types = Registry::types_from_crd(obj)?;
+            self.registry.register_crd(&name, types)?;
+        }
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        check_type(rt, &obj)?;
+        let url_ns = if rt.namespaced {
+            Some(ns.unwrap_or("default").to_string())
+        } else {
+            None
+        };
+        let key = rt.store_key();
+        let meta = metadata_mut(&mut obj)?;
+        match (meta.get("namespace").and_then(Value::as_str), &url_ns) {
+            (Some(body_ns), Some(u)) if !body_ns.is_empty() && body_ns != u => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            if generate.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    rt.kind
+                )));
+            }
+            loop {
+                let candidate = format!("{generate}{}", self.random_suffix());
+                let exists = self
+                    .objects
+                    .get(&key)
+                    .is_some_and(|m| m.contains_key(&Self::object_key(rt, url_ns.as_deref(), &candidate)));
+                if !exists {
+                    name = candidate;
+                    break;
+                }
+            }
+        }
+        let okey = Self::object_key(rt, url_ns.as_deref(), &name);
+        if self.objects.get(&key).is_some_and(|m| m.contains_key(&okey)) {
+            return Err(ApiError::already_exists(&rt.qualified(), &name));
+        }
+        let uid = self.new_uid();
+        let rv = self.rv + 1;
+        let meta = metadata_mut(&mut obj)?;
+        meta.insert("name".into(), json!(name));
+        match &url_ns {
+            Some(n) => meta.insert("namespace".into(), json!(n)),
+            None => meta.remove("namespace"),
+        };
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("generation".into(), json!(1));
+        meta.remove("deletionTimestamp");
+        meta.remove("managedFields");
+        if rt.has_status {
+            if let Value::Object(m) = &mut obj {
+                m.remove("status");
+            }
+        }
+        self.prepare_special(rt, &mut obj, true)?;
+        let obj = with_type(rt, obj);
+        self.after_write(rt, &obj)?;
+        self.rv = rv;
+        self.objects
+            .entry(key.clone())
+            .or_default()
+            .insert(okey, obj.clone());
+        self.record(
+            events,
+            Event {
+                rv,
+                kind: EventKind::Added,
+                key,
+                object: obj.clone(),
+                old: None,
+            },
+        );
+        Ok(obj)
+    }
+
+    /// The common update pipeline: `candidate` is the full new object (main/status) or Scale (scale).
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+        candidate: Value,
+    ) -> Result<Value, ApiError> {
+        let old = self.current(rt, ns, name)?;
+        if !candidate.is_object() {
+            return Err(ApiError::bad_request("object must be a JSON object"));
+        }
+        if sub != Sub::Scale {
+            check_type(rt, &candidate)?;
+        }
+        if let Some(body_name) = meta_str(&candidate, "name").filter(|n| !n.is_empty()) {
+            if body_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        if let Some(body_rv) = meta_str(&candidate, "resourceVersion").filter(|r| !r.is_empty()) {
+            if Some(body_rv) != meta_str(&old, "resourceVersion") {
+                return Err(ApiError::conflict(&rt.qualified(), name));
+            }
+        }
+        let mut new = match sub {
+            Sub::Main => {
+                let mut new = candidate;
+                if rt.has_status {
+                    if let Value::Object(m) = &mut new {
+                        match old.get("status") {
+                            Some(s) => m.insert("status".into(), s.clone()),
+                            None => m.remove("status"),
+                        };
+                    }
+                }
+                new
+            }
+            Sub::Status => {
+                let mut new = old.clone();
+                if let Value::Object(m) = &mut new {
+                    match candidate.get("status") {
+                        Some(s) if !s.is_null() => m.insert("status".into(), s.clone()),
+                        _ => m.remove("status"),
+                    };
+                }
+                new
+            }
+            Sub::Scale => {
+                let spec = rt
+                    .scale
+                    .as_ref()
+                    .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
+                let replicas = candidate
+                    .pointer("/spec/replicas")
+                    .filter(|r| r.is_u64())
+                    .cloned()
+                    .ok_or_else(|| ApiError::invalid("Scale is invalid: spec.replicas: Required value"))?;
+                let mut new = old.clone();
+                set_path(&mut new, &spec.spec_replicas_path, replicas);
+                new
+            }
+        };
+        // Server-managed metadata always comes from the stored object.
+        let old_meta = old
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        {
+            let meta = metadata_mut(&mut new)?;
+            if sub != Sub::Main {
+                *meta = old_meta.clone();
+            }
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "resourceVersion",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+            meta.remove("managedFields");
+        }
+        self.prepare_special(rt, &mut new, false)?;
+        let new = with_type(rt, new);
+        let old_typed = with_type(rt, old.clone());
+        if new == old_typed {
+            return Ok(new);
+        }
+        let mut new = new;
+        let rv = self.rv + 1;
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+        let bump = spec_changed(&old, &new);
+        {
+            let meta = metadata_mut(&mut new)?;
+            meta.insert("resourceVersion".into(), json!(rv.to_string()));
+            meta.insert(
+                "generation".into(),
+                json!(if bump { generation + 1 } else { generation }),
+            );
+        }
+        self.after_write(rt, &new)?;
+        self.rv = rv;
+        let key = rt.store_key();
+        self.objects
+            .entry(key.clone())
+            .or_default()
+            .insert(Self::object_key(rt, ns, name), new.clone());
+        self.record(
+            events,
+            Event {
+                rv,
+                kind: EventKind::Modified,
+                key,
+                object: new.clone(),
+                old: Some(old),
+            },
+        );
+        Ok(new)
+    }
+
+    fn delete(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = rt.store_key();
+        let okey = Self::object_key(rt, ns, name);
+        let mut obj = self
+            .objects
+            .get_mut(&key)
+            .and_then(|m| m.remove(&okey))
+            .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
+        self.rv += 1;
+        let rv = self.rv;
+        if let Ok(meta) = metadata_mut(&mut obj) {
+            meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        }
+        self.applied
+            .retain(|(k, n, o, _, _), _| !(k == &key && n == &okey.0 && o == &okey.1));
+        self.record(
+            events,
+            Event {
+                rv,
+                kind: EventKind::Deleted,
+                key,
+                object: obj.clone(),
+                old: None,
+            },
+        );
+        if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+        {
+            for store in self.registry.unregister_crd(name) {
+                let objs = self.objects.remove(&store).unwrap_or_default();
+                for (okey, mut o) in objs {
+                    self.rv += 1;
+                    let rv = self.rv;
+                    if let Ok(meta) = metadata_mut(&mut o) {
+                        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+                    }
+                    self.applied
+                        .retain(|(k, n, on, _, _), _| !(k == &store && n == &okey.0 && on == &okey.1));
+                    self.record(
+                        events,
+                        Event {
+                            rv,
+                            kind: EventKind::Deleted,
+                            key: store.clone(),
+                            object: o,
+                            old: None,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(with_type(rt, obj))
+    }
+}
+
+fn check_type(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
+        if kind != rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the object ({kind}) does not match the kind of the request ({})",
+                rt.kind
+            )));
+        }
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+        let group = av.rsplit_once('/').map_or("", |(g, _)| g);
+        if group != rt.group {
+            return Err(ApiError::bad_request(format!(
+                "the API version of the object ({av}) does not match the group of the request ({})",
+                rt.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `autoscaling/v1` Scale view of an object.
+pub fn scale_view(rt: &ResourceType, obj: &Value) -> Option<Value> {
+    let spec = rt.scale.as_ref()?;
+    let meta = obj.get("metadata").and_then(Value::as_object);
+    let pick = |f: &str| meta.and_then(|m| m.get(f)).cloned().unwrap_or(Value::Null);
+    let selector = match &spec.label_selector_path {
+        Some(p) => get_path(obj, p).and_then(Value::as_str).map(str::to_string),
+        None => label_selector_string(obj),
+    };
+    let mut metadata = json!({
+        "name": pick("name"), "namespace": pick("namespace"), "uid": pick("uid"),
+        "resourceVersion": pick("resourceVersion"), "creationTimestamp": pick("creationTimestamp"),
+    });
+    if !rt.namespaced {
+        if let Value::Object(m) = &mut metadata {
+            m.remove("namespace");
+        }
+    }
+    let mut status =
+        json!({"replicas": get_path(obj, &spec.status_replicas_path).cloned().unwrap_or(json!(0))});
+    if let (Some(sel), Value::Object(m)) = (selector, &mut status) {
+        m.insert("selector".into(), json!(sel));
+    }
+    Some(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": get_path(obj, &spec.spec_replicas_path).cloned().unwrap_or(json!(0))},
+        "status": status,
+    }))
+}
+
+impl Store {
+    /// An empty store with the built-in types and namespaces `default`, `kube-system`, `kube-public`.
+    pub fn new() -> Self {
+        let seed = jiff::Timestamp::now().as_nanosecond() as u64;
+        let (events, _) = broadcast::channel(8192);
+        let store = Store {
+            state: Mutex::new(State {
+                registry: Registry::new(),
+                rv: 0,
+                objects: HashMap::new(),
+                history: HashMap::new(),
+                compacted: HashMap::new(),
+                applied: HashMap::new(),
+                rng: seed,
+            }),
+            events,
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            // Cannot fail on an empty store; ignore to stay panic-free.
+            let _ = store
+                .create_by_kind(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        State::lock(&self.state)
+    }
+
+    /// A snapshot of the registry.
+    pub fn registry(&self) -> Registry {
+        self.lock().registry.clone()
+    }
+
+    /// Resolve by URL parts.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
+        self.lock().registry.by_resource(group, version, plural).cloned()
+    }
+
+    /// Resolve by apiVersion + kind.
+    pub fn resolve_kind(&self, api_version: &str, kind: &str) -> Result<ResourceType, ApiError> {
+        self.lock()
+            .registry
+            .by_kind(api_version, kind)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found_message(format!(
+                    "the server could not find the requested resource ({kind} {api_version})"
+                ))
+            })
+    }
+
+    /// Get one object.
+    pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.lock().current(rt, ns, name).map(|o| with_type(rt, o))
+    }
+
+    /// List matching objects, and the current resourceVersion.
+    pub fn list(&self, rt: &ResourceType, filter: &Filter) -> (Vec<Value>, u64) {
+        let st = self.lock();
+        let items = st
+            .objects
+            .get(&rt.store_key())
+            .map(|m| {
+                m.values()
+                    .filter(|o| filter.matches(o))
+                    .map(|o| with_type(rt, o.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (items, st.rv)
+    }
+
+    /// Create.
+    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+        self.lock().create(&self.events, rt, ns, obj)
+    }
+
+    /// Create by the object's apiVersion/kind/metadata.namespace.
+    pub fn create_by_kind(&self, obj: Value) -> Result<Value, ApiError> {
+        let (rt, ns) = self.locate(&obj)?;
+        self.create(&rt, ns.as_deref(), obj)
+    }
+
+    /// Find type and namespace of an object from its own fields.
+    pub fn locate(&self, obj: &Value) -> Result<(ResourceType, Option<String>), ApiError> {
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("apiVersion is required"))?;
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("kind is required"))?;
+        let rt = self.resolve_kind(av, kind)?;
+        let ns = rt
+            .namespaced
+            .then(|| meta_str(obj, "namespace").unwrap_or("default").to_string());
+        Ok((rt, ns))
+    }
+
+    /// Replace (PUT) the object or a subresource.
+    pub fn replace(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.lock().update(&self.events, rt, ns, name, sub, obj)
+    }
+
+    /// Read the object or a subresource view (Scale for `Sub::Scale`).
+    pub fn get_sub(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+    ) -> Result<Value, ApiError> {
+        let obj = self.get(rt, ns, name)?;
+        match sub {
+            Sub::Scale => scale_view(rt, &obj).ok_or_else(|| ApiError::not_found(&rt.qualified(), name)),
+            _ => Ok(obj),
+        }
+    }
+
+    /// Patch the object or a subresource.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+        ptype: &PatchType,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        if *ptype == PatchType::Strategic && !rt.supports_strategic_merge() {
+            return Err(ApiError::unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        let mut st = self.lock();
+        let current = match st.current(rt, ns, name) {
+            Ok(c) => with_type(rt, c),
+            Err(e) => {
+                if let (PatchType::Apply { manager }, Sub::Main) = (ptype, sub) {
+                    let mut applied = body.clone();
+                    if rt.has_status {
+                        if let Value::Object(m) = &mut applied {
+                            m.remove("status");
+                        }
+                    }
+                    if let Ok(meta) = metadata_mut(&mut applied) {
+                        meta.entry("name").or_insert_with(|| json!(name));
+                    }
+                    let created = st.create(&self.events, rt, ns, applied.clone())?;
+                    let okey = State::object_key(rt, ns, name);
+                    st.applied.insert(
+                        (rt.store_key(), okey.0, okey.1, sub.name(), manager.clone()),
+                        applied,
+                    );
+                    return Ok(created);
+                }
+                return Err(e);
+            }
+        };
+        let view = match sub {
+            Sub::Scale => {
+                scale_view(rt, &current).ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?
+            }
+            _ => current.clone(),
+        };
+        let candidate = match ptype {
+            PatchType::Merge => {
+                let mut v = view;
+                patch::merge_patch(&mut v, body);
+                v
+            }
+            PatchType::Strategic => {
+                let mut v = view;
+                patch::strategic_merge(&mut v, body);
+                v
+            }
+            PatchType::Json => patch::json_patch(&view, body)?,
+            PatchType::Apply { manager } => {
+                if !body.is_object() {
+                    return Err(ApiError::bad_request("apply configuration must be an object"));
+                }
+                let mut applied = body.clone();
+                if let Value::Object(m) = &mut applied {
+                    match sub {
+                        Sub::Main if rt.has_status => {
+                            m.remove("status");
+                        }
+                        Sub::Status => m.retain(|k, _| {
+                            matches!(k.as_str(), "status" | "apiVersion" | "kind" | "metadata")
+                        }),
+                        _ => {}
+                    }
+                }
+                let okey = State::object_key(rt, ns, name);
+                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), manager.clone());
+                let previous = st.applied.get(&akey).cloned().unwrap_or(Value::Null);
+                let mut v = view;
+                patch::remove_unapplied(&mut v, &previous, &applied);
+                patch::apply_merge(&mut v, &applied);
+                let result = st.update(&self.events, rt, ns, name, sub, v)?;
+                st.applied.insert(akey, applied);
+                return Ok(result);
+            }
+        };
+        let updated = st.update(&self.events, rt, ns, name, sub, candidate)?;
+        match sub {
+            Sub::Scale => scale_view(rt, &updated).ok_or_else(|| ApiError::not_found(&rt.qualified(), name)),
+            _ => Ok(updated),
+        }
+    }
+
+    /// Delete.
+    pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.lock().delete(&self.events, rt, ns, name)
+    }
+
+    /// Start a watch: from "now" with the current objects as ADDED (`from_rv` None), or resuming after
+    /// `from_rv` from the kept history (410 Gone if it is older than the history).
+    pub fn watch(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        from_rv: Option<u64>,
+    ) -> Result<WatchStart, ApiError> {
+        let st = self.lock();
+        let key = rt.store_key();
+        let live = self.events.subscribe();
+        match from_rv {
+            None => {
+                let initial = st
+                    .objects
+                    .get(&key)
+                    .map(|m| m.values().filter(|o| filter.matches(o)).cloned().collect())
+                    .unwrap_or_default();
+                Ok(WatchStart {
+                    initial,
+                    replay: Vec::new(),
+                    live,
+                    rv: st.rv,
+                })
+            }
+            Some(n) => {
+                if st.compacted.get(&key).is_some_and(|&c| n < c) {
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {n} ({})",
+                        st.compacted.get(&key).copied().unwrap_or(0) + 1
+                    )));
+                }
+                let replay = st
+                    .history
+                    .get(&key)
+                    .map(|h| h.iter().filter(|e| e.rv > n).cloned().collect())
+                    .unwrap_or_default();
+                Ok(WatchStart {
+                    initial: Vec::new(),
+                    replay,
+                    live,
+                    rv: st.rv,
+                })
+            }
+        }
+    }
+
+    /// Forget all watch history: every watch resuming from an earlier resourceVersion then gets 410 Gone.
+    pub fn compact(&self) {
+        let mut st = self.lock();
+        let rv = st.rv;
+        let keys: Vec<StoreKey> = st
+            .history
+            .keys()
+            .cloned()
+            .chain(st.objects.keys().cloned())
+            .collect();
+        for k in keys {
+            st.compacted.insert(k, rv);
+        }
+        st.history.clear();
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(name: &str, replicas: u64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "ns"},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
+               "status": {"replicas": 7}})
+    }
+
+    fn rt(store: &Store) -> ResourceType {
+        store.resolve("apps", "v1", "deployments").unwrap()
+    }
+
+    #[test]
+    fn create_sets_metadata_and_drops_status() {
+        let s = Store::new();
+        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert!(d["metadata"]["uid"].as_str().unwrap().len() == 36);
+        assert!(
+            d["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+        assert!(d.get("status").is_none());
+        assert_eq!(s.create_by_kind(deploy("a", 1)).unwrap_err().code, 409);
+        let mut g = deploy("", 1);
+        g["metadata"]["generateName"] = json!("web-");
+        let g = s.create_by_kind(g).unwrap();
+        assert!(g["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+        assert_eq!(g["metadata"]["name"].as_str().unwrap().len(), 9);
+        assert_eq!(s.create_by_kind(deploy("", 1)).unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn generation_bumps_on_spec_change_only() {
+        let s = Store::new();
+        let t = rt(&s);
+        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        let rv0 = d["metadata"]["resourceVersion"].clone();
+        // Label change: rv bumps, generation does not.
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Main,
+                &PatchType::Merge,
+                &json!({"metadata": {"labels": {"x": "y"}}}),
+            )
+            .unwrap();
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert_ne!(d["metadata"]["resourceVersion"], rv0);
+        // Spec change bumps.
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Main,
+                &PatchType::Merge,
+                &json!({"spec": {"replicas": 3}}),
+            )
+            .unwrap();
+        assert_eq!(d["metadata"]["generation"], 2);
+        // No-op: nothing changes, not even rv.
+        let rv = d["metadata"]["resourceVersion"].clone();
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Main,
+                &PatchType::Merge,
+                &json!({"spec": {"replicas": 3}}),
+            )
+            .unwrap();
+        assert_eq!(d["metadata"]["resourceVersion"], rv);
+        // Status: no generation bump, spec untouched; main writes ignore status.
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Status,
+                &PatchType::Merge,
+                &json!({"spec": {"replicas": 9}, "status": {"replicas": 3}}),
+            )
+            .unwrap();
+        assert_eq!(d["metadata"]["generation"], 2);
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(d["status"]["replicas"], 3);
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Main,
+                &PatchType::Merge,
+                &json!({"status": {"replicas": 1}}),
+            )
+            .unwrap();
+        assert_eq!(d["status"]["replicas"], 3);
+    }
+
+    #[test]
+    fn conflicts_and_scale() {
+        let s = Store::new();
+        let t = rt(&s);
+        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        let mut stale = d.clone();
+        s.patch(
+            &t,
+            Some("ns"),
+            "a",
+            Sub::Main,
+            &PatchType::Merge,
+            &json!({"spec": {"replicas": 2}}),
+        )
+        .unwrap();
+        stale["spec"]["replicas"] = json!(5);
+        assert_eq!(
+            s.replace(&t, Some("ns"), "a", Sub::Main, stale.clone())
+                .unwrap_err()
+                .code,
+            409
+        );
+        let rv_patch = json!({"metadata": {"resourceVersion": d["metadata"]["resourceVersion"]}, "spec": {"replicas": 4}});
+        assert_eq!(
+            s.patch(&t, Some("ns"), "a", Sub::Main, &PatchType::Merge, &rv_patch)
+                .unwrap_err()
+                .code,
+            409
+        );
+        let sc = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Scale,
+                &PatchType::Merge,
+                &json!({"spec": {"replicas": 6}}),
+            )
+            .unwrap();
+        assert_eq!(sc["kind"], "Scale");
+        assert_eq!(sc["spec"]["replicas"], 6);
+        assert_eq!(sc["status"]["selector"], "app=a");
+        assert_eq!(s.get(&t, Some("ns"), "a").unwrap()["spec"]["replicas"], 6);
+    }
+
+    #[test]
+    fn apply_tracks_managers_per_subresource() {
+        let s = Store::new();
+        let t = rt(&s);
+        let apply = |sub, body: Value, m: &str| {
+            s.patch(
+                &t,
+                Some("ns"),
+                "a",
+                sub,
+                &PatchType::Apply { manager: m.into() },
+                &body,
+            )
+        };
+        assert_eq!(
+            apply(Sub::Status, json!({"status": {}}), "m").unwrap_err().code,
+            404
+        );
+        let d = apply(Sub::Main, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 1}}), "m").unwrap();
+        assert_eq!(d["metadata"]["namespace"], "ns");
+        let d = apply(
+            Sub::Main,
+            json!({"metadata": {"name": "a", "labels": {"a": "1"}}, "spec": {"replicas": 1}}),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(d["metadata"]["labels"], json!({"a": "1"}));
+        apply(Sub::Status, json!({"status": {"conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}]}}), "m").unwrap();
+        apply(
+            Sub::Status,
+            json!({"status": {"conditions": [{"type": "C", "status": "True"}]}}),
+            "other",
+        )
+        .unwrap();
+        let d = apply(
+            Sub::Status,
+            json!({"status": {"conditions": [{"type": "A", "status": "False"}]}}),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            d["status"]["conditions"],
+            json!([{"type": "A", "status": "False"}, {"type": "C", "status": "True"}])
+        );
+        assert_eq!(d["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn watch_history_and_gone() {
+        let s = Store::new();
+        let t = rt(&s);
+        s.create_by_kind(deploy("a", 1)).unwrap();
+        let rv = s.resource_version();
+        s.create_by_kind(deploy("b", 1)).unwrap();
+        s.delete(&t, Some("ns"), "a").unwrap();
+        let w = s.watch(&t, &Filter::default(), Some(rv)).unwrap();
+        let kinds: Vec<EventKind> = w.replay.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Added, EventKind::Deleted]);
+        let w = s.watch(&t, &Filter::default(), None).unwrap();
+        assert_eq!(w.initial.len(), 1);
+        s.compact();
+        assert_eq!(
+            s.watch(&t, &Filter::default(), Some(rv)).err().map(|e| e.code),
+            Some(410)
+        );
+        assert!(
+            s.watch(&t, &Filter::default(), Some(s.resource_version()))
+                .is_ok()
+        );
+    }
+}

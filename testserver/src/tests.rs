@@ -1,0 +1,1 @@
+//! HTTP-level tests with kube::Client.
