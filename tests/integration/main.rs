@@ -1,3 +1,10 @@
 //! The one integration-test binary: every scenario lives in a module here so the suite links once.
 
+mod check;
+mod crd;
+#[path = "../../examples/flaky-app/app.rs"]
+#[allow(dead_code)]
+mod flaky;
 mod kubectl;
+mod prober;
+mod support;
