@@ -91,6 +91,12 @@ impl<C: Clock> Clock for OffsetClock<C> {
     }
 }
 
+/// `t` truncated to whole seconds: the precision of Kubernetes `Time` in status, so a value
+/// written there reads back equal (marks such as `apphealth.io/restartedAt` are compared that way).
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 /// `now + d`, saturating.
 pub fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
@@ -121,6 +127,16 @@ mod tests {
         let clock = TokioClock::starting_at(start);
         tokio::time::advance(std::time::Duration::from_secs(300)).await;
         assert_eq!(clock.now(), "2026-01-01T00:05:00Z".parse().unwrap());
+    }
+
+    #[test]
+    fn whole_seconds_survive_a_round_trip_through_status() {
+        let t: Timestamp = "2026-01-01T00:00:01.987654321Z".parse().unwrap();
+        let truncated = whole_seconds(t);
+        assert_eq!(truncated.to_string(), "2026-01-01T00:00:01Z");
+        let json = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(truncated)).unwrap();
+        let back: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time = serde_json::from_value(json).unwrap();
+        assert_eq!(back.0, truncated);
     }
 
     #[test]

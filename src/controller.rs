@@ -303,7 +303,8 @@ async fn pipeline(
     old: &AppHealthPolicyStatus,
     ctx: &Context,
 ) -> Result<Outcome> {
-    let now = ctx.clock.now();
+    // Whole seconds: what status can hold, so marks written there compare equal when read back.
+    let now = clock::whole_seconds(ctx.clock.now());
     let generation = policy.metadata.generation;
     let mut status = old.clone();
     status.observed_generation = generation;

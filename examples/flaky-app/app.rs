@@ -6,7 +6,10 @@
 //! 200 after `slow_delay`), `hang` (never answers).
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -59,12 +62,13 @@ impl std::fmt::Display for Mode {
 #[derive(Clone)]
 pub struct Flaky {
     mode: Arc<Mutex<Mode>>,
+    hits: Arc<AtomicU64>,
     slow_delay: Duration,
 }
 
 impl Flaky {
     pub fn new(slow_delay: Duration) -> Self {
-        Self { mode: Arc::new(Mutex::new(Mode::Healthy)), slow_delay }
+        Self { mode: Arc::new(Mutex::new(Mode::Healthy)), hits: Arc::default(), slow_delay }
     }
 
     pub fn set(&self, mode: Mode) {
@@ -73,6 +77,11 @@ impl Flaky {
 
     pub fn mode(&self) -> Mode {
         *self.mode.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Health checks answered (or started) so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
     }
 
     pub fn router(&self) -> Router {
@@ -94,6 +103,7 @@ impl Flaky {
 }
 
 async fn health(State(app): State<Flaky>) -> (StatusCode, String) {
+    app.hits.fetch_add(1, Ordering::SeqCst);
     match app.mode() {
         Mode::Healthy => (StatusCode::OK, "ok\n".into()),
         Mode::Status(code) => {

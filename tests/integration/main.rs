@@ -1,10 +1,12 @@
 //! The one integration-test binary: every scenario lives in a module here so the suite links once.
 
 mod check;
+mod controller;
 mod crd;
 #[path = "../../examples/flaky-app/app.rs"]
 #[allow(dead_code)]
 mod flaky;
+mod harness;
 mod kubectl;
 mod prober;
 mod support;

@@ -1,0 +1,281 @@
+//! Controller scenarios end to end: the real kube-runtime Controller and kube::Client against the
+//! in-process API test server, with pods served by the flaky demo app on loopback IPs.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    flaky::Mode,
+    harness::{Harness, NS, PATIENCE, condition, restarted_at},
+    support::wait_until,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
+    let mut h = Harness::new(2).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+
+    let policy = h.wait_condition("web", "Healthy", "True", Some("ProbesSucceeding")).await;
+    let ready = condition(&policy, "Ready").unwrap();
+    assert_eq!(ready["status"], "True");
+    assert!(ready["message"].as_str().unwrap().starts_with("Probing 2 ready pods of Deployment web every 2s"), "{ready}");
+    assert_eq!(policy["status"]["targets"], json!({"probed": 2, "healthy": 2}));
+    assert_eq!(policy["status"]["observedGeneration"], 1);
+
+    // One pod starts answering 503.
+    h.pod("web-b").app.set(Mode::Status(503));
+    let policy = h.wait_condition("web", "Healthy", "False", Some("TriggerFired")).await;
+    let evidence = &policy["status"]["verdict"]["evidence"][0];
+    assert_eq!(evidence["trigger"], "consecutiveFailures");
+    assert_eq!(evidence["pods"], json!(["web-b"]));
+    assert!(evidence["message"].as_str().unwrap().contains("(last: HTTP 503), threshold 2"), "{evidence}");
+
+    // The ladder's first step ran: the annotation is on the pod template and matches status.
+    let policy = wait_until("the remediation result", PATIENCE, || async {
+        let p = h.policy("web");
+        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
+    })
+    .await;
+    let record = &policy["status"]["lastRemediation"];
+    assert_eq!(record["action"], "RolloutRestart");
+    assert_eq!(record["step"], 1);
+    assert_eq!(restarted_at(&h.deployment()).as_deref(), record["at"].as_str());
+    assert_eq!(condition(&policy, "Remediating").unwrap()["status"], "True");
+    assert_eq!(policy["status"]["ladder"]["step"], 1);
+    let note = h.wait_event("web", "RolloutRestarted").await;
+    assert!(note.contains("Ran RolloutRestart (step 1 of 1) on Deployment web"), "{note}");
+    assert!(note.contains("web-b"), "the event names the bad pod: {note}");
+    h.wait_event("web", "BecameUnhealthy").await;
+
+    // The app recovers: Healthy again, ladder closed, no second action.
+    h.pod("web-b").app.set(Mode::Healthy);
+    let policy = h.wait_condition("web", "Remediating", "False", Some("Recovered")).await;
+    assert_eq!(condition(&policy, "Healthy").unwrap()["status"], "True");
+    assert!(policy["status"]["ladder"].is_null(), "{}", policy["status"]);
+    assert_eq!(h.writes_to("/deployments/web"), 1, "exactly one patch of the Deployment");
+    h.wait_event("web", "Recovered").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_decides_and_reports_but_changes_nothing() {
+    let mut h = Harness::new(1).await;
+    h.set_all(Mode::Status(502));
+    h.create_policy("web", json!({"remediation": {"dryRun": true}}));
+    h.start_operator(None);
+
+    let policy = h.wait_condition("web", "RemediationBlocked", "True", Some("DryRun")).await;
+    let message = condition(&policy, "RemediationBlocked").unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("would run RolloutRestart (step 1 of 1)"), "{message}");
+    let note = h.wait_event("web", "DryRun").await;
+    assert!(note.contains("would run RolloutRestart") && note.contains("HTTP 502"), "{note}");
+    assert_eq!(condition(&policy, "Remediating").unwrap()["status"], "False");
+    assert!(policy["status"]["lastRemediation"].is_null());
+    assert_eq!(h.writes_to("/deployments/"), 0, "dry run must not touch the Deployment");
+    assert_eq!(restarted_at(&h.deployment()), None);
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_failure_inside_the_cooldown_is_held_back_until_it_expires() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({"remediation": {"cooldown": "1h", "steps": [{"action": "RolloutRestart", "timeout": "10s"}]}}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    h.set_all(Mode::Status(503));
+    h.wait_condition("web", "Remediating", "True", None).await;
+    h.set_all(Mode::Healthy);
+    h.wait_condition("web", "Remediating", "False", Some("Recovered")).await;
+
+    h.set_all(Mode::Status(503));
+    let policy = h.wait_condition("web", "RemediationBlocked", "True", Some("Cooldown")).await;
+    let message = condition(&policy, "RemediationBlocked").unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("cooldown of 1h holds RolloutRestart (step 1 of 1) back"), "{message}");
+    let note = h.wait_event("web", "Cooldown").await;
+    assert!(note.contains("cooldown of 1h"), "{note}");
+    assert_eq!(h.writes_to("/deployments/web"), 1, "the cooldown held the second restart back");
+    let first_mark = restarted_at(&h.deployment()).unwrap();
+
+    // An hour later (virtual), the guard lifts and the operator acts again.
+    h.clock.jump(Duration::from_secs(3601));
+    // Any event on the policy makes the controller look again; touch an annotation.
+    let mut policy = h.policy("web");
+    policy["metadata"]["annotations"] = json!({"touched": "1"});
+    h.server.replace(policy).unwrap();
+    let second = wait_until("a second restart after the cooldown", PATIENCE, || async {
+        restarted_at(&h.deployment()).filter(|m| *m != first_mark)
+    })
+    .await;
+    assert!(second > first_mark, "{second} should be later than {first_mark}");
+    assert_eq!(h.writes_to("/deployments/web"), 2);
+    h.stop_operator().await;
+}
+
+/// Seeds status as an operator would leave it had it crashed right after recording its intent.
+fn seed_pending_intent(h: &Harness, at: &str) {
+    h.server
+        .patch_status(
+            "apphealth.io/v1alpha1",
+            "AppHealthPolicy",
+            Some(NS),
+            "web",
+            json!({"status": {
+                "ladder": {"step": 1, "startedAt": at},
+                "lastRemediation": {"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}
+            }}),
+        )
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_recording_intent_completes_the_action_once() {
+    let mut h = Harness::new(1).await;
+    h.set_all(Mode::Status(503));
+    h.create_policy("web", json!({}));
+    let at = "2026-11-25T10:00:00Z";
+    seed_pending_intent(&h, at);
+    h.start_operator(Some(NS));
+
+    let policy = wait_until("the pending action to complete", PATIENCE, || async {
+        let p = h.policy("web");
+        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
+    })
+    .await;
+    assert_eq!(restarted_at(&h.deployment()).as_deref(), Some(at), "the action ran with its recorded mark");
+    assert_eq!(policy["status"]["lastRemediation"]["at"], at);
+    h.wait_event("web", "RemediationResumed").await;
+    // The target stays unhealthy, but the step is still within its timeout: no second action.
+    h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(h.writes_to("/deployments/web"), 1, "resumed once, not repeated");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it() {
+    let mut h = Harness::new(1).await;
+    h.set_all(Mode::Status(503));
+    h.create_policy("web", json!({}));
+    let at = "2026-11-25T10:00:00Z";
+    seed_pending_intent(&h, at);
+    // The action itself had already landed.
+    let mut deployment = h.deployment();
+    deployment["spec"]["template"]["metadata"]["annotations"] = json!({"apphealth.io/restartedAt": at});
+    h.server.replace(deployment).unwrap();
+    h.server.clear_requests();
+    h.start_operator(Some(NS));
+
+    let policy = wait_until("the pending action to be confirmed", PATIENCE, || async {
+        let p = h.policy("web");
+        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
+    })
+    .await;
+    let message = policy["status"]["lastRemediation"]["message"].as_str().unwrap();
+    assert!(message.contains("found applied after an operator restart; not repeated"), "{message}");
+    h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(h.writes_to("/deployments/"), 0, "the Deployment must not be patched again");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_steady_state_costs_zero_writes() {
+    let mut h = Harness::new(2).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    // Let the first rounds settle (the verdict is written once), then count.
+    let settled = h.pod("web-a").app.hits() + 2;
+    wait_until("two more probe rounds", PATIENCE, || async { (h.pod("web-a").app.hits() >= settled).then_some(()) }).await;
+    h.server.clear_requests();
+    let start: u64 = h.pods.iter().map(|p| p.app.hits()).sum();
+    // Ten healthy periods: five probes of each of the two pods.
+    wait_until("ten healthy periods", Duration::from_secs(60), || async {
+        let now: u64 = h.pods.iter().map(|p| p.app.hits()).sum();
+        (now >= start + 10).then_some(())
+    })
+    .await;
+    let writes: Vec<_> = h.server.requests().into_iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "healthy steady state wrote: {writes:?}");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policies_are_reported_and_do_not_disturb_the_good_one() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("good", json!({}));
+    h.create_policy("orphan", json!({"targetRef": {"name": "missing"}}));
+    h.create_policy("reversed", json!({"probe": {"http": {"successCodes": ["399-200"]}}}));
+    h.create_policy("no-port", json!({"probe": {"http": {"port": "metrics"}}}));
+    h.start_operator(Some(NS));
+
+    let orphan = h.wait_condition("orphan", "Ready", "False", Some("TargetNotFound")).await;
+    let message = condition(&orphan, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
+    assert_eq!(message, "Deployment missing was not found in namespace shop; probing starts when it appears.");
+    assert_eq!(condition(&orphan, "Healthy").unwrap()["status"], "Unknown");
+
+    let reversed = h.wait_condition("reversed", "Ready", "False", Some("InvalidSpec")).await;
+    let message = condition(&reversed, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("spec.probe.http.successCodes[0]: range \"399-200\" is empty"), "{message}");
+    h.wait_event("reversed", "InvalidSpec").await;
+
+    let no_port = h.wait_condition("no-port", "Ready", "False", Some("NoProbeTargets")).await;
+    let message = condition(&no_port, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("pod web-a has no container port named \"metrics\""), "{message}");
+
+    h.wait_condition("good", "Healthy", "True", None).await;
+
+    // The missing target appears: the workload watch brings the policy to life.
+    let mut deployment = h.deployment();
+    deployment["metadata"] = json!({"name": "missing", "namespace": NS});
+    h.server.create(deployment).unwrap();
+    h.wait_condition("orphan", "Ready", "True", Some("Probing")).await;
+    h.wait_condition("orphan", "Healthy", "True", None).await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_probing_and_says_so() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    let mut policy = h.policy("web");
+    policy["spec"]["suspend"] = json!(true);
+    h.server.replace(policy).unwrap();
+    let policy = h.wait_condition("web", "Ready", "False", Some("Suspended")).await;
+    assert_eq!(policy["status"]["observedGeneration"], 2);
+    assert_eq!(condition(&policy, "Healthy").unwrap()["status"], "Unknown");
+    assert_eq!(condition(&policy, "RemediationBlocked").unwrap()["reason"], "Suspended");
+
+    // A second, active policy is the witness that time passes: while it sees three more probe
+    // rounds, the suspended target gets at most the one round that may have been in flight.
+    let suspended_hits = h.pod("web-a").app.hits();
+    h.pod("web-a").app.set(Mode::Status(503));
+    let witness = h.add_workload("other").await;
+    h.create_policy("witness", json!({"targetRef": {"name": "other"}}));
+    let start = witness.hits();
+    wait_until("three probe rounds of the witness", PATIENCE, || async { (witness.hits() >= start + 3).then_some(()) })
+        .await;
+    let later = h.pod("web-a").app.hits();
+    assert!(later <= suspended_hits + 1, "probing continued while suspended: {suspended_hits} -> {later}");
+    assert_eq!(h.writes_to("/deployments/web"), 0, "no action while suspended");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_exits_with_a_hint_when_the_crd_is_missing() {
+    let server = apphealth_testserver::TestServer::start().await.unwrap();
+    let client = crate::harness::client(&server);
+    let err = apphealth_operator::controller::run(
+        client,
+        apphealth_operator::controller::Config::default(),
+        std::sync::Arc::new(apphealth_operator::clock::SystemClock),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("install it with: kubectl apply -f crds/"), "{err}");
+}

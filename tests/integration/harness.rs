@@ -1,0 +1,274 @@
+//! A whole environment for controller scenarios on one tokio runtime: the in-process API test
+//! server, "pods" served by the flaky demo app on distinct loopback IPs, and the real operator
+//! (`controller::run`) talking to the server through an unchanged `kube::Client`.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use apphealth_operator::{
+    api::AppHealthPolicy,
+    clock::{OffsetClock, SystemClock},
+    controller,
+};
+use apphealth_testserver::TestServer;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+use crate::{
+    flaky::{Flaky, Mode},
+    support::wait_until,
+};
+
+pub const NS: &str = "shop";
+
+/// How long a scenario waits for the operator to react before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Each harness takes its own block of loopback addresses, so parallel tests never share a port.
+static NEXT_BLOCK: AtomicU8 = AtomicU8::new(1);
+
+pub struct Pod {
+    pub name: String,
+    pub app: Flaky,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Harness {
+    pub server: TestServer,
+    block: u8,
+    pub clock: OffsetClock<SystemClock>,
+    pub pods: Vec<Pod>,
+    pub port: u16,
+    operator: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.operator.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn client(server: &TestServer) -> kube::Client {
+    let config = kube::Config::new(server.url().parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
+
+impl Harness {
+    /// A server with the CRD installed, Deployment `web` in `shop`, and `pods` ready pods serving
+    /// the flaky app on one port at 127.0.B.1, 127.0.B.2, …
+    pub async fn new(pods: usize) -> Self {
+        apphealth_operator::observe::prober::install_crypto_provider();
+        let server = TestServer::start().await.unwrap();
+        server.create(serde_json::to_value(AppHealthPolicy::crd()).unwrap()).unwrap();
+
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
+        let (port, listeners) = bind_same_port(block, pods).await;
+        server.create(deployment("web", port)).unwrap();
+        let mut harness =
+            Self { server, block, clock: OffsetClock::new(SystemClock), pods: Vec::new(), port, operator: None };
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let ip = listener.local_addr().unwrap().ip();
+            let app = Flaky::new(Duration::from_secs(10));
+            let task = app.serve(listener);
+            let name = format!("web-{}", (b'a' + u8::try_from(i).unwrap()) as char);
+            harness.add_pod(&name, ip, "web");
+            harness.pods.push(Pod { name, app, _task: task });
+        }
+        harness
+    }
+
+    /// Creates a ready pod of `app` at `ip`, with the `http` container port.
+    pub fn add_pod(&self, name: &str, ip: IpAddr, app: &str) {
+        self.server
+            .create(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "app", "image": "flaky",
+                          "ports": [{"name": "http", "containerPort": self.port}]}]}
+            }))
+            .unwrap();
+        self.server
+            .patch_status(
+                "v1",
+                "Pod",
+                Some(NS),
+                name,
+                json!({"status": {"phase": "Running", "podIP": ip.to_string(),
+                        "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap();
+    }
+
+    /// Adds Deployment `name` with one ready pod `{name}-a`, served by its own flaky app on the
+    /// harness port at the next loopback address of this harness's block.
+    pub async fn add_workload(&mut self, name: &str) -> Flaky {
+        self.server.create(deployment(name, self.port)).unwrap();
+        let octet = u8::try_from(self.pods.len() + 1).unwrap();
+        let ip: IpAddr = Ipv4Addr::new(127, 0, self.block, octet).into();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, self.port)).await.unwrap();
+        let app = Flaky::new(Duration::from_secs(10));
+        let task = app.serve(listener);
+        let pod = format!("{name}-a");
+        self.add_pod(&pod, ip, name);
+        self.pods.push(Pod { name: pod, app: app.clone(), _task: task });
+        app
+    }
+
+    pub fn pod(&self, name: &str) -> &Pod {
+        self.pods.iter().find(|p| p.name == name).unwrap()
+    }
+
+    pub fn set_all(&self, mode: Mode) {
+        for pod in &self.pods {
+            pod.app.set(mode);
+        }
+    }
+
+    /// Creates a policy `name` targeting Deployment `web`, probing every 2s, after merging `spec`.
+    pub fn create_policy(&self, name: &str, spec: Value) {
+        let mut base = json!({
+            "targetRef": {"kind": "Deployment", "name": "web"},
+            "probe": {"http": {"port": "http", "path": "/healthz", "timeoutSeconds": 1}, "periodSeconds": 2},
+            "triggers": [{"consecutiveFailures": {"threshold": 2}}],
+            "recovery": {"consecutiveSuccesses": 1},
+            "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "1h"}], "cooldown": "1h"}
+        });
+        merge(&mut base, spec);
+        self.server
+            .create(json!({
+                "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
+                "metadata": {"name": name, "namespace": NS}, "spec": base
+            }))
+            .unwrap();
+    }
+
+    /// Starts the operator (all namespaces unless `namespace` is given).
+    pub fn start_operator(&mut self, namespace: Option<&str>) {
+        let client = client(&self.server);
+        let config = controller::Config { namespace: namespace.map(str::to_owned), ..controller::Config::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let clock = Arc::new(self.clock.clone());
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            controller::run(client, config, clock, shutdown).await.unwrap();
+        });
+        self.operator = Some((stop, task));
+    }
+
+    /// Stops the operator gracefully and waits for it.
+    pub async fn stop_operator(&mut self) {
+        if let Some((stop, task)) = self.operator.take() {
+            let _ = stop.send(());
+            tokio::time::timeout(PATIENCE, task).await.expect("operator stops").unwrap();
+        }
+    }
+
+    pub fn policy(&self, name: &str) -> Value {
+        self.server.get("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name).unwrap()
+    }
+
+    pub fn deployment(&self) -> Value {
+        self.server.get("apps/v1", "Deployment", Some(NS), "web").unwrap()
+    }
+
+    /// Waits until the policy's condition `type_` has `status` (and `reason`, if given); returns the policy.
+    pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> Value {
+        let what = format!("{name}: {type_}={status} {reason:?}");
+        wait_until(&what, PATIENCE, || async {
+            let policy = self.policy(name);
+            let c = condition(&policy, type_)?;
+            (c["status"] == status && reason.is_none_or(|r| c["reason"] == r)).then_some(policy)
+        })
+        .await
+    }
+
+    /// Events about `policy`, as (reason, note).
+    pub fn events(&self, policy: &str) -> Vec<(String, String)> {
+        self.server
+            .list("events.k8s.io/v1", "Event", Some(NS))
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == policy)
+            .map(|e| (e["reason"].as_str().unwrap_or_default().to_owned(), e["note"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    pub async fn wait_event(&self, policy: &str, reason: &str) -> String {
+        wait_until(&format!("event {reason} for {policy}"), PATIENCE, || async {
+            self.events(policy).into_iter().find(|(r, _)| r == reason).map(|(_, note)| note)
+        })
+        .await
+    }
+
+    /// Write requests (POST/PUT/PATCH/DELETE) the server has seen whose path contains `fragment`.
+    pub fn writes_to(&self, fragment: &str) -> usize {
+        self.server.requests().iter().filter(|r| r.is_write() && r.path.contains(fragment)).count()
+    }
+}
+
+pub fn condition<'a>(policy: &'a Value, type_: &str) -> Option<&'a Value> {
+    policy["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+pub fn restarted_at(deployment: &Value) -> Option<String> {
+    deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/restartedAt"].as_str().map(str::to_owned)
+}
+
+fn deployment(name: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "flaky", "ports": [{"name": "http", "containerPort": port}]}]}
+            }
+        }
+    })
+}
+
+/// Binds `count` listeners on 127.0.`block`.1, .2, … all on one port (bounded retries).
+async fn bind_same_port(block: u8, count: usize) -> (u16, Vec<tokio::net::TcpListener>) {
+    'attempt: for _ in 0..20 {
+        let first = tokio::net::TcpListener::bind(SocketAddr::new(Ipv4Addr::new(127, 0, block, 1).into(), 0))
+            .await
+            .unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for i in 2..=count {
+            let ip = Ipv4Addr::new(127, 0, block, u8::try_from(i).unwrap());
+            match tokio::net::TcpListener::bind(SocketAddr::new(ip.into(), port)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => continue 'attempt,
+            }
+        }
+        return (port, listeners);
+    }
+    panic!("could not bind {count} loopback addresses on one port");
+}
+
+pub fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
