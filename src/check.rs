@@ -38,17 +38,24 @@ pub struct CheckReport {
 
 /// Reads an AppHealthPolicy from a YAML file.
 pub fn load_policy(path: &Path) -> Result<AppHealthPolicy> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::PolicyFile { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::PolicyFile {
+        path: path.display().to_string(),
+        source,
+    })?;
     parse_policy(&path.display().to_string(), &text)
 }
 
 /// Parses an AppHealthPolicy from YAML text.
 pub fn parse_policy(origin: &str, text: &str) -> Result<AppHealthPolicy> {
-    let policy: AppHealthPolicy = serde_saphyr::from_str(text)
-        .map_err(|e| Error::PolicyParse { path: origin.to_owned(), message: e.to_string() })?;
+    let policy: AppHealthPolicy = serde_saphyr::from_str(text).map_err(|e| Error::PolicyParse {
+        path: origin.to_owned(),
+        message: e.to_string(),
+    })?;
     if policy.metadata.name.is_none() {
-        return Err(Error::PolicyParse { path: origin.to_owned(), message: "metadata.name is required".into() });
+        return Err(Error::PolicyParse {
+            path: origin.to_owned(),
+            message: "metadata.name is required".into(),
+        });
     }
     Ok(policy)
 }
@@ -58,20 +65,33 @@ fn describe(settings: &Settings) -> String {
         .triggers
         .iter()
         .map(|t| match t {
-            TriggerSettings::ConsecutiveFailures { threshold } => format!("{threshold} failed probes in a row"),
+            TriggerSettings::ConsecutiveFailures { threshold } => {
+                format!("{threshold} failed probes in a row")
+            }
         })
         .collect();
     let steps: Vec<String> = settings
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| format!("{}. {} (wait {})", i + 1, s.action.as_str(), format_duration(s.timeout)))
+        .map(|(i, s)| {
+            format!(
+                "{}. {} (wait {})",
+                i + 1,
+                s.action.as_str(),
+                format_duration(s.timeout)
+            )
+        })
         .collect();
     format!(
         "unhealthy after: {}; recovered after {} successes in a row\nremediation: {}; cooldown {}{}",
         triggers.join(" or "),
         settings.recovery_successes,
-        if steps.is_empty() { "none (observe only)".to_owned() } else { steps.join(", ") },
+        if steps.is_empty() {
+            "none (observe only)".to_owned()
+        } else {
+            steps.join(", ")
+        },
         format_duration(settings.cooldown),
         if settings.dry_run { ", dry run" } else { "" },
     )
@@ -87,7 +107,11 @@ pub async fn run(
     let settings = validate::validate(&policy.spec)?;
     let period = options.period.unwrap_or(settings.probe.period);
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let target = format!("{} {}", policy.spec.target_ref.kind.as_str(), policy.spec.target_ref.name);
+    let target = format!(
+        "{} {}",
+        policy.spec.target_ref.kind.as_str(),
+        policy.spec.target_ref.name
+    );
     let prober = HttpProber::new()?;
     let request = ProbeRequest::new(options.url.clone(), options.url.clone(), &settings.probe);
     let mut evaluator = Evaluator::new(&settings);
@@ -126,7 +150,13 @@ pub async fn run(
         )
         .map_err(io)?;
         if last.as_ref().is_none_or(|l| verdict.differs_from(l)) && verdict.health != Health::Unknown {
-            writeln!(out, "verdict: {} — {}", verdict.health.as_str(), verdict.summary()).map_err(io)?;
+            writeln!(
+                out,
+                "verdict: {} — {}",
+                verdict.health.as_str(),
+                verdict.summary()
+            )
+            .map_err(io)?;
             report.verdicts.push(verdict.health);
         }
         let decision = match plan::plan(&settings, verdict.health, &ladder, now) {
@@ -136,7 +166,10 @@ pub async fn run(
                 format!("recovered after step {step}; the ladder is closed")
             }
             Plan::Wait { step, until } => match until {
-                Some(until) => format!("waiting for recovery after step {step} until {}", until.strftime("%H:%M:%S")),
+                Some(until) => format!(
+                    "waiting for recovery after step {step} until {}",
+                    until.strftime("%H:%M:%S")
+                ),
                 None => format!("waiting for a verdict after step {step}"),
             },
             Plan::Act { step, action } => {

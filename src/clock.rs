@@ -30,7 +30,10 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn starting_at(origin: Timestamp) -> Self {
-        Self { origin, started: tokio::time::Instant::now() }
+        Self {
+            origin,
+            started: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -74,19 +77,28 @@ pub struct OffsetClock<C> {
 
 impl<C: Clock> OffsetClock<C> {
     pub fn new(inner: C) -> Self {
-        Self { inner, offset: Arc::new(Mutex::new(SignedDuration::ZERO)) }
+        Self {
+            inner,
+            offset: Arc::new(Mutex::new(SignedDuration::ZERO)),
+        }
     }
 
     pub fn jump(&self, by: std::time::Duration) {
         let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
-        let mut offset = self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut offset = self
+            .offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *offset = offset.saturating_add(by);
     }
 }
 
 impl<C: Clock> Clock for OffsetClock<C> {
     fn now(&self) -> Timestamp {
-        let offset = *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let offset = *self
+            .offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.inner.now().saturating_add(offset).unwrap_or(Timestamp::MAX)
     }
 }
@@ -134,8 +146,10 @@ mod tests {
         let t: Timestamp = "2026-01-01T00:00:01.987654321Z".parse().unwrap();
         let truncated = whole_seconds(t);
         assert_eq!(truncated.to_string(), "2026-01-01T00:00:01Z");
-        let json = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(truncated)).unwrap();
-        let back: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time = serde_json::from_value(json).unwrap();
+        let json =
+            serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(truncated)).unwrap();
+        let back: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+            serde_json::from_value(json).unwrap();
         assert_eq!(back.0, truncated);
     }
 

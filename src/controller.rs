@@ -35,9 +35,8 @@ use crate::{
     Error, Result,
     act::{Executor, MANAGER, Workload},
     api::{
-        AppHealthPolicy, AppHealthPolicyStatus, Health, Ladder, ProbeVia, RemediationRecord, RemediationResult,
-        TargetKind, Verdict, conditions, format_duration, reasons,
-        validate::{self, Settings},
+        AppHealthPolicy, AppHealthPolicyStatus, Health, Ladder, ProbeVia, RemediationRecord,
+        RemediationResult, TargetKind, Verdict, conditions, format_duration, reasons, validate,
     },
     clock::{self, Clock},
     evaluate::TargetVerdict,
@@ -63,7 +62,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { namespace: None, resync: Duration::from_secs(300), instance: None }
+        Self {
+            namespace: None,
+            resync: Duration::from_secs(300),
+            instance: None,
+        }
     }
 }
 
@@ -145,7 +148,9 @@ pub struct Context {
 async fn ensure_crd(api: &Api<AppHealthPolicy>) -> Result<()> {
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Err(Error::CrdMissing(status.message.clone())),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Err(Error::CrdMissing(status.message.clone()))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -178,7 +183,11 @@ pub async fn run(
 
     let controller = Controller::new(policies, watcher::Config::default())
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
-    let index = TargetIndex { policies: controller.store(), deployments, statefulsets };
+    let index = TargetIndex {
+        policies: controller.store(),
+        deployments,
+        statefulsets,
+    };
 
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
     let triggers = {
@@ -196,11 +205,18 @@ pub async fn run(
             deployment_triggers.boxed(),
             statefulset_triggers.boxed(),
             pod_triggers.boxed(),
-            stream::unfold(nudge_rx, |mut rx| async move { rx.recv().await.map(|key| (key, rx)) }).boxed(),
+            stream::unfold(
+                nudge_rx,
+                |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
+            )
+            .boxed(),
         ])
     };
 
-    let reporter = Reporter { controller: MANAGER.into(), instance: config.instance.clone() };
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: config.instance.clone(),
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         executor: Executor::new(client.clone()),
@@ -236,7 +252,9 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
-                Err(controller::Error::ObjectNotFound(obj)) => tracing::debug!(policy = %obj, "policy is gone"),
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(policy = %obj, "policy is gone")
+                }
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
         })
@@ -261,12 +279,16 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let events = reflector::reflector(writer, watcher(scoped::<K>(client, namespace), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|r| async move {
-            r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error")).ok()
-        });
+    let events = reflector::reflector(
+        writer,
+        watcher(scoped::<K>(client, namespace), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|r| async move {
+        r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error"))
+            .ok()
+    });
     (store, events)
 }
 
@@ -317,23 +339,57 @@ async fn pipeline(
         Ok(s) => Arc::new(s),
         Err(invalid) => {
             ctx.probes.stop(key);
-            let message = format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
+            let message =
+                format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
             if ready_reason(old) != Some(reasons::INVALID_SPEC) {
-                report::publish(&ctx.recorder, policy, true, reasons::INVALID_SPEC, "Validate", message.clone()).await;
+                report::publish(
+                    &ctx.recorder,
+                    policy,
+                    true,
+                    reasons::INVALID_SPEC,
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
             }
-            cond(&mut status, conditions::READY, CondStatus::False, reasons::INVALID_SPEC, message);
+            cond(
+                &mut status,
+                conditions::READY,
+                CondStatus::False,
+                reasons::INVALID_SPEC,
+                message,
+            );
             not_probing(&mut status, reasons::INVALID_SPEC, generation, now);
-            return Ok(Outcome { status, requeue: Requeue::await_change() });
+            return Ok(Outcome {
+                status,
+                requeue: Requeue::await_change(),
+            });
         }
     };
 
     if policy.spec.suspend {
         ctx.probes.stop(key);
-        let message = "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
-        cond(&mut status, conditions::READY, CondStatus::False, reasons::SUSPENDED, message.clone());
+        let message =
+            "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
+        cond(
+            &mut status,
+            conditions::READY,
+            CondStatus::False,
+            reasons::SUSPENDED,
+            message.clone(),
+        );
         not_probing(&mut status, reasons::SUSPENDED, generation, now);
-        cond(&mut status, conditions::REMEDIATION_BLOCKED, CondStatus::True, reasons::SUSPENDED, message);
-        return Ok(Outcome { status, requeue: Requeue::await_change() });
+        cond(
+            &mut status,
+            conditions::REMEDIATION_BLOCKED,
+            CondStatus::True,
+            reasons::SUSPENDED,
+            message,
+        );
+        return Ok(Outcome {
+            status,
+            requeue: Requeue::await_change(),
+        });
     }
 
     // dereference the target
@@ -343,11 +399,18 @@ async fn pipeline(
         ctx.pods.wait_until_ready().await.is_ok(),
     ] {
         if !store_ready {
-            return Ok(Outcome { status: old.clone(), requeue: Requeue::requeue(Duration::from_secs(5)) });
+            return Ok(Outcome {
+                status: old.clone(),
+                requeue: Requeue::requeue(Duration::from_secs(5)),
+            });
         }
     }
     let target = &policy.spec.target_ref;
-    let workload = Workload { kind: target.kind, namespace: namespace.to_owned(), name: target.name.clone() };
+    let workload = Workload {
+        kind: target.kind,
+        namespace: namespace.to_owned(),
+        name: target.name.clone(),
+    };
     let Some(selector) = ctx.index.workload_selector(target.kind, namespace, &target.name) else {
         ctx.probes.stop(key);
         let retry = backoff(&ctx.not_found_retries, key);
@@ -356,16 +419,36 @@ async fn pipeline(
             format_duration(retry)
         );
         if ready_reason(old) != Some(reasons::TARGET_NOT_FOUND) {
-            report::publish(&ctx.recorder, policy, true, reasons::TARGET_NOT_FOUND, "Dereference", message.clone())
-                .await;
+            report::publish(
+                &ctx.recorder,
+                policy,
+                true,
+                reasons::TARGET_NOT_FOUND,
+                "Dereference",
+                message.clone(),
+            )
+            .await;
         }
         // The retry delay is not part of the condition, so repeated checks do not rewrite status.
-        let stable = format!("{workload} was not found in namespace {namespace}; probing starts when it appears.");
-        cond(&mut status, conditions::READY, CondStatus::False, reasons::TARGET_NOT_FOUND, stable);
+        let stable =
+            format!("{workload} was not found in namespace {namespace}; probing starts when it appears.");
+        cond(
+            &mut status,
+            conditions::READY,
+            CondStatus::False,
+            reasons::TARGET_NOT_FOUND,
+            stable,
+        );
         not_probing(&mut status, reasons::TARGET_NOT_FOUND, generation, now);
-        return Ok(Outcome { status, requeue: Requeue::requeue(retry) });
+        return Ok(Outcome {
+            status,
+            requeue: Requeue::requeue(retry),
+        });
     };
-    ctx.not_found_retries.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    ctx.not_found_retries
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(key);
 
     // resolve endpoints and (re)start probing
     let resolved = match settings.probe.via {
@@ -374,7 +457,9 @@ async fn pipeline(
             endpoints::for_pods(
                 &settings.probe,
                 &selector,
-                pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).map(|p| p.as_ref()),
+                pods.iter()
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+                    .map(|p| p.as_ref()),
             )
         }
         ProbeVia::Service => {
@@ -382,33 +467,68 @@ async fn pipeline(
             let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
             match services.get_opt(&name).await? {
                 Some(svc) => match endpoints::for_service(&settings.probe, &svc) {
-                    Ok(req) => endpoints::Resolved { requests: vec![req], problems: Vec::new() },
-                    Err(problem) => endpoints::Resolved { requests: Vec::new(), problems: vec![problem] },
+                    Ok(req) => endpoints::Resolved {
+                        requests: vec![req],
+                        problems: Vec::new(),
+                    },
+                    Err(problem) => endpoints::Resolved {
+                        requests: Vec::new(),
+                        problems: vec![problem],
+                    },
                 },
                 None => endpoints::Resolved {
                     requests: Vec::new(),
-                    problems: vec![format!("Service {name} was not found in namespace {namespace} (spec.probe.service)")],
+                    problems: vec![format!(
+                        "Service {name} was not found in namespace {namespace} (spec.probe.service)"
+                    )],
                 },
             }
         }
     };
     let probed = resolved.requests.len();
-    ctx.probes.ensure(key, ProbeJob { settings: settings.clone(), requests: resolved.requests });
-    let problems =
-        if resolved.problems.is_empty() { String::new() } else { format!(" Not probed: {}.", resolved.problems.join("; ")) };
+    ctx.probes.ensure(
+        key,
+        ProbeJob {
+            settings: settings.clone(),
+            requests: resolved.requests,
+        },
+    );
+    let problems = if resolved.problems.is_empty() {
+        String::new()
+    } else {
+        format!(" Not probed: {}.", resolved.problems.join("; "))
+    };
     if probed == 0 {
         let what = match settings.probe.via {
             ProbeVia::Pods => format!("No ready pods of {workload} to probe"),
             ProbeVia::Service => "The Service cannot be probed".to_owned(),
         };
-        cond(&mut status, conditions::READY, CondStatus::False, reasons::NO_PODS, format!("{what}.{problems}"));
+        cond(
+            &mut status,
+            conditions::READY,
+            CondStatus::False,
+            reasons::NO_PODS,
+            format!("{what}.{problems}"),
+        );
     } else {
         let what = match settings.probe.via {
             ProbeVia::Pods => format!("{probed} ready pods of {workload}"),
-            ProbeVia::Service => format!("Service {}", settings.probe.service.as_deref().unwrap_or_default()),
+            ProbeVia::Service => format!(
+                "Service {}",
+                settings.probe.service.as_deref().unwrap_or_default()
+            ),
         };
-        let message = format!("Probing {what} every {}.{problems}", format_duration(settings.probe.period));
-        cond(&mut status, conditions::READY, CondStatus::True, reasons::PROBING, message);
+        let message = format!(
+            "Probing {what} every {}.{problems}",
+            format_duration(settings.probe.period)
+        );
+        cond(
+            &mut status,
+            conditions::READY,
+            CondStatus::True,
+            reasons::PROBING,
+            message,
+        );
     }
 
     // the verdict, as published by the probe task (None until its first round)
@@ -419,11 +539,26 @@ async fn pipeline(
         if ready_health(old) != Some(v.health) {
             match v.health {
                 Health::Unhealthy => {
-                    report::publish(&ctx.recorder, policy, true, reasons::BECAME_UNHEALTHY, "Evaluate", v.summary())
-                        .await;
+                    report::publish(
+                        &ctx.recorder,
+                        policy,
+                        true,
+                        reasons::BECAME_UNHEALTHY,
+                        "Evaluate",
+                        v.summary(),
+                    )
+                    .await;
                 }
                 Health::Healthy if ready_health(old) == Some(Health::Unhealthy) => {
-                    report::publish(&ctx.recorder, policy, false, reasons::RECOVERED, "Evaluate", v.summary()).await;
+                    report::publish(
+                        &ctx.recorder,
+                        policy,
+                        false,
+                        reasons::RECOVERED,
+                        "Evaluate",
+                        v.summary(),
+                    )
+                    .await;
                 }
                 _ => {}
             }
@@ -439,7 +574,11 @@ async fn pipeline(
     }
 
     // finish an action whose intent was recorded but whose result was not (operator restarted)
-    if let Some(record) = status.last_remediation.clone().filter(|r| r.result == RemediationResult::Pending) {
+    if let Some(record) = status
+        .last_remediation
+        .clone()
+        .filter(|r| r.result == RemediationResult::Pending)
+    {
         let completed = resume(ctx, policy, &workload, record).await?;
         status.last_remediation = Some(completed);
     }
@@ -453,30 +592,54 @@ async fn pipeline(
     let summary = verdict.as_ref().map(TargetVerdict::summary).unwrap_or_default();
     match &decision {
         Plan::Idle => {
-            cond(&mut status, conditions::REMEDIATING, CondStatus::False, reasons::IDLE, "No remediation is in progress.".into());
+            cond(
+                &mut status,
+                conditions::REMEDIATING,
+                CondStatus::False,
+                reasons::IDLE,
+                "No remediation is in progress.".into(),
+            );
             not_blocked(&mut status, generation, now);
         }
         Plan::Recovered { step } => {
             status.ladder = None;
             let message = format!("The target recovered after remediation step {step}.");
-            cond(&mut status, conditions::REMEDIATING, CondStatus::False, reasons::RECOVERED, message);
+            cond(
+                &mut status,
+                conditions::REMEDIATING,
+                CondStatus::False,
+                reasons::RECOVERED,
+                message,
+            );
             not_blocked(&mut status, generation, now);
         }
         Plan::Wait { step, until } => {
-            let action = status.last_remediation.as_ref().map_or("the last action", |r| r.action.as_str());
+            let action = status
+                .last_remediation
+                .as_ref()
+                .map_or("the last action", |r| r.action.as_str());
             let message = match until {
                 Some(until) => format!(
                     "Ran step {step} ({action}); waiting until {until} for the target to recover before escalating."
                 ),
                 None => format!("Ran step {step} ({action}); waiting for a verdict on the restarted target."),
             };
-            cond(&mut status, conditions::REMEDIATING, CondStatus::True, reasons::LADDER_IN_PROGRESS, message);
+            cond(
+                &mut status,
+                conditions::REMEDIATING,
+                CondStatus::True,
+                reasons::LADDER_IN_PROGRESS,
+                message,
+            );
             not_blocked(&mut status, generation, now);
         }
         Plan::Blocked { reason, message, .. } => {
             let remediating = status.ladder.is_some();
             let (r, m) = if remediating {
-                (reasons::LADDER_IN_PROGRESS, "A remediation ladder is in progress.".to_owned())
+                (
+                    reasons::LADDER_IN_PROGRESS,
+                    "A remediation ladder is in progress.".to_owned(),
+                )
             } else {
                 (reasons::IDLE, "No remediation is in progress.".to_owned())
             };
@@ -486,7 +649,13 @@ async fn pipeline(
                 let note = format!("{message} {summary}");
                 report::publish(&ctx.recorder, policy, warning, reason, "Plan", note).await;
             }
-            cond(&mut status, conditions::REMEDIATION_BLOCKED, CondStatus::True, reason, message.clone());
+            cond(
+                &mut status,
+                conditions::REMEDIATION_BLOCKED,
+                CondStatus::True,
+                reason,
+                message.clone(),
+            );
         }
         Plan::Act { step, action } => {
             let mark = now.to_string();
@@ -494,7 +663,10 @@ async fn pipeline(
                 (Some(l), s) if *s > 1 => l.started_at.clone(),
                 _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             };
-            status.ladder = Some(Ladder { step: *step, started_at });
+            status.ladder = Some(Ladder {
+                step: *step,
+                started_at,
+            });
             status.last_remediation = Some(RemediationRecord {
                 action: *action,
                 step: *step,
@@ -502,12 +674,27 @@ async fn pipeline(
                 result: RemediationResult::Pending,
                 message: None,
             });
-            let message = format!("Running step {step} of {} ({}) on {workload}.", settings.steps.len(), action.as_str());
-            cond(&mut status, conditions::REMEDIATING, CondStatus::True, reasons::LADDER_IN_PROGRESS, message);
+            let message = format!(
+                "Running step {step} of {} ({}) on {workload}.",
+                settings.steps.len(),
+                action.as_str()
+            );
+            cond(
+                &mut status,
+                conditions::REMEDIATING,
+                CondStatus::True,
+                reasons::LADDER_IN_PROGRESS,
+                message,
+            );
             not_blocked(&mut status, generation, now);
             // Intent first: if the operator dies after this write, the next reconcile resumes it.
             report::apply_status(api, &policy.name_any(), &status).await?;
-            let record = execute(ctx, policy, &workload, &settings, *step, *action, &mark, &summary).await;
+            let rung = Rung {
+                step: *step,
+                of: settings.steps.len(),
+                action: *action,
+            };
+            let record = execute(ctx, policy, &workload, rung, &mark, &summary).await;
             status.last_remediation = Some(record);
         }
     }
@@ -519,32 +706,65 @@ async fn pipeline(
     Ok(Outcome { status, requeue })
 }
 
+/// One rung of the ladder about to run.
+struct Rung {
+    step: u32,
+    of: usize,
+    action: crate::api::Action,
+}
+
 async fn execute(
     ctx: &Context,
     policy: &AppHealthPolicy,
     workload: &Workload,
-    settings: &Settings,
-    step: u32,
-    action: crate::api::Action,
+    Rung { step, of, action }: Rung,
     mark: &str,
     summary: &str,
 ) -> RemediationRecord {
-    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(mark.parse().unwrap_or_else(|_| ctx.clock.now()));
+    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        mark.parse().unwrap_or_else(|_| ctx.clock.now()),
+    );
     match ctx.executor.run(action, workload, mark).await {
         Ok(done) => {
             let note = format!(
-                "Ran {} (step {step} of {}) on {workload} because the target is unhealthy. {summary} {done}",
+                "Ran {} (step {step} of {of}) on {workload} because the target is unhealthy. {summary} {done}",
                 action.as_str(),
-                settings.steps.len()
             );
-            report::publish(&ctx.recorder, policy, false, reasons::ROLLOUT_RESTARTED, action.as_str(), note).await;
-            RemediationRecord { action, step, at, result: RemediationResult::Succeeded, message: Some(done) }
+            report::publish(
+                &ctx.recorder,
+                policy,
+                false,
+                reasons::ROLLOUT_RESTARTED,
+                action.as_str(),
+                note,
+            )
+            .await;
+            RemediationRecord {
+                action,
+                step,
+                at,
+                result: RemediationResult::Succeeded,
+                message: Some(done),
+            }
         }
         Err(e) => {
             let message = format!("{} on {workload} failed: {e}", action.as_str());
-            report::publish(&ctx.recorder, policy, true, reasons::REMEDIATION_FAILED, action.as_str(), message.clone())
-                .await;
-            RemediationRecord { action, step, at, result: RemediationResult::Failed, message: Some(message) }
+            report::publish(
+                &ctx.recorder,
+                policy,
+                true,
+                reasons::REMEDIATION_FAILED,
+                action.as_str(),
+                message.clone(),
+            )
+            .await;
+            RemediationRecord {
+                action,
+                step,
+                at,
+                result: RemediationResult::Failed,
+                message: Some(message),
+            }
         }
     }
 }
@@ -577,7 +797,15 @@ async fn resume(
         }
     }
     let note = record.message.clone().unwrap_or_default();
-    report::publish(&ctx.recorder, policy, false, reasons::REMEDIATION_RESUMED, record.action.as_str(), note).await;
+    report::publish(
+        &ctx.recorder,
+        policy,
+        false,
+        reasons::REMEDIATION_RESUMED,
+        record.action.as_str(),
+        note,
+    )
+    .await;
     Ok(record)
 }
 
@@ -594,18 +822,38 @@ fn report_verdict(
         Some(prev) if prev.health == v.health => prev.since.clone(),
         _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(v.since),
     };
-    status.verdict = Some(Verdict { health: v.health, since, evidence: v.evidence.clone() });
-    status.targets = Some(crate::api::TargetCounts { probed: v.probed, healthy: v.healthy });
+    status.verdict = Some(Verdict {
+        health: v.health,
+        since,
+        evidence: v.evidence.clone(),
+    });
+    status.targets = Some(crate::api::TargetCounts {
+        probed: v.probed,
+        healthy: v.healthy,
+    });
     let (s, reason) = match v.health {
         Health::Healthy => (CondStatus::True, reasons::PROBES_SUCCEEDING),
         Health::Unhealthy => (CondStatus::False, reasons::TRIGGER_FIRED),
         Health::Unknown => (CondStatus::Unknown, reasons::AWAITING_VERDICT),
     };
-    set_condition(&mut status.conditions, conditions::HEALTHY, s, reason, v.summary(), generation, now);
+    set_condition(
+        &mut status.conditions,
+        conditions::HEALTHY,
+        s,
+        reason,
+        v.summary(),
+        generation,
+        now,
+    );
 }
 
 /// Healthy=Unknown and Remediating kept as recorded, for a policy that is not probing.
-fn not_probing(status: &mut AppHealthPolicyStatus, reason: &str, generation: Option<i64>, now: jiff::Timestamp) {
+fn not_probing(
+    status: &mut AppHealthPolicyStatus,
+    reason: &str,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
     status.verdict = None;
     status.targets = None;
     set_condition(
@@ -617,8 +865,20 @@ fn not_probing(status: &mut AppHealthPolicyStatus, reason: &str, generation: Opt
         generation,
         now,
     );
-    if status.conditions.iter().all(|c| c.type_ != conditions::REMEDIATING) {
-        set_condition(&mut status.conditions, conditions::REMEDIATING, false, reasons::IDLE, "No remediation is in progress.", generation, now);
+    if status
+        .conditions
+        .iter()
+        .all(|c| c.type_ != conditions::REMEDIATING)
+    {
+        set_condition(
+            &mut status.conditions,
+            conditions::REMEDIATING,
+            false,
+            reasons::IDLE,
+            "No remediation is in progress.",
+            generation,
+            now,
+        );
     }
     if reason != reasons::SUSPENDED {
         not_blocked(status, generation, now);
@@ -642,7 +902,9 @@ fn ready_reason(status: &AppHealthPolicyStatus) -> Option<&str> {
 }
 
 fn blocked_reason(status: &AppHealthPolicyStatus) -> Option<&str> {
-    report::condition(status, conditions::REMEDIATION_BLOCKED).filter(|c| c.status == "True").map(|c| c.reason.as_str())
+    report::condition(status, conditions::REMEDIATION_BLOCKED)
+        .filter(|c| c.status == "True")
+        .map(|c| c.reason.as_str())
 }
 
 fn ready_health(status: &AppHealthPolicyStatus) -> Option<Health> {
@@ -653,7 +915,9 @@ fn ready_health(status: &AppHealthPolicyStatus) -> Option<Health> {
 fn backoff(retries: &Mutex<HashMap<PolicyRef, u32>>, key: &PolicyRef) -> Duration {
     let mut retries = retries.lock().unwrap_or_else(PoisonError::into_inner);
     let n = retries.entry(key.clone()).or_insert(0);
-    let delay = Duration::from_secs(5).saturating_mul(2u32.saturating_pow(*n)).min(Duration::from_secs(300));
+    let delay = Duration::from_secs(5)
+        .saturating_mul(2u32.saturating_pow(*n))
+        .min(Duration::from_secs(300));
     *n = n.saturating_add(1);
     delay
 }

@@ -76,8 +76,16 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { policy, url, probes, period } => {
-            let period = match period.map(|p| apphealth_operator::api::Duration::from(p.as_str()).parse()).transpose() {
+        Command::Check {
+            policy,
+            url,
+            probes,
+            period,
+        } => {
+            let period = match period
+                .map(|p| apphealth_operator::api::Duration::from(p.as_str()).parse())
+                .transpose()
+            {
                 Ok(p) => p.filter(|p: &Duration| !p.is_zero()),
                 Err(e) => {
                     eprintln!("error: --period: {e}");
@@ -104,7 +112,11 @@ async fn main() -> ExitCode {
                 _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
             }
         }
-        Command::Run { namespace, log_format, instance } => {
+        Command::Run {
+            namespace,
+            log_format,
+            instance,
+        } => {
             telemetry::init(log_format);
             let client = match kube::Client::try_default().await {
                 Ok(c) => c,
@@ -113,7 +125,11 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let config = controller::Config { namespace, instance, ..controller::Config::default() };
+            let config = controller::Config {
+                namespace,
+                instance,
+                ..controller::Config::default()
+            };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

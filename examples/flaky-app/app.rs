@@ -42,7 +42,9 @@ impl std::str::FromStr for Mode {
                 .ok()
                 .filter(|c| (100..=599).contains(c))
                 .map(Self::Status)
-                .ok_or_else(|| format!("unknown mode {s:?}: use healthy, slow, hang or a status code such as 503")),
+                .ok_or_else(|| {
+                    format!("unknown mode {s:?}: use healthy, slow, hang or a status code such as 503")
+                }),
         }
     }
 }
@@ -68,7 +70,11 @@ pub struct Flaky {
 
 impl Flaky {
     pub fn new(slow_delay: Duration) -> Self {
-        Self { mode: Arc::new(Mutex::new(Mode::Healthy)), hits: Arc::default(), slow_delay }
+        Self {
+            mode: Arc::new(Mutex::new(Mode::Healthy)),
+            hits: Arc::default(),
+            slow_delay,
+        }
     }
 
     pub fn set(&self, mode: Mode) {
@@ -88,7 +94,12 @@ impl Flaky {
         Router::new()
             .route("/", get(health))
             .route("/healthz", get(health))
-            .route("/mode", get(|State(app): State<Flaky>| async move { app.mode().to_string() }))
+            .route(
+                "/mode",
+                get(|State(app): State<Flaky>| async move {
+                    format!("{} ({} health checks)\n", app.mode(), app.hits())
+                }),
+            )
             .route("/mode/{mode}", put(switch).post(switch))
             .with_state(self.clone())
     }

@@ -56,7 +56,9 @@ async fn main() {
         }
     };
     let app = Flaky::new(slow_delay);
-    eprintln!("flaky-app: serving on http://{listen}/healthz (PUT /mode/{{healthy|502|503|slow|hang}} to switch)");
+    eprintln!(
+        "flaky-app: serving on http://{listen}/healthz (PUT /mode/{{healthy|502|503|slow|hang}} to switch)"
+    );
     let server = app.serve(listener);
     for (mode, hold) in script {
         app.set(mode);

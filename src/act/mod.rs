@@ -47,13 +47,20 @@ impl Executor {
                 let patch = json!({
                     "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: mark}}}}
                 });
-                let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+                let params = PatchParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..PatchParams::default()
+                };
                 match workload.kind {
                     TargetKind::Deployment => {
-                        self.deployments(workload).patch(&workload.name, &params, &Patch::Merge(&patch)).await?;
+                        self.deployments(workload)
+                            .patch(&workload.name, &params, &Patch::Merge(&patch))
+                            .await?;
                     }
                     TargetKind::StatefulSet => {
-                        self.statefulsets(workload).patch(&workload.name, &params, &Patch::Merge(&patch)).await?;
+                        self.statefulsets(workload)
+                            .patch(&workload.name, &params, &Patch::Merge(&patch))
+                            .await?;
                     }
                 }
                 Ok(format!(
@@ -65,7 +72,12 @@ impl Executor {
 
     /// Whether the mark of `action` with value `mark` is already on the workload (read from the API,
     /// not a cache, because this decides whether to act again).
-    pub async fn is_applied(&self, action: Action, workload: &Workload, mark: &str) -> Result<bool, kube::Error> {
+    pub async fn is_applied(
+        &self,
+        action: Action,
+        workload: &Workload,
+        mark: &str,
+    ) -> Result<bool, kube::Error> {
         match action {
             Action::RolloutRestart => {
                 let template_annotations = match workload.kind {

@@ -133,7 +133,11 @@ mod tests {
             ("1.5s", 1500),
         ];
         for (text, ms) in cases {
-            assert_eq!(Duration::from(text).parse(), Ok(time::Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                Duration::from(text).parse(),
+                Ok(time::Duration::from_millis(ms)),
+                "{text}"
+            );
         }
     }
 

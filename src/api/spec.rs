@@ -11,6 +11,8 @@ use super::{AppHealthPolicyStatus, Duration};
 /// Declares how an application's health is judged and what the operator may do when it is unhealthy:
 /// a target workload, how to probe it, which triggers mean "unhealthy", and an escalation ladder of
 /// remediations guarded by a cooldown and a dry-run switch.
+// Each printcolumn repeats the same keys by design of the derive.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apphealth.io",
@@ -25,11 +27,37 @@ use super::{AppHealthPolicyStatus, Duration};
            and which remediations the operator may take when it is unhealthy (an escalation ladder \
            guarded by a cooldown and dry run). The operator reports what it saw and did in status \
            conditions and Events.",
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name", description = "The workload this policy watches"),
-    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.targetRef.kind", priority = 1, description = "Kind of the target workload"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "The policy is valid, its target found, and it is probing"),
-    printcolumn(name = "Healthy", type_ = "string", json_path = ".status.conditions[?(@.type==\"Healthy\")].status", description = "The latest verdict on the target"),
-    printcolumn(name = "Last Action", type_ = "string", json_path = ".status.lastRemediation.action", description = "The most recent remediation"),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.targetRef.name",
+        description = "The workload this policy watches"
+    ),
+    printcolumn(
+        name = "Kind",
+        type_ = "string",
+        json_path = ".spec.targetRef.kind",
+        priority = 1,
+        description = "Kind of the target workload"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The policy is valid, its target found, and it is probing"
+    ),
+    printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status",
+        description = "The latest verdict on the target"
+    ),
+    printcolumn(
+        name = "Last Action",
+        type_ = "string",
+        json_path = ".status.lastRemediation.action",
+        description = "The most recent remediation"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -168,7 +196,10 @@ pub struct HttpProbe {
 
     /// Status codes that count as success: single codes ("204") or inclusive ranges ("200-399").
     #[serde(default = "default_success_codes")]
-    #[schemars(length(min = 1, max = 16), inner(length(max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))
+    )]
     pub success_codes: Vec<String>,
 }
 
@@ -272,7 +303,9 @@ fn default_consecutive_successes() -> u32 {
 
 impl Default for Recovery {
     fn default() -> Self {
-        Self { consecutive_successes: default_consecutive_successes() }
+        Self {
+            consecutive_successes: default_consecutive_successes(),
+        }
     }
 }
 
@@ -302,7 +335,11 @@ fn default_cooldown() -> Duration {
 
 impl Default for Remediation {
     fn default() -> Self {
-        Self { steps: Vec::new(), cooldown: default_cooldown(), dry_run: false }
+        Self {
+            steps: Vec::new(),
+            cooldown: default_cooldown(),
+            dry_run: false,
+        }
     }
 }
 

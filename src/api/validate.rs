@@ -19,7 +19,10 @@ pub struct InvalidSpec {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec {
-    InvalidSpec { field: field.into(), problem: problem.into() }
+    InvalidSpec {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// The settings of a valid policy, parsed once.
@@ -76,7 +79,12 @@ impl SuccessCodes {
                 s.parse::<u16>()
                     .ok()
                     .filter(|c| (100..=599).contains(c))
-                    .ok_or_else(|| invalid(&field, format!("{code:?} is not a status code or range such as 200-399")))
+                    .ok_or_else(|| {
+                        invalid(
+                            &field,
+                            format!("{code:?} is not a status code or range such as 200-399"),
+                        )
+                    })
             };
             let range = match code.split_once('-') {
                 Some((lo, hi)) => parse_one(lo)?..=parse_one(hi)?,
@@ -86,7 +94,10 @@ impl SuccessCodes {
                 }
             };
             if range.is_empty() {
-                return Err(invalid(field, format!("range {code:?} is empty: its start is above its end")));
+                return Err(invalid(
+                    field,
+                    format!("range {code:?} is empty: its start is above its end"),
+                ));
             }
             ranges.push(range);
         }
@@ -133,7 +144,10 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     let http = &probe.http;
     let service = match (probe.via, &probe.service) {
         (ProbeVia::Service, None) => {
-            return Err(invalid("spec.probe.service", "is required when spec.probe.via is Service"));
+            return Err(invalid(
+                "spec.probe.service",
+                "is required when spec.probe.via is Service",
+            ));
         }
         (ProbeVia::Service, Some(name)) if name.is_empty() => {
             return Err(invalid("spec.probe.service", "must name a Service"));
@@ -160,9 +174,17 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
             .ok()
             .filter(|n| *n > 0)
             .map(PortRef::Number)
-            .ok_or_else(|| invalid("spec.probe.http.port", format!("{n} is not a port number (1-65535)")))?,
+            .ok_or_else(|| {
+                invalid(
+                    "spec.probe.http.port",
+                    format!("{n} is not a port number (1-65535)"),
+                )
+            })?,
         IntOrString::String(s) if s.is_empty() => {
-            return Err(invalid("spec.probe.http.port", "must be a port number or a port name"));
+            return Err(invalid(
+                "spec.probe.http.port",
+                "must be a port number or a port name",
+            ));
         }
         IntOrString::String(s) => match s.parse::<u16>() {
             Ok(n) if n > 0 => PortRef::Number(n),
@@ -170,7 +192,10 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         },
     };
     if !http.path.starts_with('/') {
-        return Err(invalid("spec.probe.http.path", format!("{:?} must start with /", http.path)));
+        return Err(invalid(
+            "spec.probe.http.path",
+            format!("{:?} must start with /", http.path),
+        ));
     }
     let mut headers = Vec::with_capacity(http.headers.len());
     for (i, h) in http.headers.iter().enumerate() {
@@ -199,17 +224,27 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
                     "must be at least 1",
                 ));
             }
-            Some(cf) => triggers.push(TriggerSettings::ConsecutiveFailures { threshold: cf.threshold }),
+            Some(cf) => triggers.push(TriggerSettings::ConsecutiveFailures {
+                threshold: cf.threshold,
+            }),
             None => {
-                return Err(invalid(format!("spec.triggers[{i}]"), "must set one of: consecutiveFailures"));
+                return Err(invalid(
+                    format!("spec.triggers[{i}]"),
+                    "must set one of: consecutiveFailures",
+                ));
             }
         }
     }
     if triggers.is_empty() {
-        triggers.push(TriggerSettings::ConsecutiveFailures { threshold: DEFAULT_FAILURE_THRESHOLD });
+        triggers.push(TriggerSettings::ConsecutiveFailures {
+            threshold: DEFAULT_FAILURE_THRESHOLD,
+        });
     }
     if spec.recovery.consecutive_successes == 0 {
-        return Err(invalid("spec.recovery.consecutiveSuccesses", "must be at least 1"));
+        return Err(invalid(
+            "spec.recovery.consecutiveSuccesses",
+            "must be at least 1",
+        ));
     }
 
     let remediation = &spec.remediation;

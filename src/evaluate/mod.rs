@@ -58,7 +58,14 @@ pub struct TargetVerdict {
 
 impl TargetVerdict {
     pub fn unknown(since: Timestamp) -> Self {
-        Self { health: Health::Unknown, since, evidence: Vec::new(), probed: 0, healthy: 0, unhealthy: Vec::new() }
+        Self {
+            health: Health::Unknown,
+            since,
+            evidence: Vec::new(),
+            probed: 0,
+            healthy: 0,
+            unhealthy: Vec::new(),
+        }
     }
 
     /// Whether two verdicts differ in anything worth reporting (health, evidence, counts).
@@ -73,10 +80,16 @@ impl TargetVerdict {
     pub fn summary(&self) -> String {
         match self.health {
             Health::Unknown => "No verdict yet: waiting for the first probes.".into(),
-            Health::Healthy => format!("{} of {} probed endpoints are healthy.", self.healthy, self.probed),
+            Health::Healthy => format!(
+                "{} of {} probed endpoints are healthy.",
+                self.healthy, self.probed
+            ),
             Health::Unhealthy => {
-                let causes: Vec<String> =
-                    self.evidence.iter().map(|e| format!("{}: {}", e.trigger, e.message)).collect();
+                let causes: Vec<String> = self
+                    .evidence
+                    .iter()
+                    .map(|e| format!("{}: {}", e.trigger, e.message))
+                    .collect();
                 format!(
                     "{} of {} probed endpoints are unhealthy ({}). {}",
                     self.unhealthy.len(),
@@ -116,7 +129,8 @@ impl Evaluator {
 
     /// Forgets endpoints that are no longer probed (pods that went away).
     pub fn retain(&mut self, endpoints: &[String]) {
-        self.endpoints.retain(|name, _| endpoints.iter().any(|e| e == name));
+        self.endpoints
+            .retain(|name, _| endpoints.iter().any(|e| e == name));
     }
 
     /// Folds one probe result into the endpoint's state.
@@ -150,8 +164,13 @@ impl Evaluator {
     /// healthy and none unhealthy, Unknown otherwise.
     pub fn verdict(&mut self, now: Timestamp) -> TargetVerdict {
         let probed = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
-        let healthy = u32::try_from(self.endpoints.values().filter(|s| s.health == Health::Healthy).count())
-            .unwrap_or(u32::MAX);
+        let healthy = u32::try_from(
+            self.endpoints
+                .values()
+                .filter(|s| s.health == Health::Healthy)
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
         let unhealthy: Vec<String> = self
             .endpoints
             .iter()
@@ -173,7 +192,11 @@ impl Evaluator {
 
         // Group what fired by trigger; observations are per endpoint so people see which pod said what.
         let mut by_trigger: BTreeMap<&'static str, (Vec<String>, Vec<String>)> = BTreeMap::new();
-        for (name, state) in self.endpoints.iter().filter(|(_, s)| s.health == Health::Unhealthy) {
+        for (name, state) in self
+            .endpoints
+            .iter()
+            .filter(|(_, s)| s.health == Health::Unhealthy)
+        {
             for fired in &state.fired {
                 let entry = by_trigger.entry(fired.trigger).or_default();
                 entry.0.push(name.clone());
@@ -188,7 +211,14 @@ impl Evaluator {
                 pods,
             })
             .collect();
-        TargetVerdict { health, since, evidence, probed, healthy, unhealthy }
+        TargetVerdict {
+            health,
+            since,
+            evidence,
+            probed,
+            healthy,
+            unhealthy,
+        }
     }
 }
 

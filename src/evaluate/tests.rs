@@ -42,15 +42,21 @@ fn consecutive_failures_and_recovery_table() {
     ];
     for (pattern, expected) in cases {
         let mut evaluator = Evaluator::new(&policy().settings());
-        assert_eq!(run(&mut evaluator, "web-1", pattern), *expected, "pattern {pattern:?}");
+        assert_eq!(
+            run(&mut evaluator, "web-1", pattern),
+            *expected,
+            "pattern {pattern:?}"
+        );
     }
 }
 
 #[test]
 fn threshold_one_fires_on_the_first_failure() {
     let settings = policy()
-        .with_spec(serde_json::json!({"triggers": [{"consecutiveFailures": {"threshold": 1}}],
-                                      "recovery": {"consecutiveSuccesses": 1}}))
+        .with_spec(
+            serde_json::json!({"triggers": [{"consecutiveFailures": {"threshold": 1}}],
+                                      "recovery": {"consecutiveSuccesses": 1}}),
+        )
         .settings();
     let mut evaluator = Evaluator::new(&settings);
     assert_eq!(run(&mut evaluator, "web-1", "+-+-"), vec![H, U, H, U]);
@@ -58,7 +64,9 @@ fn threshold_one_fires_on_the_first_failure() {
 
 #[test]
 fn no_triggers_means_three_failures() {
-    let settings = policy().with_spec(serde_json::json!({"triggers": null})).settings();
+    let settings = policy()
+        .with_spec(serde_json::json!({"triggers": null}))
+        .settings();
     let mut evaluator = Evaluator::new(&settings);
     assert_eq!(run(&mut evaluator, "web-1", "---"), vec![N, N, U]);
 }
@@ -78,8 +86,17 @@ fn target_is_unhealthy_when_any_pod_is_and_evidence_names_it() {
     let evidence = &verdict.evidence[0];
     assert_eq!(evidence.trigger, "consecutiveFailures");
     assert_eq!(evidence.pods, vec!["web-b".to_owned()]);
-    assert_eq!(evidence.message, "web-b: 3 failed probes in a row (last: HTTP 503), threshold 3");
-    assert!(verdict.summary().contains("1 of 2 probed endpoints are unhealthy (web-b)"), "{}", verdict.summary());
+    assert_eq!(
+        evidence.message,
+        "web-b: 3 failed probes in a row (last: HTTP 503), threshold 3"
+    );
+    assert!(
+        verdict
+            .summary()
+            .contains("1 of 2 probed endpoints are unhealthy (web-b)"),
+        "{}",
+        verdict.summary()
+    );
 }
 
 #[test]
@@ -90,7 +107,10 @@ fn evidence_stays_stable_while_failures_continue() {
     evaluator.observe(&sample("web-1", t(40), false));
     evaluator.observe(&sample("web-1", t(50), false));
     let later = evaluator.verdict(t(50));
-    assert!(!later.differs_from(&first), "more failures must not rewrite evidence: {later:?}");
+    assert!(
+        !later.differs_from(&first),
+        "more failures must not rewrite evidence: {later:?}"
+    );
     assert_eq!(later.since, first.since);
 }
 

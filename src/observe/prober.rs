@@ -3,7 +3,6 @@
 
 use std::{error::Error as _, time::Duration};
 
-
 use super::Sample;
 use crate::{
     api::{
@@ -84,7 +83,11 @@ impl HttpProber {
             detail,
         };
         match outcome {
-            Err(_) => sample(false, None, format!("timed out after {}", crate::api::format_duration(req.timeout))),
+            Err(_) => sample(
+                false,
+                None,
+                format!("timed out after {}", crate::api::format_duration(req.timeout)),
+            ),
             Ok(Err(e)) => sample(false, None, describe_error(&e)),
             Ok(Ok(code)) => {
                 let ok = req.success_codes.contains(code);
@@ -94,7 +97,8 @@ impl HttpProber {
     }
 
     async fn exchange(&self, req: &ProbeRequest) -> Result<u16, reqwest::Error> {
-        let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+        let method =
+            reqwest::Method::from_bytes(req.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut builder = self.client.request(method, &req.url);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);

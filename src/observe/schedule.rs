@@ -56,7 +56,13 @@ where
 {
     /// `nudge` receives a policy's key whenever its verdict changes.
     pub fn new(prober: HttpProber, clock: Arc<dyn Clock>, nudge: mpsc::UnboundedSender<K>) -> Self {
-        Self { tasks: Mutex::default(), verdicts: Arc::default(), prober, clock, nudge }
+        Self {
+            tasks: Mutex::default(),
+            verdicts: Arc::default(),
+            prober,
+            clock,
+            nudge,
+        }
     }
 
     /// Starts probing for `key`, or hands the running task its new job.
@@ -88,20 +94,33 @@ where
 
     /// Stops probing for `key` and forgets its verdict.
     pub fn stop(&self, key: &K) {
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.verdicts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
     }
 
     /// Stops every task whose key `keep` rejects (policies that were deleted).
     pub fn retain(&self, keep: impl Fn(&K) -> bool) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         tasks.retain(|k, _| keep(k));
-        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, _| keep(k));
+        self.verdicts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| keep(k));
     }
 
     /// The latest verdict for `key`, if its task has produced one.
     pub fn verdict(&self, key: &K) -> Option<TargetVerdict> {
-        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+        self.verdicts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
     }
 
     /// How many policies are being probed.

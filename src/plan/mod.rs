@@ -34,7 +34,11 @@ pub enum Plan {
     /// Run this step now.
     Act { step: u32, action: Action },
     /// A guard holds an action back; `reason` is a `reasons::*` constant.
-    Blocked { reason: &'static str, message: String, until: Option<Timestamp> },
+    Blocked {
+        reason: &'static str,
+        message: String,
+        until: Option<Timestamp>,
+    },
 }
 
 impl Plan {
@@ -74,7 +78,10 @@ pub fn plan(settings: &Settings, health: Health, ladder: &LadderState, now: Time
             if let (Some(ran), Some(at)) = (ran, ladder.last_action_at) {
                 let deadline = clock::after(at, ran.timeout);
                 if now < deadline {
-                    return Plan::Wait { step, until: Some(deadline) };
+                    return Plan::Wait {
+                        step,
+                        until: Some(deadline),
+                    };
                 }
             }
             step as usize
@@ -119,7 +126,10 @@ pub fn plan(settings: &Settings, health: Health, ladder: &LadderState, now: Time
             until: None,
         };
     }
-    Plan::Act { step, action: next.action }
+    Plan::Act {
+        step,
+        action: next.action,
+    }
 }
 
 fn step_settings(steps: &[StepSettings], step: u32) -> Option<&StepSettings> {

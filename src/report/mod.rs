@@ -78,22 +78,38 @@ pub fn condition<'a>(status: &'a AppHealthPolicyStatus, type_: &str) -> Option<&
 }
 
 /// Writes the whole status with server-side apply, as the operator's field manager.
-pub async fn apply_status(api: &Api<AppHealthPolicy>, name: &str, status: &AppHealthPolicyStatus) -> Result<()> {
+pub async fn apply_status(
+    api: &Api<AppHealthPolicy>,
+    name: &str,
+    status: &AppHealthPolicyStatus,
+) -> Result<()> {
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
         "kind": "AppHealthPolicy",
         "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(())
 }
 
 /// Publishes an Event about a policy. Failing to publish is logged, never fatal: Events are a
 /// courtesy to people, status is the record.
-pub async fn publish(recorder: &Recorder, policy: &AppHealthPolicy, warning: bool, reason: &str, action: &str, note: String) {
+pub async fn publish(
+    recorder: &Recorder,
+    policy: &AppHealthPolicy,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     use kube::Resource;
     let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: reason.into(),
         note: Some(truncate(note, 1000)),
         action: action.into(),
@@ -127,12 +143,42 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, "Healthy", true, "ProbesSucceeding", "ok", Some(1), at("2026-01-01T00:00:00Z"));
-        set_condition(&mut conditions, "Healthy", true, "ProbesSucceeding", "still ok", Some(2), at("2026-01-01T00:05:00Z"));
-        assert_eq!(conditions[0].last_transition_time, Time(at("2026-01-01T00:00:00Z")));
+        set_condition(
+            &mut conditions,
+            "Healthy",
+            true,
+            "ProbesSucceeding",
+            "ok",
+            Some(1),
+            at("2026-01-01T00:00:00Z"),
+        );
+        set_condition(
+            &mut conditions,
+            "Healthy",
+            true,
+            "ProbesSucceeding",
+            "still ok",
+            Some(2),
+            at("2026-01-01T00:05:00Z"),
+        );
+        assert_eq!(
+            conditions[0].last_transition_time,
+            Time(at("2026-01-01T00:00:00Z"))
+        );
         assert_eq!(conditions[0].message, "still ok");
-        set_condition(&mut conditions, "Healthy", false, "TriggerFired", "bad", Some(2), at("2026-01-01T00:06:00Z"));
-        assert_eq!(conditions[0].last_transition_time, Time(at("2026-01-01T00:06:00Z")));
+        set_condition(
+            &mut conditions,
+            "Healthy",
+            false,
+            "TriggerFired",
+            "bad",
+            Some(2),
+            at("2026-01-01T00:06:00Z"),
+        );
+        assert_eq!(
+            conditions[0].last_transition_time,
+            Time(at("2026-01-01T00:06:00Z"))
+        );
         assert_eq!(conditions.len(), 1);
     }
 

@@ -24,9 +24,15 @@ async fn app(mode: Mode) -> (Flaky, String, tokio::task::JoinHandle<()>) {
 
 async fn run_check(url: String, probes: u32) -> (check::CheckReport, String) {
     let policy = check::parse_policy("demo.yaml", POLICY).unwrap();
-    let options = CheckOptions { url, probes: Some(probes), period: Some(Duration::from_millis(20)) };
+    let options = CheckOptions {
+        url,
+        probes: Some(probes),
+        period: Some(Duration::from_millis(20)),
+    };
     let mut out = Vec::new();
-    let report = check::run(&policy, &options, Arc::new(SystemClock), &mut out).await.unwrap();
+    let report = check::run(&policy, &options, Arc::new(SystemClock), &mut out)
+        .await
+        .unwrap();
     (report, String::from_utf8(out).unwrap())
 }
 
@@ -37,9 +43,18 @@ async fn a_failing_app_is_judged_unhealthy_and_the_remediation_is_only_planned()
     assert_eq!(report.probes, 5);
     assert_eq!(report.verdicts, vec![Health::Unhealthy], "{out}");
     assert_eq!(report.decisions.len(), 2, "{out}");
-    assert!(report.decisions[0].starts_with("would run RolloutRestart (step 1 of 1)"), "{out}");
-    assert!(report.decisions[1].starts_with("waiting for recovery after step 1"), "{out}");
-    assert!(out.contains("3 failed probes in a row (last: HTTP 503), threshold 3"), "{out}");
+    assert!(
+        report.decisions[0].starts_with("would run RolloutRestart (step 1 of 1)"),
+        "{out}"
+    );
+    assert!(
+        report.decisions[1].starts_with("waiting for recovery after step 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 failed probes in a row (last: HTTP 503), threshold 3"),
+        "{out}"
+    );
     assert_eq!(out.matches("FAIL HTTP 503").count(), 5, "{out}");
 }
 
@@ -55,14 +70,26 @@ async fn a_healthy_app_plans_nothing() {
 async fn an_invalid_policy_is_an_error_naming_the_field() {
     let text = POLICY.replace("timeout: 1m", "timeout: 0s");
     let policy = check::parse_policy("demo.yaml", &text).unwrap();
-    let options = CheckOptions { url: "http://127.0.0.1:9/".into(), probes: Some(1), period: None };
-    let err = check::run(&policy, &options, Arc::new(SystemClock), &mut Vec::new()).await.unwrap_err();
+    let options = CheckOptions {
+        url: "http://127.0.0.1:9/".into(),
+        probes: Some(1),
+        period: None,
+    };
+    let err = check::run(&policy, &options, Arc::new(SystemClock), &mut Vec::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
-    assert_eq!(err.to_string(), "the policy is invalid: spec.remediation.steps[0].timeout: must be longer than zero");
+    assert_eq!(
+        err.to_string(),
+        "the policy is invalid: spec.remediation.steps[0].timeout: must be longer than zero"
+    );
 }
 
 #[test]
 fn a_file_that_is_not_a_policy_is_a_clear_error() {
     let err = check::parse_policy("x.yaml", "apiVersion: v1\nkind: AppHealthPolicy\nspec: {}\n").unwrap_err();
-    assert!(err.to_string().starts_with("x.yaml is not an AppHealthPolicy:"), "{err}");
+    assert!(
+        err.to_string().starts_with("x.yaml is not an AppHealthPolicy:"),
+        "{err}"
+    );
 }

@@ -17,20 +17,36 @@ async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
     h.create_policy("web", json!({}));
     h.start_operator(Some(NS));
 
-    let policy = h.wait_condition("web", "Healthy", "True", Some("ProbesSucceeding")).await;
+    let policy = h
+        .wait_condition("web", "Healthy", "True", Some("ProbesSucceeding"))
+        .await;
     let ready = condition(&policy, "Ready").unwrap();
     assert_eq!(ready["status"], "True");
-    assert!(ready["message"].as_str().unwrap().starts_with("Probing 2 ready pods of Deployment web every 2s"), "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Probing 2 ready pods of Deployment web every 2s"),
+        "{ready}"
+    );
     assert_eq!(policy["status"]["targets"], json!({"probed": 2, "healthy": 2}));
     assert_eq!(policy["status"]["observedGeneration"], 1);
 
     // One pod starts answering 503.
     h.pod("web-b").app.set(Mode::Status(503));
-    let policy = h.wait_condition("web", "Healthy", "False", Some("TriggerFired")).await;
+    let policy = h
+        .wait_condition("web", "Healthy", "False", Some("TriggerFired"))
+        .await;
     let evidence = &policy["status"]["verdict"]["evidence"][0];
     assert_eq!(evidence["trigger"], "consecutiveFailures");
     assert_eq!(evidence["pods"], json!(["web-b"]));
-    assert!(evidence["message"].as_str().unwrap().contains("(last: HTTP 503), threshold 2"), "{evidence}");
+    assert!(
+        evidence["message"]
+            .as_str()
+            .unwrap()
+            .contains("(last: HTTP 503), threshold 2"),
+        "{evidence}"
+    );
 
     // The ladder's first step ran: the annotation is on the pod template and matches status.
     let policy = wait_until("the remediation result", PATIENCE, || async {
@@ -45,16 +61,25 @@ async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
     assert_eq!(condition(&policy, "Remediating").unwrap()["status"], "True");
     assert_eq!(policy["status"]["ladder"]["step"], 1);
     let note = h.wait_event("web", "RolloutRestarted").await;
-    assert!(note.contains("Ran RolloutRestart (step 1 of 1) on Deployment web"), "{note}");
+    assert!(
+        note.contains("Ran RolloutRestart (step 1 of 1) on Deployment web"),
+        "{note}"
+    );
     assert!(note.contains("web-b"), "the event names the bad pod: {note}");
     h.wait_event("web", "BecameUnhealthy").await;
 
     // The app recovers: Healthy again, ladder closed, no second action.
     h.pod("web-b").app.set(Mode::Healthy);
-    let policy = h.wait_condition("web", "Remediating", "False", Some("Recovered")).await;
+    let policy = h
+        .wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
     assert_eq!(condition(&policy, "Healthy").unwrap()["status"], "True");
     assert!(policy["status"]["ladder"].is_null(), "{}", policy["status"]);
-    assert_eq!(h.writes_to("/deployments/web"), 1, "exactly one patch of the Deployment");
+    assert_eq!(
+        h.writes_to("/deployments/web"),
+        1,
+        "exactly one patch of the Deployment"
+    );
     h.wait_event("web", "Recovered").await;
     h.stop_operator().await;
 }
@@ -66,14 +91,29 @@ async fn dry_run_decides_and_reports_but_changes_nothing() {
     h.create_policy("web", json!({"remediation": {"dryRun": true}}));
     h.start_operator(None);
 
-    let policy = h.wait_condition("web", "RemediationBlocked", "True", Some("DryRun")).await;
-    let message = condition(&policy, "RemediationBlocked").unwrap()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("would run RolloutRestart (step 1 of 1)"), "{message}");
+    let policy = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("DryRun"))
+        .await;
+    let message = condition(&policy, "RemediationBlocked").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("would run RolloutRestart (step 1 of 1)"),
+        "{message}"
+    );
     let note = h.wait_event("web", "DryRun").await;
-    assert!(note.contains("would run RolloutRestart") && note.contains("HTTP 502"), "{note}");
+    assert!(
+        note.contains("would run RolloutRestart") && note.contains("HTTP 502"),
+        "{note}"
+    );
     assert_eq!(condition(&policy, "Remediating").unwrap()["status"], "False");
     assert!(policy["status"]["lastRemediation"].is_null());
-    assert_eq!(h.writes_to("/deployments/"), 0, "dry run must not touch the Deployment");
+    assert_eq!(
+        h.writes_to("/deployments/"),
+        0,
+        "dry run must not touch the Deployment"
+    );
     assert_eq!(restarted_at(&h.deployment()), None);
     h.stop_operator().await;
 }
@@ -81,22 +121,38 @@ async fn dry_run_decides_and_reports_but_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_failure_inside_the_cooldown_is_held_back_until_it_expires() {
     let mut h = Harness::new(1).await;
-    h.create_policy("web", json!({"remediation": {"cooldown": "1h", "steps": [{"action": "RolloutRestart", "timeout": "10s"}]}}));
+    h.create_policy(
+        "web",
+        json!({"remediation": {"cooldown": "1h", "steps": [{"action": "RolloutRestart", "timeout": "10s"}]}}),
+    );
     h.start_operator(Some(NS));
     h.wait_condition("web", "Healthy", "True", None).await;
 
     h.set_all(Mode::Status(503));
     h.wait_condition("web", "Remediating", "True", None).await;
     h.set_all(Mode::Healthy);
-    h.wait_condition("web", "Remediating", "False", Some("Recovered")).await;
+    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
 
     h.set_all(Mode::Status(503));
-    let policy = h.wait_condition("web", "RemediationBlocked", "True", Some("Cooldown")).await;
-    let message = condition(&policy, "RemediationBlocked").unwrap()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("cooldown of 1h holds RolloutRestart (step 1 of 1) back"), "{message}");
+    let policy = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("Cooldown"))
+        .await;
+    let message = condition(&policy, "RemediationBlocked").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("cooldown of 1h holds RolloutRestart (step 1 of 1) back"),
+        "{message}"
+    );
     let note = h.wait_event("web", "Cooldown").await;
     assert!(note.contains("cooldown of 1h"), "{note}");
-    assert_eq!(h.writes_to("/deployments/web"), 1, "the cooldown held the second restart back");
+    assert_eq!(
+        h.writes_to("/deployments/web"),
+        1,
+        "the cooldown held the second restart back"
+    );
     let first_mark = restarted_at(&h.deployment()).unwrap();
 
     // An hour later (virtual), the guard lifts and the operator acts again.
@@ -144,7 +200,11 @@ async fn a_crash_after_recording_intent_completes_the_action_once() {
         (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
     })
     .await;
-    assert_eq!(restarted_at(&h.deployment()).as_deref(), Some(at), "the action ran with its recorded mark");
+    assert_eq!(
+        restarted_at(&h.deployment()).as_deref(),
+        Some(at),
+        "the action ran with its recorded mark"
+    );
     assert_eq!(policy["status"]["lastRemediation"]["at"], at);
     h.wait_event("web", "RemediationResumed").await;
     // The target stays unhealthy, but the step is still within its timeout: no second action.
@@ -173,9 +233,16 @@ async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it
     })
     .await;
     let message = policy["status"]["lastRemediation"]["message"].as_str().unwrap();
-    assert!(message.contains("found applied after an operator restart; not repeated"), "{message}");
+    assert!(
+        message.contains("found applied after an operator restart; not repeated"),
+        "{message}"
+    );
     h.wait_condition("web", "Healthy", "False", None).await;
-    assert_eq!(h.writes_to("/deployments/"), 0, "the Deployment must not be patched again");
+    assert_eq!(
+        h.writes_to("/deployments/"),
+        0,
+        "the Deployment must not be patched again"
+    );
     h.stop_operator().await;
 }
 
@@ -187,7 +254,10 @@ async fn a_healthy_steady_state_costs_zero_writes() {
     h.wait_condition("web", "Healthy", "True", None).await;
     // Let the first rounds settle (the verdict is written once), then count.
     let settled = h.pod("web-a").app.hits() + 2;
-    wait_until("two more probe rounds", PATIENCE, || async { (h.pod("web-a").app.hits() >= settled).then_some(()) }).await;
+    wait_until("two more probe rounds", PATIENCE, || async {
+        (h.pod("web-a").app.hits() >= settled).then_some(())
+    })
+    .await;
     h.server.clear_requests();
     let start: u64 = h.pods.iter().map(|p| p.app.hits()).sum();
     // Ten healthy periods: five probes of each of the two pods.
@@ -206,23 +276,50 @@ async fn bad_policies_are_reported_and_do_not_disturb_the_good_one() {
     let mut h = Harness::new(1).await;
     h.create_policy("good", json!({}));
     h.create_policy("orphan", json!({"targetRef": {"name": "missing"}}));
-    h.create_policy("reversed", json!({"probe": {"http": {"successCodes": ["399-200"]}}}));
+    h.create_policy(
+        "reversed",
+        json!({"probe": {"http": {"successCodes": ["399-200"]}}}),
+    );
     h.create_policy("no-port", json!({"probe": {"http": {"port": "metrics"}}}));
     h.start_operator(Some(NS));
 
-    let orphan = h.wait_condition("orphan", "Ready", "False", Some("TargetNotFound")).await;
-    let message = condition(&orphan, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
-    assert_eq!(message, "Deployment missing was not found in namespace shop; probing starts when it appears.");
+    let orphan = h
+        .wait_condition("orphan", "Ready", "False", Some("TargetNotFound"))
+        .await;
+    let message = condition(&orphan, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        message,
+        "Deployment missing was not found in namespace shop; probing starts when it appears."
+    );
     assert_eq!(condition(&orphan, "Healthy").unwrap()["status"], "Unknown");
 
-    let reversed = h.wait_condition("reversed", "Ready", "False", Some("InvalidSpec")).await;
-    let message = condition(&reversed, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("spec.probe.http.successCodes[0]: range \"399-200\" is empty"), "{message}");
+    let reversed = h
+        .wait_condition("reversed", "Ready", "False", Some("InvalidSpec"))
+        .await;
+    let message = condition(&reversed, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("spec.probe.http.successCodes[0]: range \"399-200\" is empty"),
+        "{message}"
+    );
     h.wait_event("reversed", "InvalidSpec").await;
 
-    let no_port = h.wait_condition("no-port", "Ready", "False", Some("NoProbeTargets")).await;
-    let message = condition(&no_port, "Ready").unwrap()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("pod web-a has no container port named \"metrics\""), "{message}");
+    let no_port = h
+        .wait_condition("no-port", "Ready", "False", Some("NoProbeTargets"))
+        .await;
+    let message = condition(&no_port, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("pod web-a has no container port named \"metrics\""),
+        "{message}"
+    );
 
     h.wait_condition("good", "Healthy", "True", None).await;
 
@@ -248,7 +345,10 @@ async fn suspend_stops_probing_and_says_so() {
     let policy = h.wait_condition("web", "Ready", "False", Some("Suspended")).await;
     assert_eq!(policy["status"]["observedGeneration"], 2);
     assert_eq!(condition(&policy, "Healthy").unwrap()["status"], "Unknown");
-    assert_eq!(condition(&policy, "RemediationBlocked").unwrap()["reason"], "Suspended");
+    assert_eq!(
+        condition(&policy, "RemediationBlocked").unwrap()["reason"],
+        "Suspended"
+    );
 
     // A second, active policy is the witness that time passes: while it sees three more probe
     // rounds, the suspended target gets at most the one round that may have been in flight.
@@ -257,10 +357,15 @@ async fn suspend_stops_probing_and_says_so() {
     let witness = h.add_workload("other").await;
     h.create_policy("witness", json!({"targetRef": {"name": "other"}}));
     let start = witness.hits();
-    wait_until("three probe rounds of the witness", PATIENCE, || async { (witness.hits() >= start + 3).then_some(()) })
-        .await;
+    wait_until("three probe rounds of the witness", PATIENCE, || async {
+        (witness.hits() >= start + 3).then_some(())
+    })
+    .await;
     let later = h.pod("web-a").app.hits();
-    assert!(later <= suspended_hits + 1, "probing continued while suspended: {suspended_hits} -> {later}");
+    assert!(
+        later <= suspended_hits + 1,
+        "probing continued while suspended: {suspended_hits} -> {later}"
+    );
     assert_eq!(h.writes_to("/deployments/web"), 0, "no action while suspended");
     h.stop_operator().await;
 }
@@ -277,5 +382,9 @@ async fn the_operator_exits_with_a_hint_when_the_crd_is_missing() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("install it with: kubectl apply -f crds/"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("install it with: kubectl apply -f crds/"),
+        "{err}"
+    );
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use apphealth_operator::api::{AppHealthPolicy, validate::validate};
 use kube::CustomResourceExt;
 
-const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/apphealthpolicies.apphealth.io.yaml");
+const CRD_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/apphealthpolicies.apphealth.io.yaml"
+);
 
 fn examples(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(dir);
@@ -27,13 +30,21 @@ fn schema() -> serde_json::Value {
 
 /// What the API server would say about `object` at `kubectl apply`: schema errors, then CEL errors.
 fn admission_errors(schema: &serde_json::Value, object: &serde_json::Value) -> Vec<String> {
-    let validator = jsonschema::options().build(schema).expect("the CRD schema compiles");
-    let mut errors: Vec<String> =
-        validator.iter_errors(object).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
+    let validator = jsonschema::options()
+        .build(schema)
+        .expect("the CRD schema compiles");
+    let mut errors: Vec<String> = validator
+        .iter_errors(object)
+        .map(|e| format!("{}: {}", e.instance_path(), e))
+        .collect();
     if errors.is_empty()
         && let Err(cel) = kube::core::cel::Validator::new().validate(schema, object, None)
     {
-        errors.extend(cel.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)));
+        errors.extend(
+            cel.into_vec()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message)),
+        );
     }
     errors
 }
@@ -42,7 +53,10 @@ fn admission_errors(schema: &serde_json::Value, object: &serde_json::Value) -> V
 fn checked_in_crd_matches_the_code() {
     let generated = serde_saphyr::to_string(&AppHealthPolicy::crd()).unwrap();
     let on_disk = std::fs::read_to_string(CRD_FILE).unwrap();
-    assert!(generated == on_disk, "crds/ drifted from the Rust types: run `make crd` and commit the result");
+    assert!(
+        generated == on_disk,
+        "crds/ drifted from the Rust types: run `make crd` and commit the result"
+    );
 }
 
 #[test]
@@ -53,18 +67,38 @@ fn crd_has_the_promised_shape() {
     assert_eq!(crd.spec.names.short_names, Some(vec!["ahp".to_owned()]));
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
-    let columns: Vec<&str> =
-        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some(),
+        "status subresource"
+    );
+    let columns: Vec<&str> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
     for wanted in ["Target", "Healthy", "Last Action", "Age"] {
-        assert!(columns.contains(&wanted), "printer column {wanted} missing: {columns:?}");
+        assert!(
+            columns.contains(&wanted),
+            "printer column {wanted} missing: {columns:?}"
+        );
     }
     let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
     let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], "map");
-    assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
     let description = schema["openAPIV3Schema"]["description"].as_str().unwrap();
-    assert!(description.starts_with("AppHealthPolicy declares"), "{description}");
+    assert!(
+        description.starts_with("AppHealthPolicy declares"),
+        "{description}"
+    );
 }
 
 #[test]
@@ -73,7 +107,11 @@ fn every_field_is_documented_for_kubectl_explain() {
         if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
             for (name, child) in props {
                 let path = format!("{path}.{name}");
-                if child.get("description").is_none() && !path.starts_with(".metadata") && path != ".apiVersion" && path != ".kind" {
+                if child.get("description").is_none()
+                    && !path.starts_with(".metadata")
+                    && path != ".apiVersion"
+                    && path != ".kind"
+                {
                     missing.push(path.clone());
                 }
                 walk(&path, child, missing);
@@ -116,12 +154,25 @@ fn invalid_examples_are_rejected_with_a_message_naming_the_problem() {
                 file.display()
             );
         } else if let Some(expected) = text.lines().find_map(|l| l.strip_prefix("# expect-invalid: ")) {
-            assert!(errors.is_empty(), "{} should pass the schema: {errors:?}", file.display());
+            assert!(
+                errors.is_empty(),
+                "{} should pass the schema: {errors:?}",
+                file.display()
+            );
             let policy: AppHealthPolicy = serde_json::from_value(object).unwrap();
-            let err = validate(&policy.spec).expect_err("semantic example must be invalid").to_string();
-            assert!(err.contains(expected), "{}: expected {expected:?} in {err:?}", file.display());
+            let err = validate(&policy.spec)
+                .expect_err("semantic example must be invalid")
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{}: expected {expected:?} in {err:?}",
+                file.display()
+            );
         } else {
-            panic!("{} has no `# expect:` or `# expect-invalid:` line", file.display());
+            panic!(
+                "{} has no `# expect:` or `# expect-invalid:` line",
+                file.display()
+            );
         }
     }
 }

@@ -67,20 +67,32 @@ impl Harness {
     pub async fn new(pods: usize) -> Self {
         apphealth_operator::observe::prober::install_crypto_provider();
         let server = TestServer::start().await.unwrap();
-        server.create(serde_json::to_value(AppHealthPolicy::crd()).unwrap()).unwrap();
+        server
+            .create(serde_json::to_value(AppHealthPolicy::crd()).unwrap())
+            .unwrap();
 
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
         let (port, listeners) = bind_same_port(block, pods).await;
         server.create(deployment("web", port)).unwrap();
-        let mut harness =
-            Self { server, block, clock: OffsetClock::new(SystemClock), pods: Vec::new(), port, operator: None };
+        let mut harness = Self {
+            server,
+            block,
+            clock: OffsetClock::new(SystemClock),
+            pods: Vec::new(),
+            port,
+            operator: None,
+        };
         for (i, listener) in listeners.into_iter().enumerate() {
             let ip = listener.local_addr().unwrap().ip();
             let app = Flaky::new(Duration::from_secs(10));
             let task = app.serve(listener);
             let name = format!("web-{}", (b'a' + u8::try_from(i).unwrap()) as char);
             harness.add_pod(&name, ip, "web");
-            harness.pods.push(Pod { name, app, _task: task });
+            harness.pods.push(Pod {
+                name,
+                app,
+                _task: task,
+            });
         }
         harness
     }
@@ -113,12 +125,18 @@ impl Harness {
         self.server.create(deployment(name, self.port)).unwrap();
         let octet = u8::try_from(self.pods.len() + 1).unwrap();
         let ip: IpAddr = Ipv4Addr::new(127, 0, self.block, octet).into();
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, self.port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, self.port))
+            .await
+            .unwrap();
         let app = Flaky::new(Duration::from_secs(10));
         let task = app.serve(listener);
         let pod = format!("{name}-a");
         self.add_pod(&pod, ip, name);
-        self.pods.push(Pod { name: pod, app: app.clone(), _task: task });
+        self.pods.push(Pod {
+            name: pod,
+            app: app.clone(),
+            _task: task,
+        });
         app
     }
 
@@ -153,7 +171,10 @@ impl Harness {
     /// Starts the operator (all namespaces unless `namespace` is given).
     pub fn start_operator(&mut self, namespace: Option<&str>) {
         let client = client(&self.server);
-        let config = controller::Config { namespace: namespace.map(str::to_owned), ..controller::Config::default() };
+        let config = controller::Config {
+            namespace: namespace.map(str::to_owned),
+            ..controller::Config::default()
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let clock = Arc::new(self.clock.clone());
         let task = tokio::spawn(async move {
@@ -169,12 +190,17 @@ impl Harness {
     pub async fn stop_operator(&mut self) {
         if let Some((stop, task)) = self.operator.take() {
             let _ = stop.send(());
-            tokio::time::timeout(PATIENCE, task).await.expect("operator stops").unwrap();
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("operator stops")
+                .unwrap();
         }
     }
 
     pub fn policy(&self, name: &str) -> Value {
-        self.server.get("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name).unwrap()
+        self.server
+            .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name)
+            .unwrap()
     }
 
     pub fn deployment(&self) -> Value {
@@ -198,29 +224,46 @@ impl Harness {
             .list("events.k8s.io/v1", "Event", Some(NS))
             .into_iter()
             .filter(|e| e["regarding"]["name"] == policy)
-            .map(|e| (e["reason"].as_str().unwrap_or_default().to_owned(), e["note"].as_str().unwrap_or_default().to_owned()))
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_owned(),
+                    e["note"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect()
     }
 
     pub async fn wait_event(&self, policy: &str, reason: &str) -> String {
         wait_until(&format!("event {reason} for {policy}"), PATIENCE, || async {
-            self.events(policy).into_iter().find(|(r, _)| r == reason).map(|(_, note)| note)
+            self.events(policy)
+                .into_iter()
+                .find(|(r, _)| r == reason)
+                .map(|(_, note)| note)
         })
         .await
     }
 
     /// Write requests (POST/PUT/PATCH/DELETE) the server has seen whose path contains `fragment`.
     pub fn writes_to(&self, fragment: &str) -> usize {
-        self.server.requests().iter().filter(|r| r.is_write() && r.path.contains(fragment)).count()
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.is_write() && r.path.contains(fragment))
+            .count()
     }
 }
 
 pub fn condition<'a>(policy: &'a Value, type_: &str) -> Option<&'a Value> {
-    policy["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+    policy["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
 }
 
 pub fn restarted_at(deployment: &Value) -> Option<String> {
-    deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/restartedAt"].as_str().map(str::to_owned)
+    deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/restartedAt"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn deployment(name: &str, port: u16) -> Value {

@@ -33,7 +33,12 @@ async fn probe(req: &ProbeRequest) -> Sample {
 async fn bad_gateway_and_unavailable_fail_and_say_so() {
     for code in [502u16, 503] {
         let server = BadServer::start(Behaviour::Status(code)).await;
-        let sample = probe(&request(server.url("/healthz"), Duration::from_secs(2), &["200-399"])).await;
+        let sample = probe(&request(
+            server.url("/healthz"),
+            Duration::from_secs(2),
+            &["200-399"],
+        ))
+        .await;
         assert!(!sample.ok, "{code}");
         assert_eq!(sample.code, Some(code));
         assert_eq!(sample.detail, format!("HTTP {code}"));
@@ -44,9 +49,25 @@ async fn bad_gateway_and_unavailable_fail_and_say_so() {
 #[tokio::test]
 async fn success_codes_accept_single_codes_and_ranges() {
     let server = BadServer::start(Behaviour::Status(204)).await;
-    assert!(probe(&request(server.url("/"), Duration::from_secs(2), &["204"])).await.ok);
-    assert!(probe(&request(server.url("/"), Duration::from_secs(2), &["200-299"])).await.ok);
-    assert!(!probe(&request(server.url("/"), Duration::from_secs(2), &["200", "300-399"])).await.ok);
+    assert!(
+        probe(&request(server.url("/"), Duration::from_secs(2), &["204"]))
+            .await
+            .ok
+    );
+    assert!(
+        probe(&request(server.url("/"), Duration::from_secs(2), &["200-299"]))
+            .await
+            .ok
+    );
+    assert!(
+        !probe(&request(
+            server.url("/"),
+            Duration::from_secs(2),
+            &["200", "300-399"]
+        ))
+        .await
+        .ok
+    );
 }
 
 #[tokio::test]
@@ -54,7 +75,11 @@ async fn a_slow_answer_within_the_timeout_succeeds_and_its_latency_is_recorded()
     let server = BadServer::start(Behaviour::Slow(Duration::from_millis(150))).await;
     let sample = probe(&request(server.url("/"), Duration::from_secs(5), &["200"])).await;
     assert!(sample.ok, "{sample:?}");
-    assert!(sample.latency >= Duration::from_millis(150), "{:?}", sample.latency);
+    assert!(
+        sample.latency >= Duration::from_millis(150),
+        "{:?}",
+        sample.latency
+    );
 }
 
 #[tokio::test]
@@ -93,7 +118,12 @@ async fn a_refused_connection_fails() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let sample = probe(&request(format!("http://{addr}/"), Duration::from_secs(2), &["200"])).await;
+    let sample = probe(&request(
+        format!("http://{addr}/"),
+        Duration::from_secs(2),
+        &["200"],
+    ))
+    .await;
     assert!(!sample.ok);
     assert_eq!(sample.detail, "connection refused");
 }

@@ -26,7 +26,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -72,14 +75,21 @@ impl BadServer {
         let (h, l) = (hits.clone(), last_request.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, l) = (h.clone(), l.clone());
                 tokio::spawn(async move {
                     let _ = serve(stream, behaviour, h, l).await;
                 });
             }
         });
-        Self { addr, hits, last_request, task }
+        Self {
+            addr,
+            hits,
+            last_request,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -115,12 +125,15 @@ async fn serve(
     *last.lock().unwrap() = head.clone();
     match behaviour {
         Behaviour::Status(code) => {
-            let resp = format!("HTTP/1.1 {code} Whatever\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+            let resp =
+                format!("HTTP/1.1 {code} Whatever\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
             stream.write_all(resp.as_bytes()).await?;
         }
         Behaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await?;
         }
         Behaviour::Hang => {
             std::future::pending::<()>().await;
@@ -132,18 +145,25 @@ async fn serve(
             drop(stream);
         }
         Behaviour::EndlessBody => {
-            stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await?;
             let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
             loop {
                 stream.write_all(chunk.as_bytes()).await?;
             }
         }
         Behaviour::Redirect(location) => {
-            let resp = format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let resp = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
             stream.write_all(resp.as_bytes()).await?;
         }
         Behaviour::Echo => {
-            let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}", head.len());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+                head.len()
+            );
             stream.write_all(resp.as_bytes()).await?;
         }
     }
