@@ -220,7 +220,10 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         executor: Executor::new(client.clone()),
-        probes: ProbeTasks::new(HttpProber::new()?, clock.clone(), nudge_tx),
+        probes: ProbeTasks::new(HttpProber::new()?, clock.clone(), nudge_tx, {
+            let policies = index.policies.clone();
+            Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
+        }),
         clock,
         index: index.clone(),
         pods,
@@ -228,22 +231,6 @@ pub async fn run(
         not_found_retries: Mutex::default(),
         client,
     });
-
-    // Probe tasks of deleted policies are stopped by a sweep over the policy cache.
-    let sweeper = {
-        let ctx = ctx.clone();
-        let policies = index.policies.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                ticks.tick().await;
-                if policies.wait_until_ready().await.is_err() {
-                    return;
-                }
-                ctx.probes.retain(|key| policies.get(key).is_some());
-            }
-        })
-    };
 
     controller
         .reconcile_on(triggers)
@@ -259,7 +246,6 @@ pub async fn run(
             }
         })
         .await;
-    sweeper.abort();
     Ok(())
 }
 

@@ -41,6 +41,10 @@ impl Drop for Task {
     }
 }
 
+/// Tells a probe task whether its policy still exists; checked before every round, so a deleted
+/// policy stops being probed at its next tick.
+pub type Alive<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
 /// The set of running probe tasks, keyed by policy.
 pub struct ProbeTasks<K> {
     tasks: Mutex<HashMap<K, Task>>,
@@ -48,29 +52,37 @@ pub struct ProbeTasks<K> {
     prober: HttpProber,
     clock: Arc<dyn Clock>,
     nudge: mpsc::UnboundedSender<K>,
+    alive: Alive<K>,
 }
 
 impl<K> ProbeTasks<K>
 where
     K: Clone + Eq + Hash + Send + Sync + 'static,
 {
-    /// `nudge` receives a policy's key whenever its verdict changes.
-    pub fn new(prober: HttpProber, clock: Arc<dyn Clock>, nudge: mpsc::UnboundedSender<K>) -> Self {
+    /// `nudge` receives a policy's key whenever its verdict changes; `alive` says whether a
+    /// policy still exists.
+    pub fn new(
+        prober: HttpProber,
+        clock: Arc<dyn Clock>,
+        nudge: mpsc::UnboundedSender<K>,
+        alive: Alive<K>,
+    ) -> Self {
         Self {
             tasks: Mutex::default(),
             verdicts: Arc::default(),
             prober,
             clock,
             nudge,
+            alive,
         }
     }
 
     /// Starts probing for `key`, or hands the running task its new job.
     pub fn ensure(&self, key: &K, job: ProbeJob) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(task) = tasks.get(key)
-            && !task.handle.is_finished()
-        {
+        // Tasks of deleted policies ended on their own; forget them.
+        tasks.retain(|_, t| !t.handle.is_finished());
+        if let Some(task) = tasks.get(key) {
             task.job.send_if_modified(|current| {
                 let changed = *current != job;
                 if changed {
@@ -88,6 +100,7 @@ where
             self.clock.clone(),
             self.verdicts.clone(),
             self.nudge.clone(),
+            self.alive.clone(),
         ));
         tasks.insert(key.clone(), Task { job: tx, handle });
     }
@@ -104,16 +117,6 @@ where
             .remove(key);
     }
 
-    /// Stops every task whose key `keep` rejects (policies that were deleted).
-    pub fn retain(&self, keep: impl Fn(&K) -> bool) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        tasks.retain(|k, _| keep(k));
-        self.verdicts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|k, _| keep(k));
-    }
-
     /// The latest verdict for `key`, if its task has produced one.
     pub fn verdict(&self, key: &K) -> Option<TargetVerdict> {
         self.verdicts
@@ -125,7 +128,12 @@ where
 
     /// How many policies are being probed.
     pub fn len(&self) -> usize {
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|t| !t.handle.is_finished())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,6 +153,7 @@ async fn run<K: Clone + Eq + Hash + Send + 'static>(
     clock: Arc<dyn Clock>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
     nudge: mpsc::UnboundedSender<K>,
+    alive: Alive<K>,
 ) {
     let mut job = jobs.borrow_and_update().clone();
     let mut evaluator = Evaluator::new(&job.settings);
@@ -167,6 +176,13 @@ async fn run<K: Clone + Eq + Hash + Send + 'static>(
                 }
                 continue;
             }
+        }
+        if !alive(&key) {
+            verdicts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+            return;
         }
         let samples: Vec<_> = stream::iter(job.requests.clone())
             .map(|req| {

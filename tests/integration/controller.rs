@@ -388,3 +388,114 @@ async fn the_operator_exits_with_a_hint_when_the_crd_is_missing() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_policy_stops_its_probes() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    h.server
+        .delete("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), "web")
+        .unwrap();
+    let witness = h.add_workload("other").await;
+    h.create_policy("witness", json!({"targetRef": {"name": "other"}}));
+    h.wait_condition("witness", "Healthy", "True", None).await;
+    // One more witness round lets any round that was in flight at deletion land; from then on, while
+    // the witness sees three rounds, the deleted policy's pod sees none.
+    let first = witness.hits() + 1;
+    wait_until("a witness round", PATIENCE, || async {
+        (witness.hits() >= first).then_some(())
+    })
+    .await;
+    let deleted_hits = h.pod("web-a").app.hits();
+    let start = witness.hits();
+    wait_until("three probe rounds of the witness", PATIENCE, || async {
+        (witness.hits() >= start + 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.pod("web-a").app.hits(),
+        deleted_hits,
+        "the deleted policy's target is still probed"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pod_of_the_target_is_probed_and_a_bad_one_named() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    let policy = h.wait_condition("web", "Healthy", "True", None).await;
+    assert_eq!(policy["status"]["targets"]["probed"], 1);
+
+    // A second pod of the same Deployment appears (selected by the Deployment's selector) and fails.
+    let extra = h.add_workload("unrelated").await; // served app, labelled app=unrelated
+    extra.set(Mode::Status(503));
+    let mut pod = h.server.get("v1", "Pod", Some(NS), "unrelated-a").unwrap();
+    pod["metadata"]["labels"] = json!({"app": "web"});
+    h.server.replace(pod).unwrap();
+    let policy = h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(
+        policy["status"]["verdict"]["evidence"][0]["pods"],
+        json!(["unrelated-a"])
+    );
+    assert_eq!(policy["status"]["targets"]["probed"], 2);
+    let ready = condition(&policy, "Ready").unwrap();
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Probing 2 ready pods"),
+        "{ready}"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn via_service_probes_the_cluster_ip() {
+    let mut h = Harness::new(1).await;
+    let ip = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap()["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The test server runs no kube-proxy: the Service's cluster IP is the pod's loopback address.
+    h.server
+        .create(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"clusterIP": ip, "selector": {"app": "web"}, "ports": [{"name": "http", "port": h.port}]}
+        }))
+        .unwrap();
+    h.create_policy("web", json!({"probe": {"via": "Service", "service": "web"}}));
+    h.create_policy(
+        "no-svc",
+        json!({"probe": {"via": "Service", "service": "missing"}}),
+    );
+    h.start_operator(Some(NS));
+
+    let policy = h.wait_condition("web", "Healthy", "True", None).await;
+    let ready = condition(&policy, "Ready").unwrap();
+    assert_eq!(ready["message"], "Probing Service web every 2s.");
+    h.set_all(Mode::Status(503));
+    let policy = h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(
+        policy["status"]["verdict"]["evidence"][0]["pods"],
+        json!(["service/web"])
+    );
+
+    let missing = h
+        .wait_condition("no-svc", "Ready", "False", Some("NoProbeTargets"))
+        .await;
+    let message = condition(&missing, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("Service missing was not found in namespace shop (spec.probe.service)"),
+        "{message}"
+    );
+    h.stop_operator().await;
+}
