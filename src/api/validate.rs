@@ -281,3 +281,93 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         dry_run: remediation.dry_run,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{PolicyExt, policy};
+
+    fn problem(patch: serde_json::Value) -> String {
+        validate(&policy().with_spec(patch).spec)
+            .expect_err("should be invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn the_fixture_is_valid_and_parsed() {
+        let s = policy().settings();
+        assert_eq!(s.probe.port, PortRef::Name("http".into()));
+        assert_eq!(s.probe.period, StdDuration::from_secs(10));
+        assert_eq!(s.cooldown, StdDuration::from_secs(300));
+        assert_eq!(
+            s.steps,
+            vec![StepSettings {
+                action: Action::RolloutRestart,
+                timeout: StdDuration::from_secs(120)
+            }]
+        );
+        assert!(s.probe.success_codes.contains(200) && s.probe.success_codes.contains(399));
+        assert!(!s.probe.success_codes.contains(400));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_problem() {
+        let cases = [
+            (
+                serde_json::json!({"targetRef": {"name": ""}}),
+                "spec.targetRef.name: must name a workload",
+            ),
+            (
+                serde_json::json!({"probe": {"via": "Service"}}),
+                "spec.probe.service: is required when spec.probe.via is Service",
+            ),
+            (
+                serde_json::json!({"probe": {"periodSeconds": 2, "http": {"timeoutSeconds": 2}}}),
+                "spec.probe.http.timeoutSeconds: must be less than spec.probe.periodSeconds (2 >= 2)",
+            ),
+            (
+                serde_json::json!({"probe": {"http": {"port": 70000}}}),
+                "spec.probe.http.port: 70000 is not a port number (1-65535)",
+            ),
+            (
+                serde_json::json!({"probe": {"http": {"path": "healthz"}}}),
+                "spec.probe.http.path: \"healthz\" must start with /",
+            ),
+            (
+                serde_json::json!({"probe": {"http": {"headers": [{"name": "Bad Header", "value": "x"}]}}}),
+                "spec.probe.http.headers[0].name: \"Bad Header\" is not a valid header name",
+            ),
+            (
+                serde_json::json!({"probe": {"http": {"successCodes": ["200", "abc"]}}}),
+                "spec.probe.http.successCodes[1]: \"abc\" is not a status code or range such as 200-399",
+            ),
+            (
+                serde_json::json!({"triggers": [{}]}),
+                "spec.triggers[0]: must set one of: consecutiveFailures",
+            ),
+            (
+                serde_json::json!({"triggers": [{"consecutiveFailures": {"threshold": 0}}]}),
+                "spec.triggers[0].consecutiveFailures.threshold: must be at least 1",
+            ),
+            (
+                serde_json::json!({"remediation": {"cooldown": "soon"}}),
+                "spec.remediation.cooldown: \"soon\" is not a duration such as 90s, 5m or 1h30m",
+            ),
+            (
+                serde_json::json!({"remediation": {"steps": [{"action": "RolloutRestart", "timeout": "0s"}]}}),
+                "spec.remediation.steps[0].timeout: must be longer than zero",
+            ),
+        ];
+        for (patch, expected) in cases {
+            assert_eq!(problem(patch.clone()), expected, "{patch}");
+        }
+    }
+
+    #[test]
+    fn numeric_port_strings_are_numbers() {
+        let s = policy()
+            .with_spec(serde_json::json!({"probe": {"http": {"port": "8080"}}}))
+            .settings();
+        assert_eq!(s.probe.port, PortRef::Number(8080));
+    }
+}

@@ -148,3 +148,105 @@ pub fn for_service(probe: &ProbeSettings, service: &Service) -> Result<ProbeRequ
         probe,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{PolicyExt, policy};
+
+    fn pod(name: &str, app: &str, ip: Option<&str>, ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+            "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .unwrap()
+    }
+
+    fn selector(app: &str) -> LabelSelector {
+        serde_json::from_value(serde_json::json!({"matchLabels": {"app": app}})).unwrap()
+    }
+
+    #[test]
+    fn only_ready_selected_pods_with_an_ip_are_probed_sorted_by_name() {
+        let probe = policy().settings().probe;
+        let pods = [
+            pod("web-b", "web", Some("10.0.0.2"), true),
+            pod("web-a", "web", Some("10.0.0.1"), true),
+            pod("web-c", "web", Some("10.0.0.3"), false),
+            pod("web-d", "web", None, true),
+            pod("db-a", "db", Some("10.0.0.9"), true),
+        ];
+        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        let urls: Vec<(&str, &str)> = resolved
+            .requests
+            .iter()
+            .map(|r| (r.endpoint.as_str(), r.url.as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("web-a", "http://10.0.0.1:8080/healthz"),
+                ("web-b", "http://10.0.0.2:8080/healthz")
+            ]
+        );
+        assert!(resolved.problems.is_empty());
+    }
+
+    #[test]
+    fn an_empty_selector_selects_nothing() {
+        let probe = policy().settings().probe;
+        let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
+        assert!(
+            for_pods(&probe, &LabelSelector::default(), pods.iter())
+                .requests
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_missing_named_port_is_a_problem_naming_the_pod() {
+        let probe = policy()
+            .with_spec(serde_json::json!({"probe": {"http": {"port": "admin"}}}))
+            .settings()
+            .probe;
+        let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
+        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        assert!(resolved.requests.is_empty());
+        assert_eq!(
+            resolved.problems,
+            ["pod web-a has no container port named \"admin\" (spec.probe.http.port)"]
+        );
+    }
+
+    #[test]
+    fn ipv6_pod_addresses_are_bracketed() {
+        let probe = policy().settings().probe;
+        let pods = [pod("web-a", "web", Some("fd00::1"), true)];
+        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        assert_eq!(resolved.requests[0].url, "http://[fd00::1]:8080/healthz");
+    }
+
+    #[test]
+    fn services_resolve_by_port_name_and_headless_ones_are_refused() {
+        let probe = policy().settings().probe;
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            for_service(&probe, &svc).unwrap().url,
+            "http://10.96.0.10:80/healthz"
+        );
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"}, "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}
+        }))
+        .unwrap();
+        assert!(
+            for_service(&probe, &headless)
+                .unwrap_err()
+                .contains("no cluster IP")
+        );
+    }
+}
