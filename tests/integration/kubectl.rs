@@ -1,1 +1,402 @@
 //! kubectl, the real client, against the in-process API test server.
+//!
+//! The test runs the server on its own tokio runtime and drives `kubectl` with blocking
+//! `std::process` calls from the test thread, so no async worker is ever blocked.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use apphealth_testserver::TestServer;
+use serde_json::Value;
+
+const CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/apphealthpolicies.apphealth.io.yaml"
+);
+const DEADLINE: Duration = Duration::from_secs(20);
+
+const POLICY: &str = r#"apiVersion: apphealth.io/v1alpha1
+kind: AppHealthPolicy
+metadata:
+  name: web
+  namespace: default
+spec:
+  targetRef:
+    kind: Deployment
+    name: web
+  probe:
+    http:
+      port: 8080
+      path: /healthz
+    periodSeconds: 10
+  triggers:
+    - consecutiveFailures:
+        threshold: 3
+  remediation:
+    steps:
+      - action: RolloutRestart
+"#;
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: example/web:1
+          ports:
+            - containerPort: 8080
+"#;
+
+/// A scratch directory with the kubeconfig and kubectl's discovery cache; removed on drop.
+struct Scratch {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Scratch {
+    fn new(server: &TestServer) -> Scratch {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("apphealth-kubectl-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, server.kubeconfig()).expect("write kubeconfig");
+        Scratch { dir, kubeconfig }
+    }
+
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, content).expect("write manifest");
+        p
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .arg("--request-timeout=20s")
+            .args(args)
+            .env_remove("KUBECONFIG");
+        cmd
+    }
+
+    /// Run kubectl to completion.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `kubectl` (it must be on PATH for this test): {e}"))
+    }
+
+    /// Run kubectl and require success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A long-running kubectl whose stdout lines arrive on a channel; killed on drop.
+struct Streaming {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn spawn(scratch: &Scratch, args: &[&str]) -> Streaming {
+        let mut child = scratch
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `kubectl` (it must be on PATH for this test): {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// Wait (bounded) for a line satisfying `pred`; returns it.
+    fn expect_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no line with {what} from kubectl ({e}); saw: {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll the server state until `check` holds (bounded).
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn columns(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kubectl_drives_the_test_server() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+    assert!(Path::new(CRD).exists(), "{CRD} is missing");
+
+    // CRD, then a custom resource of it and a Deployment, all by server-side apply.
+    let out = scratch.ok(&["apply", "--server-side", "--validate=false", "-f", CRD]);
+    assert!(
+        out.contains("apphealthpolicies.apphealth.io serverside-applied"),
+        "{out}"
+    );
+    scratch.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/apphealthpolicies.apphealth.io",
+    ]);
+    let policy = scratch.file("policy.yaml", POLICY);
+    let deployment = scratch.file("deployment.yaml", DEPLOYMENT);
+    for f in [&policy, &deployment] {
+        let out = scratch.ok(&[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            f.to_str().expect("utf-8 path"),
+        ]);
+        assert!(out.contains("serverside-applied"), "{out}");
+    }
+    let ahp = server
+        .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some("default"), "web")
+        .expect("policy stored");
+    assert_eq!(ahp["spec"]["targetRef"]["name"], "web");
+    assert_eq!(ahp["metadata"]["generation"], 1);
+
+    // Printer columns, by short name.
+    let table = scratch.ok(&["get", "ahp"]);
+    assert_eq!(
+        columns(&table),
+        ["NAME", "TARGET", "READY", "HEALTHY", "LAST ACTION", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.starts_with("web") && row.contains("web")),
+        "{table}"
+    );
+    let wide = scratch.ok(&["get", "ahp", "-o", "wide"]);
+    assert!(
+        columns(&wide).contains(&"KIND".to_string()),
+        "priority-1 column in -o wide: {wide}"
+    );
+
+    // Status subresource: the printed columns follow; spec and generation do not move.
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"False"}],"lastRemediation":{"action":"RolloutRestart"}}}"#;
+    scratch.ok(&[
+        "patch",
+        "ahp",
+        "web",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        status,
+    ]);
+    let table = scratch.ok(&["get", "ahp", "web"]);
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..4),
+        Some(&["web", "web", "True", "False"][..]),
+        "{table}"
+    );
+    assert!(row.contains(&"RolloutRestart"), "{table}");
+    let json: Value =
+        serde_json::from_str(&scratch.ok(&["get", "ahp", "web", "-o", "json"])).expect("-o json");
+    assert_eq!(json["kind"], "AppHealthPolicy");
+    assert_eq!(json["metadata"]["generation"], 1);
+    assert_eq!(json["status"]["conditions"][1]["type"], "Healthy");
+
+    // get -w: the initial row, then a change made meanwhile.
+    {
+        let watch = Streaming::spawn(&scratch, &["get", "ahp", "web", "-w"]);
+        watch.expect_line("the initial row", |l| l.starts_with("web") && l.contains("False"));
+        let healthy = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"True"}]}}"#;
+        scratch.ok(&[
+            "patch",
+            "ahp",
+            "web",
+            "--subresource",
+            "status",
+            "--type",
+            "merge",
+            "-p",
+            healthy,
+        ]);
+        let line = watch.expect_line("the Healthy=True row", |l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.get(..4) == Some(&["web", "web", "True", "True"][..])
+        });
+        assert!(line.contains("RolloutRestart"), "{line}");
+    }
+
+    // Merge patch of the spec bumps generation; strategic merge is refused for custom resources.
+    scratch.ok(&[
+        "patch",
+        "ahp",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"targetRef":{"name":"web2"}}}"#,
+    ]);
+    let ahp = server
+        .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some("default"), "web")
+        .expect("policy");
+    assert_eq!(ahp["metadata"]["generation"], 2);
+    assert_eq!(ahp["spec"]["targetRef"]["name"], "web2");
+    assert_eq!(
+        ahp["status"]["conditions"][1]["status"], "True",
+        "spec patch keeps status"
+    );
+    let out = scratch.run(&[
+        "patch",
+        "ahp",
+        "web",
+        "-p",
+        r#"{"spec":{"targetRef":{"name":"x"}}}"#,
+    ]);
+    assert!(
+        !out.status.success(),
+        "strategic merge patch on a custom resource must fail"
+    );
+
+    // Strategic merge patch of a Deployment merges containers by name (ports kept).
+    scratch.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"example/web:2"}]}}}}"#,
+    ]);
+    let dep = server
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .expect("deployment");
+    let containers = &dep["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().map(Vec::len), Some(1), "{containers}");
+    assert_eq!(containers[0]["image"], "example/web:2");
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080);
+
+    // rollout restart sets the restartedAt annotation on the pod template; scale goes through /scale.
+    let out = scratch.ok(&["rollout", "restart", "deployment/web"]);
+    assert!(out.contains("restarted"), "{out}");
+    wait_for("the restartedAt annotation", || {
+        server
+            .get("apps/v1", "Deployment", Some("default"), "web")
+            .is_some_and(|d| {
+                d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                    .is_string()
+            })
+    });
+    scratch.ok(&["scale", "deployment/web", "--replicas=3"]);
+    let dep = server
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .expect("deployment");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/deployments/web/scale")),
+        "kubectl scale uses the scale subresource"
+    );
+
+    // delete (kubectl waits for the deletion), then get of the missing object fails with NotFound.
+    let out = scratch.ok(&["delete", "ahp", "web"]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(
+        server
+            .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some("default"), "web")
+            .is_none()
+    );
+    let out = scratch.run(&["get", "ahp", "web"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("NotFound"), "{stderr}");
+
+    drop(scratch);
+    server.shutdown();
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
