@@ -5,15 +5,20 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build demo test fmt fmt-check lint crd crd-check unit apiserver e2e clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check unit apiserver e2e clean
 
 all: build
 
 build:
 	$(CARGO) build --bin apphealth-operator --examples
+	$(CARGO) build -p apphealth-testserver --bin apphealth-testserver
 
 demo: build
 	./examples/demo.sh
+
+# The operator binary and kubectl against the in-process API test server (needs kubectl).
+demo-cluster: build
+	./examples/cluster-demo.sh
 
 test: fmt-check lint crd-check
 	$(CARGO) test --workspace --all-targets

@@ -578,13 +578,17 @@ async fn pipeline(
     let summary = verdict.as_ref().map(TargetVerdict::summary).unwrap_or_default();
     match &decision {
         Plan::Idle => {
-            cond(
-                &mut status,
-                conditions::REMEDIATING,
-                CondStatus::False,
-                reasons::IDLE,
-                "No remediation is in progress.".into(),
-            );
+            // Keep a False condition as it is: "Recovered" stays readable after the ladder closed.
+            let remediating = report::condition(&status, conditions::REMEDIATING);
+            if remediating.is_none_or(|c| c.status != "False") {
+                cond(
+                    &mut status,
+                    conditions::REMEDIATING,
+                    CondStatus::False,
+                    reasons::IDLE,
+                    "No remediation is in progress.".into(),
+                );
+            }
             not_blocked(&mut status, generation, now);
         }
         Plan::Recovered { step } => {
