@@ -280,7 +280,14 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-    let store = &shared.store;
+    // dryRun: run the write against a throw-away copy of the state.
+    let dry_run_store;
+    let store = if parts.method != Method::GET && query.contains_key("dryRun") {
+        dry_run_store = shared.store.snapshot();
+        &dry_run_store
+    } else {
+        &shared.store
+    };
     let Target {
         rt,
         namespace,

@@ -23,7 +23,8 @@
 //!   `sendInitialEvents=true` end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
 //!   `timeoutSeconds`; selector transitions become ADDED/DELETED like the watch cache), create (with
 //!   `generateName`), replace, delete (returns the object; also delete-collection), patch (JSON merge,
-//!   JSON patch, a strategic-merge subset for built-ins, server-side apply).
+//!   JSON patch, a strategic-merge subset for built-ins, server-side apply); any `dryRun` write runs
+//!   against a throw-away copy of the state.
 //! - **Subresources**: `status` (writes only `.status`; writes to the main resource keep the old status
 //!   and creation drops it) and `scale` (`autoscaling/v1` Scale for deployments, statefulsets,
 //!   replicasets and CRDs that declare it).
@@ -48,7 +49,7 @@
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
 //! `openAPIV3Schema` and pruning), version conversion, garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), `managedFields` and apply conflicts,
-//! `dryRun`, pagination, protobuf, aggregated discovery, OpenAPI documents, controllers (nothing creates
+//! pagination, protobuf, aggregated discovery, OpenAPI documents, controllers (nothing creates
 //! pods for a deployment or updates status on its own).
 
 #![forbid(unsafe_code)]

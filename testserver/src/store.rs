@@ -127,6 +127,7 @@ pub struct WatchStart {
 type ObjKey = (String, String);
 type AppliedKey = (StoreKey, String, String, &'static str, String);
 
+#[derive(Clone)]
 struct State {
     registry: Registry,
     rv: u64,
@@ -743,6 +744,16 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         State::lock(&self.state)
+    }
+
+    /// An independent copy of the current state (for `dryRun`: writes to it change nothing here and
+    /// reach no watcher).
+    pub fn snapshot(&self) -> Store {
+        let (events, _) = broadcast::channel(16);
+        Store {
+            state: Mutex::new(self.lock().clone()),
+            events,
+        }
     }
 
     /// A snapshot of the registry.

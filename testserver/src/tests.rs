@@ -543,3 +543,29 @@ async fn shutdown_stops_serving() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn dry_run_writes_change_nothing() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = api.create(&pp, &cm("dry", json!({}))).await.unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("dry"));
+    assert!(server.get("v1", "ConfigMap", Some("default"), "dry").is_none());
+    api.create(&PostParams::default(), &cm("real", json!({})))
+        .await
+        .unwrap();
+    let patch = json!({"data": {"k": "dry"}});
+    let patched = api
+        .patch("real", &PatchParams::default().dry_run(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["k"], "dry");
+    assert_eq!(
+        server.get("v1", "ConfigMap", Some("default"), "real").unwrap()["data"]["k"],
+        "v"
+    );
+}
