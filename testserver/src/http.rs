@@ -81,7 +81,14 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         },
     };
     rec.status = resp.status().as_u16();
-    tracing::info!(method = %rec.method, path = %rec.path, query = %rec.query, status = rec.status, "request");
+    tracing::info!(
+        method = %rec.method,
+        path = %rec.path,
+        query = %rec.query,
+        content_type = rec.content_type.as_deref().unwrap_or_default(),
+        status = rec.status,
+        "request"
+    );
     shared
         .requests
         .lock()
@@ -148,6 +155,13 @@ fn version_info() -> Value {
 }
 
 fn parse_body(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError> {
+    if media.is_some_and(|m| m.contains("protobuf") || m.contains("cbor")) {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({}) - accepted media types include: \
+             application/json, application/yaml",
+            media.unwrap_or_default()
+        )));
+    }
     if bytes.is_empty() {
         return Err(ApiError::bad_request("request body is empty"));
     }

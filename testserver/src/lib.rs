@@ -49,8 +49,10 @@
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
 //! `openAPIV3Schema` and pruning), version conversion, garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), `managedFields` and apply conflicts,
-//! pagination, protobuf, aggregated discovery, OpenAPI documents, controllers (nothing creates
-//! pods for a deployment or updates status on its own).
+//! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
+//! deployment or updates status on its own), and protobuf: protobuf bodies get 415, so kubectl's typed
+//! generators (`kubectl create configmap`, `kubectl run`, ...) fail, while `kubectl apply`,
+//! `kubectl create -f`, `patch`, `scale`, `rollout restart`, `delete` and `get` send JSON and work.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
