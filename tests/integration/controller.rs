@@ -49,11 +49,7 @@ async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
     );
 
     // The ladder's first step ran: the annotation is on the pod template and matches status.
-    let policy = wait_until("the remediation result", PATIENCE, || async {
-        let p = h.policy("web");
-        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
-    })
-    .await;
+    let policy = h.wait_remediation_result("web", "Succeeded").await;
     let record = &policy["status"]["lastRemediation"];
     assert_eq!(record["action"], "RolloutRestart");
     assert_eq!(record["step"], 1);
@@ -81,6 +77,11 @@ async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
         "exactly one patch of the Deployment"
     );
     h.wait_event("web", "Recovered").await;
+
+    // Back to a steady state: more rounds cost no writes, and the record of the recovery stays.
+    h.assert_no_writes_over("web-b", 3).await;
+    let policy = h.policy("web");
+    assert_eq!(condition(&policy, "Remediating").unwrap()["reason"], "Recovered");
     h.stop_operator().await;
 }
 
@@ -195,11 +196,7 @@ async fn a_crash_after_recording_intent_completes_the_action_once() {
     seed_pending_intent(&h, at);
     h.start_operator(Some(NS));
 
-    let policy = wait_until("the pending action to complete", PATIENCE, || async {
-        let p = h.policy("web");
-        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
-    })
-    .await;
+    let policy = h.wait_remediation_result("web", "Succeeded").await;
     assert_eq!(
         restarted_at(&h.deployment()).as_deref(),
         Some(at),
@@ -227,11 +224,7 @@ async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it
     h.server.clear_requests();
     h.start_operator(Some(NS));
 
-    let policy = wait_until("the pending action to be confirmed", PATIENCE, || async {
-        let p = h.policy("web");
-        (p["status"]["lastRemediation"]["result"] == "Succeeded").then_some(p)
-    })
-    .await;
+    let policy = h.wait_remediation_result("web", "Succeeded").await;
     let message = policy["status"]["lastRemediation"]["message"].as_str().unwrap();
     assert!(
         message.contains("found applied after an operator restart; not repeated"),
@@ -252,22 +245,8 @@ async fn a_healthy_steady_state_costs_zero_writes() {
     h.create_policy("web", json!({}));
     h.start_operator(Some(NS));
     h.wait_condition("web", "Healthy", "True", None).await;
-    // Let the first rounds settle (the verdict is written once), then count.
-    let settled = h.pod("web-a").app.hits() + 2;
-    wait_until("two more probe rounds", PATIENCE, || async {
-        (h.pod("web-a").app.hits() >= settled).then_some(())
-    })
-    .await;
-    h.server.clear_requests();
-    let start: u64 = h.pods.iter().map(|p| p.app.hits()).sum();
-    // Ten healthy periods: five probes of each of the two pods.
-    wait_until("ten healthy periods", Duration::from_secs(60), || async {
-        let now: u64 = h.pods.iter().map(|p| p.app.hits()).sum();
-        (now >= start + 10).then_some(())
-    })
-    .await;
-    let writes: Vec<_> = h.server.requests().into_iter().filter(|r| r.is_write()).collect();
-    assert!(writes.is_empty(), "healthy steady state wrote: {writes:?}");
+    // Ten healthy periods (five probes of each pod) after the first verdict was written.
+    h.assert_no_writes_over("web-a", 5).await;
     h.stop_operator().await;
 }
 

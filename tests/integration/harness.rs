@@ -218,6 +218,43 @@ impl Harness {
         .await
     }
 
+    /// Waits until `pod` has answered `rounds` more health checks.
+    pub async fn wait_rounds(&self, pod: &str, rounds: u64) {
+        let app = &self.pod(pod).app;
+        let target = app.hits() + rounds;
+        wait_until(&format!("{rounds} probe rounds of {pod}"), PATIENCE, || async {
+            (app.hits() >= target).then_some(())
+        })
+        .await;
+    }
+
+    /// Asserts that `rounds` probe rounds of `pod` (after one to settle) cost no API writes.
+    pub async fn assert_no_writes_over(&self, pod: &str, rounds: u64) {
+        self.wait_rounds(pod, 1).await;
+        self.server.clear_requests();
+        self.wait_rounds(pod, rounds).await;
+        let writes: Vec<_> = self
+            .server
+            .requests()
+            .into_iter()
+            .filter(|r| r.is_write())
+            .collect();
+        assert!(writes.is_empty(), "{rounds} steady rounds wrote: {writes:?}");
+    }
+
+    /// Waits until `status.lastRemediation.result` is `result`; returns the policy.
+    pub async fn wait_remediation_result(&self, name: &str, result: &str) -> Value {
+        wait_until(
+            &format!("{name}: lastRemediation.result={result}"),
+            PATIENCE,
+            || async {
+                let p = self.policy(name);
+                (p["status"]["lastRemediation"]["result"] == result).then_some(p)
+            },
+        )
+        .await
+    }
+
     /// Events about `policy`, as (reason, note).
     pub fn events(&self, policy: &str) -> Vec<(String, String)> {
         self.server
