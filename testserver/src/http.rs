@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::error::ApiError;
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{EventKind, Filter, PatchType, Store, Sub, with_type};
+use crate::store::{EventKind, Filter, PatchType, Store, Sub, present};
 use crate::table::{self, IncludeObject};
 use crate::{Fault, RecordedRequest};
 
@@ -472,8 +472,7 @@ fn watch(
     };
     let render = {
         let rt = rt.clone();
-        move |obj: &Value| -> Value {
-            let obj = with_type(&rt, obj.clone());
+        move |obj: Value| -> Value {
             if table {
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
@@ -496,7 +495,7 @@ fn watch(
             let key = rt.store_key();
             tokio::spawn(async move {
                 let mut lines: Vec<Bytes> = Vec::new();
-                for obj in &start.initial {
+                for obj in start.initial {
                     lines.push(watch_line("ADDED", &render(obj)));
                 }
                 if send_initial {
@@ -508,7 +507,7 @@ fn watch(
                     lines.push(watch_line("BOOKMARK", &bookmark));
                 }
                 for ev in &start.replay {
-                    if let Some((kind, obj)) = classify(ev, &filter) {
+                    if let Some((kind, obj)) = classify(&rt, ev, &filter) {
                         lines.push(watch_line(kind, &render(obj)));
                     }
                 }
@@ -529,7 +528,7 @@ fn watch(
                     };
                     match ev {
                         Ok(ev) if ev.key == key && ev.rv > start.rv => {
-                            if let Some((kind, obj)) = classify(&ev, &filter) {
+                            if let Some((kind, obj)) = classify(&rt, &ev, &filter) {
                                 if tx.send(watch_line(kind, &render(obj))).await.is_err() {
                                     break;
                                 }
@@ -554,17 +553,22 @@ fn watch(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Which watch event (if any) a watcher with `filter` sees for a stored change.
-fn classify<'a>(ev: &'a crate::store::Event, filter: &Filter) -> Option<(&'static str, &'a Value)> {
-    let now = filter.matches(&ev.object);
+/// Which watch event (if any) a watcher of `rt` with `filter` sees for a stored change, and the object
+/// as served at the version of `rt`.
+fn classify(rt: &ResourceType, ev: &crate::store::Event, filter: &Filter) -> Option<(&'static str, Value)> {
+    let object = present(rt, ev.object.clone());
+    let now = filter.matches(&object);
     match ev.kind {
-        EventKind::Added | EventKind::Deleted => now.then_some((ev.kind.as_str(), &ev.object)),
+        EventKind::Added | EventKind::Deleted => now.then_some((ev.kind.as_str(), object)),
         EventKind::Modified => {
-            let before = ev.old.as_ref().map_or(now, |o| filter.matches(o));
+            let before = ev
+                .old
+                .as_ref()
+                .map_or(now, |o| filter.matches(&present(rt, o.clone())));
             match (before, now) {
-                (true, true) => Some(("MODIFIED", &ev.object)),
-                (false, true) => Some(("ADDED", &ev.object)),
-                (true, false) => Some(("DELETED", &ev.object)),
+                (true, true) => Some(("MODIFIED", object)),
+                (false, true) => Some(("ADDED", object)),
+                (true, false) => Some(("DELETED", object)),
                 (false, false) => None,
             }
         }

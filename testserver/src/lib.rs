@@ -13,6 +13,14 @@
 //!   categories, scope, `status`/`scale` subresources, printer columns) and sets its status to
 //!   Established; deleting it unregisters them and deletes its objects (with DELETED events). All versions
 //!   of a CRD share one storage; objects are served at the requested version without conversion.
+//! - **Events**: core v1 `events` and `events.k8s.io/v1` `events` are one storage, as in a cluster: every
+//!   read, write, watch and field selector works on the requested version, converted like Kubernetes
+//!   does (`regarding`↔`involvedObject`, `note`↔`message`, `reportingController`↔`reportingComponent`,
+//!   `deprecatedSource`/`deprecatedFirstTimestamp`/`deprecatedLastTimestamp`/`deprecatedCount`↔
+//!   `source`/`firstTimestamp`/`lastTimestamp`/`count`; `series`, `eventTime` unchanged). So events
+//!   published with kube-runtime's `Recorder` show in `kubectl describe` (`(x3 over 10s)` from `series`)
+//!   and `kubectl get events`. As in Kubernetes, no field is derived from another: a series has no core
+//!   `count`.
 //! - **Discovery**: `/version` (v1.33.0), `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` in the legacy (non-aggregated) forms, which kubectl falls back to.
 //!   `/openapi/*` answers 404 (use `kubectl --validate=false`).
@@ -40,14 +48,17 @@
 //!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
 //!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
 //! - **Tables** (`Accept: ...;as=Table;g=meta.k8s.io`) for get, list and watch: Name, the CRD's
-//!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column).
+//!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column);
+//!   events get the API server's event columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; with `-o wide`
+//!   SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME).
 //! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422.
 //! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook can answer
 //!   any request with an error instead ([`TestServer::set_fault_hook`]).
 //!
 //! # Deliberately skipped
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
-//! `openAPIV3Schema` and pruning), version conversion, garbage collection and owner references,
+//! `openAPIV3Schema` and pruning; events are not validated either), version conversion (but for events),
+//! garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), `managedFields` and apply conflicts,
 //! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
 //! deployment or updates status on its own), and protobuf: protobuf bodies get 415, so kubectl's typed
@@ -57,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
 
+mod convert;
 pub mod error;
 mod http;
 pub mod jsonpath;

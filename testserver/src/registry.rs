@@ -88,9 +88,10 @@ impl ResourceType {
         }
     }
 
-    /// Where its objects are stored.
+    /// Where its objects are stored (all versions of a CRD share one storage, and so do core v1 and
+    /// `events.k8s.io/v1` events).
     pub fn store_key(&self) -> StoreKey {
-        (self.group.clone(), self.plural.clone())
+        crate::convert::storage_key(self)
     }
 
     /// Whether strategic merge patch is accepted (built-ins only, like the real API server).

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use crate::convert;
 use crate::error::ApiError;
 use crate::patch;
 use crate::registry::{Registry, ResourceType, StoreKey};
@@ -114,9 +115,10 @@ impl Filter {
 
 /// What a new watch starts from.
 pub struct WatchStart {
-    /// Current objects to send as ADDED first (when starting from "now").
+    /// Current objects to send as ADDED first (when starting from "now"), as served.
     pub initial: Vec<Value>,
-    /// History events to replay (when resuming from a resourceVersion).
+    /// History events to replay (when resuming from a resourceVersion); objects in storage form (see
+    /// [`present`]).
     pub replay: Vec<Arc<Event>>,
     /// Live events after the snapshot.
     pub live: broadcast::Receiver<Arc<Event>>,
@@ -220,6 +222,12 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
             .unwrap_or_default()
     };
     strip(old) != strip(new)
+}
+
+/// A stored object as served at the version of `rt`: converted (core v1 ↔ events.k8s.io events), with
+/// `apiVersion` and `kind`.
+pub fn present(rt: &ResourceType, obj: Value) -> Value {
+    with_type(rt, convert::from_storage(rt, obj))
 }
 
 /// Set `apiVersion` and `kind` for the version the object is served at.
@@ -376,9 +384,10 @@ impl State {
         events: &broadcast::Sender<Arc<Event>>,
         rt: &ResourceType,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
     ) -> Result<Value, ApiError> {
         check_type(rt, &obj)?;
+        let mut obj = convert::to_storage(rt, obj);
         let url_ns = if rt.namespaced {
             Some(ns.unwrap_or("default").to_string())
         } else {
@@ -464,7 +473,7 @@ impl State {
                 old: None,
             },
         );
-        Ok(obj)
+        Ok(present(rt, obj))
     }
 
     /// The common update pipeline: `candidate` is the full new object (main/status) or Scale (scale).
@@ -482,9 +491,12 @@ impl State {
         if !candidate.is_object() {
             return Err(ApiError::bad_request("object must be a JSON object"));
         }
-        if sub != Sub::Scale {
+        let candidate = if sub == Sub::Scale {
+            candidate
+        } else {
             check_type(rt, &candidate)?;
-        }
+            convert::to_storage(rt, candidate)
+        };
         if let Some(body_name) = meta_str(&candidate, "name").filter(|n| !n.is_empty()) {
             if body_name != name {
                 return Err(ApiError::bad_request(format!(
@@ -565,7 +577,7 @@ impl State {
         let new = with_type(rt, new);
         let old_typed = with_type(rt, old.clone());
         if new == old_typed {
-            return Ok(new);
+            return Ok(present(rt, new));
         }
         let mut new = new;
         let rv = self.rv + 1;
@@ -596,7 +608,7 @@ impl State {
                 old: Some(old),
             },
         );
-        Ok(new)
+        Ok(present(rt, new))
     }
 
     fn delete(
@@ -655,7 +667,7 @@ impl State {
                 }
             }
         }
-        Ok(with_type(rt, obj))
+        Ok(present(rt, obj))
     }
 }
 
@@ -781,7 +793,7 @@ impl Store {
 
     /// Get one object.
     pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        self.lock().current(rt, ns, name).map(|o| with_type(rt, o))
+        self.lock().current(rt, ns, name).map(|o| present(rt, o))
     }
 
     /// List matching objects, and the current resourceVersion.
@@ -792,8 +804,8 @@ impl Store {
             .get(&rt.store_key())
             .map(|m| {
                 m.values()
+                    .map(|o| present(rt, o.clone()))
                     .filter(|o| filter.matches(o))
-                    .map(|o| with_type(rt, o.clone()))
                     .collect()
             })
             .unwrap_or_default();
@@ -874,7 +886,7 @@ impl Store {
         }
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
-            Ok(c) => with_type(rt, c),
+            Ok(c) => present(rt, c),
             Err(e) => {
                 if let (PatchType::Apply { manager }, Sub::Main) = (ptype, sub) {
                     let mut applied = body.clone();
@@ -970,7 +982,12 @@ impl Store {
                 let initial = st
                     .objects
                     .get(&key)
-                    .map(|m| m.values().filter(|o| filter.matches(o)).cloned().collect())
+                    .map(|m| {
+                        m.values()
+                            .map(|o| present(rt, o.clone()))
+                            .filter(|o| filter.matches(o))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 Ok(WatchStart {
                     initial,

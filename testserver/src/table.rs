@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::convert;
 use crate::registry::ResourceType;
 
 /// What each row carries in `object` (`includeObject` query parameter).
@@ -101,8 +102,102 @@ fn has_age_column(rt: &ResourceType) -> bool {
         .any(|c| c.name.eq_ignore_ascii_case("age"))
 }
 
-/// Column definitions: Name, the CRD's printer columns, Age (unless the CRD already has an Age column).
+/// The columns of the API server's event printer (both event APIs).
+fn event_columns() -> Vec<Value> {
+    vec![
+        column("Last Seen", "string", "", "Time of the last occurrence.", 0),
+        column("Type", "string", "", "Type of this event (Normal, Warning).", 0),
+        column("Reason", "string", "", "Why the action was taken.", 0),
+        column("Object", "string", "", "The object this Event is about.", 0),
+        column(
+            "Subobject",
+            "string",
+            "",
+            "The field of the object this Event is about.",
+            1,
+        ),
+        column("Source", "string", "", "The component reporting this event.", 1),
+        column(
+            "Message",
+            "string",
+            "",
+            "A human-readable description of the status of this operation.",
+            0,
+        ),
+        column("First Seen", "string", "", "Time of the first occurrence.", 1),
+        column(
+            "Count",
+            "string",
+            "",
+            "The number of times this event has occurred.",
+            1,
+        ),
+        column(
+            "Name",
+            "string",
+            "name",
+            "Name must be unique within a namespace.",
+            1,
+        ),
+    ]
+}
+
+/// The cells of the API server's event printer (`printEvent`, wide), from core v1 field names.
+fn event_cells(ev: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let s = |ptr: &str| ev.pointer(ptr).and_then(Value::as_str).unwrap_or_default();
+    let since = |ptr: &str| -> Option<String> {
+        ev.pointer(ptr)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(|t| age(t, now))
+    };
+    let first = since("/firstTimestamp")
+        .or_else(|| since("/eventTime"))
+        .unwrap_or_else(|| "<unknown>".into());
+    let mut last = since("/lastTimestamp").unwrap_or_else(|| first.clone());
+    let mut count = ev.get("count").and_then(Value::as_i64).unwrap_or(0);
+    if ev.get("series").is_some_and(Value::is_object) {
+        last = since("/series/lastObservedTime").unwrap_or_else(|| "<unknown>".into());
+        count = ev.pointer("/series/count").and_then(Value::as_i64).unwrap_or(0);
+    } else if count == 0 {
+        count = 1;
+    }
+    let kind = s("/involvedObject/kind").to_lowercase();
+    let target = match s("/involvedObject/name") {
+        "" => kind,
+        name => format!("{kind}/{name}"),
+    };
+    let component = Some(s("/source/component"))
+        .filter(|c| !c.is_empty())
+        .unwrap_or(s("/reportingComponent"));
+    let instance = Some(s("/source/host"))
+        .filter(|c| !c.is_empty())
+        .unwrap_or(s("/reportingInstance"));
+    let source = if instance.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {instance}")
+    };
+    vec![
+        json!(last),
+        json!(s("/type")),
+        json!(s("/reason")),
+        json!(target),
+        json!(s("/involvedObject/fieldPath")),
+        json!(source),
+        json!(s("/message").trim()),
+        json!(first),
+        json!(count),
+        json!(s("/metadata/name")),
+    ]
+}
+
+/// Column definitions: Name, the CRD's printer columns, Age (unless the CRD already has an Age column);
+/// the event printer's columns for events.
 pub fn columns(rt: &ResourceType) -> Vec<Value> {
+    if convert::is_core_event(rt) || convert::is_events_api(rt) {
+        return event_columns();
+    }
     let mut cols = vec![column(
         "Name",
         "string",
@@ -148,12 +243,17 @@ fn cell(type_: &str, value: Option<&Value>, now: jiff::Timestamp) -> Value {
 /// One row for an object.
 pub fn row(rt: &ResourceType, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
     let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-    let mut cells = vec![name];
+    let event = convert::is_core_event(rt) || convert::is_events_api(rt);
+    let mut cells = if event {
+        event_cells(&convert::event_as_core(rt, obj), now)
+    } else {
+        vec![name]
+    };
     for c in &rt.printer_columns {
         let v = c.path.as_ref().and_then(|p| p.first(obj));
         cells.push(cell(&c.type_, v, now));
     }
-    if !has_age_column(rt) {
+    if !event && !has_age_column(rt) {
         let created = obj
             .pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)

@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Fault, TestServer};
 
+mod events;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn client(server: &TestServer) -> kube::Client {
