@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventKind, Filter, PatchType, Store, Sub, present};
@@ -39,6 +40,8 @@ pub struct Shared {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// `host:port` served.
     pub address: String,
+    /// The resource metrics API.
+    pub metrics: Metrics,
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
@@ -264,7 +267,36 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                 .map(|l| json_response(200, &l))
                 .ok_or_else(not_found_path);
         }
-        ["apis"] if is_get => return Ok(json_response(200, &registry().api_group_list())),
+        ["apis"] if is_get => {
+            let mut list = registry().api_group_list();
+            if shared.metrics.enabled() {
+                if let Some(groups) = list.get_mut("groups").and_then(Value::as_array_mut) {
+                    groups.push(Metrics::group_entry());
+                }
+            }
+            return Ok(json_response(200, &list));
+        }
+        ["apis", metrics::GROUP, rest @ ..] if shared.metrics.enabled() => {
+            let body = match rest {
+                [] if is_get => Metrics::api_group(),
+                [metrics::VERSION] if is_get => Metrics::api_resource_list(),
+                [] | [metrics::VERSION] => {
+                    return Err(ApiError::method_not_allowed(format!(
+                        "method {} is not supported on this path",
+                        parts.method
+                    )));
+                }
+                [metrics::VERSION, rest @ ..] => shared.metrics.serve(
+                    &shared.store,
+                    &parts.method,
+                    rest,
+                    &query,
+                    wants_table(&parts.headers),
+                )?,
+                _ => return Err(not_found_path()),
+            };
+            return Ok(json_response(200, &body));
+        }
         ["apis", g] if is_get => {
             return registry()
                 .api_group(g)

@@ -52,6 +52,14 @@
 //!   events get the API server's event columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; with `-o wide`
 //!   SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME).
 //! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422.
+//! - **Resource metrics** (`metrics.k8s.io/v1beta1`, as metrics-server serves it), off until
+//!   [`TestServer::enable_metrics_api`]: until then the group is absent from `/apis` and its paths answer
+//!   404. Enabled: discovery (`pods` kind `PodMetrics`, `nodes` kind `NodeMetrics`, verbs get and list),
+//!   `GET /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods[/{name}]` and `.../v1beta1/pods` (all
+//!   namespaces) serving what [`TestServer::set_pod_metrics`] set: `metadata` (name, namespace,
+//!   `creationTimestamp` = now, the pod's labels if the pod exists), `timestamp` = now, `window` = `30s`,
+//!   `containers: [{name, usage: {cpu, memory}}]`; `labelSelector` (on those labels) and `fieldSelector`
+//!   work. Writes and watch get 405; `nodes` is an empty list. `kubectl top pod` works against it.
 //! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook can answer
 //!   any request with an error instead ([`TestServer::set_fault_hook`]).
 //!
@@ -72,6 +80,7 @@ mod convert;
 pub mod error;
 mod http;
 pub mod jsonpath;
+mod metrics;
 pub mod patch;
 pub mod registry;
 pub mod selector;
@@ -173,6 +182,7 @@ impl TestServer {
             hook: std::sync::Mutex::new(None),
             shutdown: stop_rx.clone(),
             address: addr.to_string(),
+            metrics: metrics::Metrics::default(),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -291,6 +301,25 @@ impl TestServer {
     ) -> Result<Value, ApiError> {
         let rt = self.shared.store.resolve_kind(api_version, kind)?;
         self.shared.store.delete(&rt, namespace, name)
+    }
+
+    /// Serve `metrics.k8s.io/v1beta1` (discovery, and get and list of `pods` and `nodes`) from now on.
+    /// Off by default: then the group is absent from `/apis` and its paths answer 404, like a cluster
+    /// without metrics-server. It cannot be switched off again (start another server for that).
+    pub fn enable_metrics_api(&self) {
+        self.shared.metrics.enable();
+    }
+
+    /// Set (replace) the usage reported for a pod, as `(container name, cpu quantity, memory quantity)`,
+    /// e.g. `("web", "250m", "128Mi")`. Quantities are served as given. The pod need not exist; when it
+    /// does, its labels are served (and used by label selectors).
+    pub fn set_pod_metrics(&self, namespace: &str, pod: &str, containers: &[(&str, &str, &str)]) {
+        self.shared.metrics.set_pod(namespace, pod, containers);
+    }
+
+    /// Stop reporting usage for a pod (its PodMetrics then answers 404 and leaves lists).
+    pub fn clear_pod_metrics(&self, namespace: &str, pod: &str) {
+        self.shared.metrics.clear_pod(namespace, pod);
     }
 
     /// Forget the watch history: watches resuming from an older resourceVersion then get 410 Gone.

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{Fault, TestServer};
 
 mod events;
+mod metrics;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
