@@ -400,3 +400,184 @@ fn kubectl_drives_the_test_server() {
     server.shutdown();
     rt.shutdown_timeout(Duration::from_secs(5));
 }
+
+/// An object reference for a stored object (what `Resource::object_ref` gives for typed objects).
+fn object_ref(obj: &Value) -> k8s_openapi::api::core::v1::ObjectReference {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: s("/apiVersion"),
+        kind: s("/kind"),
+        name: s("/metadata/name"),
+        namespace: s("/metadata/namespace"),
+        uid: s("/metadata/uid"),
+        resource_version: s("/metadata/resourceVersion"),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn kubectl_describe_shows_events_and_top_reads_metrics() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+
+    // A custom resource, and Events about it published the way the operator does.
+    scratch.ok(&["apply", "--server-side", "--validate=false", "-f", CRD]);
+    scratch.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/apphealthpolicies.apphealth.io",
+    ]);
+    let policy = scratch.file("policy.yaml", POLICY);
+    scratch.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        policy.to_str().expect("utf-8 path"),
+    ]);
+    let ahp = server
+        .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some("default"), "web")
+        .expect("policy stored");
+    rt.block_on(async {
+        let config = kube::Config::new(server.url().parse().expect("server url"));
+        let client = kube::Client::try_from(config).expect("kube client");
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: "apphealth-operator".into(),
+                instance: None,
+            },
+        );
+        let reference = object_ref(&ahp);
+        let failing = Event {
+            type_: EventType::Warning,
+            reason: "ProbeFailed".into(),
+            note: Some("GET http://web:8080/healthz: connection refused".into()),
+            action: "Probe".into(),
+            secondary: None,
+        };
+        // Twice: the second publish patches the first into a series of 2.
+        for _ in 0..2 {
+            recorder.publish(&failing, &reference).await.expect("publish");
+        }
+        let restarted = Event {
+            type_: EventType::Normal,
+            reason: "RolloutRestart".into(),
+            note: Some("restarted deployment/web".into()),
+            action: "Remediate".into(),
+            secondary: None,
+        };
+        recorder.publish(&restarted, &reference).await.expect("publish");
+    });
+
+    let out = scratch.ok(&["describe", "ahp", "web"]);
+    let events = out
+        .split_once("\nEvents:")
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no Events section: {out}"));
+    let line = |reason: &str| {
+        events
+            .lines()
+            .find(|l| l.contains(reason))
+            .unwrap_or_else(|| panic!("no {reason} event in: {events}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let failed = line("ProbeFailed");
+    assert!(failed.starts_with("Warning ProbeFailed"), "{failed}");
+    assert!(failed.contains("(x2 over"), "a series shows its count: {failed}");
+    assert!(
+        failed.ends_with("apphealth-operator GET http://web:8080/healthz: connection refused"),
+        "{failed}"
+    );
+    let restarted = line("RolloutRestart");
+    assert!(
+        restarted.starts_with("Normal RolloutRestart")
+            && restarted.ends_with("apphealth-operator restarted deployment/web"),
+        "{restarted}"
+    );
+    assert!(
+        server.requests().iter().any(|r| r.method == "GET"
+            && r.path == "/api/v1/namespaces/default/events"
+            && r.query.contains("involvedObject.kind%3DAppHealthPolicy")),
+        "kubectl describe reads events through core v1"
+    );
+
+    let table = scratch.ok(&["get", "events"]);
+    assert_eq!(
+        columns(&table),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("ProbeFailed") && l.contains("apphealthpolicy/web")),
+        "{table}"
+    );
+
+    // The metrics API: absent (like a cluster without metrics-server), then served.
+    let out = scratch.run(&["top", "pod", "-n", "shop"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Metrics API not available"), "{stderr}");
+
+    server.enable_metrics_api();
+    for (name, app) in [("web-0", "web"), ("db-0", "db")] {
+        server
+            .create(serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+                "spec": {"containers": [{"name": "main", "image": "x"}]}
+            }))
+            .expect("create pod");
+    }
+    server.set_pod_metrics(
+        "shop",
+        "web-0",
+        &[("main", "250m", "128Mi"), ("sidecar", "5m", "16Mi")],
+    );
+    server.set_pod_metrics("shop", "db-0", &[("main", "1", "1Gi")]);
+    // A fresh discovery cache: kubectl caches the group list.
+    let fresh = Scratch::new(&server);
+    let top = fresh.ok(&["top", "pod", "-n", "shop"]);
+    let rows: Vec<Vec<&str>> = top.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["NAME", "CPU(cores)", "MEMORY(bytes)"],
+            vec!["db-0", "1000m", "1024Mi"],
+            vec!["web-0", "255m", "144Mi"],
+        ],
+        "{top}"
+    );
+    let top = fresh.ok(&["top", "pod", "-n", "shop", "-l", "app=web", "--containers"]);
+    assert!(
+        top.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["web-0", "sidecar", "5m", "16Mi"]),
+        "{top}"
+    );
+    assert!(!top.contains("db-0"), "{top}");
+    let raw: Value = serde_json::from_str(&fresh.ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-0",
+    ]))
+    .expect("PodMetrics JSON");
+    assert_eq!(raw["kind"], "PodMetrics");
+    assert_eq!(raw["containers"][0]["usage"]["cpu"], "250m");
+
+    drop(fresh);
+    drop(scratch);
+    server.shutdown();
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
