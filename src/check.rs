@@ -12,7 +12,7 @@ use crate::{
     },
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
-    observe::prober::{HttpProber, ProbeRequest},
+    observe::{prober::HttpProber, request::RequestTemplate, signals::Usage},
     plan::{self, LadderState, Plan},
 };
 
@@ -61,15 +61,7 @@ pub fn parse_policy(origin: &str, text: &str) -> Result<AppHealthPolicy> {
 }
 
 fn describe(settings: &Settings) -> String {
-    let triggers: Vec<String> = settings
-        .triggers
-        .iter()
-        .map(|t| match t {
-            TriggerSettings::ConsecutiveFailures { threshold } => {
-                format!("{threshold} failed probes in a row")
-            }
-        })
-        .collect();
+    let triggers: Vec<String> = settings.triggers.iter().map(TriggerSettings::to_string).collect();
     let steps: Vec<String> = settings
         .steps
         .iter()
@@ -84,9 +76,9 @@ fn describe(settings: &Settings) -> String {
         })
         .collect();
     format!(
-        "unhealthy after: {}; recovered after {} successes in a row\nremediation: {}; cooldown {}{}",
+        "unhealthy when: {}; recovered after {} successes in a row\nremediation: {}; cooldown {}{}",
         triggers.join(" or "),
-        settings.recovery_successes,
+        settings.recovery.consecutive_successes,
         if steps.is_empty() {
             "none (observe only)".to_owned()
         } else {
@@ -113,7 +105,9 @@ pub async fn run(
         policy.spec.target_ref.name
     );
     let prober = HttpProber::new()?;
-    let request = ProbeRequest::new(options.url.clone(), options.url.clone(), &settings.probe);
+    // Header values and CA bundles from Secrets or ConfigMaps cannot be read without a cluster:
+    // check mode sends only the headers written in the policy and trusts the system roots.
+    let request = RequestTemplate::literal(&settings.probe).request_for_url(&options.url, &options.url);
     let mut evaluator = Evaluator::new(&settings);
     let mut ladder = LadderState::default();
     let mut report = CheckReport::default();
@@ -139,6 +133,11 @@ pub async fn run(
         report.probes += 1;
         evaluator.observe(&sample);
         let now = clock.now();
+        evaluator.observe_signals(
+            now,
+            &[],
+            &Usage::Unavailable("check mode reads nothing from a cluster".into()),
+        );
         let verdict = evaluator.verdict(now);
         writeln!(
             out,

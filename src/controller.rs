@@ -16,11 +16,12 @@ use std::{
 use futures::{StreamExt, stream};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{Pod, Service},
+    core::v1::{ConfigMap, Pod, Secret, Service},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::ListParams,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action as Requeue},
@@ -42,8 +43,11 @@ use crate::{
     evaluate::TargetVerdict,
     observe::{
         endpoints,
+        metrics::MetricsApi,
         prober::HttpProber,
-        schedule::{ProbeJob, ProbeTasks},
+        references::{self, ConfigKind},
+        schedule::{ProbeJob, ProbeTasks, Probing},
+        signals,
     },
     plan::{self, LadderState, Plan},
     report::{self, CondStatus, set_condition},
@@ -78,6 +82,9 @@ pub struct TargetIndex {
     policies: Store<AppHealthPolicy>,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
+    pods: Store<Pod>,
+    configmaps: Store<PartialObjectMeta<ConfigMap>>,
+    secrets: Store<PartialObjectMeta<Secret>>,
 }
 
 impl TargetIndex {
@@ -112,6 +119,50 @@ impl TargetIndex {
             .collect()
     }
 
+    /// Policies that use this ConfigMap or Secret: in their probe (headers, CA) or through the
+    /// pods of their target.
+    pub fn policies_for_config(&self, kind: ConfigKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
+        let pods_using: Vec<Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|p| {
+                references::referenced(p)
+                    .iter()
+                    .any(|(k, n)| *k == kind && n == name)
+            })
+            .collect();
+        let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
+        for policy in self.policies.state() {
+            if policy.metadata.namespace.as_deref() == Some(namespace) && probe_uses(&policy, kind, name) {
+                refs.push(ObjectRef::from_obj(policy.as_ref()));
+            }
+        }
+        refs.sort_by(|a, b| a.name.cmp(&b.name));
+        refs.dedup();
+        refs
+    }
+
+    /// The metadata of a ConfigMap or Secret, from the cache.
+    fn config_meta(
+        &self,
+        kind: ConfigKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+        match kind {
+            ConfigKind::ConfigMap => self
+                .configmaps
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|m| m.metadata.clone()),
+            ConfigKind::Secret => self
+                .secrets
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|m| m.metadata.clone()),
+        }
+    }
+
     fn workload_selector(
         &self,
         kind: TargetKind,
@@ -139,7 +190,6 @@ pub struct Context {
     executor: Executor,
     probes: ProbeTasks<PolicyRef>,
     index: TargetIndex,
-    pods: Store<Pod>,
     resync: Duration,
     not_found_retries: Mutex<HashMap<PolicyRef, u32>>,
 }
@@ -180,6 +230,8 @@ pub async fn run(
     let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
     let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client, ns);
     let (pods, pod_events) = reflect::<Pod>(&client, ns);
+    let (configmaps, configmap_events) = reflect_metadata::<ConfigMap>(&client, ns);
+    let (secrets, secret_events) = reflect_metadata::<Secret>(&client, ns);
 
     let controller = Controller::new(policies, watcher::Config::default())
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
@@ -187,11 +239,20 @@ pub async fn run(
         policies: controller.store(),
         deployments,
         statefulsets,
+        pods,
+        configmaps,
+        secrets,
     };
 
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
     let triggers = {
-        let (i1, i2, i3) = (index.clone(), index.clone(), index.clone());
+        let (i1, i2, i3, i4, i5) = (
+            index.clone(),
+            index.clone(),
+            index.clone(),
+            index.clone(),
+            index.clone(),
+        );
         let deployment_triggers = deployment_events.flat_map(move |d: Deployment| {
             let ns = d.namespace().unwrap_or_default();
             stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
@@ -201,10 +262,20 @@ pub async fn run(
             stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
         });
         let pod_triggers = pod_events.flat_map(move |p: Pod| stream::iter(i3.policies_for_pod(&p)));
+        let configmap_triggers = configmap_events.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
+            let ns = c.namespace().unwrap_or_default();
+            stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))
+        });
+        let secret_triggers = secret_events.flat_map(move |c: PartialObjectMeta<Secret>| {
+            let ns = c.namespace().unwrap_or_default();
+            stream::iter(i5.policies_for_config(ConfigKind::Secret, &ns, &c.name_any()))
+        });
         stream::select_all([
             deployment_triggers.boxed(),
             statefulset_triggers.boxed(),
             pod_triggers.boxed(),
+            configmap_triggers.boxed(),
+            secret_triggers.boxed(),
             stream::unfold(
                 nudge_rx,
                 |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
@@ -220,13 +291,18 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         executor: Executor::new(client.clone()),
-        probes: ProbeTasks::new(HttpProber::new()?, clock.clone(), nudge_tx, {
-            let policies = index.policies.clone();
-            Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
+        probes: ProbeTasks::new(Probing {
+            prober: HttpProber::new()?,
+            clock: clock.clone(),
+            usage: Arc::new(MetricsApi::new(client.clone())),
+            nudge: nudge_tx,
+            alive: {
+                let policies = index.policies.clone();
+                Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
+            },
         }),
         clock,
         index: index.clone(),
-        pods,
         resync: config.resync,
         not_found_retries: Mutex::default(),
         client,
@@ -276,6 +352,63 @@ where
             .ok()
     });
     (store, events)
+}
+
+/// A metadata-only reflector for `K` (values of Secrets are never cached) and its change stream.
+fn reflect_metadata<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl futures::Stream<Item = PartialObjectMeta<K>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|r| async move {
+            r.map_err(
+                |e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "metadata watch error"),
+            )
+            .ok()
+        });
+    (store, events)
+}
+
+/// Whether a policy's probe reads this ConfigMap or Secret (header values, CA bundle).
+fn probe_uses(policy: &AppHealthPolicy, kind: ConfigKind, name: &str) -> bool {
+    let Some(http) = &policy.spec.probe.http else {
+        return false;
+    };
+    let header = kind == ConfigKind::Secret
+        && http.headers.iter().any(|h| {
+            h.value_from
+                .as_ref()
+                .is_some_and(|f| f.secret_key_ref.name == name)
+        });
+    let ca = http
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+        .is_some_and(|ca| match kind {
+            ConfigKind::Secret => ca.secret_key_ref.as_ref().is_some_and(|k| k.name == name),
+            ConfigKind::ConfigMap => ca.config_map_key_ref.as_ref().is_some_and(|k| k.name == name),
+        });
+    header || ca
 }
 
 fn error_policy(policy: Arc<AppHealthPolicy>, error: &Error, _ctx: Arc<Context>) -> Requeue {
@@ -382,7 +515,9 @@ async fn pipeline(
     for store_ready in [
         ctx.index.deployments.wait_until_ready().await.is_ok(),
         ctx.index.statefulsets.wait_until_ready().await.is_ok(),
-        ctx.pods.wait_until_ready().await.is_ok(),
+        ctx.index.pods.wait_until_ready().await.is_ok(),
+        ctx.index.configmaps.wait_until_ready().await.is_ok(),
+        ctx.index.secrets.wait_until_ready().await.is_ok(),
     ] {
         if !store_ready {
             return Ok(Outcome {
@@ -436,25 +571,58 @@ async fn pipeline(
         .unwrap_or_else(PoisonError::into_inner)
         .remove(key);
 
-    // resolve endpoints and (re)start probing
-    let resolved = match settings.probe.via {
-        ProbeVia::Pods => {
-            let pods = ctx.pods.state();
-            endpoints::for_pods(
-                &settings.probe,
-                &selector,
-                pods.iter()
-                    .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-                    .map(|p| p.as_ref()),
-            )
+    // resolve what the probe reads from Secrets and ConfigMaps, then the endpoints
+    let template = match references::resolve_template(&ctx.client, namespace, &settings.probe).await {
+        Ok(t) => t,
+        Err(unresolved) => {
+            ctx.probes.stop(key);
+            let message = format!("{unresolved}. Probing starts once it can be read.");
+            if ready_reason(old) != Some(reasons::INVALID_REFERENCE) {
+                report::publish(
+                    &ctx.recorder,
+                    policy,
+                    true,
+                    reasons::INVALID_REFERENCE,
+                    "Resolve",
+                    message.clone(),
+                )
+                .await;
+            }
+            cond(
+                &mut status,
+                conditions::READY,
+                CondStatus::False,
+                reasons::INVALID_REFERENCE,
+                message,
+            );
+            not_probing(&mut status, reasons::INVALID_REFERENCE, generation, now);
+            return Ok(Outcome {
+                status,
+                requeue: Requeue::requeue(Duration::from_secs(60)),
+            });
         }
+    };
+    let namespace_pods: Vec<Arc<Pod>> = ctx
+        .index
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .collect();
+    let target_pods: Vec<&Pod> = namespace_pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| endpoints::selects(&selector, p.metadata.labels.as_ref()))
+        .collect();
+    let resolved = match settings.probe.via {
+        ProbeVia::Pods => endpoints::for_pods(&template, &selector, target_pods.iter().copied()),
         ProbeVia::Service => {
             let name = settings.probe.service.clone().unwrap_or_default();
             let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
             match services.get_opt(&name).await? {
-                Some(svc) => match endpoints::for_service(&settings.probe, &svc) {
-                    Ok(req) => endpoints::Resolved {
-                        requests: vec![req],
+                Some(svc) => match endpoints::for_service(&template, &svc) {
+                    Ok(requests) => endpoints::Resolved {
+                        requests,
                         problems: Vec::new(),
                     },
                     Err(problem) => endpoints::Resolved {
@@ -471,19 +639,51 @@ async fn pipeline(
             }
         }
     };
-    let probed = resolved.requests.len();
+    let pod_signals: Vec<signals::PodSignals> = target_pods
+        .iter()
+        .map(|pod| {
+            let mut s = signals::pod_signals(pod);
+            if settings
+                .triggers
+                .iter()
+                .any(|t| matches!(t, validate::TriggerSettings::ConfigChanged))
+            {
+                s.config_changed = references::config_changes(pod, |kind, name| {
+                    ctx.index.config_meta(kind, namespace, name)
+                });
+            }
+            s
+        })
+        .collect();
+    let mut probed: Vec<&str> = resolved.requests.iter().map(|r| r.endpoint.as_str()).collect();
+    probed.dedup();
+    let probed = probed.len();
     ctx.probes.ensure(
         key,
         ProbeJob {
             settings: settings.clone(),
+            namespace: namespace.to_owned(),
             requests: resolved.requests,
+            signals: pod_signals,
         },
     );
-    let problems = if resolved.problems.is_empty() {
-        String::new()
-    } else {
-        format!(" Not probed: {}.", resolved.problems.join("; "))
-    };
+
+    // the verdict, as published by the probe task (None until its first round)
+    let verdict = ctx.probes.verdict(key);
+    let health = verdict.as_ref().map_or(Health::Unknown, |v| v.health);
+    let mut remarks: Vec<String> = resolved
+        .problems
+        .iter()
+        .map(|p| format!("Not probed: {p}."))
+        .collect();
+    remarks.extend(settings.notes.iter().map(|n| format!("Note: {n}.")));
+    remarks.extend(
+        verdict
+            .iter()
+            .flat_map(|v| v.notes.iter())
+            .map(|n| format!("Note: {n}.")),
+    );
+    let remarks = remarks.iter().map(|r| format!(" {r}")).collect::<String>();
     if probed == 0 {
         let what = match settings.probe.via {
             ProbeVia::Pods => format!("No ready pods of {workload} to probe"),
@@ -494,7 +694,7 @@ async fn pipeline(
             conditions::READY,
             CondStatus::False,
             reasons::NO_PODS,
-            format!("{what}.{problems}"),
+            format!("{what}.{remarks}"),
         );
     } else {
         let what = match settings.probe.via {
@@ -505,7 +705,7 @@ async fn pipeline(
             ),
         };
         let message = format!(
-            "Probing {what} every {}.{problems}",
+            "Probing {what} every {}.{remarks}",
             format_duration(settings.probe.period)
         );
         cond(
@@ -516,10 +716,6 @@ async fn pipeline(
             message,
         );
     }
-
-    // the verdict, as published by the probe task (None until its first round)
-    let verdict = ctx.probes.verdict(key);
-    let health = verdict.as_ref().map_or(Health::Unknown, |v| v.health);
     if let Some(v) = &verdict {
         report_verdict(&mut status, old, v, generation, now);
         if ready_health(old) != Some(v.health) {

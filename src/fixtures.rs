@@ -66,6 +66,9 @@ pub fn at(s: &str) -> Timestamp {
 pub fn sample(endpoint: &str, t: Timestamp, ok: bool) -> Sample {
     Sample {
         endpoint: endpoint.into(),
+        path: "/healthz".into(),
+        timed_out: false,
+        certificate_not_after: None,
         at: t,
         ok,
         code: Some(if ok { 200 } else { 503 }),

@@ -1,6 +1,7 @@
 //! The `AppHealthPolicy` custom resource (apphealth.io/v1alpha1): the public contract.
 
 mod duration;
+pub mod quantity;
 pub mod spec;
 pub mod status;
 pub mod validate;
@@ -27,6 +28,7 @@ pub mod reasons {
     pub const PROBING: &str = "Probing";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    pub const INVALID_REFERENCE: &str = "InvalidReference";
     pub const NO_PODS: &str = "NoProbeTargets";
     pub const SUSPENDED: &str = "Suspended";
     // Healthy

@@ -124,11 +124,12 @@ impl TargetKind {
     validation = Rule::new("self.via != 'Service' || has(self.service)")
         .message("probe.service is required when probe.via is Service")
         .field_path(".service"),
+    validation = Rule::new("has(self.http) != has(self.tcp)")
+        .message("probe must set exactly one of: http, tcp"),
     validation = Rule::new(
-        "(has(self.http.timeoutSeconds) ? self.http.timeoutSeconds : 1) < (has(self.periodSeconds) ? self.periodSeconds : 10)"
+        "(has(self.http) && has(self.http.timeoutSeconds) ? self.http.timeoutSeconds : has(self.tcp) && has(self.tcp.timeoutSeconds) ? self.tcp.timeoutSeconds : 1) < (has(self.periodSeconds) ? self.periodSeconds : 10)"
     )
-    .message("probe.http.timeoutSeconds must be less than probe.periodSeconds")
-    .field_path(".http.timeoutSeconds")
+    .message("the probe's timeoutSeconds must be less than probe.periodSeconds")
 )]
 pub struct Probe {
     /// Pods probes each ready pod of the target at its pod IP, so a single bad instance is found.
@@ -141,8 +142,13 @@ pub struct Probe {
     #[schemars(length(min = 1, max = 63))]
     pub service: Option<String>,
 
-    /// An HTTP(S) request the application must answer.
-    pub http: HttpProbe,
+    /// An HTTP(S) request the application must answer. Set http or tcp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+
+    /// A TCP connection the application must accept. Set http or tcp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbe>,
 
     /// Seconds between probes of each pod. Probes are spread over the period.
     #[serde(default = "default_period_seconds")]
@@ -184,10 +190,16 @@ pub struct HttpProbe {
     #[serde(default)]
     pub method: Method,
 
-    /// Extra request headers.
+    /// Extra request headers. Values come from the policy or from a Secret; values from Secrets are
+    /// never logged, written to status or put in Events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub headers: Vec<Header>,
+
+    /// Request body, sent as is (for POST and PUT probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub body: Option<String>,
 
     /// Seconds to wait for the response; must be less than periodSeconds.
     #[serde(default = "default_timeout_seconds")]
@@ -201,6 +213,15 @@ pub struct HttpProbe {
         inner(length(max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))
     )]
     pub success_codes: Vec<String>,
+
+    /// Conditions on the response body, checked on responses with a success code. The first 64 KiB
+    /// of the body are examined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseCheck>,
+
+    /// TLS settings for HTTPS probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_path() -> String {
@@ -213,6 +234,19 @@ fn default_timeout_seconds() -> u32 {
 
 fn default_success_codes() -> Vec<String> {
     vec!["200-399".into()]
+}
+
+/// A TCP connect probe: the application is up when it accepts a connection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpProbe {
+    /// Port to connect to: a number, or the name of a container port (via Pods) or Service port (via Service).
+    pub port: IntOrString,
+
+    /// Seconds to wait for the connection; must be less than periodSeconds.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 60))]
+    pub timeout_seconds: u32,
 }
 
 /// URL scheme of an HTTP probe.
@@ -257,26 +291,148 @@ impl Method {
     }
 }
 
-/// A request header sent with each probe.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// A request header sent with each probe. Set value or valueFrom.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)")
+    .message("a header must set exactly one of: value, valueFrom"))]
 pub struct Header {
     /// Header name.
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
     pub name: String,
-    /// Header value.
+    /// Header value, written in the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
-    pub value: String,
+    pub value: Option<String>,
+    /// Header value read from a key of a Secret in the policy's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<HeaderValueFrom>,
+}
+
+/// Where a header value comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValueFrom {
+    /// A key of a Secret in the policy's namespace.
+    pub secret_key_ref: KeyRef,
+}
+
+/// A key of a Secret or ConfigMap in the policy's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub struct KeyRef {
+    /// Name of the object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within its data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Conditions a successful response's body must meet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseCheck {
+    /// A regular expression the body must match (Rust regex syntax), e.g. `"status":\s*"UP"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub body_matches: Option<String>,
+    /// A regular expression the body must not match, e.g. `(?i)maintenance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub body_not_matches: Option<String>,
+    /// Fields of a JSON body that must have given values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub json: Vec<JsonFieldCheck>,
+}
+
+/// A field of a JSON body, addressed by a JSON pointer, that must equal a value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct JsonFieldCheck {
+    /// JSON pointer (RFC 6901) to the field, e.g. `/status` or `/checks/0/state`.
+    #[schemars(length(max = 512), regex(pattern = r"^(/.*)?$"))]
+    pub pointer: String,
+    /// The value the field must have: compared with a string field's text, or with the JSON text of
+    /// a number, boolean or null (`"true"`, `"3"`).
+    #[schemars(length(max = 1024))]
+    pub equals: String,
+}
+
+/// TLS settings of an HTTPS probe.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.insecureSkipVerify) && self.insecureSkipVerify && has(self.ca))")
+    .message("tls.ca and tls.insecureSkipVerify exclude each other"))]
+pub struct TlsConfig {
+    /// PEM CA certificates that sign the application's certificate, from a Secret or ConfigMap in
+    /// the policy's namespace. The system roots are used when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSource>,
+    /// The name the certificate must be valid for, when it differs from the address probed (pod IPs
+    /// rarely appear in certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: Option<String>,
+    /// Accept any certificate. Only for applications whose certificate cannot be verified; the
+    /// certificate's expiry is still recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// Where CA certificates come from. Set one field.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)")
+    .message("tls.ca must set exactly one of: secretKeyRef, configMapKeyRef"))]
+pub struct CaSource {
+    /// A key of a Secret holding PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+    /// A key of a ConfigMap holding PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
 }
 
 /// One condition that makes a pod Unhealthy. Set exactly one field.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.consecutiveFailures)")
-    .message("each trigger must set exactly one of: consecutiveFailures"))]
+#[x_kube(validation = Rule::new(
+    "[has(self.consecutiveFailures), has(self.statusCodes), has(self.slowResponses), has(self.errorRate), has(self.memory), has(self.cpu), has(self.restarts), has(self.oomKilled), has(self.certificateExpiresWithin), has(self.configChanged)].filter(x, x).size() == 1"
+).message("each trigger must set exactly one of: consecutiveFailures, statusCodes, slowResponses, errorRate, memory, cpu, restarts, oomKilled, certificateExpiresWithin, configChanged"))]
 pub struct Trigger {
-    /// Fires when this many probes in a row fail (wrong status code, timeout, connection error).
+    /// Fires when this many probes in a row fail (wrong status code, failed body check, timeout,
+    /// connection error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<ConsecutiveFailures>,
+    /// Fires on a burst of given status codes, e.g. 502/503, within a sliding window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_codes: Option<StatusCodes>,
+    /// Fires when enough probes take longer than a threshold within a sliding window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_responses: Option<SlowResponses>,
+    /// Fires when the share of failed probes in a sliding window reaches a percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<ErrorRate>,
+    /// Fires when a container's memory use stays near its limit (or above a size); needs the
+    /// metrics.k8s.io API (metrics-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryTrigger>,
+    /// Fires when a container's CPU use stays near its limit; needs the metrics.k8s.io API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuTrigger>,
+    /// Fires on container restarts within a sliding window, or a container in CrashLoopBackOff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<Restarts>,
+    /// Fires when a container was recently killed for running out of memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<OomKilled>,
+    /// Fires when the HTTPS certificate the application serves expires within a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expires_within: Option<CertificateExpiresWithin>,
+    /// Fires when a ConfigMap or Secret the pod template references changed after the pod started,
+    /// so the pod still runs the old configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_changed: Option<ConfigChanged>,
 }
 
 /// Fires after `threshold` failed probes in a row.
@@ -287,6 +443,139 @@ pub struct ConsecutiveFailures {
     pub threshold: u32,
 }
 
+/// Maximum window of a sliding-window trigger: bounds how many samples are kept per pod.
+pub const MAX_WINDOW: &str = "1h";
+
+/// Fires when `count` responses with one of `codes` arrive within `window`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.window) <= duration('1h')").message("window must be at most 1h").field_path(".window"))]
+pub struct StatusCodes {
+    /// Status codes or inclusive ranges that count, e.g. ["502", "503"] or ["500-599"].
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))
+    )]
+    pub codes: Vec<String>,
+    /// How many such responses within the window make a pod Unhealthy.
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: u32,
+    /// The sliding window, at most 1h.
+    pub window: Duration,
+    /// Probe this path for this trigger instead of probe.http.path (it is probed every period, too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: Option<String>,
+}
+
+/// Fires when `count` probes slower than `threshold` complete within `window`; timeouts count as slow.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.window) <= duration('1h')").message("window must be at most 1h").field_path(".window"))]
+pub struct SlowResponses {
+    /// A probe slower than this counts, e.g. 2s or 500ms.
+    pub threshold: Duration,
+    /// How many slow probes within the window make a pod Unhealthy.
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: u32,
+    /// The sliding window, at most 1h.
+    pub window: Duration,
+}
+
+/// Fires when at least `percent` of the probes within `window` failed, once there are `minSamples`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.window) <= duration('1h')").message("window must be at most 1h").field_path(".window"))]
+pub struct ErrorRate {
+    /// Percentage of failed probes, 1-100.
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: u32,
+    /// The sliding window, at most 1h.
+    pub window: Duration,
+    /// Probes the window must hold before the rate is judged.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_samples: u32,
+}
+
+fn default_min_samples() -> u32 {
+    5
+}
+
+/// Fires when a container's memory use stays at or above a share of its limit (or a size) for a duration.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.percentOfLimit) != has(self.bytes)")
+    .message("memory must set exactly one of: percentOfLimit, bytes"))]
+pub struct MemoryTrigger {
+    /// Percentage of the container's memory limit, 1-100. Containers without a limit are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub percent_of_limit: Option<u32>,
+    /// A size such as 512Mi or 1G.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    )]
+    pub bytes: Option<String>,
+    /// How long usage must stay above the threshold.
+    #[serde(default = "default_zero", rename = "for")]
+    pub for_: Duration,
+}
+
+/// Fires when a container's CPU use stays at or above a share of its limit for a duration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuTrigger {
+    /// Percentage of the container's CPU limit, 1-100. Containers without a limit are skipped.
+    #[schemars(range(min = 1, max = 100))]
+    pub percent_of_limit: u32,
+    /// How long usage must stay above the threshold.
+    #[serde(default = "default_zero", rename = "for")]
+    pub for_: Duration,
+}
+
+fn default_zero() -> Duration {
+    Duration::from("0s")
+}
+
+/// Fires on `count` container restarts within `window`, or a container in CrashLoopBackOff.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.window) <= duration('24h')").message("window must be at most 24h").field_path(".window"))]
+pub struct Restarts {
+    /// Restarts (of all containers of a pod) within the window that make it Unhealthy.
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: u32,
+    /// The sliding window, at most 24h.
+    pub window: Duration,
+}
+
+/// Fires when a container's last termination was OOMKilled within `within`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OomKilled {
+    /// How recent the OOM kill must be; older ones are history.
+    #[serde(default = "default_oom_within")]
+    pub within: Duration,
+}
+
+fn default_oom_within() -> Duration {
+    Duration::from("10m")
+}
+
+/// Fires when the served certificate expires within `duration`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct CertificateExpiresWithin {
+    /// E.g. 168h for a week.
+    pub duration: Duration,
+}
+
+/// Fires when a referenced ConfigMap or Secret changed after the pod started.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+pub struct ConfigChanged {}
+
 /// When an Unhealthy pod counts as recovered.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -295,6 +584,10 @@ pub struct Recovery {
     #[serde(default = "default_consecutive_successes")]
     #[schemars(range(min = 1, max = 100))]
     pub consecutive_successes: u32,
+    /// How long no trigger may fire before an Unhealthy pod is Healthy again, on top of the
+    /// successful probes, so a target does not flap.
+    #[serde(default = "default_zero")]
+    pub healthy_delay: Duration,
 }
 
 fn default_consecutive_successes() -> u32 {
@@ -305,6 +598,7 @@ impl Default for Recovery {
     fn default() -> Self {
         Self {
             consecutive_successes: default_consecutive_successes(),
+            healthy_delay: default_zero(),
         }
     }
 }

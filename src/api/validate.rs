@@ -5,7 +5,7 @@ use std::{ops::RangeInclusive, time::Duration as StdDuration};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Action, AppHealthPolicySpec, Method, ProbeVia, Scheme};
+use super::{Action, AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 
 /// Failed probes in a row that make a pod Unhealthy when a policy lists no triggers.
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
@@ -30,10 +30,23 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec 
 pub struct Settings {
     pub probe: ProbeSettings,
     pub triggers: Vec<TriggerSettings>,
-    pub recovery_successes: u32,
+    pub recovery: RecoverySettings,
     pub steps: Vec<StepSettings>,
     pub cooldown: StdDuration,
     pub dry_run: bool,
+    /// Probe samples kept per endpoint: enough for the longest window at this period, capped.
+    pub sample_capacity: usize,
+    /// Sentences about settings the operator adjusted (e.g. a window capped by the sample bound).
+    pub notes: Vec<String>,
+}
+
+/// Most probe samples kept per endpoint, whatever the windows: bounds memory per target.
+pub const MAX_SAMPLES_PER_ENDPOINT: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverySettings {
+    pub consecutive_successes: u32,
+    pub healthy_delay: StdDuration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +54,103 @@ pub struct ProbeSettings {
     pub via: ProbeVia,
     pub service: Option<String>,
     pub port: PortRef,
-    pub path: String,
-    pub scheme: Scheme,
-    pub method: Method,
-    pub headers: Vec<(String, String)>,
     pub timeout: StdDuration,
     pub period: StdDuration,
+    pub check: Check,
+}
+
+impl ProbeSettings {
+    /// The path whose samples feed consecutiveFailures, errorRate, slowResponses and recovery
+    /// ("" for TCP probes).
+    pub fn primary_path(&self) -> &str {
+        match &self.check {
+            Check::Http(http) => &http.path,
+            Check::Tcp => "",
+        }
+    }
+
+    /// Every path probed each period: the primary one first, then extra trigger paths.
+    pub fn paths(&self) -> Vec<String> {
+        match &self.check {
+            Check::Http(http) => std::iter::once(http.path.clone())
+                .chain(http.extra_paths.iter().cloned())
+                .collect(),
+            Check::Tcp => vec![String::new()],
+        }
+    }
+}
+
+/// What a probe checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Http(Box<HttpSettings>),
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    pub path: String,
+    /// Paths of statusCodes triggers that differ from `path`, probed too.
+    pub extra_paths: Vec<String>,
+    pub scheme: Scheme,
+    pub method: Method,
+    pub headers: Vec<HeaderSetting>,
+    pub body: Option<String>,
     pub success_codes: SuccessCodes,
+    pub response: BodyChecks,
+    pub tls: TlsSettings,
+}
+
+/// A header and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSetting {
+    pub name: String,
+    pub value: HeaderSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderSource {
+    Literal(String),
+    /// Resolved by the controller; the value never appears in logs, status or Events.
+    Secret(KeyRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct TlsSettings {
+    pub ca: Option<CaRef>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CaRef {
+    Secret(KeyRef),
+    ConfigMap(KeyRef),
+}
+
+/// A compiled regular expression, compared by its source.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Conditions on a response body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BodyChecks {
+    pub must_match: Option<Pattern>,
+    pub must_not_match: Option<Pattern>,
+    /// (JSON pointer, expected value)
+    pub json: Vec<(String, String)>,
+}
+
+impl BodyChecks {
+    pub fn is_empty(&self) -> bool {
+        self.must_match.is_none() && self.must_not_match.is_none() && self.json.is_empty()
+    }
 }
 
 /// A port by number or by name (resolved against the pod or Service spec).
@@ -66,7 +169,7 @@ impl std::fmt::Display for PortRef {
     }
 }
 
-/// Status codes that count as success.
+/// Status codes that count as success (or, for a statusCodes trigger, that count).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SuccessCodes(Vec<RangeInclusive<u16>>);
 
@@ -112,9 +215,183 @@ impl SuccessCodes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Display for SuccessCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A parsed trigger.
+#[derive(Debug, Clone, PartialEq)]
 pub enum TriggerSettings {
-    ConsecutiveFailures { threshold: u32 },
+    ConsecutiveFailures {
+        threshold: u32,
+    },
+    StatusCodes {
+        codes: SuccessCodes,
+        count: u32,
+        window: StdDuration,
+        path: String,
+    },
+    SlowResponses {
+        threshold: StdDuration,
+        count: u32,
+        window: StdDuration,
+    },
+    ErrorRate {
+        percent: u32,
+        window: StdDuration,
+        min_samples: u32,
+    },
+    Memory {
+        threshold: MemoryThreshold,
+        for_: StdDuration,
+    },
+    Cpu {
+        percent_of_limit: u32,
+        for_: StdDuration,
+    },
+    Restarts {
+        count: u32,
+        window: StdDuration,
+    },
+    OomKilled {
+        within: StdDuration,
+    },
+    CertificateExpiresWithin {
+        within: StdDuration,
+    },
+    ConfigChanged,
+}
+
+impl TriggerSettings {
+    /// The trigger's name as users write it in the spec (and read it in evidence).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ConsecutiveFailures { .. } => "consecutiveFailures",
+            Self::StatusCodes { .. } => "statusCodes",
+            Self::SlowResponses { .. } => "slowResponses",
+            Self::ErrorRate { .. } => "errorRate",
+            Self::Memory { .. } => "memory",
+            Self::Cpu { .. } => "cpu",
+            Self::Restarts { .. } => "restarts",
+            Self::OomKilled { .. } => "oomKilled",
+            Self::CertificateExpiresWithin { .. } => "certificateExpiresWithin",
+            Self::ConfigChanged => "configChanged",
+        }
+    }
+
+    /// The sliding window of probe samples this trigger looks at, if any.
+    pub fn sample_window(&self) -> Option<StdDuration> {
+        match self {
+            Self::StatusCodes { window, .. }
+            | Self::SlowResponses { window, .. }
+            | Self::ErrorRate { window, .. } => Some(*window),
+            _ => None,
+        }
+    }
+
+    /// Whether it needs the metrics.k8s.io API.
+    pub fn needs_metrics(&self) -> bool {
+        matches!(self, Self::Memory { .. } | Self::Cpu { .. })
+    }
+}
+
+impl std::fmt::Display for TriggerSettings {
+    /// One line for people: what makes this trigger fire.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::format_duration as d;
+        match self {
+            Self::ConsecutiveFailures { threshold } => write!(f, "{threshold} failed probes in a row"),
+            Self::StatusCodes {
+                codes,
+                count,
+                window,
+                path,
+            } => {
+                write!(
+                    f,
+                    "{count} responses with status {codes} within {} (path {path})",
+                    d(*window)
+                )
+            }
+            Self::SlowResponses {
+                threshold,
+                count,
+                window,
+            } => {
+                write!(
+                    f,
+                    "{count} responses slower than {} within {}",
+                    d(*threshold),
+                    d(*window)
+                )
+            }
+            Self::ErrorRate {
+                percent,
+                window,
+                min_samples,
+            } => {
+                write!(
+                    f,
+                    "{percent}% of probes failing within {} (at least {min_samples} probes)",
+                    d(*window)
+                )
+            }
+            Self::Memory {
+                threshold: MemoryThreshold::PercentOfLimit(p),
+                for_,
+            } => {
+                write!(f, "memory at {p}% of a container's limit for {}", d(*for_))
+            }
+            Self::Memory {
+                threshold: MemoryThreshold::Bytes(b),
+                for_,
+            } => {
+                write!(
+                    f,
+                    "memory above {} for {}",
+                    super::quantity::format_bytes(*b),
+                    d(*for_)
+                )
+            }
+            Self::Cpu {
+                percent_of_limit,
+                for_,
+            } => {
+                write!(
+                    f,
+                    "CPU at {percent_of_limit}% of a container's limit for {}",
+                    d(*for_)
+                )
+            }
+            Self::Restarts { count, window } => {
+                write!(f, "{count} restarts within {} or a CrashLoopBackOff", d(*window))
+            }
+            Self::OomKilled { within } => write!(f, "an OOM kill within the last {}", d(*within)),
+            Self::CertificateExpiresWithin { within } => {
+                write!(f, "a certificate expiring within {}", d(*within))
+            }
+            Self::ConfigChanged => f.write_str("a ConfigMap or Secret changed after the pod started"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryThreshold {
+    PercentOfLimit(u32),
+    Bytes(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,13 +412,275 @@ fn positive_duration(field: &str, value: &super::Duration) -> Result<StdDuration
     Ok(d)
 }
 
+fn window(field: &str, value: &super::Duration, max: StdDuration) -> Result<StdDuration, InvalidSpec> {
+    let d = positive_duration(field, value)?;
+    if d > max {
+        return Err(invalid(
+            field,
+            format!("must be at most {}", super::format_duration(max)),
+        ));
+    }
+    Ok(d)
+}
+
+fn at_least_one(field: &str, n: u32) -> Result<u32, InvalidSpec> {
+    if n == 0 {
+        Err(invalid(field, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
+}
+
+fn port(field: &str, port: &IntOrString) -> Result<PortRef, InvalidSpec> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(PortRef::Number)
+            .ok_or_else(|| invalid(field, format!("{n} is not a port number (1-65535)"))),
+        IntOrString::String(s) if s.is_empty() => Err(invalid(field, "must be a port number or a port name")),
+        IntOrString::String(s) => Ok(match s.parse::<u16>() {
+            Ok(n) if n > 0 => PortRef::Number(n),
+            _ => PortRef::Name(s.clone()),
+        }),
+    }
+}
+
+/// Regular expressions from policies are compiled with a size bound, so a pathological pattern
+/// costs an error message rather than memory.
+fn pattern(field: &str, source: &str) -> Result<Pattern, InvalidSpec> {
+    regex::RegexBuilder::new(source)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .map(Pattern)
+        .map_err(|e| invalid(field, format!("is not a valid regular expression: {e}")))
+}
+
+fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
+    if !p.starts_with('/') {
+        return Err(invalid(field, format!("{p:?} must start with /")));
+    }
+    Ok(p.to_owned())
+}
+
+fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
+    let mut headers = Vec::with_capacity(http.headers.len());
+    for (i, h) in http.headers.iter().enumerate() {
+        if reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+            return Err(invalid(
+                format!("spec.probe.http.headers[{i}].name"),
+                format!("{:?} is not a valid header name", h.name),
+            ));
+        }
+        let value = match (&h.value, &h.value_from) {
+            (Some(v), None) => {
+                if reqwest::header::HeaderValue::from_str(v).is_err() {
+                    return Err(invalid(
+                        format!("spec.probe.http.headers[{i}].value"),
+                        "contains characters not allowed in a header value",
+                    ));
+                }
+                HeaderSource::Literal(v.clone())
+            }
+            (None, Some(from)) => HeaderSource::Secret(from.secret_key_ref.clone()),
+            _ => {
+                return Err(invalid(
+                    format!("spec.probe.http.headers[{i}]"),
+                    "must set exactly one of: value, valueFrom",
+                ));
+            }
+        };
+        headers.push(HeaderSetting {
+            name: h.name.clone(),
+            value,
+        });
+    }
+    let response = match &http.response {
+        None => BodyChecks::default(),
+        Some(r) => BodyChecks {
+            must_match: r
+                .body_matches
+                .as_deref()
+                .map(|p| pattern("spec.probe.http.response.bodyMatches", p))
+                .transpose()?,
+            must_not_match: r
+                .body_not_matches
+                .as_deref()
+                .map(|p| pattern("spec.probe.http.response.bodyNotMatches", p))
+                .transpose()?,
+            json: r
+                .json
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
+                        return Err(invalid(
+                            format!("spec.probe.http.response.json[{i}].pointer"),
+                            format!("{:?} is not a JSON pointer such as /status", j.pointer),
+                        ));
+                    }
+                    Ok((j.pointer.clone(), j.equals.clone()))
+                })
+                .collect::<Result<_, _>>()?,
+        },
+    };
+    let tls = match &http.tls {
+        None => TlsSettings::default(),
+        Some(t) => {
+            let ca = match &t.ca {
+                None => None,
+                Some(super::CaSource {
+                    secret_key_ref: Some(k),
+                    config_map_key_ref: None,
+                }) => Some(CaRef::Secret(k.clone())),
+                Some(super::CaSource {
+                    secret_key_ref: None,
+                    config_map_key_ref: Some(k),
+                }) => Some(CaRef::ConfigMap(k.clone())),
+                Some(_) => {
+                    return Err(invalid(
+                        "spec.probe.http.tls.ca",
+                        "must set exactly one of: secretKeyRef, configMapKeyRef",
+                    ));
+                }
+            };
+            if ca.is_some() && t.insecure_skip_verify {
+                return Err(invalid(
+                    "spec.probe.http.tls",
+                    "ca and insecureSkipVerify exclude each other",
+                ));
+            }
+            TlsSettings {
+                ca,
+                server_name: t.server_name.clone(),
+                insecure_skip_verify: t.insecure_skip_verify,
+            }
+        }
+    };
+    if http.tls.is_some() && http.scheme != Scheme::Https {
+        return Err(invalid("spec.probe.http.tls", "is only used with scheme HTTPS"));
+    }
+    Ok(HttpSettings {
+        path: path("spec.probe.http.path", &http.path)?,
+        extra_paths: Vec::new(),
+        scheme: http.scheme,
+        method: http.method,
+        headers,
+        body: http.body.clone(),
+        success_codes: SuccessCodes::parse("spec.probe.http.successCodes", &http.success_codes)?,
+        response,
+        tls,
+    })
+}
+
+fn trigger(i: usize, t: &super::Trigger, primary_path: &str) -> Result<TriggerSettings, InvalidSpec> {
+    let f = |name: &str| format!("spec.triggers[{i}].{name}");
+    let max_window = StdDuration::from_secs(3600);
+    let set = [
+        t.consecutive_failures.is_some(),
+        t.status_codes.is_some(),
+        t.slow_responses.is_some(),
+        t.error_rate.is_some(),
+        t.memory.is_some(),
+        t.cpu.is_some(),
+        t.restarts.is_some(),
+        t.oom_killed.is_some(),
+        t.certificate_expires_within.is_some(),
+        t.config_changed.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(invalid(
+            format!("spec.triggers[{i}]"),
+            "must set exactly one of: consecutiveFailures, statusCodes, slowResponses, errorRate, memory, cpu, \
+             restarts, oomKilled, certificateExpiresWithin, configChanged",
+        ));
+    }
+    Ok(if let Some(cf) = &t.consecutive_failures {
+        TriggerSettings::ConsecutiveFailures {
+            threshold: at_least_one(&f("consecutiveFailures.threshold"), cf.threshold)?,
+        }
+    } else if let Some(sc) = &t.status_codes {
+        TriggerSettings::StatusCodes {
+            codes: SuccessCodes::parse(&f("statusCodes.codes"), &sc.codes)?,
+            count: at_least_one(&f("statusCodes.count"), sc.count)?,
+            window: window(&f("statusCodes.window"), &sc.window, max_window)?,
+            path: match &sc.path {
+                Some(p) => path(&f("statusCodes.path"), p)?,
+                None => primary_path.to_owned(),
+            },
+        }
+    } else if let Some(sr) = &t.slow_responses {
+        TriggerSettings::SlowResponses {
+            threshold: positive_duration(&f("slowResponses.threshold"), &sr.threshold)?,
+            count: at_least_one(&f("slowResponses.count"), sr.count)?,
+            window: window(&f("slowResponses.window"), &sr.window, max_window)?,
+        }
+    } else if let Some(er) = &t.error_rate {
+        if !(1..=100).contains(&er.percent) {
+            return Err(invalid(f("errorRate.percent"), "must be between 1 and 100"));
+        }
+        TriggerSettings::ErrorRate {
+            percent: er.percent,
+            window: window(&f("errorRate.window"), &er.window, max_window)?,
+            min_samples: at_least_one(&f("errorRate.minSamples"), er.min_samples)?,
+        }
+    } else if let Some(m) = &t.memory {
+        let threshold = match (m.percent_of_limit, &m.bytes) {
+            (Some(p), None) if (1..=100).contains(&p) => MemoryThreshold::PercentOfLimit(p),
+            (Some(_), None) => return Err(invalid(f("memory.percentOfLimit"), "must be between 1 and 100")),
+            (None, Some(b)) => {
+                MemoryThreshold::Bytes(super::quantity::bytes(b).filter(|b| *b > 0).ok_or_else(|| {
+                    invalid(f("memory.bytes"), format!("{b:?} is not a size such as 512Mi"))
+                })?)
+            }
+            _ => {
+                return Err(invalid(
+                    f("memory"),
+                    "must set exactly one of: percentOfLimit, bytes",
+                ));
+            }
+        };
+        TriggerSettings::Memory {
+            threshold,
+            for_: duration(&f("memory.for"), &m.for_)?,
+        }
+    } else if let Some(c) = &t.cpu {
+        if !(1..=100).contains(&c.percent_of_limit) {
+            return Err(invalid(f("cpu.percentOfLimit"), "must be between 1 and 100"));
+        }
+        TriggerSettings::Cpu {
+            percent_of_limit: c.percent_of_limit,
+            for_: duration(&f("cpu.for"), &c.for_)?,
+        }
+    } else if let Some(r) = &t.restarts {
+        TriggerSettings::Restarts {
+            count: at_least_one(&f("restarts.count"), r.count)?,
+            window: window(
+                &f("restarts.window"),
+                &r.window,
+                StdDuration::from_secs(24 * 3600),
+            )?,
+        }
+    } else if let Some(o) = &t.oom_killed {
+        TriggerSettings::OomKilled {
+            within: positive_duration(&f("oomKilled.within"), &o.within)?,
+        }
+    } else if let Some(c) = &t.certificate_expires_within {
+        TriggerSettings::CertificateExpiresWithin {
+            within: positive_duration(&f("certificateExpiresWithin.duration"), &c.duration)?,
+        }
+    } else {
+        TriggerSettings::ConfigChanged
+    })
+}
+
 /// Validates a spec and returns its parsed settings, or the first problem found.
 pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     if spec.target_ref.name.is_empty() {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }
     let probe = &spec.probe;
-    let http = &probe.http;
     let service = match (probe.via, &probe.service) {
         (ProbeVia::Service, None) => {
             return Err(invalid(
@@ -157,95 +696,104 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     if probe.period_seconds == 0 {
         return Err(invalid("spec.probe.periodSeconds", "must be at least 1"));
     }
-    if http.timeout_seconds == 0 {
-        return Err(invalid("spec.probe.http.timeoutSeconds", "must be at least 1"));
-    }
-    if http.timeout_seconds >= probe.period_seconds {
-        return Err(invalid(
+    let (check, port_ref, timeout_seconds, timeout_field) = match (&probe.http, &probe.tcp) {
+        (Some(http), None) => (
+            Check::Http(Box::new(http_settings(http)?)),
+            port("spec.probe.http.port", &http.port)?,
+            http.timeout_seconds,
             "spec.probe.http.timeoutSeconds",
+        ),
+        (None, Some(tcp)) => (
+            Check::Tcp,
+            port("spec.probe.tcp.port", &tcp.port)?,
+            tcp.timeout_seconds,
+            "spec.probe.tcp.timeoutSeconds",
+        ),
+        _ => return Err(invalid("spec.probe", "must set exactly one of: http, tcp")),
+    };
+    if timeout_seconds == 0 {
+        return Err(invalid(timeout_field, "must be at least 1"));
+    }
+    if timeout_seconds >= probe.period_seconds {
+        return Err(invalid(
+            timeout_field,
             format!(
-                "must be less than spec.probe.periodSeconds ({} >= {})",
-                http.timeout_seconds, probe.period_seconds
+                "must be less than spec.probe.periodSeconds ({timeout_seconds} >= {})",
+                probe.period_seconds
             ),
         ));
     }
-    let port = match &http.port {
-        IntOrString::Int(n) => u16::try_from(*n)
-            .ok()
-            .filter(|n| *n > 0)
-            .map(PortRef::Number)
-            .ok_or_else(|| {
-                invalid(
-                    "spec.probe.http.port",
-                    format!("{n} is not a port number (1-65535)"),
-                )
-            })?,
-        IntOrString::String(s) if s.is_empty() => {
-            return Err(invalid(
-                "spec.probe.http.port",
-                "must be a port number or a port name",
-            ));
-        }
-        IntOrString::String(s) => match s.parse::<u16>() {
-            Ok(n) if n > 0 => PortRef::Number(n),
-            _ => PortRef::Name(s.clone()),
-        },
+    let mut probe_settings = ProbeSettings {
+        via: probe.via,
+        service,
+        port: port_ref,
+        timeout: StdDuration::from_secs(timeout_seconds.into()),
+        period: StdDuration::from_secs(probe.period_seconds.into()),
+        check,
     };
-    if !http.path.starts_with('/') {
-        return Err(invalid(
-            "spec.probe.http.path",
-            format!("{:?} must start with /", http.path),
-        ));
-    }
-    let mut headers = Vec::with_capacity(http.headers.len());
-    for (i, h) in http.headers.iter().enumerate() {
-        if reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-            return Err(invalid(
-                format!("spec.probe.http.headers[{i}].name"),
-                format!("{:?} is not a valid header name", h.name),
-            ));
-        }
-        if reqwest::header::HeaderValue::from_str(&h.value).is_err() {
-            return Err(invalid(
-                format!("spec.probe.http.headers[{i}].value"),
-                "contains characters not allowed in a header value",
-            ));
-        }
-        headers.push((h.name.clone(), h.value.clone()));
-    }
-    let success_codes = SuccessCodes::parse("spec.probe.http.successCodes", &http.success_codes)?;
 
-    let mut triggers = Vec::with_capacity(spec.triggers.len().max(1));
-    for (i, t) in spec.triggers.iter().enumerate() {
-        match &t.consecutive_failures {
-            Some(cf) if cf.threshold == 0 => {
-                return Err(invalid(
-                    format!("spec.triggers[{i}].consecutiveFailures.threshold"),
-                    "must be at least 1",
-                ));
-            }
-            Some(cf) => triggers.push(TriggerSettings::ConsecutiveFailures {
-                threshold: cf.threshold,
-            }),
-            None => {
-                return Err(invalid(
-                    format!("spec.triggers[{i}]"),
-                    "must set one of: consecutiveFailures",
-                ));
-            }
-        }
-    }
+    let primary = probe_settings.primary_path().to_owned();
+    let mut triggers = spec
+        .triggers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| trigger(i, t, &primary))
+        .collect::<Result<Vec<_>, _>>()?;
     if triggers.is_empty() {
         triggers.push(TriggerSettings::ConsecutiveFailures {
             threshold: DEFAULT_FAILURE_THRESHOLD,
         });
     }
-    if spec.recovery.consecutive_successes == 0 {
-        return Err(invalid(
-            "spec.recovery.consecutiveSuccesses",
-            "must be at least 1",
-        ));
+    for (i, t) in triggers.iter().enumerate() {
+        match (t, &mut probe_settings.check) {
+            (TriggerSettings::StatusCodes { path, .. }, Check::Http(http))
+                if *path != http.path && !http.extra_paths.contains(path) =>
+            {
+                http.extra_paths.push(path.clone());
+            }
+            (
+                TriggerSettings::StatusCodes { .. } | TriggerSettings::CertificateExpiresWithin { .. },
+                Check::Tcp,
+            ) => {
+                return Err(invalid(
+                    format!("spec.triggers[{i}].{}", t.name()),
+                    "needs an http probe, not tcp",
+                ));
+            }
+            _ => {}
+        }
     }
+
+    // Keep enough samples for the longest window at this period (every path is probed each
+    // period), within a fixed bound per endpoint.
+    let paths = probe_settings.paths().len();
+    let longest = triggers
+        .iter()
+        .filter_map(TriggerSettings::sample_window)
+        .max()
+        .unwrap_or_default();
+    let rounds =
+        usize::try_from(longest.as_secs().div_ceil(u64::from(probe.period_seconds))).unwrap_or(usize::MAX);
+    let needed = rounds.saturating_add(2).saturating_mul(paths);
+    let mut notes = Vec::new();
+    let sample_capacity = if needed > MAX_SAMPLES_PER_ENDPOINT {
+        notes.push(format!(
+            "a window of {} at a {}s period needs {needed} samples per pod; only the last {MAX_SAMPLES_PER_ENDPOINT} are kept",
+            super::format_duration(longest),
+            probe.period_seconds
+        ));
+        MAX_SAMPLES_PER_ENDPOINT
+    } else {
+        needed.max(paths * 4)
+    };
+
+    let recovery = RecoverySettings {
+        consecutive_successes: at_least_one(
+            "spec.recovery.consecutiveSuccesses",
+            spec.recovery.consecutive_successes,
+        )?,
+        healthy_delay: duration("spec.recovery.healthyDelay", &spec.recovery.healthy_delay)?,
+    };
 
     let remediation = &spec.remediation;
     let steps = remediation
@@ -262,23 +810,14 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     let cooldown = duration("spec.remediation.cooldown", &remediation.cooldown)?;
 
     Ok(Settings {
-        probe: ProbeSettings {
-            via: probe.via,
-            service,
-            port,
-            path: http.path.clone(),
-            scheme: http.scheme,
-            method: http.method,
-            headers,
-            timeout: StdDuration::from_secs(http.timeout_seconds.into()),
-            period: StdDuration::from_secs(probe.period_seconds.into()),
-            success_codes,
-        },
+        probe: probe_settings,
         triggers,
-        recovery_successes: spec.recovery.consecutive_successes,
+        recovery,
         steps,
         cooldown,
         dry_run: remediation.dry_run,
+        sample_capacity,
+        notes,
     })
 }
 
@@ -306,8 +845,12 @@ mod tests {
                 timeout: StdDuration::from_secs(120)
             }]
         );
-        assert!(s.probe.success_codes.contains(200) && s.probe.success_codes.contains(399));
-        assert!(!s.probe.success_codes.contains(400));
+        let Check::Http(http) = &s.probe.check else {
+            panic!("fixture probes HTTP")
+        };
+        assert!(http.success_codes.contains(200) && http.success_codes.contains(399));
+        assert!(!http.success_codes.contains(400));
+        assert_eq!(s.probe.paths(), ["/healthz"]);
     }
 
     #[test]
@@ -343,7 +886,8 @@ mod tests {
             ),
             (
                 serde_json::json!({"triggers": [{}]}),
-                "spec.triggers[0]: must set one of: consecutiveFailures",
+                "spec.triggers[0]: must set exactly one of: consecutiveFailures, statusCodes, slowResponses, \
+                 errorRate, memory, cpu, restarts, oomKilled, certificateExpiresWithin, configChanged",
             ),
             (
                 serde_json::json!({"triggers": [{"consecutiveFailures": {"threshold": 0}}]}),

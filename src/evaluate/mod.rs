@@ -1,40 +1,61 @@
-//! Evaluate: samples → per-pod and per-target verdicts with evidence. Pure: plain data and the
-//! timestamps carried by the samples; no client, no clock of its own.
+//! Evaluate: samples and cluster signals → per-pod and per-target verdicts with evidence. Pure:
+//! plain data and the time passed in; no client, no clock of its own.
+//!
+//! Each endpoint (a pod, or the Service) keeps a bounded ring of recent probe samples; triggers
+//! look at sliding windows over it ending at `now`. A pod turns Unhealthy when any trigger fires
+//! and Healthy again only after `recovery.consecutiveSuccesses` good probes and `healthyDelay`
+//! without any trigger firing, so a target does not flap.
 
-use std::collections::BTreeMap;
+mod triggers;
+
+use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
 
 use crate::{
     api::{
         Evidence, Health,
-        validate::{Settings, TriggerSettings},
+        validate::{RecoverySettings, Settings, TriggerSettings},
     },
-    observe::Sample,
+    observe::{
+        Sample,
+        signals::{PodSignals, Usage},
+    },
 };
 
-/// Health bookkeeping for one probed endpoint (a pod, or the Service).
-#[derive(Debug, Clone, PartialEq)]
+/// Restart times kept per pod, whatever the window.
+const MAX_RESTARTS_KEPT: usize = 256;
+
+/// What an endpoint's triggers look at.
+#[derive(Debug, Clone, Default, PartialEq)]
 struct EndpointState {
     health: Health,
+    /// Recent samples, oldest first, at most `capacity`.
+    samples: VecDeque<Sample>,
     consecutive_failures: u32,
     consecutive_successes: u32,
     last_failure: Option<String>,
-    /// What fired when the endpoint became Unhealthy; kept stable until it recovers, so evidence
-    /// (and therefore status) does not change on every probe.
+    last_restart_count: Option<u32>,
+    restarts: VecDeque<Timestamp>,
+    crash_looping: Vec<String>,
+    oom_killed: Vec<(String, Timestamp)>,
+    config_changed: Vec<String>,
+    memory: Pressure,
+    cpu: Pressure,
+    certificate_not_after: Option<Timestamp>,
+    /// Since when no trigger has fired (None while one fires).
+    quiet_since: Option<Timestamp>,
+    /// What fired when the endpoint became Unhealthy; replaced only when the set of triggers
+    /// changes, so evidence (and therefore status) does not change on every probe.
     fired: Vec<Fired>,
 }
 
-impl Default for EndpointState {
-    fn default() -> Self {
-        Self {
-            health: Health::Unknown,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-            last_failure: None,
-            fired: Vec::new(),
-        }
-    }
+/// Resource use above a trigger's threshold, tracked for its `for` duration.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Pressure {
+    since: Option<Timestamp>,
+    /// The worst container's use, for evidence.
+    observation: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +75,8 @@ pub struct TargetVerdict {
     pub healthy: u32,
     /// Endpoints judged Unhealthy, by name.
     pub unhealthy: Vec<String>,
+    /// Sentences about triggers that cannot work right now (e.g. no metrics API).
+    pub notes: Vec<String>,
 }
 
 impl TargetVerdict {
@@ -65,15 +88,17 @@ impl TargetVerdict {
             probed: 0,
             healthy: 0,
             unhealthy: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
-    /// Whether two verdicts differ in anything worth reporting (health, evidence, counts).
+    /// Whether two verdicts differ in anything worth reporting (health, evidence, counts, notes).
     pub fn differs_from(&self, other: &Self) -> bool {
         self.health != other.health
             || self.evidence != other.evidence
             || self.probed != other.probed
             || self.healthy != other.healthy
+            || self.notes != other.notes
     }
 
     /// One sentence for Events and the Healthy condition.
@@ -91,9 +116,10 @@ impl TargetVerdict {
                     .map(|e| format!("{}: {}", e.trigger, e.message))
                     .collect();
                 format!(
-                    "{} of {} probed endpoints are unhealthy ({}). {}",
+                    "{} of {} endpoints are unhealthy ({}). {}",
                     self.unhealthy.len(),
-                    self.probed,
+                    self.probed
+                        .max(u32::try_from(self.unhealthy.len()).unwrap_or(u32::MAX)),
                     self.unhealthy.join(", "),
                     causes.join("; ")
                 )
@@ -102,68 +128,140 @@ impl TargetVerdict {
     }
 }
 
-/// Judges endpoints from their samples against a policy's triggers, with hysteresis on recovery.
+/// Judges endpoints from their samples and signals against a policy's triggers.
 #[derive(Debug, Clone)]
 pub struct Evaluator {
     triggers: Vec<TriggerSettings>,
-    recovery_successes: u32,
+    recovery: RecoverySettings,
+    primary_path: String,
+    capacity: usize,
     endpoints: BTreeMap<String, EndpointState>,
     target: Option<(Health, Timestamp)>,
+    metrics_note: Option<String>,
 }
 
 impl Evaluator {
     pub fn new(settings: &Settings) -> Self {
-        Self {
-            triggers: settings.triggers.clone(),
-            recovery_successes: settings.recovery_successes,
+        let mut e = Self {
+            triggers: Vec::new(),
+            recovery: settings.recovery.clone(),
+            primary_path: String::new(),
+            capacity: 1,
             endpoints: BTreeMap::new(),
             target: None,
+            metrics_note: None,
+        };
+        e.reconfigure(settings);
+        e
+    }
+
+    /// Adopts new settings while keeping what was observed so far (trimmed to the new bound).
+    pub fn reconfigure(&mut self, settings: &Settings) {
+        self.triggers = settings.triggers.clone();
+        self.recovery = settings.recovery.clone();
+        self.primary_path = settings.probe.primary_path().to_owned();
+        self.capacity = settings.sample_capacity.max(1);
+        for state in self.endpoints.values_mut() {
+            while state.samples.len() > self.capacity {
+                state.samples.pop_front();
+            }
         }
     }
 
-    /// Adopts new trigger settings while keeping what was observed so far.
-    pub fn reconfigure(&mut self, settings: &Settings) {
-        self.triggers = settings.triggers.clone();
-        self.recovery_successes = settings.recovery_successes;
+    /// Whether any trigger needs the metrics API.
+    pub fn needs_metrics(&self) -> bool {
+        self.triggers.iter().any(TriggerSettings::needs_metrics)
     }
 
-    /// Forgets endpoints that are no longer probed (pods that went away).
+    /// Forgets endpoints that are no longer probed or watched (pods that went away).
     pub fn retain(&mut self, endpoints: &[String]) {
         self.endpoints
             .retain(|name, _| endpoints.iter().any(|e| e == name));
     }
 
+    /// Samples kept for `endpoint` (for bounds checks).
+    pub fn samples_kept(&self, endpoint: &str) -> usize {
+        self.endpoints.get(endpoint).map_or(0, |s| s.samples.len())
+    }
+
     /// Folds one probe result into the endpoint's state.
     pub fn observe(&mut self, sample: &Sample) {
         let state = self.endpoints.entry(sample.endpoint.clone()).or_default();
-        if sample.ok {
-            state.consecutive_successes = state.consecutive_successes.saturating_add(1);
-            state.consecutive_failures = 0;
-        } else {
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            state.consecutive_successes = 0;
-            state.last_failure = Some(sample.detail.clone());
+        if sample.path == self.primary_path {
+            if sample.ok {
+                state.consecutive_successes = state.consecutive_successes.saturating_add(1);
+                state.consecutive_failures = 0;
+            } else {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.consecutive_successes = 0;
+                state.last_failure = Some(sample.detail.clone());
+            }
         }
-
-        let fired = fired_triggers(&self.triggers, state);
-        match state.health {
-            _ if !fired.is_empty() && state.health != Health::Unhealthy => {
-                state.health = Health::Unhealthy;
-                state.fired = fired;
-            }
-            Health::Unhealthy if state.consecutive_successes >= self.recovery_successes => {
-                state.health = Health::Healthy;
-                state.fired.clear();
-            }
-            Health::Unknown if sample.ok => state.health = Health::Healthy,
-            _ => {}
+        if sample.certificate_not_after.is_some() {
+            state.certificate_not_after = sample.certificate_not_after;
+        }
+        state.samples.push_back(sample.clone());
+        while state.samples.len() > self.capacity {
+            state.samples.pop_front();
         }
     }
 
-    /// The target's verdict as of `now`: Unhealthy if any endpoint is, Healthy if at least one is
-    /// healthy and none unhealthy, Unknown otherwise.
+    /// Folds the pods' cluster signals and resource use, observed at `now`, into their state.
+    pub fn observe_signals(&mut self, now: Timestamp, signals: &[PodSignals], usage: &Usage) {
+        self.metrics_note = match usage {
+            Usage::Unavailable(why) if self.needs_metrics() => {
+                Some(format!("the memory and cpu triggers are inactive: {why}"))
+            }
+            _ => None,
+        };
+        for pod in signals {
+            let state = self.endpoints.entry(pod.pod.clone()).or_default();
+            // Restarts are counted from the first sighting on: earlier ones have no time.
+            match state.last_restart_count {
+                Some(before) if pod.restart_count > before => {
+                    for _ in 0..(pod.restart_count - before).min(MAX_RESTARTS_KEPT as u32) {
+                        state.restarts.push_back(now);
+                    }
+                    while state.restarts.len() > MAX_RESTARTS_KEPT {
+                        state.restarts.pop_front();
+                    }
+                }
+                _ => {}
+            }
+            state.last_restart_count = Some(pod.restart_count);
+            state.crash_looping = pod.crash_looping.clone();
+            state.oom_killed = pod.oom_killed.clone();
+            state.config_changed = pod.config_changed.clone();
+
+            let used = match usage {
+                Usage::Available(by_pod) => by_pod.get(&pod.pod),
+                Usage::Unavailable(_) => None,
+            };
+            for trigger in &self.triggers {
+                match trigger {
+                    TriggerSettings::Memory { threshold, .. } => {
+                        let over = used.and_then(|u| triggers::memory_over(*threshold, &pod.limits, u));
+                        track(&mut state.memory, over, now);
+                    }
+                    TriggerSettings::Cpu { percent_of_limit, .. } => {
+                        let over = used.and_then(|u| triggers::cpu_over(*percent_of_limit, &pod.limits, u));
+                        track(&mut state.cpu, over, now);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Judges every endpoint at `now` and returns the target's verdict: Unhealthy if any endpoint
+    /// is, Healthy if at least one is healthy and none unhealthy, Unknown otherwise.
     pub fn verdict(&mut self, now: Timestamp) -> TargetVerdict {
-        let probed = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
+        for state in self.endpoints.values_mut() {
+            let fired = triggers::fired(&self.triggers, state, now, &self.primary_path);
+            judge(state, fired, &self.recovery, now);
+        }
+        let probed = u32::try_from(self.endpoints.values().filter(|s| !s.samples.is_empty()).count())
+            .unwrap_or(u32::MAX);
         let healthy = u32::try_from(
             self.endpoints
                 .values()
@@ -218,27 +316,50 @@ impl Evaluator {
             probed,
             healthy,
             unhealthy,
+            notes: self.metrics_note.iter().cloned().collect(),
         }
     }
 }
 
-fn fired_triggers(triggers: &[TriggerSettings], state: &EndpointState) -> Vec<Fired> {
-    triggers
-        .iter()
-        .filter_map(|t| match *t {
-            TriggerSettings::ConsecutiveFailures { threshold } if state.consecutive_failures >= threshold => {
-                Some(Fired {
-                    trigger: "consecutiveFailures",
-                    observation: format!(
-                        "{} failed probes in a row (last: {}), threshold {threshold}",
-                        state.consecutive_failures,
-                        state.last_failure.as_deref().unwrap_or("unknown")
-                    ),
-                })
-            }
-            TriggerSettings::ConsecutiveFailures { .. } => None,
-        })
-        .collect()
+fn track(pressure: &mut Pressure, over: Option<String>, now: Timestamp) {
+    match over {
+        Some(observation) => {
+            pressure.since.get_or_insert(now);
+            pressure.observation = observation;
+        }
+        None => *pressure = Pressure::default(),
+    }
+}
+
+/// One endpoint's state machine: Unknown → Healthy on a good probe; anything → Unhealthy when a
+/// trigger fires; Unhealthy → Healthy after enough good probes and a quiet spell.
+fn judge(state: &mut EndpointState, fired: Vec<Fired>, recovery: &RecoverySettings, now: Timestamp) {
+    if !fired.is_empty() {
+        state.quiet_since = None;
+        let same_triggers = state.health == Health::Unhealthy
+            && state
+                .fired
+                .iter()
+                .map(|f| f.trigger)
+                .eq(fired.iter().map(|f| f.trigger));
+        if !same_triggers {
+            state.fired = fired;
+        }
+        state.health = Health::Unhealthy;
+        return;
+    }
+    let quiet_since = *state.quiet_since.get_or_insert(now);
+    match state.health {
+        Health::Unhealthy
+            if state.consecutive_successes >= recovery.consecutive_successes
+                && crate::clock::until(quiet_since, now) >= recovery.healthy_delay =>
+        {
+            state.health = Health::Healthy;
+            state.fired.clear();
+        }
+        Health::Unknown if state.consecutive_successes > 0 => state.health = Health::Healthy,
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn target_is_unhealthy_when_any_pod_is_and_evidence_names_it() {
     assert!(
         verdict
             .summary()
-            .contains("1 of 2 probed endpoints are unhealthy (web-b)"),
+            .contains("1 of 2 endpoints are unhealthy (web-b)"),
         "{}",
         verdict.summary()
     );

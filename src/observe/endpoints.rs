@@ -10,8 +10,8 @@ use k8s_openapi::{
 };
 use kube::core::{Selector, SelectorExt};
 
-use super::prober::ProbeRequest;
-use crate::api::validate::{PortRef, ProbeSettings};
+use super::request::{ProbeRequest, RequestTemplate};
+use crate::api::validate::PortRef;
 
 /// The result of resolving endpoints: what to probe, and why some pods were left out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,18 +60,9 @@ fn container_port(pod: &Pod, name: &str) -> Option<u16> {
         })
 }
 
-fn url(probe: &ProbeSettings, ip: &str, port: u16) -> String {
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_owned()
-    };
-    format!("{}://{host}:{port}{}", probe.scheme.as_str(), probe.path)
-}
-
 /// Probe requests for each ready pod selected by `selector`, sorted by pod name.
 pub fn for_pods<'a>(
-    probe: &ProbeSettings,
+    template: &RequestTemplate,
     selector: &LabelSelector,
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Resolved {
@@ -94,27 +85,25 @@ pub fn for_pods<'a>(
         else {
             continue;
         };
-        let port = match &probe.port {
+        let port = match &template.probe.port {
             PortRef::Number(n) => *n,
             PortRef::Name(port_name) => match container_port(pod, port_name) {
                 Some(n) => n,
                 None => {
                     resolved.problems.push(format!(
-                        "pod {name} has no container port named {port_name:?} (spec.probe.http.port)"
+                        "pod {name} has no container port named {port_name:?} (spec.probe port)"
                     ));
                     continue;
                 }
             },
         };
-        resolved
-            .requests
-            .push(ProbeRequest::new(name, url(probe, ip, port), probe));
+        resolved.requests.extend(template.requests(&name, ip, port));
     }
     resolved
 }
 
 /// The probe request for a Service, at its cluster IP.
-pub fn for_service(probe: &ProbeSettings, service: &Service) -> Result<ProbeRequest, String> {
+pub fn for_service(template: &RequestTemplate, service: &Service) -> Result<Vec<ProbeRequest>, String> {
     let name = service.metadata.name.clone().unwrap_or_default();
     let spec = service
         .spec
@@ -128,31 +117,39 @@ pub fn for_service(probe: &ProbeSettings, service: &Service) -> Result<ProbeRequ
             format!("Service {name} has no cluster IP (headless Services cannot be probed via Service)")
         })?;
     let ports = spec.ports.iter().flatten();
-    let port = match &probe.port {
+    let port = match &template.probe.port {
         PortRef::Number(n) => ports
             .clone()
             .find(|p| p.port == i32::from(*n))
             .map(|_| *n)
-            .ok_or_else(|| format!("Service {name} has no port {n} (spec.probe.http.port)"))?,
+            .ok_or_else(|| format!("Service {name} has no port {n} (spec.probe port)"))?,
         PortRef::Name(port_name) => ports
             .clone()
             .find(|p| p.name.as_deref() == Some(port_name.as_str()))
             .and_then(|p| u16::try_from(p.port).ok())
-            .ok_or_else(|| {
-                format!("Service {name} has no port named {port_name:?} (spec.probe.http.port)")
-            })?,
+            .ok_or_else(|| format!("Service {name} has no port named {port_name:?} (spec.probe port)"))?,
     };
-    Ok(ProbeRequest::new(
-        format!("service/{name}"),
-        url(probe, ip, port),
-        probe,
-    ))
+    Ok(template.requests(&format!("service/{name}"), ip, port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{PolicyExt, policy};
+    use crate::{
+        fixtures::{PolicyExt, policy},
+        observe::request::ProbeTarget,
+    };
+
+    fn template(p: crate::api::AppHealthPolicy) -> RequestTemplate {
+        RequestTemplate::literal(&p.settings().probe)
+    }
+
+    fn url(r: &ProbeRequest) -> &str {
+        match &r.target {
+            ProbeTarget::Http(h) => &h.url,
+            ProbeTarget::Tcp { addr } => addr,
+        }
+    }
 
     fn pod(name: &str, app: &str, ip: Option<&str>, ready: bool) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -169,7 +166,7 @@ mod tests {
 
     #[test]
     fn only_ready_selected_pods_with_an_ip_are_probed_sorted_by_name() {
-        let probe = policy().settings().probe;
+        let probe = template(policy());
         let pods = [
             pod("web-b", "web", Some("10.0.0.2"), true),
             pod("web-a", "web", Some("10.0.0.1"), true),
@@ -181,7 +178,7 @@ mod tests {
         let urls: Vec<(&str, &str)> = resolved
             .requests
             .iter()
-            .map(|r| (r.endpoint.as_str(), r.url.as_str()))
+            .map(|r| (r.endpoint.as_str(), url(r)))
             .collect();
         assert_eq!(
             urls,
@@ -195,7 +192,7 @@ mod tests {
 
     #[test]
     fn an_empty_selector_selects_nothing() {
-        let probe = policy().settings().probe;
+        let probe = template(policy());
         let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
         assert!(
             for_pods(&probe, &LabelSelector::default(), pods.iter())
@@ -206,37 +203,34 @@ mod tests {
 
     #[test]
     fn a_missing_named_port_is_a_problem_naming_the_pod() {
-        let probe = policy()
-            .with_spec(serde_json::json!({"probe": {"http": {"port": "admin"}}}))
-            .settings()
-            .probe;
+        let probe = template(policy().with_spec(serde_json::json!({"probe": {"http": {"port": "admin"}}})));
         let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
         let resolved = for_pods(&probe, &selector("web"), pods.iter());
         assert!(resolved.requests.is_empty());
         assert_eq!(
             resolved.problems,
-            ["pod web-a has no container port named \"admin\" (spec.probe.http.port)"]
+            ["pod web-a has no container port named \"admin\" (spec.probe port)"]
         );
     }
 
     #[test]
     fn ipv6_pod_addresses_are_bracketed() {
-        let probe = policy().settings().probe;
+        let probe = template(policy());
         let pods = [pod("web-a", "web", Some("fd00::1"), true)];
         let resolved = for_pods(&probe, &selector("web"), pods.iter());
-        assert_eq!(resolved.requests[0].url, "http://[fd00::1]:8080/healthz");
+        assert_eq!(url(&resolved.requests[0]), "http://[fd00::1]:8080/healthz");
     }
 
     #[test]
     fn services_resolve_by_port_name_and_headless_ones_are_refused() {
-        let probe = policy().settings().probe;
+        let probe = template(policy());
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web"},
             "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}
         }))
         .unwrap();
         assert_eq!(
-            for_service(&probe, &svc).unwrap().url,
+            url(&for_service(&probe, &svc).unwrap()[0]),
             "http://10.96.0.10:80/healthz"
         );
         let headless: Service = serde_json::from_value(serde_json::json!({

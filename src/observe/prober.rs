@@ -1,51 +1,23 @@
-//! The HTTP prober: one shared client, no proxy, no redirects, a timeout on every probe and a
-//! bound on how much of a body is read.
+//! The prober: one shared HTTP client per TLS configuration (no proxy, no redirects), TCP connect
+//! probes, a timeout on every probe, a bound on how much of a body is read, and body checks.
 
-use std::{error::Error as _, time::Duration};
-
-use super::Sample;
-use crate::{
-    api::{
-        Method,
-        validate::{ProbeSettings, SuccessCodes},
-    },
-    clock::Clock,
+use std::{
+    collections::HashMap,
+    error::Error as _,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
+
+use super::{
+    Sample,
+    request::{HttpRequest, ProbeRequest, ProbeTarget, TlsOptions},
+};
+use crate::{api::validate::BodyChecks, clock::Clock};
+
+pub use super::request::Sensitive;
 
 /// Bytes of a response body read at most; the rest is discarded with the connection.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// One probe to send.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeRequest {
-    /// The pod or Service being probed, as it appears in evidence.
-    pub endpoint: String,
-    pub url: String,
-    pub method: Method,
-    pub headers: Vec<(String, String)>,
-    pub timeout: Duration,
-    pub success_codes: SuccessCodes,
-}
-
-impl ProbeRequest {
-    /// A request for `url` with the policy's probe settings.
-    pub fn new(endpoint: impl Into<String>, url: impl Into<String>, probe: &ProbeSettings) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            url: url.into(),
-            method: probe.method,
-            headers: probe.headers.clone(),
-            timeout: probe.timeout,
-            success_codes: probe.success_codes.clone(),
-        }
-    }
-}
-
-/// Sends probes. Cheap to clone: the connection pool is shared.
-#[derive(Clone, Debug)]
-pub struct HttpProber {
-    client: reqwest::Client,
-}
 
 /// Installs the process-wide rustls crypto provider (ring) once; later calls are no-ops.
 pub fn install_crypto_provider() {
@@ -53,69 +25,194 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Sends probes. Cheap to clone: connection pools are shared.
+#[derive(Clone, Debug)]
+pub struct HttpProber {
+    plain: reqwest::Client,
+    /// Clients for HTTPS probes, one per distinct TLS configuration.
+    tls: Arc<Mutex<HashMap<TlsOptions, reqwest::Client>>>,
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("apphealth-operator/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(2)
+        .connect_timeout(Duration::from_secs(10))
+}
+
+/// What an exchange produced, before judging.
+struct Exchange {
+    code: u16,
+    body: Vec<u8>,
+    certificate_not_after: Option<jiff::Timestamp>,
+}
+
 impl HttpProber {
     pub fn new() -> crate::Result<Self> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("apphealth-operator/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(2)
-            .connect_timeout(Duration::from_secs(10))
+        let plain = builder()
             .build()
             .map_err(|e| crate::Error::HttpClient(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self {
+            plain,
+            tls: Arc::default(),
+        })
     }
 
-    /// Sends one probe and judges the response. Never fails: a failed probe is a sample too.
+    /// Sends one probe and judges the answer. Never fails: a failed probe is a sample too.
     pub async fn probe(&self, req: &ProbeRequest, clock: &dyn Clock) -> Sample {
         let at = clock.now();
         let started = tokio::time::Instant::now();
-        let outcome = tokio::time::timeout(req.timeout, self.exchange(req)).await;
-        let latency = started.elapsed();
-        let sample = |ok: bool, code: Option<u16>, detail: String| Sample {
+        let mut sample = Sample {
             endpoint: req.endpoint.clone(),
+            path: req.path.clone(),
             at,
-            ok,
-            code,
-            latency,
-            detail,
+            ok: false,
+            code: None,
+            latency: Duration::ZERO,
+            detail: String::new(),
+            timed_out: false,
+            certificate_not_after: None,
         };
-        match outcome {
-            Err(_) => sample(
-                false,
-                None,
-                format!("timed out after {}", crate::api::format_duration(req.timeout)),
-            ),
-            Ok(Err(e)) => sample(false, None, describe_error(&e)),
-            Ok(Ok(code)) => {
-                let ok = req.success_codes.contains(code);
-                sample(ok, Some(code), format!("HTTP {code}"))
+        match &req.target {
+            ProbeTarget::Tcp { addr } => {
+                match tokio::time::timeout(req.timeout, tokio::net::TcpStream::connect(addr.as_str())).await {
+                    Err(_) => self.timed_out(&mut sample, req.timeout),
+                    Ok(Err(e)) => sample.detail = describe_io(&e),
+                    Ok(Ok(_)) => {
+                        sample.ok = true;
+                        sample.detail = "connected".into();
+                    }
+                }
             }
+            ProbeTarget::Http(http) => match tokio::time::timeout(req.timeout, self.exchange(http)).await {
+                Err(_) => self.timed_out(&mut sample, req.timeout),
+                Ok(Err(detail)) => sample.detail = detail,
+                Ok(Ok(ex)) => {
+                    sample.code = Some(ex.code);
+                    sample.certificate_not_after = ex.certificate_not_after;
+                    if !http.success_codes.contains(ex.code) {
+                        sample.detail = format!("HTTP {}", ex.code);
+                    } else {
+                        match check_body(&http.checks, &ex.body) {
+                            Ok(()) => {
+                                sample.ok = true;
+                                sample.detail = format!("HTTP {}", ex.code);
+                            }
+                            Err(why) => sample.detail = format!("HTTP {}, {why}", ex.code),
+                        }
+                    }
+                }
+            },
         }
+        sample.latency = started.elapsed();
+        sample
     }
 
-    async fn exchange(&self, req: &ProbeRequest) -> Result<u16, reqwest::Error> {
+    fn timed_out(&self, sample: &mut Sample, timeout: Duration) {
+        sample.timed_out = true;
+        sample.detail = format!("timed out after {}", crate::api::format_duration(timeout));
+    }
+
+    fn client(&self, tls: Option<&TlsOptions>) -> Result<reqwest::Client, String> {
+        let Some(tls) = tls else {
+            return Ok(self.plain.clone());
+        };
+        let mut clients = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(tls) {
+            return Ok(c.clone());
+        }
+        let config = super::tls::client_config(tls)?;
+        let client = builder()
+            .tls_backend_preconfigured(config)
+            .tls_info(true)
+            .build()
+            .map_err(|e| format!("TLS client could not be built: {e}"))?;
+        clients.insert(tls.clone(), client.clone());
+        Ok(client)
+    }
+
+    async fn exchange(&self, req: &HttpRequest) -> Result<Exchange, String> {
+        let client = self.client(req.tls.as_ref())?;
         let method =
             reqwest::Method::from_bytes(req.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut builder = self.client.request(method, &req.url);
+        let mut builder = client.request(method, &req.url);
         for (name, value) in &req.headers {
-            builder = builder.header(name, value);
+            builder = builder.header(name, value.expose());
         }
-        let response = builder.send().await?;
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let mut response = builder.send().await.map_err(|e| describe_error(&e))?;
         let code = response.status().as_u16();
-        // Drain a bounded prefix of the body so a well-behaved connection can be reused; a body
-        // larger than the bound is cut off (the connection is dropped, not read to the end).
-        let mut response = response;
-        let mut read = 0usize;
-        while read < MAX_BODY_BYTES {
-            match response.chunk().await? {
-                Some(chunk) => read += chunk.len(),
+        let certificate_not_after = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .and_then(super::tls::certificate_not_after);
+        // Read a bounded prefix of the body; a larger body is cut off (the connection is dropped,
+        // not read to the end).
+        let mut body = Vec::new();
+        while body.len() < MAX_BODY_BYTES {
+            match response.chunk().await.map_err(|e| describe_error(&e))? {
+                Some(chunk) => body.extend_from_slice(&chunk),
                 None => break,
             }
         }
-        Ok(code)
+        body.truncate(MAX_BODY_BYTES);
+        Ok(Exchange {
+            code,
+            body,
+            certificate_not_after,
+        })
+    }
+}
+
+/// Checks a body against the policy's response conditions; Err says which one failed.
+pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), String> {
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(body);
+    if let Some(p) = &checks.must_match
+        && !p.0.is_match(&text)
+    {
+        return Err(format!("body does not match {:?}", p.0.as_str()));
+    }
+    if let Some(p) = &checks.must_not_match
+        && p.0.is_match(&text)
+    {
+        return Err(format!("body matches {:?}", p.0.as_str()));
+    }
+    if !checks.json.is_empty() {
+        let json: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))?;
+        for (pointer, expected) in &checks.json {
+            let actual = match json.pointer(pointer) {
+                None => return Err(format!("JSON field {pointer} is missing")),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            if actual != *expected {
+                return Err(format!(
+                    "JSON field {pointer} is {actual:?}, expected {expected:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+        std::io::ErrorKind::ConnectionAborted => "connection aborted".into(),
+        std::io::ErrorKind::UnexpectedEof => "connection closed before a response".into(),
+        _ => format!("I/O error: {e}"),
     }
 }
 
@@ -125,13 +222,14 @@ fn describe_error(e: &reqwest::Error) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-                std::io::ErrorKind::ConnectionAborted => "connection aborted".into(),
-                std::io::ErrorKind::UnexpectedEof => "connection closed before a response".into(),
-                _ => format!("I/O error: {io}"),
-            };
+            // rustls reports certificate problems as I/O errors wrapping its own error.
+            if let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return format!("TLS handshake failed: {tls}");
+            }
+            return describe_io(io);
         }
         innermost = s;
         source = s.source();

@@ -1,7 +1,8 @@
 //! Probing on its own schedule: one task per policy, started, updated and stopped by the controller
 //! as policies appear, change and disappear. A task probes its endpoints every period (starting at a
-//! random offset so policies do not probe in lockstep), folds the samples into its evaluator, and
-//! when the verdict changes publishes it and nudges the controller for that one policy.
+//! random offset so policies do not probe in lockstep, and spreading its probes over the first half
+//! of the period), reads resource use when a trigger needs it, folds everything into its evaluator,
+//! and when the verdict changes publishes it and nudges the controller for that one policy.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,11 @@ use std::{
 use futures::{StreamExt, stream};
 use tokio::sync::{mpsc, watch};
 
-use super::prober::{HttpProber, ProbeRequest};
+use super::{
+    prober::HttpProber,
+    request::ProbeRequest,
+    signals::{PodSignals, Usage, UsageSource},
+};
 use crate::{
     api::validate::Settings,
     clock::Clock,
@@ -23,11 +28,28 @@ use crate::{
 /// Probes in flight at once for one policy.
 const MAX_CONCURRENT_PROBES: usize = 16;
 
-/// What a probe task needs: the policy's settings and the endpoints to probe.
+/// What a probe task needs: the policy's settings, the requests to send, and the target's pods'
+/// cluster signals (refreshed by the controller whenever a pod changes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeJob {
     pub settings: Arc<Settings>,
+    pub namespace: String,
     pub requests: Vec<ProbeRequest>,
+    pub signals: Vec<PodSignals>,
+}
+
+/// Tells a probe task whether its policy still exists; checked before every round, so a deleted
+/// policy stops being probed at its next tick.
+pub type Alive<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
+/// What every probe task shares.
+pub struct Probing<K> {
+    pub prober: HttpProber,
+    pub clock: Arc<dyn Clock>,
+    pub usage: Arc<dyn UsageSource>,
+    /// Receives a policy's key whenever its verdict changes.
+    pub nudge: mpsc::UnboundedSender<K>,
+    pub alive: Alive<K>,
 }
 
 struct Task {
@@ -41,39 +63,22 @@ impl Drop for Task {
     }
 }
 
-/// Tells a probe task whether its policy still exists; checked before every round, so a deleted
-/// policy stops being probed at its next tick.
-pub type Alive<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
-
 /// The set of running probe tasks, keyed by policy.
 pub struct ProbeTasks<K> {
     tasks: Mutex<HashMap<K, Task>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
-    prober: HttpProber,
-    clock: Arc<dyn Clock>,
-    nudge: mpsc::UnboundedSender<K>,
-    alive: Alive<K>,
+    shared: Arc<Probing<K>>,
 }
 
 impl<K> ProbeTasks<K>
 where
     K: Clone + Eq + Hash + Send + Sync + 'static,
 {
-    /// `nudge` receives a policy's key whenever its verdict changes; `alive` says whether a
-    /// policy still exists.
-    pub fn new(
-        prober: HttpProber,
-        clock: Arc<dyn Clock>,
-        nudge: mpsc::UnboundedSender<K>,
-        alive: Alive<K>,
-    ) -> Self {
+    pub fn new(shared: Probing<K>) -> Self {
         Self {
             tasks: Mutex::default(),
             verdicts: Arc::default(),
-            prober,
-            clock,
-            nudge,
-            alive,
+            shared: Arc::new(shared),
         }
     }
 
@@ -93,15 +98,7 @@ where
             return;
         }
         let (tx, rx) = watch::channel(job);
-        let handle = tokio::spawn(run(
-            key.clone(),
-            rx,
-            self.prober.clone(),
-            self.clock.clone(),
-            self.verdicts.clone(),
-            self.nudge.clone(),
-            self.alive.clone(),
-        ));
+        let handle = tokio::spawn(run(key.clone(), rx, self.shared.clone(), self.verdicts.clone()));
         tasks.insert(key.clone(), Task { job: tx, handle });
     }
 
@@ -141,25 +138,50 @@ where
     }
 }
 
-fn jitter(period: Duration) -> Duration {
+fn random_offset(period: Duration) -> Duration {
     let max_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(rand::random_range(0..max_ms))
 }
 
-async fn run<K: Clone + Eq + Hash + Send + 'static>(
+fn schedule(period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + random_offset(period), period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Sends one round of probes, the i-th of n starting i/n of the way into the first half of the period.
+pub async fn probe_round(
+    prober: &HttpProber,
+    clock: &Arc<dyn Clock>,
+    requests: &[ProbeRequest],
+    period: Duration,
+) -> Vec<super::Sample> {
+    let n = u32::try_from(requests.len()).unwrap_or(u32::MAX).max(1);
+    let spread = period / 2;
+    stream::iter(requests.iter().cloned().enumerate())
+        .map(|(i, req)| {
+            let (prober, clock) = (prober.clone(), clock.clone());
+            let offset = spread * u32::try_from(i).unwrap_or(u32::MAX) / n;
+            async move {
+                tokio::time::sleep(offset).await;
+                prober.probe(&req, clock.as_ref()).await
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_PROBES)
+        .collect()
+        .await
+}
+
+async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     key: K,
     mut jobs: watch::Receiver<ProbeJob>,
-    prober: HttpProber,
-    clock: Arc<dyn Clock>,
+    shared: Arc<Probing<K>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
-    nudge: mpsc::UnboundedSender<K>,
-    alive: Alive<K>,
 ) {
     let mut job = jobs.borrow_and_update().clone();
     let mut evaluator = Evaluator::new(&job.settings);
     let mut period = job.settings.probe.period;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter(period), period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = schedule(period);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -171,41 +193,41 @@ async fn run<K: Clone + Eq + Hash + Send + 'static>(
                 evaluator.reconfigure(&job.settings);
                 if job.settings.probe.period != period {
                     period = job.settings.probe.period;
-                    ticks = tokio::time::interval_at(tokio::time::Instant::now() + jitter(period), period);
-                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks = schedule(period);
                 }
                 continue;
             }
         }
-        if !alive(&key) {
+        if !(shared.alive)(&key) {
             verdicts
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&key);
             return;
         }
-        let samples: Vec<_> = stream::iter(job.requests.clone())
-            .map(|req| {
-                let (prober, clock) = (prober.clone(), clock.clone());
-                async move { prober.probe(&req, clock.as_ref()).await }
-            })
-            .buffer_unordered(MAX_CONCURRENT_PROBES)
-            .collect()
-            .await;
+        let samples = probe_round(&shared.prober, &shared.clock, &job.requests, period).await;
         for sample in &samples {
-            tracing::trace!(endpoint = %sample.endpoint, ok = sample.ok, detail = %sample.detail, "probe");
+            tracing::trace!(endpoint = %sample.endpoint, path = %sample.path, ok = sample.ok, detail = %sample.detail, "probe");
             evaluator.observe(sample);
         }
-        let names: Vec<String> = job.requests.iter().map(|r| r.endpoint.clone()).collect();
+        let usage = if evaluator.needs_metrics() {
+            shared.usage.pod_usage(&job.namespace).await
+        } else {
+            Usage::Available(Default::default())
+        };
+        let now = shared.clock.now();
+        evaluator.observe_signals(now, &job.signals, &usage);
+        let mut names: Vec<String> = job.requests.iter().map(|r| r.endpoint.clone()).collect();
+        names.extend(job.signals.iter().map(|s| s.pod.clone()));
         evaluator.retain(&names);
-        let verdict = evaluator.verdict(clock.now());
+        let verdict = evaluator.verdict(now);
         let changed = {
             let mut board = verdicts.lock().unwrap_or_else(PoisonError::into_inner);
             let changed = board.get(&key).is_none_or(|old| verdict.differs_from(old));
             board.insert(key.clone(), verdict);
             changed
         };
-        if changed && nudge.send(key.clone()).is_err() {
+        if changed && shared.nudge.send(key.clone()).is_err() {
             return;
         }
     }

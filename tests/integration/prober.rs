@@ -7,7 +7,8 @@ use apphealth_operator::{
     clock::SystemClock,
     observe::{
         Sample,
-        prober::{HttpProber, ProbeRequest},
+        prober::HttpProber,
+        request::{HttpRequest, ProbeRequest, ProbeTarget, Sensitive},
     },
 };
 
@@ -17,11 +18,24 @@ fn request(url: String, timeout: Duration, codes: &[&str]) -> ProbeRequest {
     let codes: Vec<String> = codes.iter().map(|s| s.to_string()).collect();
     ProbeRequest {
         endpoint: "web-1".into(),
-        url,
-        method: Method::Get,
-        headers: vec![("X-Probe".into(), "apphealth".into())],
+        path: "/".into(),
         timeout,
-        success_codes: SuccessCodes::parse("successCodes", &codes).unwrap(),
+        target: ProbeTarget::Http(Box::new(HttpRequest {
+            url,
+            method: Method::Get,
+            headers: vec![("X-Probe".into(), Sensitive::new("apphealth"))],
+            body: None,
+            success_codes: SuccessCodes::parse("successCodes", &codes).unwrap(),
+            checks: Default::default(),
+            tls: None,
+        })),
+    }
+}
+
+fn http(req: &mut ProbeRequest) -> &mut HttpRequest {
+    match &mut req.target {
+        ProbeTarget::Http(h) => h,
+        ProbeTarget::Tcp { .. } => unreachable!("built as HTTP"),
     }
 }
 
@@ -152,7 +166,7 @@ async fn redirects_are_not_followed() {
 async fn method_path_and_headers_are_sent() {
     let server = BadServer::start(Behaviour::Echo).await;
     let mut req = request(server.url("/healthz?deep=1"), Duration::from_secs(2), &["200"]);
-    req.method = Method::Post;
+    http(&mut req).method = Method::Post;
     let sample = probe(&req).await;
     assert!(sample.ok);
     let head = server.last_request.lock().unwrap().to_lowercase();

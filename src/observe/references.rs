@@ -1,0 +1,316 @@
+//! What a policy and its pods reference in ConfigMaps and Secrets: header values and CA bundles
+//! for probes (read when the probe is set up; values never logged), and the configuration a pod
+//! template mounts or reads, for the configChanged trigger.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Pod, Secret},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{Api, Client};
+
+use super::request::{RequestTemplate, Sensitive, TlsOptions};
+use crate::api::{
+    KeyRef,
+    validate::{CaRef, Check, HeaderSource, ProbeSettings},
+};
+
+/// A reference that could not be resolved: the field that names it and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    pub field: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Reads the Secret and ConfigMap keys a probe needs, in the policy's namespace.
+pub async fn resolve_template(
+    client: &Client,
+    namespace: &str,
+    probe: &ProbeSettings,
+) -> Result<RequestTemplate, Unresolved> {
+    let mut template = RequestTemplate::literal(probe);
+    let Check::Http(http) = &probe.check else {
+        return Ok(template);
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut headers = Vec::with_capacity(http.headers.len());
+    for (i, h) in http.headers.iter().enumerate() {
+        let value = match &h.value {
+            HeaderSource::Literal(v) => Sensitive::new(v.clone()),
+            HeaderSource::Secret(key) => {
+                let field = format!("spec.probe.http.headers[{i}].valueFrom.secretKeyRef");
+                let value = secret_key(&secrets, key, &field).await?;
+                if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                    return Err(Unresolved {
+                        field,
+                        problem: format!(
+                            "key {:?} of Secret {} holds characters not allowed in a header value",
+                            key.key, key.name
+                        ),
+                    });
+                }
+                value
+            }
+        };
+        headers.push((h.name.clone(), value));
+    }
+    template.headers = headers;
+    if let Some(tls) = &mut template.tls {
+        tls.ca_pem = match &http.tls.ca {
+            None => None,
+            Some(CaRef::Secret(key)) => Some(
+                secret_key(&secrets, key, "spec.probe.http.tls.ca.secretKeyRef")
+                    .await?
+                    .expose()
+                    .to_owned(),
+            ),
+            Some(CaRef::ConfigMap(key)) => {
+                Some(configmap_key(&configmaps, key, "spec.probe.http.tls.ca.configMapKeyRef").await?)
+            }
+        };
+        check_ca(tls)?;
+    }
+    Ok(template)
+}
+
+fn check_ca(tls: &TlsOptions) -> Result<(), Unresolved> {
+    match &tls.ca_pem {
+        Some(pem) if !pem.contains("-----BEGIN CERTIFICATE-----") => Err(Unresolved {
+            field: "spec.probe.http.tls.ca".into(),
+            problem: "the referenced key holds no PEM certificate".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn secret_key(api: &Api<Secret>, key: &KeyRef, field: &str) -> Result<Sensitive, Unresolved> {
+    let unresolved = |problem: String| Unresolved {
+        field: field.to_owned(),
+        problem,
+    };
+    let secret = api
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| unresolved(format!("Secret {} could not be read: {e}", key.name)))?
+        .ok_or_else(|| unresolved(format!("Secret {} does not exist", key.name)))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key.key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&key.key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| unresolved(format!("Secret {} has no key {:?}", key.name, key.key)))?;
+    String::from_utf8(bytes).map(Sensitive::new).map_err(|_| {
+        unresolved(format!(
+            "key {:?} of Secret {} is not UTF-8 text",
+            key.key, key.name
+        ))
+    })
+}
+
+async fn configmap_key(api: &Api<ConfigMap>, key: &KeyRef, field: &str) -> Result<String, Unresolved> {
+    let unresolved = |problem: String| Unresolved {
+        field: field.to_owned(),
+        problem,
+    };
+    let cm = api
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| unresolved(format!("ConfigMap {} could not be read: {e}", key.name)))?
+        .ok_or_else(|| unresolved(format!("ConfigMap {} does not exist", key.name)))?;
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(&key.key))
+        .cloned()
+        .ok_or_else(|| unresolved(format!("ConfigMap {} has no key {:?}", key.name, key.key)))
+}
+
+/// A ConfigMap or Secret a pod uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ConfigKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "ConfigMap",
+            Self::Secret => "Secret",
+        }
+    }
+}
+
+/// The ConfigMaps and Secrets a pod mounts or reads into its environment.
+pub fn referenced(pod: &Pod) -> BTreeSet<(ConfigKind, String)> {
+    let mut refs = BTreeSet::new();
+    let Some(spec) = &pod.spec else { return refs };
+    for v in spec.volumes.iter().flatten() {
+        if let Some(name) = v.config_map.as_ref().map(|c| c.name.clone()) {
+            refs.insert((ConfigKind::ConfigMap, name));
+        }
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            refs.insert((ConfigKind::Secret, name));
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(name) = source.config_map.as_ref().map(|c| c.name.clone()) {
+                refs.insert((ConfigKind::ConfigMap, name));
+            }
+            if let Some(name) = source.secret.as_ref().map(|s| s.name.clone()) {
+                refs.insert((ConfigKind::Secret, name));
+            }
+        }
+    }
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        for from in c.env_from.iter().flatten() {
+            if let Some(name) = from.config_map_ref.as_ref().map(|r| r.name.clone()) {
+                refs.insert((ConfigKind::ConfigMap, name));
+            }
+            if let Some(name) = from.secret_ref.as_ref().map(|r| r.name.clone()) {
+                refs.insert((ConfigKind::Secret, name));
+            }
+        }
+        for env in c.env.iter().flatten() {
+            let from = env.value_from.as_ref();
+            if let Some(name) = from
+                .and_then(|f| f.config_map_key_ref.as_ref())
+                .map(|r| r.name.clone())
+            {
+                refs.insert((ConfigKind::ConfigMap, name));
+            }
+            if let Some(name) = from
+                .and_then(|f| f.secret_key_ref.as_ref())
+                .map(|r| r.name.clone())
+            {
+                refs.insert((ConfigKind::Secret, name));
+            }
+        }
+    }
+    refs.retain(|(_, name)| !name.is_empty());
+    refs
+}
+
+/// When an object last changed: the latest write recorded in its managedFields (every write
+/// through the API server records one), else its creation.
+pub fn changed_at(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
+        .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// When a pod started (its status.startTime, else its creation).
+pub fn started_at(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .or(pod.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0)
+}
+
+/// Sentences naming the pod's ConfigMaps and Secrets that changed after it started.
+pub fn config_changes(pod: &Pod, lookup: impl Fn(ConfigKind, &str) -> Option<ObjectMeta>) -> Vec<String> {
+    let Some(started) = started_at(pod) else {
+        return Vec::new();
+    };
+    referenced(pod)
+        .into_iter()
+        .filter_map(|(kind, name)| {
+            let changed = changed_at(&lookup(kind, &name)?)?;
+            (changed > started).then(|| {
+                format!(
+                    "{} {name} changed at {changed}, after the pod started at {started}",
+                    kind.as_str()
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(created: &str, writes: &[&str]) -> ObjectMeta {
+        serde_json::from_value(serde_json::json!({
+            "creationTimestamp": created,
+            "managedFields": writes.iter().map(|t| serde_json::json!({"manager": "kubectl", "operation": "Update", "time": t})).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "volumes": [{"name": "cfg", "configMap": {"name": "web-config"}},
+                            {"name": "tls", "secret": {"secretName": "web-tls"}}],
+                "containers": [{"name": "app",
+                    "envFrom": [{"secretRef": {"name": "web-env"}}],
+                    "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "mode"}}}]}]
+            },
+            "status": {"startTime": "2026-01-01T00:00:10Z"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn finds_every_kind_of_reference() {
+        let refs: Vec<(ConfigKind, String)> = referenced(&pod()).into_iter().collect();
+        assert_eq!(
+            refs,
+            [
+                (ConfigKind::ConfigMap, "flags".to_owned()),
+                (ConfigKind::ConfigMap, "web-config".to_owned()),
+                (ConfigKind::Secret, "web-env".to_owned()),
+                (ConfigKind::Secret, "web-tls".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_after_the_pod_started_is_named() {
+        let changes = config_changes(&pod(), |kind, name| match (kind, name) {
+            (ConfigKind::ConfigMap, "web-config") => {
+                Some(meta("2025-12-01T00:00:00Z", &["2026-01-01T00:05:00Z"]))
+            }
+            (ConfigKind::Secret, "web-tls") => Some(meta("2025-12-01T00:00:00Z", &["2025-12-02T00:00:00Z"])),
+            _ => None,
+        });
+        assert_eq!(
+            changes,
+            [
+                "ConfigMap web-config changed at 2026-01-01T00:05:00Z, after the pod started at 2026-01-01T00:00:10Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn without_managed_fields_the_creation_time_counts() {
+        let changes = config_changes(&pod(), |kind, _| {
+            (kind == ConfigKind::Secret).then(|| meta("2026-01-01T00:01:00Z", &[]))
+        });
+        assert_eq!(changes.len(), 2, "{changes:?}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Cluster signals about a target's pods: restarts, CrashLoopBackOff, OOM kills, configuration
+//! changes, and resource use against limits from the metrics.k8s.io API.
+
+use std::{collections::BTreeMap, future::Future, pin::Pin};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::quantity;
+
+/// What the pod objects say about one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodSignals {
+    pub pod: String,
+    /// Restarts of all its containers, as counted by the kubelet.
+    pub restart_count: u32,
+    /// Containers waiting in CrashLoopBackOff.
+    pub crash_looping: Vec<String>,
+    /// Containers whose last termination was an OOM kill, with when it happened.
+    pub oom_killed: Vec<(String, Timestamp)>,
+    /// Sentences naming ConfigMaps or Secrets that changed after the pod started.
+    pub config_changed: Vec<String>,
+    /// Resource limits per container.
+    pub limits: Vec<ContainerLimits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerLimits {
+    pub container: String,
+    pub memory_bytes: Option<u64>,
+    pub cpu_millis: Option<u64>,
+}
+
+/// Resource use of one container, from metrics.k8s.io.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub container: String,
+    pub memory_bytes: u64,
+    pub cpu_millis: u64,
+}
+
+/// Resource use of the target's pods, or why it is not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Usage {
+    /// The metrics API is not there (no metrics-server) or refused: memory and cpu triggers are inactive.
+    Unavailable(String),
+    /// Usage per pod name.
+    Available(BTreeMap<String, Vec<ContainerUsage>>),
+}
+
+/// Where resource use comes from (the metrics.k8s.io API in production; fixed data in tests).
+pub trait UsageSource: Send + Sync {
+    fn pod_usage<'a>(&'a self, namespace: &'a str) -> Pin<Box<dyn Future<Output = Usage> + Send + 'a>>;
+}
+
+/// Reads the signals of one pod from its spec and status. `config_changed` is filled by the caller,
+/// which knows the ConfigMaps and Secrets.
+pub fn pod_signals(pod: &Pod) -> PodSignals {
+    let mut signals = PodSignals {
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        ..PodSignals::default()
+    };
+    if let Some(spec) = &pod.spec {
+        signals.limits = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+                ContainerLimits {
+                    container: c.name.clone(),
+                    memory_bytes: limits
+                        .and_then(|l| l.get("memory"))
+                        .and_then(|q| quantity::bytes(&q.0)),
+                    cpu_millis: limits
+                        .and_then(|l| l.get("cpu"))
+                        .and_then(|q| quantity::millicores(&q.0)),
+                }
+            })
+            .collect();
+    }
+    for status in pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+    {
+        signals.restart_count = signals
+            .restart_count
+            .saturating_add(u32::try_from(status.restart_count).unwrap_or(0));
+        let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff") {
+            signals.crash_looping.push(status.name.clone());
+        }
+        let last = status.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let current = status.state.as_ref().and_then(|s| s.terminated.as_ref());
+        for terminated in [last, current].into_iter().flatten() {
+            if terminated.reason.as_deref() == Some("OOMKilled")
+                && let Some(at) = &terminated.finished_at
+            {
+                signals.oom_killed.push((status.name.clone(), at.0));
+            }
+        }
+    }
+    signals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_restarts_crash_loops_oom_kills_and_limits() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-a"},
+            "spec": {"containers": [
+                {"name": "app", "resources": {"limits": {"memory": "512Mi", "cpu": "500m"}}},
+                {"name": "sidecar"}
+            ]},
+            "status": {"containerStatuses": [
+                {"name": "app", "restartCount": 4, "ready": false, "image": "x", "imageID": "",
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-01-01T00:00:00Z"}}},
+                {"name": "sidecar", "restartCount": 1, "ready": true, "image": "x", "imageID": "",
+                 "state": {"running": {}}}
+            ]}
+        }))
+        .unwrap();
+        let s = pod_signals(&pod);
+        assert_eq!(s.pod, "web-a");
+        assert_eq!(s.restart_count, 5);
+        assert_eq!(s.crash_looping, ["app"]);
+        assert_eq!(
+            s.oom_killed,
+            [("app".to_owned(), "2026-01-01T00:00:00Z".parse().unwrap())]
+        );
+        assert_eq!(
+            s.limits[0],
+            ContainerLimits {
+                container: "app".into(),
+                memory_bytes: Some(536_870_912),
+                cpu_millis: Some(500)
+            }
+        );
+        assert_eq!(
+            s.limits[1],
+            ContainerLimits {
+                container: "sidecar".into(),
+                memory_bytes: None,
+                cpu_millis: None
+            }
+        );
+    }
+}
