@@ -27,6 +27,10 @@ use crate::{
 
 pub const NS: &str = "shop";
 
+/// How long the flaky app takes to answer in `slow` mode: past a 300ms slowResponses threshold,
+/// within the 1s probe timeout.
+pub const SLOW: Duration = Duration::from_millis(600);
+
 /// How long a scenario waits for the operator to react before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -84,7 +88,7 @@ impl Harness {
         };
         for (i, listener) in listeners.into_iter().enumerate() {
             let ip = listener.local_addr().unwrap().ip();
-            let app = Flaky::new(Duration::from_secs(10));
+            let app = Flaky::new(SLOW);
             let task = app.serve(listener);
             let name = format!("web-{}", (b'a' + u8::try_from(i).unwrap()) as char);
             harness.add_pod(&name, ip, "web");
@@ -128,7 +132,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, self.port))
             .await
             .unwrap();
-        let app = Flaky::new(Duration::from_secs(10));
+        let app = Flaky::new(SLOW);
         let task = app.serve(listener);
         let pod = format!("{name}-a");
         self.add_pod(&pod, ip, name);
@@ -138,6 +142,20 @@ impl Harness {
             _task: task,
         });
         app
+    }
+
+    /// Merges `status` into pod `name`'s status, as the kubelet would report it.
+    pub fn set_pod_status(&self, name: &str, status: Value) {
+        self.server
+            .patch_status("v1", "Pod", Some(NS), name, json!({ "status": status }))
+            .unwrap();
+    }
+
+    /// Gives pod `name`'s container resource limits (the test server does not forbid editing a pod spec).
+    pub fn set_pod_limits(&self, name: &str, memory: &str, cpu: &str) {
+        let mut pod = self.server.get("v1", "Pod", Some(NS), name).unwrap();
+        pod["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": memory, "cpu": cpu}});
+        self.server.replace(pod).unwrap();
     }
 
     pub fn pod(&self, name: &str) -> &Pod {

@@ -9,4 +9,5 @@ mod flaky;
 mod harness;
 mod kubectl;
 mod prober;
+mod signals;
 mod support;

@@ -1,0 +1,188 @@
+//! Controller scenarios for each class of health signal: probe responses over sliding windows,
+//! container restarts and crash loops, OOM kills, and memory pressure from metrics.k8s.io.
+
+use serde_json::json;
+
+use crate::{
+    flaky::Mode,
+    harness::{Harness, NS, condition},
+};
+
+/// The first evidence entry of an Unhealthy policy.
+async fn unhealthy_evidence(h: &Harness, policy: &str) -> serde_json::Value {
+    let p = h
+        .wait_condition(policy, "Healthy", "False", Some("TriggerFired"))
+        .await;
+    p["status"]["verdict"]["evidence"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_503s_fires_the_status_codes_trigger() {
+    let mut h = Harness::new(2).await;
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"statusCodes": {"codes": ["502", "503"], "count": 2, "window": "1m"}}]}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-a").app.set(Mode::Status(503));
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "statusCodes");
+    assert_eq!(evidence["pods"], json!(["web-a"]));
+    let message = evidence["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("web-a: 2 × 503 in the last 1m, threshold 2"),
+        "{message}"
+    );
+    h.wait_event("web", "RolloutRestarted").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_fire_the_slow_responses_trigger() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"slowResponses": {"threshold": "300ms", "count": 2, "window": "1m"}}]}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Slow);
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "slowResponses");
+    let message = evidence["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("web-a: 2 responses slower than 300ms in the last 1m (slowest 6"),
+        "{message}"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_reported_in_pod_status_fire_the_restarts_trigger() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"restarts": {"count": 2, "window": "10m"}}]}),
+    );
+    let running = |restarts: u32| {
+        json!({"containerStatuses": [{"name": "app", "ready": true, "image": "flaky", "imageID": "",
+            "restartCount": restarts, "state": {"running": {}}}]})
+    };
+    h.set_pod_status("web-a", running(1));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    // The kubelet reports two more restarts.
+    h.set_pod_status("web-a", running(2));
+    h.wait_rounds("web-a", 1).await;
+    h.set_pod_status("web-a", running(3));
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "restarts");
+    assert_eq!(
+        evidence["message"],
+        "web-a: 2 restarts in the last 10m, threshold 2"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_pod_that_is_not_ready_is_still_judged() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"restarts": {"count": 5, "window": "10m"}}]}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_pod_status(
+        "web-a",
+        json!({"conditions": [{"type": "Ready", "status": "False"}],
+               "containerStatuses": [{"name": "app", "ready": false, "image": "flaky", "imageID": "", "restartCount": 4,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+    );
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["message"], "web-a: container app is in CrashLoopBackOff");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_in_pod_status_fires_the_oom_killed_trigger() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({"triggers": [{"oomKilled": {"within": "10m"}}]}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    let killed_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap()
+        .to_string();
+    h.set_pod_status(
+        "web-a",
+        json!({"containerStatuses": [{"name": "app", "ready": true, "image": "flaky", "imageID": "", "restartCount": 1,
+            "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": killed_at}}}]}),
+    );
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "oomKilled");
+    assert_eq!(
+        evidence["message"],
+        format!("web-a: container app was OOMKilled at {killed_at}")
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_near_the_limit_from_metrics_k8s_io_fires_the_memory_trigger() {
+    let mut h = Harness::new(1).await;
+    h.server.enable_metrics_api();
+    h.set_pod_limits("web-a", "512Mi", "500m");
+    h.server.set_pod_metrics(NS, "web-a", &[("app", "20m", "200Mi")]);
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"memory": {"percentOfLimit": 90, "for": "0s"}}]}),
+    );
+    h.start_operator(Some(NS));
+    let policy = h.wait_condition("web", "Healthy", "True", None).await;
+    let ready = condition(&policy, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!ready.contains("inactive"), "{ready}");
+
+    h.server.set_pod_metrics(NS, "web-a", &[("app", "20m", "500Mi")]);
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "memory");
+    let message = evidence["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("web-a: container app uses 500Mi of its 512Mi memory limit (97%) for"),
+        "{message}"
+    );
+
+    // The leak is fixed: usage drops and the pod recovers.
+    h.server.set_pod_metrics(NS, "web-a", &[("app", "20m", "100Mi")]);
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_metrics_api_memory_triggers_are_inactive_and_ready_says_so() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"triggers": [{"memory": {"percentOfLimit": 90}}, {"consecutiveFailures": {"threshold": 2}}]}),
+    );
+    h.start_operator(Some(NS));
+    let policy = h.wait_condition("web", "Healthy", "True", None).await;
+    let ready = condition(&policy, "Ready").unwrap();
+    assert_eq!(ready["status"], "True");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "Note: the memory and cpu triggers are inactive: the metrics.k8s.io API is not available"
+        ),
+        "{message}"
+    );
+    // The other signals keep working.
+    h.set_all(Mode::Status(500));
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "consecutiveFailures");
+    h.stop_operator().await;
+}
