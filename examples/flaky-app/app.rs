@@ -66,6 +66,8 @@ pub struct Flaky {
     mode: Arc<Mutex<Mode>>,
     hits: Arc<AtomicU64>,
     slow_delay: Duration,
+    /// A header (name, value) health checks must carry, else they get 401.
+    required_header: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Flaky {
@@ -74,6 +76,7 @@ impl Flaky {
             mode: Arc::new(Mutex::new(Mode::Healthy)),
             hits: Arc::default(),
             slow_delay,
+            required_header: Arc::default(),
         }
     }
 
@@ -83,6 +86,14 @@ impl Flaky {
 
     pub fn mode(&self) -> Mode {
         *self.mode.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes health checks without this header (and value) answer 401.
+    pub fn require_header(&self, name: &str, value: &str) {
+        *self
+            .required_header
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((name.to_owned(), value.to_owned()));
     }
 
     /// Health checks answered (or started) so far.
@@ -113,8 +124,18 @@ impl Flaky {
     }
 }
 
-async fn health(State(app): State<Flaky>) -> (StatusCode, String) {
+async fn health(State(app): State<Flaky>, headers: axum::http::HeaderMap) -> (StatusCode, String) {
     app.hits.fetch_add(1, Ordering::SeqCst);
+    let required = app
+        .required_header
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some((name, value)) = required
+        && headers.get(name.as_str()).and_then(|v| v.to_str().ok()) != Some(value.as_str())
+    {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong credentials\n".into());
+    }
     match app.mode() {
         Mode::Healthy => (StatusCode::OK, "ok\n".into()),
         Mode::Status(code) => {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use app::{Flaky, Mode};
 
 fn usage() -> ! {
-    eprintln!("usage: flaky-app [--listen ADDR] [--slow-delay 3s] [--script MODE:DURATION,...,MODE]");
+    eprintln!(
+        "usage: flaky-app [--listen ADDR] [--slow-delay 3s] [--script MODE:DURATION,...,MODE] [--require-header NAME=VALUE]"
+    );
     std::process::exit(2)
 }
 
@@ -38,6 +40,7 @@ async fn main() {
     let mut listen = "127.0.0.1:8080".to_owned();
     let mut slow_delay = Duration::from_secs(3);
     let mut script = Vec::new();
+    let mut required_header = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
@@ -45,6 +48,10 @@ async fn main() {
             "--listen" => listen = value,
             "--slow-delay" => slow_delay = parse_duration(&value).unwrap_or_else(|| usage()),
             "--script" => script = parse_script(&value).unwrap_or_else(|| usage()),
+            "--require-header" => {
+                let (name, v) = value.split_once('=').unwrap_or_else(|| usage());
+                required_header = Some((name.to_owned(), v.to_owned()));
+            }
             _ => usage(),
         }
     }
@@ -56,6 +63,9 @@ async fn main() {
         }
     };
     let app = Flaky::new(slow_delay);
+    if let Some((name, value)) = &required_header {
+        app.require_header(name, value);
+    }
     eprintln!(
         "flaky-app: serving on http://{listen}/healthz (PUT /mode/{{healthy|502|503|slow|hang}} to switch)"
     );

@@ -186,3 +186,71 @@ async fn without_the_metrics_api_memory_triggers_are_inactive_and_ready_says_so(
     assert_eq!(evidence["trigger"], "consecutiveFailures");
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_values_come_from_a_secret_and_never_show_in_status_or_events() {
+    const TOKEN: &str = "s3cr3t-probe-token";
+    let mut h = Harness::new(1).await;
+    h.pod("web-a")
+        .app
+        .require_header("Authorization", &format!("Bearer {TOKEN}"));
+    let header = json!([{"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "probe-token", "key": "bearer"}}}]);
+    h.create_policy("web", json!({"probe": {"http": {"headers": header}}, "triggers": [{"consecutiveFailures": {"threshold": 1}}]}));
+    h.start_operator(Some(NS));
+
+    // The Secret does not exist yet: Ready names the field and the Secret.
+    let policy = h
+        .wait_condition("web", "Ready", "False", Some("InvalidReference"))
+        .await;
+    let message = condition(&policy, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.starts_with(
+            "spec.probe.http.headers[0].valueFrom.secretKeyRef: Secret probe-token does not exist"
+        ),
+        "{message}"
+    );
+
+    // With the right value the app answers 200; the Secret's arrival re-evaluates the policy.
+    let secret = |value: &str| {
+        let data = [(
+            "bearer".to_owned(),
+            k8s_openapi::ByteString(format!("Bearer {value}").into_bytes()),
+        )];
+        let mut secret = serde_json::to_value(k8s_openapi::api::core::v1::Secret {
+            data: Some(data.into_iter().collect()),
+            ..Default::default()
+        })
+        .unwrap();
+        secret["apiVersion"] = json!("v1");
+        secret["kind"] = json!("Secret");
+        secret["metadata"] = json!({"name": "probe-token", "namespace": NS});
+        secret
+    };
+    h.server.create(secret(TOKEN)).unwrap();
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    // A wrong value gets 401s: Unhealthy, and the evidence shows the code, not the credential.
+    let mut wrong = secret("wrong");
+    wrong["metadata"] = h.server.get("v1", "Secret", Some(NS), "probe-token").unwrap()["metadata"].clone();
+    h.server.replace(wrong).unwrap();
+    let policy = h.wait_condition("web", "Healthy", "False", None).await;
+    assert!(
+        policy["status"]["verdict"]["evidence"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 401")
+    );
+
+    let status = serde_json::to_string(&policy["status"]).unwrap();
+    let events = serde_json::to_string(&h.events("web")).unwrap();
+    for text in [&status, &events] {
+        assert!(
+            !text.contains(TOKEN) && !text.contains("Bearer wrong"),
+            "a credential leaked: {text}"
+        );
+    }
+    h.stop_operator().await;
+}
