@@ -908,6 +908,27 @@ mod tests {
     }
 
     #[test]
+    fn sample_capacity_follows_the_longest_window_and_is_capped_with_a_note() {
+        let s = policy()
+            .with_spec(serde_json::json!({"triggers": [{"errorRate": {"percent": 50, "window": "5m"}}]}))
+            .settings();
+        assert_eq!(s.sample_capacity, 32, "5m at a 10s period: 30 rounds and slack");
+        assert!(s.notes.is_empty());
+        let s = policy()
+            .with_spec(serde_json::json!({
+                "probe": {"periodSeconds": 2},
+                "triggers": [{"statusCodes": {"codes": ["503"], "count": 5, "window": "1h", "path": "/deep"}}]
+            }))
+            .settings();
+        assert_eq!(s.probe.paths(), ["/healthz", "/deep"]);
+        assert_eq!(s.sample_capacity, MAX_SAMPLES_PER_ENDPOINT);
+        assert_eq!(
+            s.notes,
+            ["a window of 1h at a 2s period needs 3604 samples per pod; only the last 2048 are kept"]
+        );
+    }
+
+    #[test]
     fn numeric_port_strings_are_numbers() {
         let s = policy()
             .with_spec(serde_json::json!({"probe": {"http": {"port": "8080"}}}))
