@@ -95,6 +95,9 @@ pub struct Evidence {
     /// The pods on which it fired.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<String>,
+    /// Since when it has been firing (on the first of those pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// The escalation ladder in progress.

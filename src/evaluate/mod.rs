@@ -11,6 +11,7 @@ mod triggers;
 use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
@@ -62,6 +63,7 @@ struct Pressure {
 struct Fired {
     trigger: &'static str,
     observation: String,
+    since: Timestamp,
 }
 
 /// The verdict on a target: what the controller reports and plans from.
@@ -289,7 +291,8 @@ impl Evaluator {
         self.target = Some((health, since));
 
         // Group what fired by trigger; observations are per endpoint so people see which pod said what.
-        let mut by_trigger: BTreeMap<&'static str, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        type Group = (Vec<String>, Vec<String>, Option<Timestamp>);
+        let mut by_trigger: BTreeMap<&'static str, Group> = BTreeMap::new();
         for (name, state) in self
             .endpoints
             .iter()
@@ -299,14 +302,16 @@ impl Evaluator {
                 let entry = by_trigger.entry(fired.trigger).or_default();
                 entry.0.push(name.clone());
                 entry.1.push(format!("{name}: {}", fired.observation));
+                entry.2 = Some(entry.2.map_or(fired.since, |s| s.min(fired.since)));
             }
         }
         let evidence = by_trigger
             .into_iter()
-            .map(|(trigger, (pods, observations))| Evidence {
+            .map(|(trigger, (pods, observations, since))| Evidence {
                 trigger: trigger.to_owned(),
                 message: observations.join("; "),
                 pods,
+                since: since.map(|t| Time(crate::clock::whole_seconds(t))),
             })
             .collect();
         TargetVerdict {
@@ -343,7 +348,17 @@ fn judge(state: &mut EndpointState, fired: Vec<Fired>, recovery: &RecoverySettin
                 .map(|f| f.trigger)
                 .eq(fired.iter().map(|f| f.trigger));
         if !same_triggers {
-            state.fired = fired;
+            // Triggers that kept firing keep their start; new ones start now.
+            let previous = std::mem::take(&mut state.fired);
+            state.fired = fired
+                .into_iter()
+                .map(|mut f| {
+                    if let Some(p) = previous.iter().find(|p| p.trigger == f.trigger) {
+                        f.since = p.since;
+                    }
+                    f
+                })
+                .collect();
         }
         state.health = Health::Unhealthy;
         return;

@@ -59,6 +59,7 @@ pub(super) fn fired(
             fire(t, state, now, primary).map(|observation| Fired {
                 trigger: t.name(),
                 observation,
+                since: now,
             })
         })
         .collect()

@@ -216,18 +216,22 @@ fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-/// A short, human description of a transport error: "connection refused", "connection reset".
+/// A short, human description of a transport error: "connection refused", "connection reset",
+/// "TLS handshake failed: certificate expired at 2021-01-01T00:00:00Z".
 fn describe_error(e: &reqwest::Error) -> String {
     let mut innermost: &dyn std::error::Error = e;
     let mut source = e.source();
     while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return format!("TLS handshake failed: {}", super::tls::describe(tls));
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             // rustls reports certificate problems as I/O errors wrapping its own error.
             if let Some(tls) = io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                return format!("TLS handshake failed: {tls}");
+                return format!("TLS handshake failed: {}", super::tls::describe(tls));
             }
             return describe_io(io);
         }
