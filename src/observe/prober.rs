@@ -220,23 +220,26 @@ fn describe_io(e: &std::io::Error) -> String {
 /// "TLS handshake failed: certificate expired at 2021-01-01T00:00:00Z".
 fn describe_error(e: &reqwest::Error) -> String {
     let mut innermost: &dyn std::error::Error = e;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+    let mut io = None;
+    let mut next = e.source();
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return format!("TLS handshake failed: {}", super::tls::describe(tls));
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            // rustls reports certificate problems as I/O errors wrapping its own error.
-            if let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                return format!("TLS handshake failed: {}", super::tls::describe(tls));
+        innermost = err;
+        // An I/O error's `source()` skips the error it wraps (rustls reports certificate
+        // problems that way, sometimes wrapped twice), so step into it explicitly.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(e) => {
+                io = Some(e);
+                e.get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
             }
-            return describe_io(io);
-        }
-        innermost = s;
-        source = s.source();
+            None => err.source(),
+        };
+    }
+    if let Some(io) = io {
+        return describe_io(io);
     }
     let kind = if e.is_connect() {
         "could not connect"

@@ -82,8 +82,12 @@ pub fn certificate_not_after(der: &[u8]) -> Option<jiff::Timestamp> {
 /// A short description of a TLS failure for a sample's detail: "certificate expired at
 /// 2021-01-01T00:00:00Z", "certificate is not valid for name \"web.example\"".
 pub fn describe(e: &rustls::Error) -> String {
-    let rustls::Error::InvalidCertificate(cert) = e else {
-        return e.to_string();
+    let cert = match e {
+        rustls::Error::InvalidCertificate(cert) => cert,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            return "the server did not answer in TLS (plain HTTP?)".into();
+        }
+        other => return other.to_string(),
     };
     match cert {
         CertificateError::Expired => "certificate expired".into(),
@@ -99,7 +103,8 @@ pub fn describe(e: &rustls::Error) -> String {
         CertificateError::NotValidForNameContext { expected, presented } => {
             let mut s = format!("certificate name mismatch: not valid for {:?}", expected.to_str());
             if !presented.is_empty() {
-                s.push_str(&format!(", only for {}", presented.join(", ")));
+                let names: Vec<&str> = presented.iter().map(|n| presented_name(n)).collect();
+                s.push_str(&format!(", only for {}", names.join(", ")));
             }
             s
         }
@@ -107,6 +112,14 @@ pub fn describe(e: &rustls::Error) -> String {
         CertificateError::Revoked => "certificate is revoked".into(),
         other => format!("invalid certificate: {other}"),
     }
+}
+
+/// `web.example` for webpki's `DnsName("web.example")`, `10.0.0.1` for `IpAddress(10.0.0.1)`.
+fn presented_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| name.strip_prefix("IpAddress(").and_then(|n| n.strip_suffix(')')))
+        .unwrap_or(name)
 }
 
 fn unix(t: UnixTime) -> String {
@@ -343,6 +356,19 @@ mod tests {
                 CertificateError::NotValidForName
             )),
             "certificate name mismatch"
+        );
+        assert_eq!(
+            describe(&rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext {
+                    expected: ServerName::try_from("api.example").unwrap(),
+                    presented: vec![
+                        r#"DnsName("web.example")"#.into(),
+                        "IpAddress(10.0.0.1)".into(),
+                        "DirectoryName".into(),
+                    ],
+                }
+            )),
+            r#"certificate name mismatch: not valid for "api.example", only for web.example, 10.0.0.1, DirectoryName"#
         );
     }
 }

@@ -169,3 +169,284 @@ async fn serve(
     }
     Ok(())
 }
+
+/// A test certificate authority on the fly; its PEM goes into `TlsOptions::ca_pem`.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate chain and its key, for a TLS server.
+pub struct ServerIdentity {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// Validity of a test certificate: (year, month, day) of notBefore and notAfter, at midnight UTC.
+pub type Validity = ((i32, u8, u8), (i32, u8, u8));
+
+/// Valid from 2020 until 2100: good for as long as these tests will run.
+pub const VALID: Validity = ((2020, 1, 1), (2100, 1, 1));
+/// Expired at the start of 2021.
+pub const EXPIRED: Validity = ((2020, 1, 1), (2021, 1, 1));
+
+fn leaf_params(names: &[&str], validity: Validity) -> rcgen::CertificateParams {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    let ((by, bm, bd), (ay, am, ad)) = validity;
+    params.not_before = rcgen::date_time_ymd(by, bm, bd);
+    params.not_after = rcgen::date_time_ymd(ay, am, ad);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "apphealth test server");
+    params
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "apphealth test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IPs), signed by this CA.
+    pub fn issue(&self, names: &[&str], validity: Validity) -> ServerIdentity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = leaf_params(names, validity)
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        ServerIdentity {
+            chain: vec![cert.der().clone()],
+            key: rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        }
+    }
+}
+
+impl ServerIdentity {
+    /// A certificate that signs itself: trusted by nobody.
+    pub fn self_signed(names: &[&str], validity: Validity) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = leaf_params(names, validity).self_signed(&key).unwrap();
+        Self {
+            chain: vec![cert.der().clone()],
+            key: rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        }
+    }
+}
+
+/// What an [`AnsweringServer`] answers to every request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn ok(body: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/plain",
+            body: body.into(),
+        }
+    }
+
+    pub fn json(body: impl Into<String>) -> Self {
+        Self {
+            content_type: "application/json",
+            ..Self::ok(body)
+        }
+    }
+}
+
+/// A well-behaved HTTP/1.1 server on 127.0.0.1, plain or TLS, that gives one fixed answer and
+/// records each request in full (head and body, as text).
+pub struct AnsweringServer {
+    pub addr: SocketAddr,
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections whose TLS handshake the server completed.
+    pub handshakes: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AnsweringServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AnsweringServer {
+    pub async fn plain(answer: Answer) -> Self {
+        Self::start(answer, None).await
+    }
+
+    pub async fn tls(answer: Answer, identity: ServerIdentity) -> Self {
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(identity.chain, identity.key)
+                .unwrap();
+        Self::start(answer, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start(answer: Answer, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let (r, h) = (requests.clone(), handshakes.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (answer, tls, r, h) = (answer.clone(), tls.clone(), r.clone(), h.clone());
+                tokio::spawn(async move {
+                    // A handshake the client rejects ends here, as it should.
+                    let _ = match tls {
+                        None => answer_one(stream, &answer, &r).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                h.fetch_add(1, Ordering::SeqCst);
+                                answer_one(stream, &answer, &r).await
+                            }
+                            Err(e) => Err(e),
+                        },
+                    };
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            handshakes,
+            task,
+        }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    pub fn last_request(&self) -> Option<String> {
+        self.requests.lock().unwrap().last().cloned()
+    }
+}
+
+async fn answer_one<S>(
+    mut stream: S,
+    answer: &Answer,
+    requests: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    requests
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&buf).into_owned());
+    let resp = format!(
+        "HTTP/1.1 {} Whatever\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        answer.status,
+        answer.content_type,
+        answer.body.len(),
+        answer.body
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// A listener on 127.0.0.1 whose accept queue is full, so a further connection attempt gets no
+/// answer at all: its SYN is dropped and it would only be retried after a second. Linux only:
+/// the queue length is read from /proc/net/tcp, so the test waits on the fact, not on time.
+#[cfg(target_os = "linux")]
+pub struct Unanswering {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: TcpStream,
+}
+
+#[cfg(target_os = "linux")]
+impl Unanswering {
+    pub async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        // A backlog of 0 holds one connection; the next is dropped until that one is accepted.
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let queued = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .expect("the first connection to a backlog-0 listener is queued (needs tcp_syncookies)")
+            .unwrap();
+        wait_until("the accept queue to fill", Duration::from_secs(5), || async {
+            (accept_queue_len(addr) >= 1).then_some(())
+        })
+        .await;
+        Self {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// The accept queue length of the IPv4 listener on `addr`: for a listening socket the
+/// rx_queue column of /proc/net/tcp counts connections waiting to be accepted.
+#[cfg(target_os = "linux")]
+fn accept_queue_len(addr: SocketAddr) -> usize {
+    let local = format!("0100007F:{:04X}", addr.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1] == local && f[3] == "0A")
+        .and_then(|f| f[4].split(':').nth(1).map(str::to_owned))
+        .and_then(|rx| usize::from_str_radix(&rx, 16).ok())
+        .unwrap_or(0)
+}
