@@ -525,7 +525,11 @@ fn a_new_trigger_firing_replaces_the_evidence_but_more_of_the_same_does_not() {
     let triggers: Vec<&str> = second.evidence.iter().map(|e| e.trigger.as_str()).collect();
     assert_eq!(triggers, ["consecutiveFailures", "restarts"]);
     // Each says since when it fires: the one that kept firing keeps its start.
-    let since: Vec<_> = second.evidence.iter().map(|e| e.since.clone().map(|t| t.0)).collect();
+    let since: Vec<_> = second
+        .evidence
+        .iter()
+        .map(|e| e.since.clone().map(|t| t.0))
+        .collect();
     assert_eq!(since, [Some(t(0)), Some(t(20))]);
 }
 
