@@ -254,3 +254,52 @@ async fn header_values_come_from_a_secret_and_never_show_in_status_or_events() {
     }
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_certificate_verified_with_a_ca_from_a_configmap_fires() {
+    use crate::support::{Answer, AnsweringServer, TestCa};
+
+    let mut h = Harness::new(1).await;
+    // An HTTPS app whose certificate, signed by an internal CA, expires in three days.
+    let ca = TestCa::new();
+    let soon = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date() + jiff::ToSpan::days(3);
+    let validity = (
+        (2020, 1, 1),
+        (i32::from(soon.year()), soon.month() as u8, soon.day() as u8),
+    );
+    let server = AnsweringServer::tls(Answer::ok("ok"), ca.issue(&["secure.shop.svc"], validity)).await;
+    h.server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "internal-ca", "namespace": NS},
+                       "data": {"ca.crt": ca.pem()}}))
+        .unwrap();
+    let mut deployment = h.deployment();
+    deployment["metadata"] = json!({"name": "secure", "namespace": NS});
+    deployment["spec"]["selector"] = json!({"matchLabels": {"app": "secure"}});
+    deployment["spec"]["template"]["metadata"] = json!({"labels": {"app": "secure"}});
+    h.server.create(deployment).unwrap();
+    h.add_pod("secure-a", server.addr.ip(), "secure");
+    h.create_policy(
+        "secure",
+        json!({
+            "targetRef": {"name": "secure"},
+            "probe": {"http": {"port": server.addr.port(), "scheme": "HTTPS",
+                               "tls": {"ca": {"configMapKeyRef": {"name": "internal-ca", "key": "ca.crt"}},
+                                       "serverName": "secure.shop.svc"}}},
+            "triggers": [{"certificateExpiresWithin": {"duration": "168h"}}]
+        }),
+    );
+    h.start_operator(Some(NS));
+    let evidence = unhealthy_evidence(&h, "secure").await;
+    assert_eq!(evidence["trigger"], "certificateExpiresWithin");
+    let message = evidence["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("secure-a: the certificate expires at "),
+        "{message}"
+    );
+    assert!(message.ends_with("threshold 168h"), "{message}");
+    assert!(
+        server.handshakes.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the probe verified and completed the handshake"
+    );
+    h.stop_operator().await;
+}
