@@ -27,6 +27,10 @@ pub type FaultHook = Arc<dyn Fn(&RecordedRequest) -> Option<Fault> + Send + Sync
 const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Longest `fieldManager` the API server accepts (bytes).
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+/// The field manager of writes with neither `fieldManager` nor a User-Agent (kube-rs sends none).
+pub const UNKNOWN_MANAGER: &str = "unknown";
 
 /// State shared by the HTTP handlers and the [`crate::TestServer`] handle.
 pub struct Shared {
@@ -142,6 +146,52 @@ fn wants_table(headers: &HeaderMap) -> bool {
             let params: Vec<&str> = part.split(';').map(str::trim).collect();
             params.contains(&"as=Table") && params.iter().any(|p| p.starts_with("g=meta.k8s.io"))
         })
+}
+
+/// `unicode.IsPrint` of Go, near enough: no control characters, no whitespace but the ASCII space.
+fn printable(c: char) -> bool {
+    !c.is_control() && (c == ' ' || !c.is_whitespace())
+}
+
+/// The field manager of a write, like the API server: the `fieldManager` parameter (at most 128 bytes of
+/// printable characters, else 422), else the User-Agent up to its first '/' with non-printable characters
+/// dropped and cut to 128 bytes (`kubectl/v1.33.0 (linux/amd64) ...` gives `kubectl`), else `unknown`.
+fn field_manager(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        if m.len() > FIELD_MANAGER_MAX_LENGTH {
+            return Err(ApiError::invalid(format!(
+                "fieldManager: Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"
+            )));
+        }
+        if !m.chars().all(printable) {
+            return Err(ApiError::invalid(format!(
+                "fieldManager: Invalid value: {m:?}: must only contain printable characters"
+            )));
+        }
+        return Ok(m.clone());
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut manager = String::new();
+    for c in ua
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|&c| printable(c))
+    {
+        if manager.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        manager.push(c);
+    }
+    Ok(if manager.is_empty() {
+        UNKNOWN_MANAGER.to_string()
+    } else {
+        manager
+    })
 }
 
 fn not_found_path() -> ApiError {
@@ -347,7 +397,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            json_response(code, &table::table(&rt, &[obj], rv, include))
+            json_response(code, &table::table(&rt, &[obj], rv, include, store.now()))
         } else {
             json_response(code, &obj)
         }
@@ -370,7 +420,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             if table {
                 return Ok(json_response(
                     200,
-                    &table::table(&rt, &items, Some(rv.to_string()), include),
+                    &table::table(&rt, &items, Some(rv.to_string()), include, store.now()),
                 ));
             }
             Ok(json_response(
@@ -391,11 +441,13 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                     .and_then(Value::as_str)
                     .map(str::to_string)
             });
-            Ok(respond(201, store.create(&rt, ns.as_deref(), body)?))
+            let manager = field_manager(&query, &parts.headers)?;
+            Ok(respond(201, store.create(&rt, ns.as_deref(), body, &manager)?))
         }
         (&Method::PUT, Some(name)) => {
+            let manager = field_manager(&query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
-            Ok(respond(200, store.replace(&rt, ns, &name, sub, body)?))
+            Ok(respond(200, store.replace(&rt, ns, &name, sub, body, &manager)?))
         }
         (&Method::PATCH, Some(name)) => {
             let ptype = match media.as_deref() {
@@ -403,17 +455,12 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                 Some("application/json-patch+json") => PatchType::Json,
                 Some("application/strategic-merge-patch+json") => PatchType::Strategic,
                 Some("application/apply-patch+yaml" | "application/apply-patch+json") => {
-                    let manager = query
-                        .get("fieldManager")
-                        .filter(|m| !m.is_empty())
-                        .ok_or_else(|| {
-                            ApiError::bad_request(
-                                "PATCH request with apply-patch content type requires fieldManager",
-                            )
-                        })?;
-                    PatchType::Apply {
-                        manager: manager.clone(),
+                    if query.get("fieldManager").is_none_or(String::is_empty) {
+                        return Err(ApiError::bad_request(
+                            "PATCH request with apply-patch content type requires fieldManager",
+                        ));
                     }
+                    PatchType::Apply
                 }
                 other => {
                     return Err(ApiError::unsupported_media_type(format!(
@@ -424,9 +471,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                     )));
                 }
             };
+            let manager = field_manager(&query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
             let existed = store.get(&rt, ns, &name).is_ok();
-            let obj = store.patch(&rt, ns, &name, sub, &ptype, &body)?;
+            let obj = store.patch(&rt, ns, &name, sub, &ptype, &body, &manager)?;
             Ok(respond(if existed { 200 } else { 201 }, obj))
         }
         (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
@@ -504,13 +552,14 @@ fn watch(
     };
     let render = {
         let rt = rt.clone();
+        let clock = shared.store.clock().clone();
         move |obj: Value| -> Value {
             if table {
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                table::table(&rt, &[obj], rv, include)
+                table::table(&rt, &[obj], rv, include, clock.now())
             } else {
                 obj
             }

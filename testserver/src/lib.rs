@@ -38,12 +38,31 @@
 //!   replicasets and CRDs that declare it).
 //! - **Metadata**: `resourceVersion` is one global counter; `generation` starts at 1 and is bumped when
 //!   anything but `metadata`/`status` changes (the CRD rule); `uid`; `creationTimestamp` (RFC 3339).
-//!   Writes that change nothing are no-ops (no new resourceVersion, no watch event). A write whose body
-//!   carries a stale `metadata.resourceVersion` gets 409 Conflict.
+//!   Writes that change nothing are no-ops (no new resourceVersion, no watch event, `managedFields`
+//!   untouched). A write whose body carries a stale `metadata.resourceVersion` gets 409 Conflict.
+//! - **`managedFields`** record who wrote an object and when. Every create, update, patch or apply that
+//!   changes an object sets or refreshes one entry per (manager, operation, subresource): `manager`,
+//!   `operation` (`Apply` for server-side apply, else `Update`), `apiVersion` (of the request), `time` (RFC
+//!   3339, seconds), `fieldsType: FieldsV1`, `fieldsV1: {}`, and `subresource` (`status`, `scale`) for
+//!   subresource writes; entries are sorted like the API server does (operation, time, manager). The
+//!   manager is the `fieldManager` parameter (at most 128 printable bytes, else 422), else the
+//!   User-Agent up to its first `/` (`kubectl/v1.33.0 (...)` gives `kubectl`; kubectl itself passes
+//!   `kubectl-client-side-apply`, `kubectl-edit`, ...), else `unknown` (kube-rs sends no User-Agent, so
+//!   give `PostParams`/`PatchParams` a `field_manager`). Direct writes through [`TestServer::create`],
+//!   [`TestServer::replace`] and [`TestServer::patch_status`] are by [`TEST_MANAGER`] (`testserver`); the
+//!   namespaces that exist from the start by `kube-apiserver`. Field ownership is not tracked (hence
+//!   `fieldsV1: {}` and no entries dropped for owning nothing), `managedFields` in request bodies are
+//!   ignored, and entries change only with the object: unlike Kubernetes, a write (or a first apply by a
+//!   new manager) that would change nothing but ownership is a no-op. `kubectl get -o yaml` hides them
+//!   as usual; `--show-managed-fields` shows them.
+//! - **Clock**: every time the server stamps (`creationTimestamp`, `managedFields[].time`, CRD condition
+//!   times, metrics timestamps) and the "now" of table ages come from one clock: real time unless a test
+//!   sets a source ([`TestServer::set_clock`]) or moves it forward ([`TestServer::advance_clock`];
+//!   [`TestServer::now`] reads it, [`TestServer::reset_clock`] returns to real time).
 //! - **Server-side apply**, simplified: the server remembers the last configuration each field manager
 //!   applied per object and subresource; fields applied before but omitted now are removed, then the new
-//!   configuration is merged in (list-maps by key, see below; other lists replaced). There are no
-//!   `managedFields` and so never conflicts between managers; `force` is accepted and ignored.
+//!   configuration is merged in (list-maps by key, see below; other lists replaced). Field ownership is
+//!   not tracked, so there are never conflicts between managers; `force` is accepted and ignored.
 //! - **List-map keys** (strategic merge and apply): `containers`, `initContainers`, `ephemeralContainers`,
 //!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
 //!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
@@ -67,7 +86,8 @@
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
 //! `openAPIV3Schema` and pruning; events are not validated either), version conversion (but for events),
 //! garbage collection and owner references,
-//! finalizers and `deletionTimestamp` (deletes are immediate), `managedFields` and apply conflicts,
+//! finalizers and `deletionTimestamp` (deletes are immediate), field ownership in `managedFields` and apply
+//! conflicts,
 //! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
 //! deployment or updates status on its own), and protobuf: protobuf bodies get 415, so kubectl's typed
 //! generators (`kubectl create configmap`, `kubectl run`, ...) fail, while `kubectl apply`,
@@ -96,6 +116,10 @@ pub use error::ApiError;
 
 use crate::http::Shared;
 use crate::store::{PatchType, Sub};
+
+/// The field manager of direct writes through [`TestServer::create`], [`TestServer::replace`] and
+/// [`TestServer::patch_status`].
+pub const TEST_MANAGER: &str = "testserver";
 
 /// One HTTP request the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,8 +262,9 @@ impl TestServer {
 
     /// Create an object; `apiVersion`, `kind` and `metadata.namespace` (default `default`) decide where.
     /// Like a POST: status is dropped for types with a status subresource (use [`Self::patch_status`]).
+    /// Recorded in `managedFields` as an `Update` by [`TEST_MANAGER`].
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
-        self.shared.store.create_by_kind(obj)
+        self.shared.store.create_by_kind(obj, TEST_MANAGER)
     }
 
     /// Get an object (None if absent or the type is unknown).
@@ -261,7 +286,8 @@ impl TestServer {
     }
 
     /// Replace an object like a PUT (409 if its `metadata.resourceVersion` is set and stale; `.status` is
-    /// kept for types with a status subresource).
+    /// kept for types with a status subresource). A change is recorded in `managedFields` as an `Update`
+    /// by [`TEST_MANAGER`].
     pub fn replace(&self, obj: Value) -> Result<Value, ApiError> {
         let (rt, ns) = self.shared.store.locate(&obj)?;
         let name = obj
@@ -271,12 +297,13 @@ impl TestServer {
             .to_string();
         self.shared
             .store
-            .replace(&rt, ns.as_deref(), &name, Sub::Main, obj)
+            .replace(&rt, ns.as_deref(), &name, Sub::Main, obj, TEST_MANAGER)
     }
 
     /// JSON-merge-patch the status subresource. `merge_patch` is an object-level patch, as with
     /// `kube::Api::patch_status`: `{"status": {...}}`; only its `.status` takes effect. For types without a
-    /// status subresource the patch applies to the whole object.
+    /// status subresource the patch applies to the whole object. A change is recorded in `managedFields`
+    /// as an `Update` by [`TEST_MANAGER`] (with `subresource: status` for a status subresource).
     pub fn patch_status(
         &self,
         api_version: &str,
@@ -288,7 +315,15 @@ impl TestServer {
         let store = &self.shared.store;
         let rt = store.resolve_kind(api_version, kind)?;
         let sub = if rt.has_status { Sub::Status } else { Sub::Main };
-        store.patch(&rt, namespace, name, sub, &PatchType::Merge, &merge_patch)
+        store.patch(
+            &rt,
+            namespace,
+            name,
+            sub,
+            &PatchType::Merge,
+            &merge_patch,
+            TEST_MANAGER,
+        )
     }
 
     /// Delete an object; returns it.
@@ -320,6 +355,28 @@ impl TestServer {
     /// Stop reporting usage for a pod (its PodMetrics then answers 404 and leaves lists).
     pub fn clear_pod_metrics(&self, namespace: &str, pod: &str) {
         self.shared.metrics.clear_pod(namespace, pod);
+    }
+
+    /// The server's current time (see [`Self::set_clock`]).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.shared.store.now()
+    }
+
+    /// Take the server's time from `clock` from now on (and forget any [`Self::advance_clock`] offset).
+    /// It stamps `creationTimestamp`, `managedFields[].time`, CRD condition times and metrics
+    /// timestamps, and is the "now" of table ages. It is called without locks held. Default: real time.
+    pub fn set_clock(&self, clock: impl Fn() -> jiff::Timestamp + Send + Sync + 'static) {
+        self.shared.store.clock().set(Arc::new(clock));
+    }
+
+    /// Move the server's clock forward by `by` (cumulative; on top of real time or [`Self::set_clock`]).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.shared.store.clock().advance(by);
+    }
+
+    /// Back to real time with no offset.
+    pub fn reset_clock(&self) {
+        self.shared.store.clock().reset();
     }
 
     /// Forget the watch history: watches resuming from an older resourceVersion then get 410 Gone.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Filter, Store, now_rfc3339};
+use crate::store::{Filter, Store, rfc3339};
 use crate::table;
 
 /// The group.
@@ -157,7 +157,8 @@ impl Metrics {
                 "the server does not allow this method on the requested resource (watch)",
             ));
         }
-        let now = now_rfc3339();
+        let now_ts = store.now();
+        let now = rfc3339(now_ts);
         let (kind, items) = match target {
             Target::Nodes(Some(name)) => {
                 return Err(ApiError::not_found(&format!("nodes.{GROUP}"), name));
@@ -170,7 +171,11 @@ impl Metrics {
                     .cloned()
                     .ok_or_else(|| ApiError::not_found(&format!("pods.{GROUP}"), name))?;
                 let obj = Self::pod_metrics(store, ns, name, &usage, &now);
-                return Ok(if wants_table { pod_table(&[obj]) } else { obj });
+                return Ok(if wants_table {
+                    pod_table(&[obj], now_ts)
+                } else {
+                    obj
+                });
             }
             Target::Pods(ns, _) => {
                 let filter = Filter {
@@ -197,7 +202,7 @@ impl Metrics {
             }
         };
         if wants_table && kind == "PodMetrics" {
-            return Ok(pod_table(&items));
+            return Ok(pod_table(&items, now_ts));
         }
         Ok(json!({
             "kind": format!("{kind}List"), "apiVersion": group_version(),
@@ -207,8 +212,7 @@ impl Metrics {
 }
 
 /// A Table of PodMetrics: Name, CPU and Memory (per container, comma-separated), Window, Age.
-fn pod_table(items: &[Value]) -> Value {
-    let now = jiff::Timestamp::now();
+fn pod_table(items: &[Value], now: jiff::Timestamp) -> Value {
     let join = |o: &Value, what: &str| -> String {
         o.get("containers")
             .and_then(Value::as_array)

@@ -1,8 +1,10 @@
 //! The object store: typed by [`ResourceType`], a global resourceVersion counter, bounded per-type watch
-//! history, and the last configuration applied by each server-side-apply field manager.
+//! history, the last configuration applied by each server-side-apply field manager, `metadata.managedFields`
+//! write times per field manager, and the [`Clock`] that stamps them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -65,7 +67,9 @@ pub enum Sub {
 }
 
 impl Sub {
-    fn name(self) -> &'static str {
+    /// The subresource name: "" for the object itself, else `status` / `scale` (as in
+    /// `managedFields[].subresource`).
+    pub fn name(self) -> &'static str {
         match self {
             Sub::Main => "",
             Sub::Status => "status",
@@ -83,11 +87,8 @@ pub enum PatchType {
     Json,
     /// `application/strategic-merge-patch+json`.
     Strategic,
-    /// `application/apply-patch+yaml`.
-    Apply {
-        /// `fieldManager`.
-        manager: String,
-    },
+    /// `application/apply-patch+yaml` (server-side apply; the field manager is the one of the write).
+    Apply,
 }
 
 /// Filters of a list or watch.
@@ -144,6 +145,7 @@ struct State {
 pub struct Store {
     state: Mutex<State>,
     events: broadcast::Sender<Arc<Event>>,
+    clock: Clock,
 }
 
 impl Default for Store {
@@ -152,9 +154,135 @@ impl Default for Store {
     }
 }
 
-/// Current time, RFC 3339 with second precision, like the API server writes it.
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// A time as the API server writes it: RFC 3339, UTC, second precision.
+pub fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A time source: what "now" is for the server.
+pub type ClockFn = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync + 'static>;
+
+#[derive(Default)]
+struct ClockState {
+    source: Option<ClockFn>,
+    offset: jiff::SignedDuration,
+}
+
+/// The server's clock, for every time it stamps (`creationTimestamp`, `managedFields[].time`, CRD
+/// condition times, metrics timestamps, table ages): the source (default: real time) plus an offset
+/// (default zero). Clones share the clock.
+#[derive(Clone, Default)]
+pub struct Clock(Arc<Mutex<ClockState>>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Clock")
+            .field("custom_source", &st.source.is_some())
+            .field("offset", &st.offset)
+            .finish()
+    }
+}
+
+impl Clock {
+    fn lock(&self) -> MutexGuard<'_, ClockState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current time: the source's time plus the offset.
+    pub fn now(&self) -> jiff::Timestamp {
+        let (source, offset) = {
+            let st = self.lock();
+            (st.source.clone(), st.offset)
+        };
+        // The source runs without any lock held, so it may read the server.
+        let base = source.map_or_else(jiff::Timestamp::now, |f| f());
+        base.saturating_add(offset).unwrap_or(base)
+    }
+
+    /// [`Self::now`] as the API server writes it (RFC 3339, seconds).
+    pub fn now_rfc3339(&self) -> String {
+        rfc3339(self.now())
+    }
+
+    /// Use `source` for the time from now on, and reset the offset to zero.
+    pub fn set(&self, source: ClockFn) {
+        let mut st = self.lock();
+        st.source = Some(source);
+        st.offset = jiff::SignedDuration::ZERO;
+    }
+
+    /// Move the clock forward by `by` (cumulative, on top of the source).
+    pub fn advance(&self, by: Duration) {
+        let by = jiff::SignedDuration::try_from(by).unwrap_or(jiff::SignedDuration::MAX);
+        let mut st = self.lock();
+        st.offset = st.offset.saturating_add(by);
+    }
+
+    /// Back to real time with no offset.
+    pub fn reset(&self) {
+        *self.lock() = ClockState::default();
+    }
+}
+
+/// `managedFields[].operation` of server-side apply.
+pub const OPERATION_APPLY: &str = "Apply";
+/// `managedFields[].operation` of every other write (create, update, patch).
+pub const OPERATION_UPDATE: &str = "Update";
+/// The field manager of the namespaces that exist from the start (as in a cluster).
+pub const BOOTSTRAP_MANAGER: &str = "kube-apiserver";
+
+/// Who writes and when: what a write records in `metadata.managedFields`.
+struct Write<'a> {
+    manager: &'a str,
+    operation: &'static str,
+    time: String,
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v.get(field).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Set or refresh the `managedFields` entry of the writer's (manager, operation, subresource) in `meta`,
+/// then sort the entries like the API server (operation, time, manager, apiVersion, subresource).
+/// Field ownership is not tracked: `fieldsV1` is always `{}`.
+fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &str, sub: Sub) {
+    let mut entries: Vec<Value> = meta
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|e| {
+        !(str_of(e, "manager") == w.manager
+            && str_of(e, "operation") == w.operation
+            && str_of(e, "subresource") == sub.name())
+    });
+    let mut entry = Map::new();
+    entry.insert("manager".into(), json!(w.manager));
+    entry.insert("operation".into(), json!(w.operation));
+    entry.insert("apiVersion".into(), json!(api_version));
+    entry.insert("time".into(), json!(w.time));
+    entry.insert("fieldsType".into(), json!("FieldsV1"));
+    entry.insert("fieldsV1".into(), json!({}));
+    if !sub.name().is_empty() {
+        entry.insert("subresource".into(), json!(sub.name()));
+    }
+    entries.push(Value::Object(entry));
+    let seconds = |e: &Value| {
+        e.get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| t.as_second())
+    };
+    entries.sort_by(|p, q| {
+        str_of(p, "operation")
+            .cmp(str_of(q, "operation"))
+            .then_with(|| seconds(p).cmp(&seconds(q)))
+            .then_with(|| str_of(p, "manager").cmp(str_of(q, "manager")))
+            .then_with(|| str_of(p, "apiVersion").cmp(str_of(q, "apiVersion")))
+            .then_with(|| str_of(p, "subresource").cmp(str_of(q, "subresource")))
+    });
+    meta.insert("managedFields".into(), Value::Array(entries));
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -321,20 +449,22 @@ impl State {
             .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))
     }
 
-    /// Side effects of writing a CRD or namespace: status and type registration.
+    /// Side effects of writing a CRD or namespace: status and type registration. `old` is the stored
+    /// object of an update (None when creating); `now` the time of the write.
     fn prepare_special(
         &mut self,
         rt: &ResourceType,
         obj: &mut Value,
-        creating: bool,
+        old: Option<&Value>,
+        now: &str,
     ) -> Result<(), ApiError> {
+        let creating = old.is_none();
         if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
         {
             let types = Registry::types_from_crd(obj)?;
             let name = meta_str(obj, "name").unwrap_or_default().to_string();
             let mut test = self.registry.clone();
             test.register_crd(&name, types)?;
-            let now = now_rfc3339();
             let storage: Vec<Value> = obj
                 .pointer("/spec/versions")
                 .and_then(Value::as_array)
@@ -346,18 +476,26 @@ impl State {
                 })
                 .unwrap_or_default();
             let names = obj.pointer("/spec/names").cloned().unwrap_or(Value::Null);
+            // The conditions never change once set: keep their transition times.
+            let conditions = old
+                .and_then(|o| o.pointer("/status/conditions"))
+                .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned()
+                .unwrap_or_else(|| {
+                    json!([
+                        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                         "message": "no conflicts found", "lastTransitionTime": now},
+                        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                         "message": "the initial names have been accepted", "lastTransitionTime": now}
+                    ])
+                });
             if let Value::Object(m) = obj {
                 m.insert(
                     "status".into(),
                     json!({
                         "acceptedNames": names,
                         "storedVersions": storage,
-                        "conditions": [
-                            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                             "message": "no conflicts found", "lastTransitionTime": now},
-                            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                             "message": "the initial names have been accepted", "lastTransitionTime": now}
-                        ]
+                        "conditions": conditions,
                     }),
                 );
             }
@@ -385,6 +523,7 @@ impl State {
         rt: &ResourceType,
         ns: Option<&str>,
         obj: Value,
+        w: &Write<'_>,
     ) -> Result<Value, ApiError> {
         check_type(rt, &obj)?;
         let mut obj = convert::to_storage(rt, obj);
@@ -445,17 +584,18 @@ impl State {
             None => meta.remove("namespace"),
         };
         meta.insert("uid".into(), json!(uid));
-        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("creationTimestamp".into(), json!(w.time));
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
         meta.remove("managedFields");
+        record_manager(meta, w, &rt.api_version(), Sub::Main);
         if rt.has_status {
             if let Value::Object(m) = &mut obj {
                 m.remove("status");
             }
         }
-        self.prepare_special(rt, &mut obj, true)?;
+        self.prepare_special(rt, &mut obj, None, &w.time)?;
         let obj = with_type(rt, obj);
         self.after_write(rt, &obj)?;
         self.rv = rv;
@@ -486,6 +626,7 @@ impl State {
         name: &str,
         sub: Sub,
         candidate: Value,
+        w: &Write<'_>,
     ) -> Result<Value, ApiError> {
         let old = self.current(rt, ns, name)?;
         if !candidate.is_object() {
@@ -571,9 +712,14 @@ impl State {
                     None => meta.remove(f),
                 };
             }
-            meta.remove("managedFields");
+            // Server-owned too: managedFields in the body are ignored, so a write that would only
+            // refresh a time is a no-op.
+            match old_meta.get("managedFields") {
+                Some(v) => meta.insert("managedFields".into(), v.clone()),
+                None => meta.remove("managedFields"),
+            };
         }
-        self.prepare_special(rt, &mut new, false)?;
+        self.prepare_special(rt, &mut new, Some(&old), &w.time)?;
         let new = with_type(rt, new);
         let old_typed = with_type(rt, old.clone());
         if new == old_typed {
@@ -590,6 +736,7 @@ impl State {
                 "generation".into(),
                 json!(if bump { generation + 1 } else { generation }),
             );
+            record_manager(meta, w, &rt.api_version(), sub);
         }
         self.after_write(rt, &new)?;
         self.rv = rv;
@@ -732,6 +879,11 @@ pub fn scale_view(rt: &ResourceType, obj: &Value) -> Option<Value> {
 impl Store {
     /// An empty store with the built-in types and namespaces `default`, `kube-system`, `kube-public`.
     pub fn new() -> Self {
+        Self::with_clock(Clock::default())
+    }
+
+    /// An empty store (see [`Self::new`]) that stamps times from `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
         let seed = jiff::Timestamp::now().as_nanosecond() as u64;
         let (events, _) = broadcast::channel(8192);
         let store = Store {
@@ -745,13 +897,34 @@ impl Store {
                 rng: seed,
             }),
             events,
+            clock,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             // Cannot fail on an empty store; ignore to stay panic-free.
-            let _ = store
-                .create_by_kind(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            let _ = store.create_by_kind(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                BOOTSTRAP_MANAGER,
+            );
         }
         store
+    }
+
+    /// The clock that stamps times.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The current time of [`Self::clock`].
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    fn write<'a>(&self, manager: &'a str, apply: bool) -> Write<'a> {
+        Write {
+            manager,
+            operation: if apply { OPERATION_APPLY } else { OPERATION_UPDATE },
+            time: self.clock.now_rfc3339(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -765,6 +938,7 @@ impl Store {
         Store {
             state: Mutex::new(self.lock().clone()),
             events,
+            clock: self.clock.clone(),
         }
     }
 
@@ -812,15 +986,22 @@ impl Store {
         (items, st.rv)
     }
 
-    /// Create.
-    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
-        self.lock().create(&self.events, rt, ns, obj)
+    /// Create, recording an `Update` by `manager` in `managedFields`.
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        obj: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let w = self.write(manager, false);
+        self.lock().create(&self.events, rt, ns, obj, &w)
     }
 
     /// Create by the object's apiVersion/kind/metadata.namespace.
-    pub fn create_by_kind(&self, obj: Value) -> Result<Value, ApiError> {
+    pub fn create_by_kind(&self, obj: Value, manager: &str) -> Result<Value, ApiError> {
         let (rt, ns) = self.locate(&obj)?;
-        self.create(&rt, ns.as_deref(), obj)
+        self.create(&rt, ns.as_deref(), obj, manager)
     }
 
     /// Find type and namespace of an object from its own fields.
@@ -840,7 +1021,7 @@ impl Store {
         Ok((rt, ns))
     }
 
-    /// Replace (PUT) the object or a subresource.
+    /// Replace (PUT) the object or a subresource; a change records an `Update` by `manager`.
     pub fn replace(
         &self,
         rt: &ResourceType,
@@ -848,8 +1029,10 @@ impl Store {
         name: &str,
         sub: Sub,
         obj: Value,
+        manager: &str,
     ) -> Result<Value, ApiError> {
-        self.lock().update(&self.events, rt, ns, name, sub, obj)
+        let w = self.write(manager, false);
+        self.lock().update(&self.events, rt, ns, name, sub, obj, &w)
     }
 
     /// Read the object or a subresource view (Scale for `Sub::Scale`).
@@ -867,7 +1050,8 @@ impl Store {
         }
     }
 
-    /// Patch the object or a subresource.
+    /// Patch the object or a subresource; a change records an `Update` by `manager` (an `Apply` for
+    /// [`PatchType::Apply`], which also creates a missing object).
     #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &self,
@@ -877,6 +1061,7 @@ impl Store {
         sub: Sub,
         ptype: &PatchType,
         body: &Value,
+        manager: &str,
     ) -> Result<Value, ApiError> {
         if *ptype == PatchType::Strategic && !rt.supports_strategic_merge() {
             return Err(ApiError::unsupported_media_type(
@@ -884,11 +1069,12 @@ impl Store {
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
+        let w = self.write(manager, *ptype == PatchType::Apply);
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
             Ok(c) => present(rt, c),
             Err(e) => {
-                if let (PatchType::Apply { manager }, Sub::Main) = (ptype, sub) {
+                if let (PatchType::Apply, Sub::Main) = (ptype, sub) {
                     let mut applied = body.clone();
                     if rt.has_status {
                         if let Value::Object(m) = &mut applied {
@@ -898,10 +1084,10 @@ impl Store {
                     if let Ok(meta) = metadata_mut(&mut applied) {
                         meta.entry("name").or_insert_with(|| json!(name));
                     }
-                    let created = st.create(&self.events, rt, ns, applied.clone())?;
+                    let created = st.create(&self.events, rt, ns, applied.clone(), &w)?;
                     let okey = State::object_key(rt, ns, name);
                     st.applied.insert(
-                        (rt.store_key(), okey.0, okey.1, sub.name(), manager.clone()),
+                        (rt.store_key(), okey.0, okey.1, sub.name(), manager.to_string()),
                         applied,
                     );
                     return Ok(created);
@@ -927,7 +1113,7 @@ impl Store {
                 v
             }
             PatchType::Json => patch::json_patch(&view, body)?,
-            PatchType::Apply { manager } => {
+            PatchType::Apply => {
                 if !body.is_object() {
                     return Err(ApiError::bad_request("apply configuration must be an object"));
                 }
@@ -944,17 +1130,17 @@ impl Store {
                     }
                 }
                 let okey = State::object_key(rt, ns, name);
-                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), manager.clone());
+                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), manager.to_string());
                 let previous = st.applied.get(&akey).cloned().unwrap_or(Value::Null);
                 let mut v = view;
                 patch::remove_unapplied(&mut v, &previous, &applied);
                 patch::apply_merge(&mut v, &applied);
-                let result = st.update(&self.events, rt, ns, name, sub, v)?;
+                let result = st.update(&self.events, rt, ns, name, sub, v, &w)?;
                 st.applied.insert(akey, applied);
                 return Ok(result);
             }
         };
-        let updated = st.update(&self.events, rt, ns, name, sub, candidate)?;
+        let updated = st.update(&self.events, rt, ns, name, sub, candidate, &w)?;
         match sub {
             Sub::Scale => scale_view(rt, &updated).ok_or_else(|| ApiError::not_found(&rt.qualified(), name)),
             _ => Ok(updated),
@@ -1057,7 +1243,7 @@ mod tests {
     #[test]
     fn create_sets_metadata_and_drops_status() {
         let s = Store::new();
-        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        let d = s.create_by_kind(deploy("a", 1), "t").unwrap();
         assert_eq!(d["metadata"]["generation"], 1);
         assert!(d["metadata"]["uid"].as_str().unwrap().len() == 36);
         assert!(
@@ -1067,20 +1253,20 @@ mod tests {
                 .ends_with('Z')
         );
         assert!(d.get("status").is_none());
-        assert_eq!(s.create_by_kind(deploy("a", 1)).unwrap_err().code, 409);
+        assert_eq!(s.create_by_kind(deploy("a", 1), "t").unwrap_err().code, 409);
         let mut g = deploy("", 1);
         g["metadata"]["generateName"] = json!("web-");
-        let g = s.create_by_kind(g).unwrap();
+        let g = s.create_by_kind(g, "t").unwrap();
         assert!(g["metadata"]["name"].as_str().unwrap().starts_with("web-"));
         assert_eq!(g["metadata"]["name"].as_str().unwrap().len(), 9);
-        assert_eq!(s.create_by_kind(deploy("", 1)).unwrap_err().code, 422);
+        assert_eq!(s.create_by_kind(deploy("", 1), "t").unwrap_err().code, 422);
     }
 
     #[test]
     fn generation_bumps_on_spec_change_only() {
         let s = Store::new();
         let t = rt(&s);
-        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        let d = s.create_by_kind(deploy("a", 1), "t").unwrap();
         let rv0 = d["metadata"]["resourceVersion"].clone();
         // Label change: rv bumps, generation does not.
         let d = s
@@ -1091,6 +1277,7 @@ mod tests {
                 Sub::Main,
                 &PatchType::Merge,
                 &json!({"metadata": {"labels": {"x": "y"}}}),
+                "t",
             )
             .unwrap();
         assert_eq!(d["metadata"]["generation"], 1);
@@ -1104,6 +1291,7 @@ mod tests {
                 Sub::Main,
                 &PatchType::Merge,
                 &json!({"spec": {"replicas": 3}}),
+                "t",
             )
             .unwrap();
         assert_eq!(d["metadata"]["generation"], 2);
@@ -1117,6 +1305,7 @@ mod tests {
                 Sub::Main,
                 &PatchType::Merge,
                 &json!({"spec": {"replicas": 3}}),
+                "t",
             )
             .unwrap();
         assert_eq!(d["metadata"]["resourceVersion"], rv);
@@ -1129,6 +1318,7 @@ mod tests {
                 Sub::Status,
                 &PatchType::Merge,
                 &json!({"spec": {"replicas": 9}, "status": {"replicas": 3}}),
+                "t",
             )
             .unwrap();
         assert_eq!(d["metadata"]["generation"], 2);
@@ -1142,6 +1332,7 @@ mod tests {
                 Sub::Main,
                 &PatchType::Merge,
                 &json!({"status": {"replicas": 1}}),
+                "t",
             )
             .unwrap();
         assert_eq!(d["status"]["replicas"], 3);
@@ -1151,7 +1342,7 @@ mod tests {
     fn conflicts_and_scale() {
         let s = Store::new();
         let t = rt(&s);
-        let d = s.create_by_kind(deploy("a", 1)).unwrap();
+        let d = s.create_by_kind(deploy("a", 1), "t").unwrap();
         let mut stale = d.clone();
         s.patch(
             &t,
@@ -1160,18 +1351,19 @@ mod tests {
             Sub::Main,
             &PatchType::Merge,
             &json!({"spec": {"replicas": 2}}),
+            "t",
         )
         .unwrap();
         stale["spec"]["replicas"] = json!(5);
         assert_eq!(
-            s.replace(&t, Some("ns"), "a", Sub::Main, stale.clone())
+            s.replace(&t, Some("ns"), "a", Sub::Main, stale.clone(), "t")
                 .unwrap_err()
                 .code,
             409
         );
         let rv_patch = json!({"metadata": {"resourceVersion": d["metadata"]["resourceVersion"]}, "spec": {"replicas": 4}});
         assert_eq!(
-            s.patch(&t, Some("ns"), "a", Sub::Main, &PatchType::Merge, &rv_patch)
+            s.patch(&t, Some("ns"), "a", Sub::Main, &PatchType::Merge, &rv_patch, "t")
                 .unwrap_err()
                 .code,
             409
@@ -1184,6 +1376,7 @@ mod tests {
                 Sub::Scale,
                 &PatchType::Merge,
                 &json!({"spec": {"replicas": 6}}),
+                "t",
             )
             .unwrap();
         assert_eq!(sc["kind"], "Scale");
@@ -1196,16 +1389,8 @@ mod tests {
     fn apply_tracks_managers_per_subresource() {
         let s = Store::new();
         let t = rt(&s);
-        let apply = |sub, body: Value, m: &str| {
-            s.patch(
-                &t,
-                Some("ns"),
-                "a",
-                sub,
-                &PatchType::Apply { manager: m.into() },
-                &body,
-            )
-        };
+        let apply =
+            |sub, body: Value, m: &str| s.patch(&t, Some("ns"), "a", sub, &PatchType::Apply, &body, m);
         assert_eq!(
             apply(Sub::Status, json!({"status": {}}), "m").unwrap_err().code,
             404
@@ -1239,13 +1424,196 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
     }
 
+    /// A store whose clock reads `secs` (seconds since the epoch).
+    fn clocked() -> (Store, Arc<std::sync::atomic::AtomicI64>) {
+        let secs = Arc::new(std::sync::atomic::AtomicI64::new(1_700_000_000));
+        let clock = Clock::default();
+        let read = secs.clone();
+        clock.set(Arc::new(move || {
+            jiff::Timestamp::from_second(read.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+        }));
+        (Store::with_clock(clock), secs)
+    }
+
+    fn cm_rt(s: &Store) -> ResourceType {
+        s.resolve("", "v1", "configmaps").unwrap()
+    }
+
+    fn managed(obj: &Value) -> &[Value] {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .map_or(&[], Vec::as_slice)
+    }
+
+    #[test]
+    fn writes_record_managers_and_times() {
+        let (s, secs) = clocked();
+        let t = cm_rt(&s);
+        let c = s
+            .create_by_kind(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns",
+                       "managedFields": [{"manager": "forged"}]}, "data": {"a": "1"}}),
+                "creator",
+            )
+            .unwrap();
+        assert_eq!(c["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            managed(&c),
+            [
+                json!({"manager": "creator", "operation": "Update", "apiVersion": "v1",
+                    "time": "2023-11-14T22:13:20Z", "fieldsType": "FieldsV1", "fieldsV1": {}})
+            ]
+        );
+        // An update by another manager adds its entry, later entries sort after earlier ones.
+        secs.fetch_add(60, std::sync::atomic::Ordering::SeqCst);
+        let merge =
+            |body: Value, m: &str| s.patch(&t, Some("ns"), "c", Sub::Main, &PatchType::Merge, &body, m);
+        let c = merge(json!({"data": {"a": "2"}}), "editor").unwrap();
+        let names: Vec<&str> = managed(&c)
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["creator", "editor"]);
+        assert_eq!(managed(&c)[1]["time"], "2023-11-14T22:14:20Z");
+        // The creator writes again: its one entry is refreshed; creationTimestamp stays.
+        secs.fetch_add(60, std::sync::atomic::Ordering::SeqCst);
+        let mut body = c.clone();
+        body["data"]["a"] = json!("3");
+        body["metadata"]["managedFields"] = json!([]);
+        let c = s
+            .replace(&t, Some("ns"), "c", Sub::Main, body, "creator")
+            .unwrap();
+        let entries = managed(&c);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["manager"], "editor");
+        assert_eq!(entries[1]["manager"], "creator");
+        assert_eq!(entries[1]["time"], "2023-11-14T22:15:20Z");
+        assert_eq!(c["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+        // A no-op write (only the time would change) changes nothing, not even resourceVersion.
+        secs.fetch_add(60, std::sync::atomic::Ordering::SeqCst);
+        let rv = s.resource_version();
+        let same = merge(json!({"data": {"a": "3"}}), "editor").unwrap();
+        assert_eq!(same, c);
+        let same = s
+            .replace(&t, Some("ns"), "c", Sub::Main, c.clone(), "third")
+            .unwrap();
+        assert_eq!(same, c);
+        assert_eq!(s.resource_version(), rv);
+        assert_eq!(s.get(&t, Some("ns"), "c").unwrap(), c);
+        // Server-side apply: operation Apply, its own entry beside the same manager's Update.
+        let c = s
+            .patch(
+                &t,
+                Some("ns"),
+                "c",
+                Sub::Main,
+                &PatchType::Apply,
+                &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"b": "1"}}),
+                "editor",
+            )
+            .unwrap();
+        let ops: Vec<(&str, &str)> = managed(&c)
+            .iter()
+            .map(|e| (e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            ops,
+            [("editor", "Apply"), ("editor", "Update"), ("creator", "Update")]
+        );
+        assert_eq!(managed(&c)[0]["time"], "2023-11-14T22:16:20Z");
+    }
+
+    #[test]
+    fn apply_create_status_and_scale_entries() {
+        let (s, _) = clocked();
+        let t = rt(&s);
+        let apply = |sub, body: Value| s.patch(&t, Some("ns"), "a", sub, &PatchType::Apply, &body, "ssa");
+        let d = apply(
+            Sub::Main,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 1}}),
+        )
+        .unwrap();
+        assert_eq!(managed(&d).len(), 1);
+        assert_eq!(managed(&d)[0]["operation"], "Apply");
+        assert_eq!(managed(&d)[0]["apiVersion"], "apps/v1");
+        assert!(managed(&d)[0].get("subresource").is_none());
+        let d = apply(Sub::Status, json!({"status": {"replicas": 1}})).unwrap();
+        assert_eq!(managed(&d).len(), 2);
+        assert_eq!(managed(&d)[1]["operation"], "Apply");
+        assert_eq!(managed(&d)[1]["subresource"], "status");
+        let d = s
+            .patch(
+                &t,
+                Some("ns"),
+                "a",
+                Sub::Status,
+                &PatchType::Merge,
+                &json!({"status": {"replicas": 2}}),
+                "ctl",
+            )
+            .unwrap();
+        let ctl = managed(&d).iter().find(|e| e["manager"] == "ctl").unwrap();
+        assert_eq!(
+            (&ctl["operation"], &ctl["subresource"]),
+            (&json!("Update"), &json!("status"))
+        );
+        s.patch(
+            &t,
+            Some("ns"),
+            "a",
+            Sub::Scale,
+            &PatchType::Merge,
+            &json!({"spec": {"replicas": 3}}),
+            "ctl",
+        )
+        .unwrap();
+        let d = s.get(&t, Some("ns"), "a").unwrap();
+        let subs: Vec<&str> = managed(&d)
+            .iter()
+            .filter(|e| e["manager"] == "ctl")
+            .map(|e| e["subresource"].as_str().unwrap())
+            .collect();
+        assert_eq!(subs, ["scale", "status"]);
+        assert_eq!(d["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn clock_offsets_and_crd_conditions_keep_times() {
+        let (s, _) = clocked();
+        s.clock().advance(Duration::from_secs(3600));
+        assert_eq!(s.clock().now_rfc3339(), "2023-11-14T23:13:20Z");
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "kind": "Widget"},
+                     "versions": [{"name": "v1", "served": true, "storage": true}]}});
+        let created = s.create_by_kind(crd.clone(), "t").unwrap();
+        assert_eq!(created["metadata"]["creationTimestamp"], "2023-11-14T23:13:20Z");
+        assert_eq!(
+            created["status"]["conditions"][1]["lastTransitionTime"],
+            "2023-11-14T23:13:20Z"
+        );
+        // Rewriting the same CRD later is a no-op: the conditions keep their times.
+        s.clock().advance(Duration::from_secs(60));
+        let crt = s
+            .resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
+        let again = s
+            .replace(&crt, None, "widgets.example.com", Sub::Main, crd, "t")
+            .unwrap();
+        assert_eq!(again, created);
+        s.clock().reset();
+        let real = jiff::Timestamp::now().as_second();
+        assert!((s.now().as_second() - real).abs() < 5);
+    }
+
     #[test]
     fn watch_history_and_gone() {
         let s = Store::new();
         let t = rt(&s);
-        s.create_by_kind(deploy("a", 1)).unwrap();
+        s.create_by_kind(deploy("a", 1), "t").unwrap();
         let rv = s.resource_version();
-        s.create_by_kind(deploy("b", 1)).unwrap();
+        s.create_by_kind(deploy("b", 1), "t").unwrap();
         s.delete(&t, Some("ns"), "a").unwrap();
         let w = s.watch(&t, &Filter::default(), Some(rv)).unwrap();
         let kinds: Vec<EventKind> = w.replay.iter().map(|e| e.kind).collect();

@@ -272,9 +272,14 @@ pub fn row(rt: &ResourceType, obj: &Value, include: IncludeObject, now: jiff::Ti
     json!({"cells": cells, "object": object})
 }
 
-/// A Table of objects.
-pub fn table(rt: &ResourceType, objs: &[Value], rv: Option<String>, include: IncludeObject) -> Value {
-    let now = jiff::Timestamp::now();
+/// A Table of objects; ages are relative to `now`.
+pub fn table(
+    rt: &ResourceType,
+    objs: &[Value],
+    rv: Option<String>,
+    include: IncludeObject,
+    now: jiff::Timestamp,
+) -> Value {
     let rows: Vec<Value> = objs.iter().map(|o| row(rt, o, include, now)).collect();
     let mut metadata = json!({});
     if let (Some(rv), Value::Object(m)) = (rv, &mut metadata) {
@@ -337,7 +342,7 @@ mod tests {
         let obj = json!({"metadata": {"name": "w", "creationTimestamp": five_min_ago},
             "spec": {"replicas": 2},
             "status": {"lastSeen": five_min_ago, "conditions": [{"type": "Healthy", "status": "True"}]}});
-        let t = table(&rt, &[obj], Some("5".into()), IncludeObject::Metadata);
+        let t = table(&rt, &[obj], Some("5".into()), IncludeObject::Metadata, now);
         let names: Vec<&str> = t["columnDefinitions"]
             .as_array()
             .unwrap()

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{Fault, TestServer};
 
 mod events;
+mod managed_fields;
 mod metrics;
 
 const DEADLINE: Duration = Duration::from_secs(10);
