@@ -1,420 +1,38 @@
-//! kube-runtime wiring: watches, the reconcile pipeline, error policy.
-//!
-//! Watches: AppHealthPolicies (the controller's own watch), and Deployments, StatefulSets and Pods
-//! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
-//! them. Probe tasks nudge the controller when a verdict changes. The reconcile is a pipeline:
-//! validate → dereference the target → resolve endpoints and (re)start probing → plan → act →
-//! report, and writes status only when it changed.
+//! The reconcile pipeline: validate → dereference the target → resolve what the probe needs and
+//! (re)start probing → plan → act → report. Status is written only when it changed.
 
 use std::{
     collections::HashMap,
-    future::Future,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use futures::{StreamExt, stream};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Pod, Secret, Service},
-};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::ListParams,
-    core::PartialObjectMeta,
-    runtime::{
-        Controller, WatchStreamExt,
-        controller::{self, Action as Requeue},
-        events::{Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
-        watcher,
-    },
+    Api, ResourceExt,
+    runtime::{controller::Action as Requeue, reflector::ObjectRef},
 };
-use tokio::sync::mpsc;
 
 use crate::{
-    Error, Result,
-    act::{Executor, MANAGER, Workload},
+    Result,
+    act::Workload,
     api::{
         AppHealthPolicy, AppHealthPolicyStatus, Health, Ladder, ProbeVia, RemediationRecord,
-        RemediationResult, TargetKind, Verdict, conditions, format_duration, reasons, validate,
+        RemediationResult, Verdict, conditions, format_duration, reasons, validate,
     },
-    clock::{self, Clock},
+    clock,
     evaluate::TargetVerdict,
     observe::{
         endpoints,
-        metrics::MetricsApi,
-        prober::HttpProber,
-        references::{self, ConfigKind},
-        schedule::{ProbeJob, ProbeTasks, Probing},
+        references::{self},
+        schedule::ProbeJob,
         signals,
     },
     plan::{self, LadderState, Plan},
     report::{self, CondStatus, set_condition},
 };
 
-/// How the operator runs.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Watch one namespace only (needs no cluster-wide rights), or all when None.
-    pub namespace: Option<String>,
-    /// How often a policy is looked at again without any event (costs no writes).
-    pub resync: Duration,
-    /// Identity of this replica in Events.
-    pub instance: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            namespace: None,
-            resync: Duration::from_secs(300),
-            instance: None,
-        }
-    }
-}
-
-type PolicyRef = ObjectRef<AppHealthPolicy>;
-
-/// Maps workloads and pods to the policies that target them.
-#[derive(Clone)]
-pub struct TargetIndex {
-    policies: Store<AppHealthPolicy>,
-    deployments: Store<Deployment>,
-    statefulsets: Store<StatefulSet>,
-    pods: Store<Pod>,
-    configmaps: Store<PartialObjectMeta<ConfigMap>>,
-    secrets: Store<PartialObjectMeta<Secret>>,
-}
-
-impl TargetIndex {
-    /// Policies in `namespace` whose targetRef names this workload.
-    pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
-        self.policies
-            .state()
-            .iter()
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace)
-                    && p.spec.target_ref.kind == kind
-                    && p.spec.target_ref.name == name
-            })
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
-            .collect()
-    }
-
-    /// Policies whose target workload selects this pod.
-    pub fn policies_for_pod(&self, pod: &Pod) -> Vec<PolicyRef> {
-        let Some(namespace) = pod.metadata.namespace.as_deref() else {
-            return Vec::new();
-        };
-        self.policies
-            .state()
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| {
-                self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
-                    .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
-            })
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
-            .collect()
-    }
-
-    /// Policies that use this ConfigMap or Secret: in their probe (headers, CA) or through the
-    /// pods of their target.
-    pub fn policies_for_config(&self, kind: ConfigKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
-        let pods_using: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| {
-                references::referenced(p)
-                    .iter()
-                    .any(|(k, n)| *k == kind && n == name)
-            })
-            .collect();
-        let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
-        for policy in self.policies.state() {
-            if policy.metadata.namespace.as_deref() == Some(namespace) && probe_uses(&policy, kind, name) {
-                refs.push(ObjectRef::from_obj(policy.as_ref()));
-            }
-        }
-        refs.sort_by(|a, b| a.name.cmp(&b.name));
-        refs.dedup();
-        refs
-    }
-
-    /// The metadata of a ConfigMap or Secret, from the cache.
-    fn config_meta(
-        &self,
-        kind: ConfigKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
-        match kind {
-            ConfigKind::ConfigMap => self
-                .configmaps
-                .get(&ObjectRef::new(name).within(namespace))
-                .map(|m| m.metadata.clone()),
-            ConfigKind::Secret => self
-                .secrets
-                .get(&ObjectRef::new(name).within(namespace))
-                .map(|m| m.metadata.clone()),
-        }
-    }
-
-    fn workload_selector(
-        &self,
-        kind: TargetKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
-        match kind {
-            TargetKind::Deployment => self
-                .deployments
-                .get(&ObjectRef::new(name).within(namespace))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
-            TargetKind::StatefulSet => self
-                .statefulsets
-                .get(&ObjectRef::new(name).within(namespace))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
-        }
-    }
-}
-
-/// Shared state of the reconcile loop.
-pub struct Context {
-    client: Client,
-    recorder: Recorder,
-    clock: Arc<dyn Clock>,
-    executor: Executor,
-    probes: ProbeTasks<PolicyRef>,
-    index: TargetIndex,
-    resync: Duration,
-    not_found_retries: Mutex<HashMap<PolicyRef, u32>>,
-}
-
-/// Checks that the CRD is installed, with a call that works under namespaced RBAC too.
-async fn ensure_crd(api: &Api<AppHealthPolicy>) -> Result<()> {
-    match api.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => {
-            Err(Error::CrdMissing(status.message.clone()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Runs the operator until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    config: Config,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let ns = config.namespace.as_deref();
-    let policies: Api<AppHealthPolicy> = scoped(&client, ns);
-    ensure_crd(&policies).await?;
-
-    let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
-    let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client, ns);
-    let (pods, pod_events) = reflect::<Pod>(&client, ns);
-    let (configmaps, configmap_events) = reflect_metadata::<ConfigMap>(&client, ns);
-    let (secrets, secret_events) = reflect_metadata::<Secret>(&client, ns);
-
-    let controller = Controller::new(policies, watcher::Config::default())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
-    let index = TargetIndex {
-        policies: controller.store(),
-        deployments,
-        statefulsets,
-        pods,
-        configmaps,
-        secrets,
-    };
-
-    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
-    let triggers = {
-        let (i1, i2, i3, i4, i5) = (
-            index.clone(),
-            index.clone(),
-            index.clone(),
-            index.clone(),
-            index.clone(),
-        );
-        let deployment_triggers = deployment_events.flat_map(move |d: Deployment| {
-            let ns = d.namespace().unwrap_or_default();
-            stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
-        });
-        let statefulset_triggers = statefulset_events.flat_map(move |s: StatefulSet| {
-            let ns = s.namespace().unwrap_or_default();
-            stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
-        });
-        let pod_triggers = pod_events.flat_map(move |p: Pod| stream::iter(i3.policies_for_pod(&p)));
-        let configmap_triggers = configmap_events.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
-            let ns = c.namespace().unwrap_or_default();
-            stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))
-        });
-        let secret_triggers = secret_events.flat_map(move |c: PartialObjectMeta<Secret>| {
-            let ns = c.namespace().unwrap_or_default();
-            stream::iter(i5.policies_for_config(ConfigKind::Secret, &ns, &c.name_any()))
-        });
-        stream::select_all([
-            deployment_triggers.boxed(),
-            statefulset_triggers.boxed(),
-            pod_triggers.boxed(),
-            configmap_triggers.boxed(),
-            secret_triggers.boxed(),
-            stream::unfold(
-                nudge_rx,
-                |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
-            )
-            .boxed(),
-        ])
-    };
-
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: config.instance.clone(),
-    };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        executor: Executor::new(client.clone()),
-        probes: ProbeTasks::new(Probing {
-            prober: HttpProber::new()?,
-            clock: clock.clone(),
-            usage: Arc::new(MetricsApi::new(client.clone())),
-            nudge: nudge_tx,
-            alive: {
-                let policies = index.policies.clone();
-                Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
-            },
-        }),
-        clock,
-        index: index.clone(),
-        resync: config.resync,
-        not_found_retries: Mutex::default(),
-        client,
-    });
-
-    controller
-        .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
-                Err(controller::Error::ObjectNotFound(obj)) => {
-                    tracing::debug!(policy = %obj, "policy is gone")
-                }
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-            }
-        })
-        .await;
-    Ok(())
-}
-
-/// A reflector for `K` and the stream of objects it sees change.
-fn reflect<K>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let events = reflector::reflector(
-        writer,
-        watcher(scoped::<K>(client, namespace), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .filter_map(|r| async move {
-        r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error"))
-            .ok()
-    });
-    (store, events)
-}
-
-/// A metadata-only reflector for `K` (values of Secrets are never cached) and its change stream.
-fn reflect_metadata<K>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> (
-    Store<PartialObjectMeta<K>>,
-    impl futures::Stream<Item = PartialObjectMeta<K>> + Send + 'static,
-)
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let api: Api<PartialObjectMeta<K>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|r| async move {
-            r.map_err(
-                |e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "metadata watch error"),
-            )
-            .ok()
-        });
-    (store, events)
-}
-
-/// Whether a policy's probe reads this ConfigMap or Secret (header values, CA bundle).
-fn probe_uses(policy: &AppHealthPolicy, kind: ConfigKind, name: &str) -> bool {
-    let Some(http) = &policy.spec.probe.http else {
-        return false;
-    };
-    let header = kind == ConfigKind::Secret
-        && http.headers.iter().any(|h| {
-            h.value_from
-                .as_ref()
-                .is_some_and(|f| f.secret_key_ref.name == name)
-        });
-    let ca = http
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca.as_ref())
-        .is_some_and(|ca| match kind {
-            ConfigKind::Secret => ca.secret_key_ref.as_ref().is_some_and(|k| k.name == name),
-            ConfigKind::ConfigMap => ca.config_map_key_ref.as_ref().is_some_and(|k| k.name == name),
-        });
-    header || ca
-}
-
-fn error_policy(policy: Arc<AppHealthPolicy>, error: &Error, _ctx: Arc<Context>) -> Requeue {
-    tracing::warn!(policy = %policy.name_any(), error = %error, label = error.metric_label(), "reconcile failed; retrying");
-    Requeue::requeue(Duration::from_secs(10))
-}
+use super::{Context, PolicyRef};
 
 /// What the pipeline decided, to be written to status and Events.
 struct Outcome {
@@ -423,7 +41,7 @@ struct Outcome {
 }
 
 #[tracing::instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
-async fn reconcile(policy: Arc<AppHealthPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
+pub(super) async fn reconcile(policy: Arc<AppHealthPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
     let key = ObjectRef::from_obj(policy.as_ref());
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -457,32 +75,17 @@ async fn pipeline(
     let settings = match validate::validate(&policy.spec) {
         Ok(s) => Arc::new(s),
         Err(invalid) => {
-            ctx.probes.stop(key);
             let message =
                 format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
-            if ready_reason(old) != Some(reasons::INVALID_SPEC) {
-                report::publish(
-                    &ctx.recorder,
-                    policy,
-                    true,
-                    reasons::INVALID_SPEC,
-                    "Validate",
-                    message.clone(),
-                )
-                .await;
-            }
-            cond(
-                &mut status,
-                conditions::READY,
-                CondStatus::False,
-                reasons::INVALID_SPEC,
+            let stop = Stop {
+                reason: reasons::INVALID_SPEC,
+                action: "Validate",
+                event: message.clone(),
                 message,
-            );
-            not_probing(&mut status, reasons::INVALID_SPEC, generation, now);
-            return Ok(Outcome {
-                status,
-                requeue: Requeue::await_change(),
-            });
+            };
+            return Ok(stop
+                .apply(ctx, policy, key, old, status, now, Requeue::await_change())
+                .await);
         }
     };
 
@@ -533,38 +136,23 @@ async fn pipeline(
         name: target.name.clone(),
     };
     let Some(selector) = ctx.index.workload_selector(target.kind, namespace, &target.name) else {
-        ctx.probes.stop(key);
         let retry = backoff(&ctx.not_found_retries, key);
         let message = format!(
             "{workload} was not found in namespace {namespace}; probing starts when it appears (next check in {}).",
             format_duration(retry)
         );
-        if ready_reason(old) != Some(reasons::TARGET_NOT_FOUND) {
-            report::publish(
-                &ctx.recorder,
-                policy,
-                true,
-                reasons::TARGET_NOT_FOUND,
-                "Dereference",
-                message.clone(),
-            )
-            .await;
-        }
         // The retry delay is not part of the condition, so repeated checks do not rewrite status.
         let stable =
             format!("{workload} was not found in namespace {namespace}; probing starts when it appears.");
-        cond(
-            &mut status,
-            conditions::READY,
-            CondStatus::False,
-            reasons::TARGET_NOT_FOUND,
-            stable,
-        );
-        not_probing(&mut status, reasons::TARGET_NOT_FOUND, generation, now);
-        return Ok(Outcome {
-            status,
-            requeue: Requeue::requeue(retry),
-        });
+        let stop = Stop {
+            reason: reasons::TARGET_NOT_FOUND,
+            action: "Dereference",
+            event: message,
+            message: stable,
+        };
+        return Ok(stop
+            .apply(ctx, policy, key, old, status, now, Requeue::requeue(retry))
+            .await);
     };
     ctx.not_found_retries
         .lock()
@@ -575,31 +163,24 @@ async fn pipeline(
     let template = match references::resolve_template(&ctx.client, namespace, &settings.probe).await {
         Ok(t) => t,
         Err(unresolved) => {
-            ctx.probes.stop(key);
             let message = format!("{unresolved}. Probing starts once it can be read.");
-            if ready_reason(old) != Some(reasons::INVALID_REFERENCE) {
-                report::publish(
-                    &ctx.recorder,
-                    policy,
-                    true,
-                    reasons::INVALID_REFERENCE,
-                    "Resolve",
-                    message.clone(),
-                )
-                .await;
-            }
-            cond(
-                &mut status,
-                conditions::READY,
-                CondStatus::False,
-                reasons::INVALID_REFERENCE,
+            let stop = Stop {
+                reason: reasons::INVALID_REFERENCE,
+                action: "Resolve",
+                event: message.clone(),
                 message,
-            );
-            not_probing(&mut status, reasons::INVALID_REFERENCE, generation, now);
-            return Ok(Outcome {
-                status,
-                requeue: Requeue::requeue(Duration::from_secs(60)),
-            });
+            };
+            return Ok(stop
+                .apply(
+                    ctx,
+                    policy,
+                    key,
+                    old,
+                    status,
+                    now,
+                    Requeue::requeue(Duration::from_secs(60)),
+                )
+                .await);
         }
     };
     let namespace_pods: Vec<Arc<Pod>> = ctx
@@ -1031,6 +612,46 @@ fn report_verdict(
         generation,
         now,
     );
+}
+
+/// An early exit of the pipeline: the policy cannot be probed. Probing stops, Ready turns False
+/// with `message`, and an Event carries `event` when the reason is new.
+struct Stop {
+    reason: &'static str,
+    action: &'static str,
+    message: String,
+    event: String,
+}
+
+impl Stop {
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        self,
+        ctx: &Context,
+        policy: &AppHealthPolicy,
+        key: &PolicyRef,
+        old: &AppHealthPolicyStatus,
+        mut status: AppHealthPolicyStatus,
+        now: jiff::Timestamp,
+        requeue: Requeue,
+    ) -> Outcome {
+        ctx.probes.stop(key);
+        if ready_reason(old) != Some(self.reason) {
+            report::publish(&ctx.recorder, policy, true, self.reason, self.action, self.event).await;
+        }
+        let generation = policy.metadata.generation;
+        set_condition(
+            &mut status.conditions,
+            conditions::READY,
+            CondStatus::False,
+            self.reason,
+            self.message,
+            generation,
+            now,
+        );
+        not_probing(&mut status, self.reason, generation, now);
+        Outcome { status, requeue }
+    }
 }
 
 /// Healthy=Unknown and Remediating kept as recorded, for a policy that is not probing.

@@ -1,0 +1,151 @@
+//! Which policies a workload, pod, ConfigMap or Secret concerns: the map from watch events to
+//! the policies to reconcile.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Pod, Secret},
+};
+use kube::{
+    core::PartialObjectMeta,
+    runtime::reflector::{ObjectRef, Store},
+};
+
+use crate::{
+    api::{AppHealthPolicy, TargetKind},
+    observe::{
+        endpoints,
+        references::{self, ConfigKind},
+    },
+};
+
+use super::PolicyRef;
+
+/// Maps workloads and pods to the policies that target them.
+#[derive(Clone)]
+pub struct TargetIndex {
+    pub(super) policies: Store<AppHealthPolicy>,
+    pub(super) deployments: Store<Deployment>,
+    pub(super) statefulsets: Store<StatefulSet>,
+    pub(super) pods: Store<Pod>,
+    pub(super) configmaps: Store<PartialObjectMeta<ConfigMap>>,
+    pub(super) secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl TargetIndex {
+    /// Policies in `namespace` whose targetRef names this workload.
+    pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
+        self.policies
+            .state()
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.spec.target_ref.kind == kind
+                    && p.spec.target_ref.name == name
+            })
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect()
+    }
+
+    /// Policies whose target workload selects this pod.
+    pub fn policies_for_pod(&self, pod: &Pod) -> Vec<PolicyRef> {
+        let Some(namespace) = pod.metadata.namespace.as_deref() else {
+            return Vec::new();
+        };
+        self.policies
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|p| {
+                self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
+                    .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
+            })
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect()
+    }
+
+    /// Policies that use this ConfigMap or Secret: in their probe (headers, CA) or through the
+    /// pods of their target.
+    pub fn policies_for_config(&self, kind: ConfigKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
+        let pods_using: Vec<Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|p| {
+                references::referenced(p)
+                    .iter()
+                    .any(|(k, n)| *k == kind && n == name)
+            })
+            .collect();
+        let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
+        for policy in self.policies.state() {
+            if policy.metadata.namespace.as_deref() == Some(namespace) && probe_uses(&policy, kind, name) {
+                refs.push(ObjectRef::from_obj(policy.as_ref()));
+            }
+        }
+        refs.sort_by(|a, b| a.name.cmp(&b.name));
+        refs.dedup();
+        refs
+    }
+
+    /// The metadata of a ConfigMap or Secret, from the cache.
+    pub(super) fn config_meta(
+        &self,
+        kind: ConfigKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+        match kind {
+            ConfigKind::ConfigMap => self
+                .configmaps
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|m| m.metadata.clone()),
+            ConfigKind::Secret => self
+                .secrets
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|m| m.metadata.clone()),
+        }
+    }
+
+    pub(super) fn workload_selector(
+        &self,
+        kind: TargetKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+        match kind {
+            TargetKind::Deployment => self
+                .deployments
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
+            TargetKind::StatefulSet => self
+                .statefulsets
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
+        }
+    }
+}
+
+/// Whether a policy's probe reads this ConfigMap or Secret (header values, CA bundle).
+fn probe_uses(policy: &AppHealthPolicy, kind: ConfigKind, name: &str) -> bool {
+    let Some(http) = &policy.spec.probe.http else {
+        return false;
+    };
+    let header = kind == ConfigKind::Secret
+        && http.headers.iter().any(|h| {
+            h.value_from
+                .as_ref()
+                .is_some_and(|f| f.secret_key_ref.name == name)
+        });
+    let ca = http
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+        .is_some_and(|ca| match kind {
+            ConfigKind::Secret => ca.secret_key_ref.as_ref().is_some_and(|k| k.name == name),
+            ConfigKind::ConfigMap => ca.config_map_key_ref.as_ref().is_some_and(|k| k.name == name),
+        });
+    header || ca
+}

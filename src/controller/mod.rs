@@ -1,0 +1,287 @@
+//! kube-runtime wiring: watches, the reconcile pipeline, error policy.
+//!
+//! Watches: AppHealthPolicies (the controller's own watch), and Deployments, StatefulSets and Pods
+//! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
+//! them. Probe tasks nudge the controller when a verdict changes. The reconcile is a pipeline:
+//! validate → dereference the target → resolve endpoints and (re)start probing → plan → act →
+//! report, and writes status only when it changed.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Pod, Secret},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::ListParams,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action as Requeue},
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    Error, Result,
+    act::{Executor, MANAGER},
+    api::{AppHealthPolicy, TargetKind},
+    clock::Clock,
+    observe::{
+        metrics::MetricsApi,
+        prober::HttpProber,
+        references::ConfigKind,
+        schedule::{ProbeTasks, Probing},
+    },
+};
+
+mod index;
+mod reconcile;
+
+pub use index::TargetIndex;
+use reconcile::reconcile;
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Watch one namespace only (needs no cluster-wide rights), or all when None.
+    pub namespace: Option<String>,
+    /// How often a policy is looked at again without any event (costs no writes).
+    pub resync: Duration,
+    /// Identity of this replica in Events.
+    pub instance: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            resync: Duration::from_secs(300),
+            instance: None,
+        }
+    }
+}
+
+type PolicyRef = ObjectRef<AppHealthPolicy>;
+
+/// Shared state of the reconcile loop.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    clock: Arc<dyn Clock>,
+    executor: Executor,
+    probes: ProbeTasks<PolicyRef>,
+    index: TargetIndex,
+    resync: Duration,
+    not_found_retries: Mutex<HashMap<PolicyRef, u32>>,
+}
+
+/// Checks that the CRD is installed, with a call that works under namespaced RBAC too.
+async fn ensure_crd(api: &Api<AppHealthPolicy>) -> Result<()> {
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Err(Error::CrdMissing(status.message.clone()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let ns = config.namespace.as_deref();
+    let policies: Api<AppHealthPolicy> = scoped(&client, ns);
+    ensure_crd(&policies).await?;
+
+    let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
+    let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client, ns);
+    let (pods, pod_events) = reflect::<Pod>(&client, ns);
+    let (configmaps, configmap_events) = reflect_metadata::<ConfigMap>(&client, ns);
+    let (secrets, secret_events) = reflect_metadata::<Secret>(&client, ns);
+
+    let controller = Controller::new(policies, watcher::Config::default())
+        .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
+    let index = TargetIndex {
+        policies: controller.store(),
+        deployments,
+        statefulsets,
+        pods,
+        configmaps,
+        secrets,
+    };
+
+    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
+    let triggers = {
+        let (i1, i2, i3, i4, i5) = (
+            index.clone(),
+            index.clone(),
+            index.clone(),
+            index.clone(),
+            index.clone(),
+        );
+        let deployment_triggers = deployment_events.flat_map(move |d: Deployment| {
+            let ns = d.namespace().unwrap_or_default();
+            stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
+        });
+        let statefulset_triggers = statefulset_events.flat_map(move |s: StatefulSet| {
+            let ns = s.namespace().unwrap_or_default();
+            stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
+        });
+        let pod_triggers = pod_events.flat_map(move |p: Pod| stream::iter(i3.policies_for_pod(&p)));
+        let configmap_triggers = configmap_events.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
+            let ns = c.namespace().unwrap_or_default();
+            stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))
+        });
+        let secret_triggers = secret_events.flat_map(move |c: PartialObjectMeta<Secret>| {
+            let ns = c.namespace().unwrap_or_default();
+            stream::iter(i5.policies_for_config(ConfigKind::Secret, &ns, &c.name_any()))
+        });
+        stream::select_all([
+            deployment_triggers.boxed(),
+            statefulset_triggers.boxed(),
+            pod_triggers.boxed(),
+            configmap_triggers.boxed(),
+            secret_triggers.boxed(),
+            stream::unfold(
+                nudge_rx,
+                |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
+            )
+            .boxed(),
+        ])
+    };
+
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: config.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        executor: Executor::new(client.clone()),
+        probes: ProbeTasks::new(Probing {
+            prober: HttpProber::new()?,
+            clock: clock.clone(),
+            usage: Arc::new(MetricsApi::new(client.clone())),
+            nudge: nudge_tx,
+            alive: {
+                let policies = index.policies.clone();
+                Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
+            },
+        }),
+        clock,
+        index: index.clone(),
+        resync: config.resync,
+        not_found_retries: Mutex::default(),
+        client,
+    });
+
+    controller
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(policy = %obj, "policy is gone")
+                }
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// A reflector for `K` and the stream of objects it sees change.
+fn reflect<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let events = reflector::reflector(
+        writer,
+        watcher(scoped::<K>(client, namespace), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|r| async move {
+        r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error"))
+            .ok()
+    });
+    (store, events)
+}
+
+/// A metadata-only reflector for `K` (values of Secrets are never cached) and its change stream.
+fn reflect_metadata<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl futures::Stream<Item = PartialObjectMeta<K>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|r| async move {
+            r.map_err(
+                |e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "metadata watch error"),
+            )
+            .ok()
+        });
+    (store, events)
+}
+
+fn error_policy(policy: Arc<AppHealthPolicy>, error: &Error, _ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(policy = %policy.name_any(), error = %error, label = error.metric_label(), "reconcile failed; retrying");
+    Requeue::requeue(Duration::from_secs(10))
+}
