@@ -303,3 +303,36 @@ async fn an_expiring_certificate_verified_with_a_ca_from_a_configmap_fires() {
     );
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_changed_after_the_pods_started_fires_config_changed_and_restarts() {
+    let mut h = Harness::new(1).await;
+    h.server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config", "namespace": NS},
+                       "data": {"mode": "fast"}}))
+        .unwrap();
+    let mut pod = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap();
+    pod["spec"]["volumes"] = json!([{"name": "config", "configMap": {"name": "web-config"}}]);
+    h.server.replace(pod).unwrap();
+    h.create_policy("web", json!({"triggers": [{"configChanged": {}}]}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    // A minute later someone edits the ConfigMap; the pod still runs with the old one.
+    h.server.advance_clock(std::time::Duration::from_secs(60));
+    let mut cm = h.server.get("v1", "ConfigMap", Some(NS), "web-config").unwrap();
+    cm["data"]["mode"] = json!("safe");
+    h.server.replace(cm).unwrap();
+
+    let evidence = unhealthy_evidence(&h, "web").await;
+    assert_eq!(evidence["trigger"], "configChanged");
+    let message = evidence["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("web-a: ConfigMap web-config changed at "),
+        "{message}"
+    );
+    assert!(message.contains(", after the pod started at "), "{message}");
+    let note = h.wait_event("web", "RolloutRestarted").await;
+    assert!(note.contains("configChanged"), "{note}");
+    h.stop_operator().await;
+}
