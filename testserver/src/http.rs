@@ -36,8 +36,8 @@ pub const UNKNOWN_MANAGER: &str = "unknown";
 pub struct Shared {
     /// Objects.
     pub store: Store,
-    /// Every request served, in order.
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// Every request, in order of arrival, with the status it was answered with (0 until then).
+    pub requests: Mutex<Vec<(RecordedRequest, Arc<std::sync::atomic::AtomicU16>)>>,
     /// Fault injection.
     pub hook: Mutex<Option<FaultHook>>,
     /// Becomes `true` on shutdown; ends open watches.
@@ -74,6 +74,13 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             .map(str::to_string),
         status: 0,
     };
+    // Logged on arrival, so a write is in the log before its effect can be seen in the store.
+    let answered = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((rec.clone(), answered.clone()));
     let hook = shared.hook.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let fault = hook.and_then(|h| h(&rec));
     let resp = match fault {
@@ -96,11 +103,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         status = rec.status,
         "request"
     );
-    shared
-        .requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(rec);
+    answered.store(rec.status, std::sync::atomic::Ordering::SeqCst);
     resp
 }
 

@@ -132,7 +132,7 @@ pub struct RecordedRequest {
     pub query: String,
     /// `Content-Type` header (tells the patch flavour).
     pub content_type: Option<String>,
-    /// HTTP status answered; 0 while the fault hook is looking at it.
+    /// HTTP status answered; 0 while the request is being served (and while the fault hook looks at it).
     pub status: u16,
 }
 
@@ -389,13 +389,18 @@ impl TestServer {
         self.shared.store.resource_version()
     }
 
-    /// Every HTTP request served so far, in order.
+    /// Every HTTP request so far, in order of arrival; one still being served has `status` 0.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared
             .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(rec, answered)| RecordedRequest {
+                status: answered.load(std::sync::atomic::Ordering::SeqCst),
+                ..rec.clone()
+            })
+            .collect()
     }
 
     /// Forget the recorded requests.
