@@ -36,6 +36,12 @@ enum Command {
         /// Identity of this replica in Events (defaults to the pod name when set).
         #[arg(long, env = "POD_NAME")]
         instance: Option<String>,
+        /// Average Kubernetes API requests per second (client-side limit).
+        #[arg(long, default_value_t = 5.0, env = "APPHEALTH_API_QPS")]
+        api_qps: f64,
+        /// Most Kubernetes API requests at once before the limit applies.
+        #[arg(long, default_value_t = 10, env = "APPHEALTH_API_BURST")]
+        api_burst: u64,
     },
     /// Print the AppHealthPolicy CustomResourceDefinition as YAML.
     Crd,
@@ -116,12 +122,25 @@ async fn main() -> ExitCode {
             namespace,
             log_format,
             instance,
+            api_qps,
+            api_burst,
         } => {
             telemetry::init(log_format);
-            let client = match kube::Client::try_default().await {
+            let config = match kube::Config::infer().await {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: no Kubernetes configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let limit = controller::ApiRateLimit {
+                qps: api_qps,
+                burst: api_burst,
+            };
+            let client = match controller::rate_limited_client(config, limit) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };

@@ -86,6 +86,36 @@ pub struct Context {
     not_found_retries: Mutex<HashMap<PolicyRef, u32>>,
 }
 
+/// Client-side limit on Kubernetes API requests: on average `qps` per second, at most `burst`
+/// at once, so a storm of events cannot turn into a storm of API calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiRateLimit {
+    pub qps: f64,
+    pub burst: u64,
+}
+
+impl Default for ApiRateLimit {
+    fn default() -> Self {
+        Self { qps: 5.0, burst: 10 }
+    }
+}
+
+/// A client for `config` whose requests pass a rate limit: `burst` requests per window of
+/// `burst / qps` seconds (5/s with bursts of 10 by default).
+pub fn rate_limited_client(config: kube::Config, limit: ApiRateLimit) -> Result<Client> {
+    let burst = limit.burst.max(1);
+    let qps = if limit.qps.is_finite() && limit.qps > 0.0 {
+        limit.qps
+    } else {
+        ApiRateLimit::default().qps
+    };
+    let window = Duration::from_secs_f64(burst as f64 / qps);
+    let layer = tower::limit::RateLimitLayer::new(burst, window);
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
+
 /// Checks that the CRD is installed, with a call that works under namespaced RBAC too.
 async fn ensure_crd(api: &Api<AppHealthPolicy>) -> Result<()> {
     match api.list(&ListParams::default().limit(1)).await {

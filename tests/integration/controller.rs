@@ -478,3 +478,52 @@ async fn via_service_probes_the_cluster_ip() {
     );
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_side_rate_limit_holds_requests_back() {
+    use apphealth_operator::controller::{ApiRateLimit, rate_limited_client};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+
+    let server = apphealth_testserver::TestServer::start().await.unwrap();
+    // Three requests per hour: a fourth would wait far longer than this test runs.
+    let config = kube::Config::new(server.url().parse().unwrap());
+    let limited = rate_limited_client(
+        config,
+        ApiRateLimit {
+            qps: 3.0 / 3600.0,
+            burst: 3,
+        },
+    )
+    .unwrap();
+    let asked: Vec<_> = (0..5)
+        .map(|_| {
+            let api: Api<ConfigMap> = Api::namespaced(limited.clone(), NS);
+            tokio::spawn(async move { api.get_opt("limited").await })
+        })
+        .collect();
+    let sent = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/limited"))
+            .count()
+    };
+    wait_until("the burst to go out", PATIENCE, || async {
+        (sent() >= 3).then_some(())
+    })
+    .await;
+    // An unlimited client's five round trips, one after another, witness that time passed.
+    let free: Api<ConfigMap> = Api::namespaced(crate::harness::client(&server), NS);
+    for _ in 0..5 {
+        free.get_opt("free").await.unwrap();
+    }
+    assert_eq!(
+        sent(),
+        3,
+        "requests beyond the burst must wait for the next window"
+    );
+    for task in asked {
+        task.abort();
+    }
+}
