@@ -527,3 +527,45 @@ async fn the_client_side_rate_limit_holds_requests_back() {
         task.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_retried_and_failing_events_do_not_block_status() {
+    use apphealth_testserver::Fault;
+
+    let mut h = Harness::new(1).await;
+    let internal = |what: &str| Fault::Status {
+        code: 500,
+        reason: "InternalError".into(),
+        message: format!("{what} is down"),
+    };
+    // Status writes and Event creation both fail at first.
+    h.server.set_fault_hook(move |r| {
+        let status_write = r.method == "PATCH" && r.path.ends_with("/status");
+        let event = r.method == "POST" && r.path.contains("/events");
+        (status_write || event).then(|| internal("the store"))
+    });
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    let failed_status_writes = || {
+        h.server
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/status") && r.status == 500)
+            .count()
+    };
+    wait_until("a failed status write to be retried", PATIENCE, || async {
+        (failed_status_writes() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        h.policy("web")["status"].is_null(),
+        "nothing could be written yet"
+    );
+
+    // Status writes recover; Events keep failing: status still gets through.
+    h.server.set_fault_hook(move |r| {
+        (r.method == "POST" && r.path.contains("/events")).then(|| internal("events"))
+    });
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.stop_operator().await;
+}
