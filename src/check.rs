@@ -89,6 +89,51 @@ fn describe(settings: &Settings) -> String {
     )
 }
 
+/// What check mode cannot reproduce without a cluster, so the printout does not pretend.
+fn unavailable_here(settings: &Settings) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let crate::api::validate::Check::Http(http) = &settings.probe.check {
+        for h in &http.headers {
+            if let crate::api::validate::HeaderSource::Secret(key) = &h.value {
+                notes.push(format!(
+                    "header {} comes from Secret {} and is not sent (check mode reads no cluster)",
+                    h.name, key.name
+                ));
+            }
+        }
+        if http.tls.ca.is_some() {
+            notes.push("tls.ca is read from the cluster; the system trust roots are used instead".into());
+        }
+        for path in &http.extra_paths {
+            notes.push(format!(
+                "only the given URL is probed, not the trigger path {path}"
+            ));
+        }
+    }
+    let cluster_only: Vec<&str> = settings
+        .triggers
+        .iter()
+        .filter(|t| {
+            matches!(
+                t,
+                TriggerSettings::Memory { .. }
+                    | TriggerSettings::Cpu { .. }
+                    | TriggerSettings::Restarts { .. }
+                    | TriggerSettings::OomKilled { .. }
+                    | TriggerSettings::ConfigChanged
+            )
+        })
+        .map(TriggerSettings::name)
+        .collect();
+    if !cluster_only.is_empty() {
+        notes.push(format!(
+            "{} read pods and metrics from a cluster and stay inactive here",
+            cluster_only.join(", ")
+        ));
+    }
+    notes
+}
+
 /// Runs the check, writing a line per probe and per decision to `out`.
 pub async fn run(
     policy: &AppHealthPolicy,
@@ -124,6 +169,9 @@ pub async fn run(
         describe(&settings)
     )
     .map_err(io)?;
+    for note in unavailable_here(&settings) {
+        writeln!(out, "note: {note}").map_err(io)?;
+    }
 
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

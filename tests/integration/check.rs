@@ -93,3 +93,24 @@ fn a_file_that_is_not_a_policy_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn what_check_mode_cannot_do_without_a_cluster_is_said_not_hidden() {
+    let (_app, url, _task) = app(Mode::Healthy).await;
+    let text = include_str!("../../examples/policies/bursts-502-503.yaml");
+    let policy = check::parse_policy("bursts.yaml", text).unwrap();
+    let options = CheckOptions {
+        url,
+        probes: Some(1),
+        period: Some(Duration::from_millis(20)),
+    };
+    let mut out = Vec::new();
+    check::run(&policy, &options, Arc::new(SystemClock), &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("note: header Authorization comes from Secret storefront-probe and is not sent"),
+        "{out}"
+    );
+}
