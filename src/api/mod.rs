@@ -5,6 +5,7 @@ pub mod quantity;
 pub mod spec;
 pub mod status;
 pub mod validate;
+pub mod watched;
 
 pub use duration::{DURATION_PATTERN, Duration, format as format_duration};
 pub use spec::*;
@@ -29,6 +30,7 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const INVALID_REFERENCE: &str = "InvalidReference";
+    pub const UNREADABLE: &str = "UnreadablePolicy";
     pub const NO_PODS: &str = "NoProbeTargets";
     pub const SUSPENDED: &str = "Suspended";
     // Healthy

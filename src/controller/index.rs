@@ -13,7 +13,7 @@ use kube::{
 };
 
 use crate::{
-    api::{AppHealthPolicy, TargetKind},
+    api::{AppHealthPolicy, TargetKind, watched::Watched},
     observe::{
         endpoints,
         references::{self, ConfigKind},
@@ -25,7 +25,7 @@ use super::PolicyRef;
 /// Maps workloads and pods to the policies that target them.
 #[derive(Clone)]
 pub struct TargetIndex {
-    pub(super) policies: Store<AppHealthPolicy>,
+    pub(super) policies: Store<Watched>,
     pub(super) deployments: Store<Deployment>,
     pub(super) statefulsets: Store<StatefulSet>,
     pub(super) pods: Store<Pod>,
@@ -34,17 +34,27 @@ pub struct TargetIndex {
 }
 
 impl TargetIndex {
-    /// Policies in `namespace` whose targetRef names this workload.
-    pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
+    /// The decoded policies in `namespace` (unreadable ones concern no workload).
+    fn policies_in(&self, namespace: &str) -> Vec<(PolicyRef, AppHealthPolicy)> {
         self.policies
             .state()
             .iter()
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace)
-                    && p.spec.target_ref.kind == kind
-                    && p.spec.target_ref.name == name
+            .filter(|w| w.metadata.namespace.as_deref() == Some(namespace))
+            .filter_map(|w| {
+                w.decoded
+                    .as_ref()
+                    .ok()
+                    .map(|p| (ObjectRef::from_obj(w.as_ref()), p.clone()))
             })
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect()
+    }
+
+    /// Policies in `namespace` whose targetRef names this workload.
+    pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
+        self.policies_in(namespace)
+            .into_iter()
+            .filter(|(_, p)| p.spec.target_ref.kind == kind && p.spec.target_ref.name == name)
+            .map(|(r, _)| r)
             .collect()
     }
 
@@ -53,15 +63,13 @@ impl TargetIndex {
         let Some(namespace) = pod.metadata.namespace.as_deref() else {
             return Vec::new();
         };
-        self.policies
-            .state()
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| {
+        self.policies_in(namespace)
+            .into_iter()
+            .filter(|(_, p)| {
                 self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
                     .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
             })
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .map(|(r, _)| r)
             .collect()
     }
 
@@ -80,11 +88,12 @@ impl TargetIndex {
             })
             .collect();
         let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
-        for policy in self.policies.state() {
-            if policy.metadata.namespace.as_deref() == Some(namespace) && probe_uses(&policy, kind, name) {
-                refs.push(ObjectRef::from_obj(policy.as_ref()));
-            }
-        }
+        refs.extend(
+            self.policies_in(namespace)
+                .into_iter()
+                .filter(|(_, p)| probe_uses(p, kind, name))
+                .map(|(r, _)| r),
+        );
         refs.sort_by(|a, b| a.name.cmp(&b.name));
         refs.dedup();
         refs

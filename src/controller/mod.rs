@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use crate::{
     Error, Result,
     act::{Executor, MANAGER},
-    api::{AppHealthPolicy, TargetKind},
+    api::{TargetKind, watched::Watched},
     clock::Clock,
     observe::{
         metrics::MetricsApi,
@@ -72,7 +72,7 @@ impl Default for Config {
     }
 }
 
-type PolicyRef = ObjectRef<AppHealthPolicy>;
+type PolicyRef = ObjectRef<Watched>;
 
 /// Shared state of the reconcile loop.
 pub struct Context {
@@ -117,7 +117,7 @@ pub fn rate_limited_client(config: kube::Config, limit: ApiRateLimit) -> Result<
 }
 
 /// Checks that the CRD is installed, with a call that works under namespaced RBAC too.
-async fn ensure_crd(api: &Api<AppHealthPolicy>) -> Result<()> {
+async fn ensure_crd(api: &Api<Watched>) -> Result<()> {
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => {
@@ -146,7 +146,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let ns = config.namespace.as_deref();
-    let policies: Api<AppHealthPolicy> = scoped(&client, ns);
+    let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
     let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
@@ -311,7 +311,7 @@ where
     (store, events)
 }
 
-fn error_policy(policy: Arc<AppHealthPolicy>, error: &Error, _ctx: Arc<Context>) -> Requeue {
+fn error_policy(policy: Arc<Watched>, error: &Error, _ctx: Arc<Context>) -> Requeue {
     tracing::warn!(policy = %policy.name_any(), error = %error, label = error.metric_label(), "reconcile failed; retrying");
     Requeue::requeue(Duration::from_secs(10))
 }

@@ -33,6 +33,7 @@ use crate::{
 };
 
 use super::{Context, PolicyRef};
+use crate::api::watched::Watched;
 
 /// What the pipeline decided, to be written to status and Events.
 struct Outcome {
@@ -40,18 +41,69 @@ struct Outcome {
     requeue: Requeue,
 }
 
-#[tracing::instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
-pub(super) async fn reconcile(policy: Arc<AppHealthPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
-    let key = ObjectRef::from_obj(policy.as_ref());
-    let namespace = policy.namespace().unwrap_or_default();
+#[tracing::instrument(skip_all, fields(policy = %watched.name_any(), namespace = watched.namespace().unwrap_or_default()))]
+pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Requeue> {
+    let key = ObjectRef::from_obj(watched.as_ref());
+    let namespace = watched.namespace().unwrap_or_default();
     let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let policy = match &watched.decoded {
+        Ok(policy) => policy,
+        Err(problem) => {
+            let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &namespace);
+            return unreadable(&watched, &key, problem, &api, &ctx).await;
+        }
+    };
     let old = policy.status.clone().unwrap_or_default();
 
-    let outcome = pipeline(&policy, &key, &namespace, &api, &old, &ctx).await?;
+    let outcome = pipeline(policy, &key, &namespace, &api, &old, &ctx).await?;
     if outcome.status != old {
         report::apply_status(&api, &policy.name_any(), &outcome.status).await?;
     }
     Ok(outcome.requeue)
+}
+
+/// A policy this operator version cannot read: stop probing it and say why on its Ready
+/// condition. Written with a field manager of its own, so the recorded remediation state (owned by
+/// the operator's manager) stays in status for when the policy is readable again.
+async fn unreadable(
+    watched: &Watched,
+    key: &PolicyRef,
+    problem: &str,
+    api: &Api<Watched>,
+    ctx: &Context,
+) -> Result<Requeue> {
+    ctx.probes.stop(key);
+    let message = format!(
+        "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
+         nothing is probed until then."
+    );
+    let now = clock::whole_seconds(ctx.clock.now());
+    let condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: conditions::READY.into(),
+        status: "False".into(),
+        reason: reasons::UNREADABLE.into(),
+        message: message.clone(),
+        observed_generation: watched.metadata.generation,
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+    };
+    if watched
+        .ready
+        .as_ref()
+        .is_some_and(|c| c.reason == reasons::UNREADABLE && c.message == message)
+    {
+        return Ok(Requeue::await_change());
+    }
+    report::apply_conditions(api, &watched.name_any(), report::GUARD_MANAGER, &[condition]).await?;
+    report::publish(
+        &ctx.recorder,
+        watched,
+        true,
+        reasons::UNREADABLE,
+        "Decode",
+        message,
+    )
+    .await;
+    Ok(Requeue::await_change())
 }
 
 async fn pipeline(

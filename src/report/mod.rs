@@ -93,17 +93,40 @@ pub async fn apply_status(
     Ok(())
 }
 
+/// The field manager of Ready conditions written for policies the operator cannot read: kept apart
+/// from [`MANAGER`], whose server-side apply would otherwise drop the rest of the recorded status.
+pub const GUARD_MANAGER: &str = "apphealth-operator-guard";
+
+/// Applies just these conditions to a policy's status, as `manager`.
+pub async fn apply_conditions<K>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    conditions: &[Condition],
+) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": "apphealth.io/v1alpha1",
+        "kind": "AppHealthPolicy",
+        "status": {"conditions": conditions},
+    });
+    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
 /// Publishes an Event about a policy. Failing to publish is logged, never fatal: Events are a
 /// courtesy to people, status is the record.
-pub async fn publish(
+pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     recorder: &Recorder,
-    policy: &AppHealthPolicy,
+    policy: &K,
     warning: bool,
     reason: &str,
     action: &str,
     note: String,
 ) {
-    use kube::Resource;
     let event = Event {
         type_: if warning {
             EventType::Warning

@@ -569,3 +569,40 @@ async fn api_errors_are_retried_and_failing_events_do_not_block_status() {
     h.wait_condition("web", "Healthy", "True", None).await;
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_this_version_cannot_read_is_reported_alone() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("good", json!({}));
+    // The test server does not validate against the CRD schema, as a newer CRD would not:
+    // this policy carries an action this operator version does not know.
+    h.create_policy(
+        "newer",
+        json!({"remediation": {"steps": [{"action": "ScaleOut"}]}}),
+    );
+    h.start_operator(Some(NS));
+
+    h.wait_condition("good", "Healthy", "True", None).await;
+    let newer = h
+        .wait_condition("newer", "Ready", "False", Some("UnreadablePolicy"))
+        .await;
+    let message = condition(&newer, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.starts_with(
+            "This operator version cannot read the policy: spec.remediation.steps[0].action: unknown variant `ScaleOut`"
+        ),
+        "{message}"
+    );
+    h.wait_event("newer", "UnreadablePolicy").await;
+
+    // Once it is readable again it is probed like any other.
+    let mut policy = h.policy("newer");
+    policy["spec"]["remediation"]["steps"][0]["action"] = json!("RolloutRestart");
+    h.server.replace(policy).unwrap();
+    h.wait_condition("newer", "Ready", "True", Some("Probing")).await;
+    h.wait_condition("newer", "Healthy", "True", None).await;
+    h.stop_operator().await;
+}
