@@ -152,8 +152,8 @@ pub async fn run(
     let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
     let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client, ns);
     let (pods, pod_events) = reflect::<Pod>(&client, ns);
-    let (configmaps, configmap_events) = reflect_metadata::<ConfigMap>(&client, ns);
-    let (secrets, secret_events) = reflect_metadata::<Secret>(&client, ns);
+    let (configmaps, configmap_events) = reflect::<PartialObjectMeta<ConfigMap>>(&client, ns);
+    let (secrets, secret_events) = reflect::<PartialObjectMeta<Secret>>(&client, ns);
 
     let controller = Controller::new(policies, watcher::Config::default())
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
@@ -247,7 +247,8 @@ pub async fn run(
     Ok(())
 }
 
-/// A reflector for `K` and the stream of objects it sees change.
+/// A reflector for `K` and the stream of objects it sees change. For `PartialObjectMeta<_>` only
+/// metadata is requested (values of Secrets are never cached).
 fn reflect<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -273,41 +274,6 @@ where
         r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error"))
             .ok()
     });
-    (store, events)
-}
-
-/// A metadata-only reflector for `K` (values of Secrets are never cached) and its change stream.
-fn reflect_metadata<K>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> (
-    Store<PartialObjectMeta<K>>,
-    impl futures::Stream<Item = PartialObjectMeta<K>> + Send + 'static,
-)
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let api: Api<PartialObjectMeta<K>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|r| async move {
-            r.map_err(
-                |e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "metadata watch error"),
-            )
-            .ok()
-        });
     (store, events)
 }
 
