@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check unit apiserver e2e clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check apiserver clean
 
 all: build
 
@@ -45,10 +45,6 @@ crd-check:
 APISERVER_PORT ?= 6443
 apiserver:
 	$(CARGO) run --quiet -p apphealth-testserver -- --port $(APISERVER_PORT) --kubeconfig target/testserver.kubeconfig
-
-# Real-cluster tests against the current kube context (kind/k3d); ignored by `make test`.
-e2e:
-	$(CARGO) test --test integration -- --ignored --test-threads=1
 
 clean:
 	$(CARGO) clean
