@@ -20,53 +20,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// Wall-clock time derived from tokio's clock: it moves with `tokio::time::pause`/`advance` in
-/// tests and with real time otherwise, so timers and timestamps always agree.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    origin: Timestamp,
-    started: tokio::time::Instant,
-}
-
-impl TokioClock {
-    pub fn starting_at(origin: Timestamp) -> Self {
-        Self {
-            origin,
-            started: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> Timestamp {
-        let elapsed = SignedDuration::try_from(self.started.elapsed()).unwrap_or(SignedDuration::MAX);
-        self.origin.saturating_add(elapsed).unwrap_or(Timestamp::MAX)
-    }
-}
-
-/// A clock that only moves when told to: for pure-core tests and for jumping over a cooldown in
-/// controller tests without waiting.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<Timestamp>>);
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        Self(Arc::new(Mutex::new(start)))
-    }
-
-    pub fn advance(&self, by: std::time::Duration) {
-        let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
-        let mut now = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now = now.saturating_add(by).unwrap_or(Timestamp::MAX);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// A clock offset from another by an adjustable amount: real time for probes and timers, plus a jump
 /// the test controls (e.g. "an hour later", to step past a cooldown).
 #[derive(Clone)]
@@ -124,21 +77,21 @@ pub fn until(now: Timestamp, then: Timestamp) -> std::time::Duration {
 mod tests {
     use super::*;
 
-    #[test]
-    fn manual_clock_moves_only_when_told() {
-        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let clock = ManualClock::new(start);
-        assert_eq!(clock.now(), start);
-        clock.advance(std::time::Duration::from_secs(90));
-        assert_eq!(clock.now(), "2026-01-01T00:01:30Z".parse().unwrap());
+    struct Fixed(Timestamp);
+
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn tokio_clock_follows_paused_time() {
+    #[test]
+    fn an_offset_clock_jumps_when_told() {
         let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let clock = TokioClock::starting_at(start);
-        tokio::time::advance(std::time::Duration::from_secs(300)).await;
-        assert_eq!(clock.now(), "2026-01-01T00:05:00Z".parse().unwrap());
+        let clock = OffsetClock::new(Fixed(start));
+        assert_eq!(clock.now(), start);
+        clock.jump(std::time::Duration::from_secs(3601));
+        assert_eq!(clock.now(), "2026-01-01T01:00:01Z".parse().unwrap());
     }
 
     #[test]

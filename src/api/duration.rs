@@ -1,6 +1,6 @@
 //! Durations as users write them in a policy: `90s`, `5m`, `1h30m`.
 
-use std::{borrow::Cow, fmt, str::FromStr, time};
+use std::{borrow::Cow, fmt, str::FromStr, sync::LazyLock, time};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,34 +65,11 @@ impl JsonSchema for Duration {
     }
 }
 
-/// The same grammar as [`DURATION_PATTERN`], without pulling in a regex engine.
+/// Whether `s` matches [`DURATION_PATTERN`], the grammar the schema enforces.
 fn matches_pattern(s: &str) -> bool {
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if int_len == 0 {
-            return false;
-        }
-        rest = &rest[int_len..];
-        if let Some(frac) = rest.strip_prefix('.') {
-            let frac_len = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if frac_len == 0 {
-                return false;
-            }
-            rest = &frac[frac_len..];
-        }
-        rest = if let Some(r) = rest.strip_prefix("ms") {
-            r
-        } else if let Some(r) = rest.strip_prefix(['s', 'm', 'h']) {
-            r
-        } else {
-            return false;
-        };
-    }
-    true
+    static PATTERN: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(DURATION_PATTERN).ok());
+    PATTERN.as_ref().is_some_and(|p| p.is_match(s))
 }
 
 /// Formats a duration the way the spec writes them (`1h30m`, `1m30s`, `250ms`, `1.5s`).

@@ -443,9 +443,6 @@ pub struct ConsecutiveFailures {
     pub threshold: u32,
 }
 
-/// Maximum window of a sliding-window trigger: bounds how many samples are kept per pod.
-pub const MAX_WINDOW: &str = "1h";
-
 /// Fires when `count` responses with one of `codes` arrive within `window`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

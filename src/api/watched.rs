@@ -26,20 +26,6 @@ pub struct Watched {
 }
 
 impl Watched {
-    pub fn from_policy(policy: AppHealthPolicy) -> Self {
-        let ready = policy.status.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == super::conditions::READY)
-                .cloned()
-        });
-        Self {
-            metadata: policy.metadata.clone(),
-            ready,
-            decoded: Ok(policy),
-        }
-    }
-
     /// Decodes a policy from JSON, keeping its metadata whatever else is wrong with it.
     pub fn from_value(value: serde_json::Value) -> Result<Self, serde_json::Error> {
         let metadata: ObjectMeta = match value.get("metadata") {

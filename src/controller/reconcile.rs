@@ -351,7 +351,7 @@ async fn pipeline(
     }
     if let Some(v) = &verdict {
         report_verdict(&mut status, old, v, generation, now);
-        if ready_health(old) != Some(v.health) {
+        if recorded_health(old) != Some(v.health) {
             match v.health {
                 Health::Unhealthy => {
                     report::publish(
@@ -364,7 +364,7 @@ async fn pipeline(
                     )
                     .await;
                 }
-                Health::Healthy if ready_health(old) == Some(Health::Unhealthy) => {
+                Health::Healthy if recorded_health(old) == Some(Health::Unhealthy) => {
                     report::publish(
                         &ctx.recorder,
                         policy,
@@ -766,7 +766,7 @@ fn blocked_reason(status: &AppHealthPolicyStatus) -> Option<&str> {
         .map(|c| c.reason.as_str())
 }
 
-fn ready_health(status: &AppHealthPolicyStatus) -> Option<Health> {
+fn recorded_health(status: &AppHealthPolicyStatus) -> Option<Health> {
     status.verdict.as_ref().map(|v| v.health)
 }
 

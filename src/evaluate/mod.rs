@@ -82,18 +82,6 @@ pub struct TargetVerdict {
 }
 
 impl TargetVerdict {
-    pub fn unknown(since: Timestamp) -> Self {
-        Self {
-            health: Health::Unknown,
-            since,
-            evidence: Vec::new(),
-            probed: 0,
-            healthy: 0,
-            unhealthy: Vec::new(),
-            notes: Vec::new(),
-        }
-    }
-
     /// Whether two verdicts differ in anything worth reporting (health, evidence, counts, notes).
     pub fn differs_from(&self, other: &Self) -> bool {
         self.health != other.health

@@ -122,20 +122,6 @@ where
             .get(key)
             .cloned()
     }
-
-    /// How many policies are being probed.
-    pub fn len(&self) -> usize {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|t| !t.handle.is_finished())
-            .count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn random_offset(period: Duration) -> Duration {
@@ -150,7 +136,7 @@ fn schedule(period: Duration) -> tokio::time::Interval {
 }
 
 /// Sends one round of probes, the i-th of n starting i/n of the way into the first half of the period.
-pub async fn probe_round(
+async fn probe_round(
     prober: &HttpProber,
     clock: &Arc<dyn Clock>,
     requests: &[ProbeRequest],

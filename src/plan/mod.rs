@@ -1,8 +1,6 @@
 //! Plan: ladder position + guards → what to do next. Pure: the caller passes the verdict, the
 //! ladder state read from status, and the time.
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 
 use crate::{
@@ -134,11 +132,6 @@ pub fn plan(settings: &Settings, health: Health, ladder: &LadderState, now: Time
 
 fn step_settings(steps: &[StepSettings], step: u32) -> Option<&StepSettings> {
     steps.get((step as usize).checked_sub(1)?)
-}
-
-/// The timeout of a 1-based step, if it exists.
-pub fn step_timeout(settings: &Settings, step: u32) -> Option<Duration> {
-    step_settings(&settings.steps, step).map(|s| s.timeout)
 }
 
 #[cfg(test)]
