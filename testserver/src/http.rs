@@ -61,6 +61,16 @@ fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.to_status())
 }
 
+/// The namespace, label selector and field selector of a list, watch or delete-collection.
+fn filter(namespace: &Option<String>, query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+    let param = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    Ok(Filter {
+        namespace: namespace.clone(),
+        labels: LabelSelector::parse(param("labelSelector"))?,
+        fields: FieldSelector::parse(param("fieldSelector"))?,
+    })
+}
+
 /// The axum handler for every request.
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let mut rec = RecordedRequest {
@@ -407,15 +417,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     };
     match (&parts.method, name) {
         (&Method::GET, None) => {
-            let filter = Filter {
-                namespace: namespace.clone(),
-                labels: LabelSelector::parse(
-                    query.get("labelSelector").map(String::as_str).unwrap_or_default(),
-                )?,
-                fields: FieldSelector::parse(
-                    query.get("fieldSelector").map(String::as_str).unwrap_or_default(),
-                )?,
-            };
+            let filter = filter(&namespace, &query)?;
             if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
                 return watch(shared, rt, filter, &query, table, include);
             }
@@ -482,15 +484,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         }
         (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
         (&Method::DELETE, None) => {
-            let filter = Filter {
-                namespace: namespace.clone(),
-                labels: LabelSelector::parse(
-                    query.get("labelSelector").map(String::as_str).unwrap_or_default(),
-                )?,
-                fields: FieldSelector::parse(
-                    query.get("fieldSelector").map(String::as_str).unwrap_or_default(),
-                )?,
-            };
+            let filter = filter(&namespace, &query)?;
             let (items, _) = store.list(&rt, &filter);
             let mut deleted = Vec::new();
             for item in items {
