@@ -46,6 +46,8 @@ pub struct Shared {
     pub address: String,
     /// The resource metrics API.
     pub metrics: Metrics,
+    /// How late live watch events are delivered (a lagging watch cache); zero by default.
+    pub watch_lag: Mutex<Duration>,
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
@@ -93,13 +95,16 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .push((rec.clone(), answered.clone()));
     let hook = shared.hook.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let fault = hook.and_then(|h| h(&rec));
+    if let Some(Fault::Delay(by)) = &fault {
+        tokio::time::sleep(*by).await;
+    }
     let resp = match fault {
         Some(Fault::Status {
             code,
             reason,
             message,
         }) => error_response(&ApiError::new(code, reason, message)),
-        None => match dispatch(&shared, req).await {
+        None | Some(Fault::Delay(_)) => match dispatch(&shared, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
@@ -571,6 +576,7 @@ fn watch(
         Ok(start) => {
             let mut shutdown = shared.shutdown.clone();
             let key = rt.store_key();
+            let shared = shared.clone();
             tokio::spawn(async move {
                 let mut lines: Vec<Bytes> = Vec::new();
                 for obj in start.initial {
@@ -606,6 +612,10 @@ fn watch(
                     };
                     match ev {
                         Ok(ev) if ev.key == key && ev.rv > start.rv => {
+                            let lag = *shared.watch_lag.lock().unwrap_or_else(PoisonError::into_inner);
+                            if !lag.is_zero() {
+                                tokio::time::sleep(lag).await;
+                            }
                             if let Some((kind, obj)) = classify(&rt, &ev, &filter) {
                                 if tx.send(watch_line(kind, &render(obj))).await.is_err() {
                                     break;

@@ -80,7 +80,8 @@
 //!   `containers: [{name, usage: {cpu, memory}}]`; `labelSelector` (on those labels) and `fieldSelector`
 //!   work. Writes and watch get 405; `nodes` is an empty list. `kubectl top pod` works against it.
 //! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook can answer
-//!   any request with an error instead ([`TestServer::set_fault_hook`]).
+//!   any request with an error instead, or serve it late ([`TestServer::set_fault_hook`]); live watch
+//!   events can be delivered late, like a lagging watch cache ([`TestServer::set_watch_lag`]).
 //!
 //! # Deliberately skipped
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
@@ -160,6 +161,8 @@ pub enum Fault {
         /// Message.
         message: String,
     },
+    /// Serve the request normally, but only after this long (a slow API server).
+    Delay(std::time::Duration),
 }
 
 struct Guard {
@@ -207,6 +210,7 @@ impl TestServer {
             shutdown: stop_rx.clone(),
             address: addr.to_string(),
             metrics: metrics::Metrics::default(),
+            watch_lag: std::sync::Mutex::new(std::time::Duration::ZERO),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -415,6 +419,12 @@ impl TestServer {
     /// Install a hook that sees every request before it is served; `Some(fault)` answers with that instead.
     pub fn set_fault_hook(&self, hook: impl Fn(&RecordedRequest) -> Option<Fault> + Send + Sync + 'static) {
         *self.shared.hook.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(hook));
+    }
+
+    /// Deliver live watch events `lag` late, like an API server whose watch cache lags behind its
+    /// writes: a client then reads its own writes back later than the write's response.
+    pub fn set_watch_lag(&self, lag: std::time::Duration) {
+        *self.shared.watch_lag.lock().unwrap_or_else(PoisonError::into_inner) = lag;
     }
 
     /// Remove the fault hook.
