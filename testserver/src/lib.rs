@@ -424,7 +424,11 @@ impl TestServer {
     /// Deliver live watch events `lag` late, like an API server whose watch cache lags behind its
     /// writes: a client then reads its own writes back later than the write's response.
     pub fn set_watch_lag(&self, lag: std::time::Duration) {
-        *self.shared.watch_lag.lock().unwrap_or_else(PoisonError::into_inner) = lag;
+        *self
+            .shared
+            .watch_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = lag;
     }
 
     /// Remove the fault hook.
