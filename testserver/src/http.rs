@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
+use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventKind, Filter, PatchType, Store, Sub, present};
@@ -24,7 +25,7 @@ use crate::{Fault, RecordedRequest};
 pub type FaultHook = Arc<dyn Fn(&RecordedRequest) -> Option<Fault> + Send + Sync + 'static>;
 
 /// Request bodies larger than this are refused.
-const MAX_BODY: usize = 32 * 1024 * 1024;
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Longest `fieldManager` the API server accepts (bytes).
@@ -46,11 +47,13 @@ pub struct Shared {
     pub address: String,
     /// The resource metrics API.
     pub metrics: Metrics,
+    /// Pod logs, the exec handler and the `resize` switch.
+    pub pods: PodExtras,
     /// How late live watch events are delivered (a lagging watch cache); zero by default.
     pub watch_lag: Mutex<Duration>,
 }
 
-fn json_response(code: u16, body: &Value) -> Response {
+pub fn json_response(code: u16, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -143,7 +146,7 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| ApiError::bad_request("path is not UTF-8"))
 }
 
-fn media_type(headers: &HeaderMap) -> Option<String> {
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     Some(
         ct.split(';')
@@ -225,7 +228,7 @@ fn version_info() -> Value {
     })
 }
 
-fn parse_body(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError> {
+pub fn parse_body(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError> {
     if media.is_some_and(|m| m.contains("protobuf") || m.contains("cbor")) {
         return Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({}) - accepted media types include: \
@@ -295,6 +298,7 @@ fn resolve_target(store: &Store, group: &str, version: &str, rest: &[String]) ->
         None => Sub::Main,
         Some("status") if rt.has_status => Sub::Status,
         Some("scale") if rt.scale.is_some() => Sub::Scale,
+        Some("resize") if rt.crd.is_none() && rt.group.is_empty() && rt.plural == "pods" => Sub::Resize,
         Some(_) => return Err(not_found_path()),
     };
     Ok(Target {
@@ -330,10 +334,11 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         }
         ["api"] if is_get => return Ok(json_response(200, &registry().api_versions(&shared.address))),
         ["api", v] if is_get => {
-            return registry()
-                .api_resource_list("", v)
-                .map(|l| json_response(200, &l))
-                .ok_or_else(not_found_path);
+            let mut list = registry().api_resource_list("", v).ok_or_else(not_found_path)?;
+            if !shared.pods.resize_enabled() {
+                pods::hide_resize(&mut list);
+            }
+            return Ok(json_response(200, &list));
         }
         ["apis"] if is_get => {
             let mut list = registry().api_group_list();
@@ -387,7 +392,25 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         ),
         _ => return Err(not_found_path()),
     };
+    if let (
+        true,
+        [
+            "namespaces",
+            ns,
+            "pods",
+            name,
+            sub @ ("log" | "eviction" | "exec"),
+        ],
+    ) = (
+        group.is_empty() && version == "v1",
+        rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+    ) {
+        return pods::serve(shared, parts, body, &query, ns, name, sub).await;
+    }
     let target = resolve_target(&shared.store, &group, &version, rest)?;
+    if target.sub == Sub::Resize && !shared.pods.resize_enabled() {
+        return Err(not_found_path());
+    }
     let media = media_type(&parts.headers);
     let table = wants_table(&parts.headers);
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));

@@ -9,7 +9,8 @@
 //!   `namespaces` (cluster-scoped; `default`, `kube-system`, `kube-public`, `kube-node-lease` exist from the
 //!   start and objects may be created in any namespace, existing or not); apps/v1 `deployments`,
 //!   `statefulsets`, `replicasets`; `events.k8s.io/v1` events; `coordination.k8s.io/v1` leases;
-//!   `apiextensions.k8s.io/v1` CRDs. Creating a CRD registers its served versions (names, short names,
+//!   `policy/v1` `poddisruptionbudgets` (`pdb`); `autoscaling/v2` `horizontalpodautoscalers` (`hpa`,
+//!   category `all`; `autoscaling/v1` HPAs are not served); `apiextensions.k8s.io/v1` CRDs. Creating a CRD registers its served versions (names, short names,
 //!   categories, scope, `status`/`scale` subresources, printer columns) and sets its status to
 //!   Established; deleting it unregisters them and deletes its objects (with DELETED events). All versions
 //!   of a CRD share one storage; objects are served at the requested version without conversion.
@@ -22,7 +23,8 @@
 //!   and `kubectl get events`. As in Kubernetes, no field is derived from another: a series has no core
 //!   `count`.
 //! - **Discovery**: `/version` (v1.33.0), `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
-//!   `/apis/{group}/{version}` in the legacy (non-aggregated) forms, which kubectl falls back to.
+//!   `/apis/{group}/{version}` in the legacy (non-aggregated) forms, which kubectl falls back to; pods
+//!   list their subresources `status`, `eviction` (`policy/v1` Eviction), `exec`, `log` and `resize`.
 //!   `/openapi/*` answers 404 (use `kubectl --validate=false`).
 //! - **Verbs**: get, list (label selectors: `=`, `==`, `!=`, `in`, `notin`, exists, `!`, `>`, `<`; field
 //!   selectors on any dotted path with `=`, `==`, `!=`; `limit`/`continue` ignored: everything in one
@@ -34,8 +36,55 @@
 //!   JSON patch, a strategic-merge subset for built-ins, server-side apply); any `dryRun` write runs
 //!   against a throw-away copy of the state.
 //! - **Subresources**: `status` (writes only `.status`; writes to the main resource keep the old status
-//!   and creation drops it) and `scale` (`autoscaling/v1` Scale for deployments, statefulsets,
-//!   replicasets and CRDs that declare it).
+//!   and creation drops it; pods, services, namespaces, deployments, statefulsets, replicasets, PDBs,
+//!   HPAs, CRDs and CRD types that declare it) and `scale` (`autoscaling/v1` Scale for deployments,
+//!   statefulsets, replicasets and CRDs that declare it).
+//! - **Pod subresources** (core v1 pods only):
+//!   - `POST pods/{name}/eviction` (body: a `policy/v1` Eviction; `kind`/`apiVersion` may be absent, as
+//!     kube-rs sends it; `metadata.name` must be the pod's, else 400). Missing pod: 404. Pods in phase
+//!     `Succeeded`, `Failed` or `Pending` (explicitly set; a pod without `status.phase` is not Pending here)
+//!     are deleted without looking at budgets. Otherwise the PodDisruptionBudgets of the namespace whose
+//!     non-empty `spec.selector` (matchLabels/matchExpressions) selects the pod are found: more than one
+//!     answers 500 `This pod has more than one PodDisruptionBudget, which the eviction subresource does
+//!     not support.`; for one, its budget is computed on the fly (there is no disruption controller):
+//!     expected = pods its selector matches, healthy = those with condition `Ready=True`, desiredHealthy
+//!     = `minAvailable` (int, or percent of expected rounded up) or expected - `maxUnavailable` (int or
+//!     percent rounded up, at least 0; neither set: 0). A pod that is not Ready is evicted if
+//!     `unhealthyPodEvictionPolicy` is `AlwaysAllow` or healthy >= desiredHealthy > 0 (the API server's
+//!     rule; then only if the pod has not changed meanwhile, else 429 "still being processed"); otherwise
+//!     healthy - desiredHealthy <= 0 answers 429 `TooManyRequests` `Cannot evict pod as it would violate
+//!     the pod's disruption budget.` with cause `DisruptionBudget` `The disruption budget <name> needs
+//!     <desiredHealthy> healthy pods and has <healthy> currently` (no `Retry-After`: kube-rs's default
+//!     retry policy retries such 429s with backoff, use `Config::default_retry = false` to see them at
+//!     once). Allowed: the pod is deleted (DELETED event) and the answer is 201 `Status` `Success`.
+//!     `deleteOptions.preconditions` (uid, resourceVersion) are honoured (409); `dryRun` (query or
+//!     `deleteOptions.dryRun`) deletes nothing. The budget's own `status` is neither read nor updated.
+//!   - `GET pods/{name}/log`: `text/plain` from [`TestServer::set_pod_log`]. `container` is required when
+//!     the pod has several containers (400 `a container name must be specified for pod <name>, choose one
+//!     of: [...]`) and must be one of its (init, ephemeral) containers (400 `container <c> is not valid for
+//!     pod <name>`); `previous=true` without a previous log: 400 `previous terminated container "<c>" in
+//!     pod "<name>" not found`; no log set: empty. `tailLines` (last N lines) and `limitBytes` (first N
+//!     bytes of that) work, negative values get 422; `timestamps`, `sinceSeconds`, `sinceTime` are
+//!     ignored and `follow` returns what is set and ends.
+//!   - `pods/resize` (Kubernetes 1.33 in-place resize): GET returns the pod; merge, JSON, strategic-merge
+//!     patches, apply and PUT are applied to the whole pod, then, like the API server, everything but
+//!     `resources` and `resizePolicy` of the containers (and init containers) is dropped silently; 422
+//!     Invalid for added, removed, renamed or reordered containers, removed requests or limits, changes to
+//!     anything but cpu and memory (`spec: Forbidden: only cpu and memory resources are mutable`,
+//!     including `resizePolicy`), a request above its limit, resources of non-sidecar init containers, or
+//!     a QoS class change (`Pod QOS Class may not change as a result of resizing`). `managedFields` record
+//!     `subresource: resize`. [`TestServer::disable_resize`] makes it answer 404 and leaves it out of
+//!     discovery, like a cluster before 1.33.
+//!   - `pods/exec` over WebSocket (GET, as kube-rs and kubectl send it, or POST with `Upgrade:
+//!     websocket`), subprotocol `v5.channel.k8s.io` or `v4.channel.k8s.io` (others: 400; no upgrade: 400
+//!     `Upgrade request required`); query `command` (repeated), `container`, `stdin`, `stdout`, `stderr`,
+//!     `tty`. Missing pod: 404, bad container: 400 (as for logs), none of stdin/stdout/stderr: 400, all
+//!     before upgrading. The handler set with [`TestServer::set_exec_handler`] gets an [`ExecRequest`]
+//!     and returns an [`ExecResult`]: the server opens the stdout/stderr/error channels, waits out its
+//!     `delay`, sends stdout on channel 1 and stderr on channel 2 (with `tty`: both on 1), then the
+//!     kubelet's `Status` on channel 3 (`Success`, or `Failure`/`NonZeroExitCode` with cause `ExitCode`
+//!     `<code>`) and closes normally (1000). Without a handler: exit code 126, stderr `no exec handler`.
+//!     stdin and terminal resizes are read and discarded.
 //! - **Metadata**: `resourceVersion` is one global counter; `generation` starts at 1 and is bumped when
 //!   anything but `metadata`/`status` changes (the CRD rule); `uid`; `creationTimestamp` (RFC 3339).
 //!   Writes that change nothing are no-ops (no new resourceVersion, no watch event, `managedFields`
@@ -70,7 +119,8 @@
 //!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column);
 //!   events get the API server's event columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; with `-o wide`
 //!   SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME).
-//! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422.
+//! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422, and
+//!   for evictions 429 (TooManyRequests) and 500.
 //! - **Resource metrics** (`metrics.k8s.io/v1beta1`, as metrics-server serves it), off until
 //!   [`TestServer::enable_metrics_api`]: until then the group is absent from `/apis` and its paths answer
 //!   404. Enabled: discovery (`pods` kind `PodMetrics`, `nodes` kind `NodeMetrics`, verbs get and list),
@@ -90,7 +140,11 @@
 //! finalizers and `deletionTimestamp` (deletes are immediate), field ownership in `managedFields` and apply
 //! conflicts,
 //! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
-//! deployment or updates status on its own), and protobuf: protobuf bodies get 415, so kubectl's typed
+//! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions
+//! compute budgets themselves), the pod subresources `attach`, `portforward`, `proxy`, `binding` and
+//! `ephemeralcontainers`, SPDY for exec (WebSocket only; no fallback), a node for exec and logs (no
+//! `spec.nodeName` needed), pod-level resources and the memory-limit rules of resize (no resize status
+//! or conditions are set either), and protobuf: protobuf bodies get 415, so kubectl's typed
 //! generators (`kubectl create configmap`, `kubectl run`, ...) fail, while `kubectl apply`,
 //! `kubectl create -f`, `patch`, `scale`, `rollout restart`, `delete` and `get` send JSON and work.
 
@@ -99,11 +153,15 @@
 
 mod convert;
 pub mod error;
+mod eviction;
+mod exec;
 mod http;
 pub mod jsonpath;
 mod metrics;
 pub mod patch;
+mod pods;
 pub mod registry;
+mod resize;
 pub mod selector;
 pub mod store;
 pub mod table;
@@ -114,6 +172,7 @@ use std::sync::{Arc, PoisonError};
 use serde_json::Value;
 
 pub use error::ApiError;
+pub use exec::{ExecRequest, ExecResult};
 
 use crate::http::Shared;
 use crate::store::{PatchType, Sub};
@@ -210,6 +269,7 @@ impl TestServer {
             shutdown: stop_rx.clone(),
             address: addr.to_string(),
             metrics: metrics::Metrics::default(),
+            pods: pods::PodExtras::default(),
             watch_lag: std::sync::Mutex::new(std::time::Duration::ZERO),
         });
         let app = axum::Router::new()
@@ -359,6 +419,33 @@ impl TestServer {
     /// Stop reporting usage for a pod (its PodMetrics then answers 404 and leaves lists).
     pub fn clear_pod_metrics(&self, namespace: &str, pod: &str) {
         self.shared.metrics.clear_pod(namespace, pod);
+    }
+
+    /// Set (replace) what `GET .../pods/{pod}/log?container={container}` serves for a container; with
+    /// `previous` the log of its previous, terminated instance (`previous=true`). Kept apart from the pod
+    /// object: it need not exist yet, and deleting or recreating it keeps the logs.
+    pub fn set_pod_log(&self, namespace: &str, pod: &str, container: &str, previous: bool, text: &str) {
+        self.shared
+            .pods
+            .set_log(namespace, pod, container, previous, text);
+    }
+
+    /// Answer `pods/exec` with `handler`: it gets the pod, container and command of each exec and returns
+    /// what to send on stdout and stderr, the exit code and an optional delay before answering. It runs
+    /// without locks held. Without a handler every exec exits with code 126 and stderr `no exec handler`.
+    pub fn set_exec_handler(&self, handler: impl Fn(&ExecRequest) -> ExecResult + Send + Sync + 'static) {
+        self.shared.pods.set_exec_handler(Some(Arc::new(handler)));
+    }
+
+    /// Remove the exec handler.
+    pub fn clear_exec_handler(&self) {
+        self.shared.pods.set_exec_handler(None);
+    }
+
+    /// Serve no `pods/resize` from now on, like a cluster before Kubernetes 1.33: it answers 404 and is
+    /// absent from discovery. It cannot be switched on again (start another server for that).
+    pub fn disable_resize(&self) {
+        self.shared.pods.disable_resize();
     }
 
     /// The server's current time (see [`Self::set_clock`]).

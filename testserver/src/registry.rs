@@ -118,6 +118,23 @@ impl ResourceType {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if self.crd.is_none() && self.group.is_empty() && self.plural == "pods" {
+            out.extend(
+                POD_SUBRESOURCES
+                    .iter()
+                    .map(|(name, group, version, kind, verbs)| {
+                        let mut e = json!({
+                            "name": format!("pods/{name}"), "singularName": "", "namespaced": true,
+                            "kind": kind, "verbs": verbs,
+                        });
+                        if let (false, Value::Object(m)) = (group.is_empty(), &mut e) {
+                            m.insert("group".into(), json!(group));
+                            m.insert("version".into(), json!(version));
+                        }
+                        e
+                    }),
+            );
+        }
         if self.scale.is_some() {
             out.push(json!({
                 "name": format!("{}/scale", self.plural),
@@ -132,6 +149,15 @@ impl ResourceType {
         out
     }
 }
+
+/// The pod subresources served besides `status` (see `crate::pods`): name, group and version of the kind
+/// (empty: the pod's), kind, verbs; as the API server lists them.
+const POD_SUBRESOURCES: &[(&str, &str, &str, &str, &[&str])] = &[
+    ("eviction", "policy", "v1", "Eviction", &["create"]),
+    ("exec", "", "", "PodExecOptions", &["create", "get"]),
+    ("log", "", "", "Pod", &["get"]),
+    ("resize", "", "", "Pod", &["get", "patch", "update"]),
+];
 
 struct Builtin {
     group: &'static str,
@@ -289,6 +315,30 @@ const BUILTINS: &[Builtin] = &[
         all: false,
         namespaced: true,
         status: false,
+        scale: false,
+    },
+    Builtin {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        short: &["pdb"],
+        all: false,
+        namespaced: true,
+        status: true,
+        scale: false,
+    },
+    Builtin {
+        group: "autoscaling",
+        version: "v2",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        kind: "HorizontalPodAutoscaler",
+        short: &["hpa"],
+        all: true,
+        namespaced: true,
+        status: true,
         scale: false,
     },
     Builtin {
@@ -703,6 +753,36 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|x| x["name"] == "deployments/scale")
+        );
+        let pod_subs: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["name"].as_str())
+            .filter(|n| n.starts_with("pods/"))
+            .collect();
+        assert_eq!(
+            pod_subs,
+            [
+                "pods/status",
+                "pods/eviction",
+                "pods/exec",
+                "pods/log",
+                "pods/resize"
+            ]
+        );
+        let policy = r.api_resource_list("policy", "v1").unwrap();
+        assert_eq!(policy["resources"][0]["name"], "poddisruptionbudgets");
+        assert_eq!(policy["resources"][0]["shortNames"], json!(["pdb"]));
+        assert_eq!(policy["resources"][1]["name"], "poddisruptionbudgets/status");
+        let hpa = &r.api_resource_list("autoscaling", "v2").unwrap()["resources"];
+        assert_eq!(hpa[0]["kind"], "HorizontalPodAutoscaler");
+        assert_eq!(hpa[0]["shortNames"], json!(["hpa"]));
+        assert_eq!(hpa[0]["categories"], json!(["all"]));
+        assert_eq!(hpa[1]["name"], "horizontalpodautoscalers/status");
+        assert_eq!(
+            r.api_group("autoscaling").unwrap()["preferredVersion"]["version"],
+            "v2"
         );
         assert!(r.by_kind("v1", "Pod").is_some());
         assert!(r.by_kind("apps/v1", "Deployment").is_some());

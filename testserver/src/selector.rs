@@ -152,6 +152,62 @@ impl LabelSelector {
         Ok(LabelSelector { requirements })
     }
 
+    /// The selector of a `metav1.LabelSelector` object (`matchLabels` and `matchExpressions` with
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`), as in a PodDisruptionBudget's `spec.selector`. Fails
+    /// on an unknown operator or a malformed requirement, like `LabelSelectorAsSelector`.
+    pub fn from_object(selector: &Value) -> Result<Self, ApiError> {
+        let invalid = |m: String| ApiError::invalid(format!("invalid label selector: {m}"));
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| invalid(format!("matchLabels[{k}] must be a string")))?;
+                requirements.push(LabelRequirement::Equals(k.clone(), v.to_string()));
+            }
+        }
+        let expressions = selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for e in expressions {
+            let key = e
+                .get("key")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| invalid("matchExpressions[].key: Required value".into()))?
+                .to_string();
+            let values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|vs| vs.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+            requirements.push(match (op, values.is_empty()) {
+                ("In", false) => LabelRequirement::In(key, values),
+                ("NotIn", false) => LabelRequirement::NotIn(key, values),
+                ("Exists", true) => LabelRequirement::Exists(key),
+                ("DoesNotExist", true) => LabelRequirement::DoesNotExist(key),
+                ("In" | "NotIn", true) => {
+                    return Err(invalid(format!("values: Required value: for 'in', 'notin' operators ({key})")));
+                }
+                ("Exists" | "DoesNotExist", false) => {
+                    return Err(invalid(format!(
+                        "values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist' ({key})"
+                    )));
+                }
+                (other, _) => return Err(invalid(format!("{other:?} is not a valid label selector operator"))),
+            });
+        }
+        Ok(LabelSelector { requirements })
+    }
+
+    /// Whether there are no requirements (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// Whether an object's labels (`metadata.labels`) satisfy every requirement.
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
@@ -312,6 +368,36 @@ mod tests {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(LabelSelector::parse("a in (x,y)").unwrap().requirements.len(), 1);
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        let o = obj(json!({"app": "web", "tier": "fe"}));
+        let sel = |v: Value| LabelSelector::from_object(&v).unwrap();
+        assert!(sel(json!({"matchLabels": {"app": "web"}})).matches(&o));
+        assert!(!sel(json!({"matchLabels": {"app": "db"}})).matches(&o));
+        assert!(
+            sel(json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["fe", "be"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "app", "operator": "Exists"},
+                {"key": "tier", "operator": "NotIn", "values": ["be"]}
+            ]}))
+            .matches(&o)
+        );
+        assert!(
+            !sel(json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["fe"]}]}))
+                .matches(&o)
+        );
+        assert!(sel(json!({})).is_empty());
+        for bad in [
+            json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+            json!({"matchLabels": {"a": 1}}),
+        ] {
+            assert!(LabelSelector::from_object(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

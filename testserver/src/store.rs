@@ -64,16 +64,20 @@ pub enum Sub {
     Status,
     /// `/scale`.
     Scale,
+    /// `/resize` of pods: only container `resources` and `resizePolicy` changes are kept, checked like
+    /// the API server's resize validation (see `crate::resize`).
+    Resize,
 }
 
 impl Sub {
-    /// The subresource name: "" for the object itself, else `status` / `scale` (as in
+    /// The subresource name: "" for the object itself, else `status` / `scale` / `resize` (as in
     /// `managedFields[].subresource`).
     pub fn name(self) -> &'static str {
         match self {
             Sub::Main => "",
             Sub::Status => "status",
             Sub::Scale => "scale",
+            Sub::Resize => "resize",
         }
     }
 }
@@ -673,6 +677,7 @@ impl State {
                 }
                 new
             }
+            Sub::Resize => crate::resize::apply(&old, &candidate, name)?,
             Sub::Scale => {
                 let spec = rt
                     .scale
@@ -1150,6 +1155,19 @@ impl Store {
     /// Delete.
     pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         self.lock().delete(&self.events, rt, ns, name)
+    }
+
+    /// Delete if `precondition` accepts the object as it is (as served); checked and deleted atomically.
+    pub fn delete_if(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        precondition: impl FnOnce(&Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut st = self.lock();
+        precondition(&present(rt, st.current(rt, ns, name)?))?;
+        st.delete(&self.events, rt, ns, name)
     }
 
     /// Start a watch: from "now" with the current objects as ADDED (`from_rv` None), or resuming after

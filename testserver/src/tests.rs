@@ -17,8 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{Fault, TestServer};
 
 mod events;
+mod exec;
 mod managed_fields;
 mod metrics;
+mod pods;
+mod policy;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
