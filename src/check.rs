@@ -5,15 +5,17 @@
 use std::{io::Write, path::Path, sync::Arc, time::Duration};
 
 use crate::{
-    Error, Result,
+    Error, Result, act,
     api::{
-        AppHealthPolicy, Health, format_duration,
+        AppHealthPolicy, AppHealthPolicyStatus, Health, format_duration,
         validate::{self, Settings, TriggerSettings},
     },
-    clock::Clock,
+    clock::{self, Clock},
     evaluate::{Evaluator, TargetVerdict},
-    observe::{prober::HttpProber, request::RequestTemplate, signals::Usage},
-    plan::{self, LadderState, Plan},
+    observation::Usage,
+    observe::{prober::HttpProber, request::RequestTemplate},
+    plan::{self, Budget, Plan, PlanInput},
+    report::{self, Observation, Outcome, Readiness, text},
 };
 
 /// What to check and for how long.
@@ -63,6 +65,7 @@ pub fn parse_policy(origin: &str, text: &str) -> Result<AppHealthPolicy> {
 fn describe(settings: &Settings) -> String {
     let triggers: Vec<String> = settings.triggers.iter().map(TriggerSettings::to_string).collect();
     let steps: Vec<String> = settings
+        .remediation
         .steps
         .iter()
         .enumerate()
@@ -70,7 +73,7 @@ fn describe(settings: &Settings) -> String {
             format!(
                 "{}. {} (wait {})",
                 i + 1,
-                s.action.as_str(),
+                s.action().as_str(),
                 format_duration(s.timeout)
             )
         })
@@ -84,8 +87,12 @@ fn describe(settings: &Settings) -> String {
         } else {
             steps.join(", ")
         },
-        format_duration(settings.cooldown),
-        if settings.dry_run { ", dry run" } else { "" },
+        format_duration(settings.remediation.cooldown),
+        if settings.remediation.dry_run {
+            ", dry run"
+        } else {
+            ""
+        },
     )
 }
 
@@ -134,6 +141,54 @@ fn unavailable_here(settings: &Settings) -> Vec<String> {
     notes
 }
 
+/// What check mode says about a plan, and what it records as done (pretending the action ran, so
+/// the printout shows the ladder and guards as the operator would).
+fn decide(plan: &Plan, target: &str) -> (String, Option<Outcome>) {
+    match plan {
+        Plan::Idle { .. } => (String::new(), None),
+        Plan::Recovered { step } => (format!("recovered after step {step}; the ladder is closed"), None),
+        Plan::Wait { step, until } => (
+            match until {
+                Some(until) => format!(
+                    "waiting for recovery after step {step} until {}",
+                    until.strftime("%H:%M:%S")
+                ),
+                None => format!("waiting for a verdict after step {step}"),
+            },
+            None,
+        ),
+        Plan::Act(r) | Plan::Resume(r) => (
+            format!(
+                "would run {} on {target}: check mode never acts",
+                text::describe(r)
+            ),
+            Some(act::simulated(r, "check mode never acts")),
+        ),
+        Plan::Hold { held, remediation } => (
+            format!(
+                "held back ({}): {}",
+                text::reason(&held.hold),
+                text::hold_message(&held.hold, remediation.as_ref(), held.until)
+            ),
+            None,
+        ),
+        Plan::Skip { held, remediation } => {
+            let why = text::hold_message(&held.hold, Some(remediation), held.until);
+            (
+                format!("skipped ({}): {why}", text::reason(&held.hold)),
+                Some(act::skipped(remediation, why)),
+            )
+        }
+        Plan::Restore(raised) => (
+            format!(
+                "would restore {} {} to {}",
+                raised.kind, raised.name, raised.original
+            ),
+            None,
+        ),
+    }
+}
+
 /// Runs the check, writing a line per probe and per decision to `out`.
 pub async fn run(
     policy: &AppHealthPolicy,
@@ -154,7 +209,8 @@ pub async fn run(
     // check mode sends only the headers written in the policy and trusts the system roots.
     let request = RequestTemplate::literal(&settings.probe).request_for_url(&options.url, &options.url);
     let mut evaluator = Evaluator::new(&settings);
-    let mut ladder = LadderState::default();
+    // The ladder is kept in a status of its own, advanced by the same function as the controller's.
+    let mut status = AppHealthPolicyStatus::default();
     let mut report = CheckReport::default();
     let mut last: Option<TargetVerdict> = None;
     let mut last_decision = String::new();
@@ -206,32 +262,30 @@ pub async fn run(
             .map_err(io)?;
             report.verdicts.push(verdict.health);
         }
-        let decision = match plan::plan(&settings, verdict.health, &ladder, now) {
-            Plan::Idle => String::new(),
-            Plan::Recovered { step } => {
-                ladder.step = None;
-                format!("recovered after step {step}; the ladder is closed")
-            }
-            Plan::Wait { step, until } => match until {
-                Some(until) => format!(
-                    "waiting for recovery after step {step} until {}",
-                    until.strftime("%H:%M:%S")
-                ),
-                None => format!("waiting for a verdict after step {step}"),
+        let now = clock::whole_seconds(now);
+        let plan = plan::plan(&PlanInput {
+            settings: &settings.remediation,
+            suspended: false,
+            health: verdict.health,
+            pods: &[],
+            status: &status,
+            rollout: None,
+            budget: Budget::default(),
+            now,
+        });
+        let (decision, done) = decide(&plan, &target);
+        let seen = Observation {
+            generation: None,
+            readiness: Readiness::Probing {
+                message: format!("Probing {}.", options.url),
             },
-            Plan::Act { step, action } => {
-                // Pretend it ran, so the printout shows the ladder and guards as the operator would.
-                ladder.step = Some(step);
-                ladder.last_action_at = Some(now);
-                format!(
-                    "would run {} (step {step} of {}) on {target}: {}",
-                    action.as_str(),
-                    settings.steps.len(),
-                    "check mode never acts"
-                )
-            }
-            Plan::Blocked { reason, message, .. } => format!("held back ({reason}): {message}"),
+            verdict: Some(verdict.clone()),
+            dry_run: settings.remediation.dry_run,
+            steps: u32::try_from(settings.remediation.steps.len()).unwrap_or(u32::MAX),
+            workload: target.clone(),
+            diagnostics_retention: settings.remediation.diagnostics_retention,
         };
+        status = report::desired_status(&status, &seen, Some(&plan), done.as_ref(), now).0;
         if !decision.is_empty() && decision != last_decision {
             writeln!(out, "plan: {decision}").map_err(io)?;
             report.decisions.push(decision.clone());

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 use crate::{
     api::{AppHealthPolicy, AppHealthPolicySpec, validate::Settings},
-    observe::Sample,
+    observation::Sample,
 };
 
 /// A policy for Deployment `web` in namespace `shop`, probing `/healthz` on port `http`, with one
@@ -43,7 +43,7 @@ impl PolicyExt for AppHealthPolicy {
     }
 }
 
-fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+pub fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
     match (target, patch) {
         (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
             for (k, v) in p {

@@ -16,16 +16,29 @@ pub mod controller;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod observation;
 pub mod observe;
 pub mod plan;
+pub mod rbac;
 pub mod report;
 pub mod telemetry;
 
-/// Everything that can go wrong in the operator. Variant names double as metric labels and Event reasons.
+/// Everything that can go wrong in the operator; each reconcile stage has its own variant (a failed
+/// action is not an error: it is recorded in status and the ladder goes on). Variant names double
+/// as metric labels.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Starting up: the client, the CRD check.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
+
+    /// Reading the target, its pods or what the probe references.
+    #[error("could not read the target: {0}")]
+    Dereference(#[source] kube::Error),
+
+    /// Recording an intent, or writing the status.
+    #[error("could not write the policy's status: {0}")]
+    Report(#[source] kube::Error),
 
     #[error("could not serialize {what}: {source}")]
     Serialize {
@@ -62,6 +75,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Kube(_) => "kube",
+            Self::Dereference(_) => "dereference",
+            Self::Report(_) => "report",
             Self::Serialize { .. } => "serialize",
             Self::PolicyFile { .. } => "policy_file",
             Self::PolicyParse { .. } => "policy_parse",

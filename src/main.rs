@@ -42,6 +42,10 @@ enum Command {
         /// Most Kubernetes API requests at once before the limit applies.
         #[arg(long, default_value_t = 10, env = "APPHEALTH_API_BURST")]
         api_burst: u64,
+        /// Most remediation ladders acting on their targets at once, operator-wide (0: no cap), so a
+        /// cluster-wide incident does not make the operator restart everything at once.
+        #[arg(long, default_value_t = 10, env = "APPHEALTH_MAX_CONCURRENT_REMEDIATIONS")]
+        max_concurrent_remediations: u32,
     },
     /// Print the AppHealthPolicy CustomResourceDefinition as YAML.
     Crd,
@@ -124,6 +128,7 @@ async fn main() -> ExitCode {
             instance,
             api_qps,
             api_burst,
+            max_concurrent_remediations,
         } => {
             telemetry::init(log_format);
             let config = match kube::Config::infer().await {
@@ -147,6 +152,8 @@ async fn main() -> ExitCode {
             let config = controller::Config {
                 namespace,
                 instance,
+                max_concurrent_remediations: (max_concurrent_remediations > 0)
+                    .then_some(max_concurrent_remediations),
                 ..controller::Config::default()
             };
             let shutdown = async {

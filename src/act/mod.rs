@@ -1,15 +1,31 @@
-//! Act: the remediation executor. Every action is idempotent and leaves a mark that can be read
-//! back, so an operator that restarts between recording intent and acting neither repeats nor
-//! loses the action.
+//! Act: one implementation per action behind one dispatch ([`action`]). Each has three parts:
+//! `apply` (idempotent Kubernetes API calls; in a dry run it only reads and describes), `applied`
+//! (reads back the mark it leaves, so an operator that stopped between recording its intent and
+//! recording the result neither repeats nor loses it) and its Event `reason`.
+//!
+//! Adding an action: its parameters in the CRD (`api::spec`), its parsing (`api::validate`), one
+//! file here and one line in [`action`], and its permissions in [`crate::rbac`].
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use kube::{
-    Api, Client,
-    api::{Patch, PatchParams},
+mod diagnostics;
+mod evict;
+mod notify;
+mod restart;
+mod scale;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+
+pub use notify::{Notifier, forbidden_webhook_host};
+
+use crate::{
+    api::{
+        self, AppHealthPolicyStatus, Evidence, RemediationRecord, RemediationResult, ScaleRestore, TargetKind,
+    },
+    plan::Remediation,
+    report::{Effect, Outcome},
 };
-use serde_json::json;
-
-use crate::api::{Action, RESTARTED_AT_ANNOTATION, TargetKind};
 
 /// The field manager the operator writes with.
 pub const MANAGER: &str = "apphealth-operator";
@@ -28,86 +44,264 @@ impl std::fmt::Display for Workload {
     }
 }
 
-/// Performs remediations through the Kubernetes API.
-#[derive(Clone)]
-pub struct Executor {
-    client: Client,
+/// The policy an action runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub uid: String,
 }
 
-impl Executor {
-    pub fn new(client: Client) -> Self {
-        Self { client }
-    }
+/// What every action may use.
+pub struct ActCtx<'a> {
+    pub client: Client,
+    pub notifier: &'a Notifier,
+    pub workload: &'a Workload,
+    pub policy: &'a PolicyInfo,
+    /// The status before this remediation (history, scale restore, diagnostics).
+    pub status: AppHealthPolicyStatus,
+    /// The verdict behind the remediation, for people.
+    pub summary: String,
+    pub evidence: Vec<Evidence>,
+    /// Diagnostics ConfigMaps kept.
+    pub retention: u32,
+    /// (logLines, previous) of the ladder's CollectDiagnostics step, for captures taken before a
+    /// restart.
+    pub diagnostics: (u32, bool),
+    /// What the ladder does next if this step does not help, for notifications.
+    pub next: String,
+    /// The injected clock's time, in whole seconds.
+    pub now: Timestamp,
+}
 
-    /// Runs `action` on `workload`, marking it with `mark` (the RFC 3339 time of the decision).
-    /// Returns a sentence saying what changed.
-    pub async fn run(&self, action: Action, workload: &Workload, mark: &str) -> Result<String, kube::Error> {
-        match action {
-            Action::RolloutRestart => {
-                let patch = json!({
-                    "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: mark}}}}
-                });
-                let params = PatchParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                match workload.kind {
-                    TargetKind::Deployment => {
-                        self.deployments(workload)
-                            .patch(&workload.name, &params, &Patch::Merge(&patch))
-                            .await?;
-                    }
-                    TargetKind::StatefulSet => {
-                        self.statefulsets(workload)
-                            .patch(&workload.name, &params, &Patch::Merge(&patch))
-                            .await?;
-                    }
-                }
-                Ok(format!(
-                    "Set {RESTARTED_AT_ANNOTATION}={mark} on the pod template of {workload}, which rolls its pods."
-                ))
-            }
+/// What an action did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// Succeeded, Skipped (nothing to do) or Held (refused for now, tried again at `retry_at`).
+    pub result: RemediationResult,
+    /// What changed (or, in a dry run, would have), for people.
+    pub message: String,
+    pub retry_at: Option<Timestamp>,
+    pub effects: Vec<Effect>,
+}
+
+impl Done {
+    pub fn succeeded(message: impl Into<String>) -> Self {
+        Self {
+            result: RemediationResult::Succeeded,
+            message: message.into(),
+            retry_at: None,
+            effects: Vec::new(),
         }
     }
 
-    /// Whether the mark of `action` with value `mark` is already on the workload (read from the API,
-    /// not a cache, because this decides whether to act again).
-    pub async fn is_applied(
-        &self,
-        action: Action,
-        workload: &Workload,
-        mark: &str,
-    ) -> Result<bool, kube::Error> {
-        match action {
-            Action::RolloutRestart => {
-                let template_annotations = match workload.kind {
-                    TargetKind::Deployment => self
-                        .deployments(workload)
-                        .get_opt(&workload.name)
-                        .await?
-                        .and_then(|d| d.spec)
-                        .and_then(|s| s.template.metadata)
-                        .and_then(|m| m.annotations),
-                    TargetKind::StatefulSet => self
-                        .statefulsets(workload)
-                        .get_opt(&workload.name)
-                        .await?
-                        .and_then(|d| d.spec)
-                        .and_then(|s| s.template.metadata)
-                        .and_then(|m| m.annotations),
-                };
-                Ok(template_annotations
-                    .and_then(|a| a.get(RESTARTED_AT_ANNOTATION).cloned())
-                    .is_some_and(|v| v == mark))
-            }
+    pub fn skipped(message: impl Into<String>) -> Self {
+        Self {
+            result: RemediationResult::Skipped,
+            ..Self::succeeded(message)
         }
     }
 
-    fn deployments(&self, w: &Workload) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &w.namespace)
+    fn with(mut self, effect: Effect) -> Self {
+        self.effects.push(effect);
+        self
     }
+}
 
-    fn statefulsets(&self, w: &Workload) -> Api<StatefulSet> {
-        Api::namespaced(self.client.clone(), &w.namespace)
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error(
+        "the operator may not {verb} {resource} in namespace {namespace} (HTTP 403); grant it that right, \
+         or remove the step"
+    )]
+    Forbidden {
+        verb: &'static str,
+        resource: &'static str,
+        namespace: String,
+    },
+    #[error("{verb} {resource} failed: {source}")]
+    Api {
+        verb: &'static str,
+        resource: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Wraps an API error with the verb and resource it concerned (a 403 names the missing right).
+pub(crate) fn api_error(
+    verb: &'static str,
+    resource: &'static str,
+    namespace: &str,
+) -> impl FnOnce(kube::Error) -> ActError {
+    let namespace = namespace.to_owned();
+    move |source| match &source {
+        kube::Error::Api(s) if s.code == 403 => ActError::Forbidden {
+            verb,
+            resource,
+            namespace,
+        },
+        _ => ActError::Api {
+            verb,
+            resource,
+            source,
+        },
+    }
+}
+
+/// One remediation the operator can perform.
+pub trait Action: Send + Sync {
+    /// The Event reason when it succeeds, e.g. `RolloutRestarted`.
+    fn reason(&self) -> &'static str;
+
+    /// Performs the remediation (or, when `r.dry_run`, reads and describes what it would do).
+    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>>;
+
+    /// Whether its mark shows it already happened (read from the API, never a cache): Some with
+    /// what it did, None if it has not.
+    fn applied<'a>(
+        &'a self,
+        ctx: &'a ActCtx<'a>,
+        r: &'a Remediation,
+    ) -> BoxFuture<'a, Result<Option<Done>, ActError>>;
+}
+
+/// The one dispatch from an action to its implementation.
+pub fn action(kind: api::Action) -> &'static dyn Action {
+    match kind {
+        api::Action::CollectDiagnostics => &diagnostics::CollectDiagnostics,
+        api::Action::RestartPods => &evict::RestartPods,
+        api::Action::RolloutRestart => &restart::RolloutRestart,
+        api::Action::ScaleOut => &scale::ScaleOut,
+        api::Action::Notify => &notify::Notify,
+    }
+}
+
+fn record(
+    r: &Remediation,
+    result: RemediationResult,
+    message: String,
+    retry_at: Option<Timestamp>,
+) -> RemediationRecord {
+    RemediationRecord {
+        action: r.action(),
+        step: r.step,
+        at: Time(r.at),
+        result,
+        dry_run: r.dry_run,
+        pods: r.pods.clone(),
+        message: Some(message),
+        retry_at: retry_at.map(Time),
+    }
+}
+
+/// The intent recorded before acting.
+pub fn pending(r: &Remediation) -> Outcome {
+    Outcome {
+        record: Some(RemediationRecord {
+            message: None,
+            ..record(r, RemediationResult::Pending, String::new(), None)
+        }),
+        action_reason: action(r.action()).reason(),
+        resumed: false,
+        effects: Vec::new(),
+    }
+}
+
+/// A remediation recorded as done without touching anything (check mode).
+pub fn simulated(r: &Remediation, message: &str) -> Outcome {
+    Outcome {
+        record: Some(record(r, RemediationResult::Succeeded, message.to_owned(), None)),
+        action_reason: action(r.action()).reason(),
+        resumed: false,
+        effects: Vec::new(),
+    }
+}
+
+/// A step a guard skipped, with why.
+pub fn skipped(r: &Remediation, why: String) -> Outcome {
+    Outcome {
+        record: Some(record(r, RemediationResult::Skipped, why, None)),
+        action_reason: action(r.action()).reason(),
+        resumed: false,
+        effects: Vec::new(),
+    }
+}
+
+fn outcome(r: &Remediation, done: Result<Done, ActError>, resumed: bool) -> Outcome {
+    let reason = action(r.action()).reason();
+    match done {
+        Ok(done) => Outcome {
+            record: Some(record(r, done.result, done.message, done.retry_at)),
+            action_reason: reason,
+            resumed,
+            effects: done.effects,
+        },
+        Err(e) => Outcome {
+            record: Some(record(
+                r,
+                RemediationResult::Failed,
+                format!("{} failed: {e}", r.action().as_str()),
+                None,
+            )),
+            action_reason: reason,
+            resumed,
+            effects: Vec::new(),
+        },
+    }
+}
+
+/// Runs a remediation: first the diagnostics of pods it is about to restart, when the ladder
+/// collects them, then the action itself.
+pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
+    let mut effects = Vec::new();
+    if !r.capture_first.is_empty() && !r.dry_run {
+        match diagnostics::capture_before_restart(ctx, r).await {
+            Ok(done) => effects.extend(done.effects),
+            Err(e) => tracing::warn!(error = %e, "could not capture diagnostics before restarting"),
+        }
+    }
+    let mut out = outcome(r, action(r.action()).apply(ctx, r).await, false);
+    effects.append(&mut out.effects);
+    out.effects = effects;
+    out
+}
+
+/// Completes a remediation recorded as Pending: if its mark shows it ran, records that; otherwise
+/// runs it now with the same mark.
+pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
+    let implementation = action(r.action());
+    let done = match implementation.applied(ctx, r).await {
+        Ok(Some(mut done)) => {
+            done.message = format!(
+                "{} (step {}) was found applied after an operator restart; not repeated. {}",
+                r.action().as_str(),
+                r.step,
+                done.message
+            );
+            Ok(done)
+        }
+        Ok(None) => implementation.apply(ctx, r).await.map(|mut done| {
+            done.message = format!("Completed after an operator restart. {}", done.message);
+            done
+        }),
+        Err(e) => Err(e),
+    };
+    outcome(r, done, true)
+}
+
+/// Puts back what ScaleOut raised.
+pub async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Outcome {
+    let (restored, message) = match scale::restore(ctx, raised).await {
+        Ok(result) => result,
+        Err(e) => (false, format!("Could not restore what ScaleOut raised: {e}")),
+    };
+    Outcome {
+        record: None,
+        action_reason: scale::ScaleOut.reason(),
+        resumed: false,
+        effects: vec![Effect::ScaleRestoreDone { restored, message }],
     }
 }

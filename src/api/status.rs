@@ -35,10 +35,22 @@ pub struct AppHealthPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ladder: Option<Ladder>,
 
-    /// The most recent remediation: recorded as Pending before it runs and completed after, so a
-    /// restarted operator neither repeats nor loses it.
+    /// The last remediations, newest first (at most 10), dry runs included. The newest is recorded
+    /// as Pending before it runs and completed after, so a restarted operator neither repeats nor
+    /// loses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<RemediationRecord>,
+
+    /// Replicas (or HorizontalPodAutoscaler bounds) raised by ScaleOut, to be restored once the
+    /// target has been healthy for the step's restoreAfter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_remediation: Option<RemediationRecord>,
+    pub scale_restore: Option<ScaleRestore>,
+
+    /// Diagnostics ConfigMaps captured by CollectDiagnostics, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub diagnostics: Vec<DiagnosticsRef>,
 }
 
 /// Counts of probed endpoints.
@@ -108,6 +120,9 @@ pub struct Ladder {
     pub step: u32,
     /// When the first step of this ladder ran.
     pub started_at: Time,
+    /// Every step ran and the target is still unhealthy: the operator waits for a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
 }
 
 /// Outcome of a remediation.
@@ -115,13 +130,29 @@ pub struct Ladder {
 pub enum RemediationResult {
     /// Intent recorded; the action has not been confirmed yet.
     Pending,
-    /// The action was applied.
+    /// The action was applied (or, in a dry run, would have been).
     Succeeded,
-    /// The action was attempted and the API refused it; the message says why.
+    /// The action was attempted and failed; the message says why. The ladder goes on.
     Failed,
+    /// The step did not apply (a guard such as StormGuard, or nothing to do); the ladder moved on.
+    Skipped,
+    /// Refused for now (a PodDisruptionBudget); retried at retryAt.
+    Held,
 }
 
-/// A remediation the operator performed (or is performing).
+impl RemediationResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+            Self::Held => "Held",
+        }
+    }
+}
+
+/// A remediation the operator performed, is performing, or (dry run) would have performed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RemediationRecord {
@@ -129,11 +160,57 @@ pub struct RemediationRecord {
     pub action: Action,
     /// The ladder step it belongs to, counting from 1.
     pub step: u32,
-    /// When the operator decided to act; also the value of the apphealth.io/restartedAt annotation it sets.
+    /// When the operator decided to act; also the mark it leaves (e.g. the value of the
+    /// apphealth.io/restartedAt annotation), so the action can be read back.
     pub at: Time,
-    /// Pending, Succeeded or Failed.
+    /// Pending, Succeeded, Failed, Skipped or Held.
     pub result: RemediationResult,
-    /// What happened, for people.
+    /// Decided in dry run: nothing was changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The pods it concerned (evicted, captured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// What changed (or would have), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For a Held step: when it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+}
+
+/// What ScaleOut raised, to be put back.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleRestore {
+    /// Workload (replicas of the target) or HorizontalPodAutoscaler (its bounds).
+    pub kind: String,
+    /// Name of the object changed.
+    pub name: String,
+    /// The replicas (or minReplicas) before the first ScaleOut of this episode.
+    pub original: i32,
+    /// The maxReplicas before, when an autoscaler's maximum was raised too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max: Option<i32>,
+    /// What the operator set; if the object holds something else by restore time, someone changed
+    /// it and it is left alone.
+    pub set: i32,
+    /// The maxReplicas the operator set, if it raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_max: Option<i32>,
+    /// How long the target must stay healthy before the values are restored.
+    pub restore_after: String,
+}
+
+/// A diagnostics capture.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticsRef {
+    /// The ConfigMap holding it, in the policy's namespace.
+    pub config_map: String,
+    /// When it was taken.
+    pub at: Time,
+    /// The pods captured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
 }

@@ -31,9 +31,7 @@ pub struct Settings {
     pub probe: ProbeSettings,
     pub triggers: Vec<TriggerSettings>,
     pub recovery: RecoverySettings,
-    pub steps: Vec<StepSettings>,
-    pub cooldown: StdDuration,
-    pub dry_run: bool,
+    pub remediation: RemediationSettings,
     /// Probe samples kept per endpoint: enough for the longest window at this period, capped.
     pub sample_capacity: usize,
     /// Sentences about settings the operator adjusted (e.g. a window capped by the sample bound).
@@ -394,10 +392,170 @@ pub enum MemoryThreshold {
     Bytes(u64),
 }
 
+/// The ladder and its guards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemediationSettings {
+    pub steps: Vec<StepSettings>,
+    pub cooldown: StdDuration,
+    pub min_pod_age: StdDuration,
+    /// (count, window) of the circuit breaker.
+    pub max_remediations: Option<(u32, StdDuration)>,
+    pub max_unhealthy_percent: Option<u32>,
+    pub diagnostics_retention: u32,
+    pub dry_run: bool,
+}
+
+impl RemediationSettings {
+    /// Step `step` (counting from 1).
+    pub fn step(&self, step: u32) -> Option<&StepSettings> {
+        self.steps.get((step as usize).checked_sub(1)?)
+    }
+
+    /// Whether the ladder captures diagnostics (then pods are captured before anything restarts them).
+    pub fn collects_diagnostics(&self) -> Option<&StepSettings> {
+        self.steps
+            .iter()
+            .find(|s| matches!(s.params, StepParams::CollectDiagnostics { .. }))
+    }
+}
+
+/// One rung of the ladder, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSettings {
-    pub action: Action,
     pub timeout: StdDuration,
+    pub params: StepParams,
+}
+
+impl StepSettings {
+    pub fn action(&self) -> Action {
+        self.params.action()
+    }
+}
+
+/// An action with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepParams {
+    CollectDiagnostics { log_lines: u32, previous: bool },
+    RestartPods { max_unavailable: u32 },
+    RolloutRestart,
+    ScaleOut(ScaleOutSettings),
+    Notify { url: KeyRef },
+}
+
+impl StepParams {
+    pub fn action(&self) -> Action {
+        match self {
+            Self::CollectDiagnostics { .. } => Action::CollectDiagnostics,
+            Self::RestartPods { .. } => Action::RestartPods,
+            Self::RolloutRestart => Action::RolloutRestart,
+            Self::ScaleOut(_) => Action::ScaleOut,
+            Self::Notify { .. } => Action::Notify,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOutSettings {
+    pub by: Option<u32>,
+    pub to: Option<u32>,
+    pub max_replicas: u32,
+    pub restore_after: StdDuration,
+}
+
+impl ScaleOutSettings {
+    /// The replicas wanted from `current`, never beyond maxReplicas.
+    pub fn wanted(&self, current: u32) -> u32 {
+        let wanted = match (self.by, self.to) {
+            (Some(by), _) => current.saturating_add(by),
+            (None, Some(to)) => to,
+            (None, None) => current,
+        };
+        wanted.min(self.max_replicas)
+    }
+}
+
+fn step(i: usize, step: &super::RemediationStep) -> Result<StepSettings, InvalidSpec> {
+    let f = |name: &str| format!("spec.remediation.steps[{i}].{name}");
+    let blocks = [
+        (
+            "collectDiagnostics",
+            step.collect_diagnostics.is_some(),
+            Action::CollectDiagnostics,
+        ),
+        ("restartPods", step.restart_pods.is_some(), Action::RestartPods),
+        ("scaleOut", step.scale_out.is_some(), Action::ScaleOut),
+        ("notify", step.notify.is_some(), Action::Notify),
+    ];
+    for (name, set, owner) in blocks {
+        if set && step.action != owner {
+            return Err(invalid(
+                f(name),
+                format!("may only be set when action is {}", owner.as_str()),
+            ));
+        }
+    }
+    let params = match step.action {
+        Action::CollectDiagnostics => {
+            let p = step.collect_diagnostics.clone().unwrap_or_default();
+            StepParams::CollectDiagnostics {
+                log_lines: at_least_one(&f("collectDiagnostics.logLines"), p.log_lines)?,
+                previous: p.previous,
+            }
+        }
+        Action::RestartPods => StepParams::RestartPods {
+            max_unavailable: at_least_one(
+                &f("restartPods.maxUnavailable"),
+                step.restart_pods.as_ref().map_or(1, |p| p.max_unavailable),
+            )?,
+        },
+        Action::RolloutRestart => StepParams::RolloutRestart,
+        Action::ScaleOut => {
+            let p = step
+                .scale_out
+                .as_ref()
+                .ok_or_else(|| invalid(f("scaleOut"), "is required when action is ScaleOut"))?;
+            let target = match (p.by, p.to) {
+                (Some(by), None) => by,
+                (None, Some(to)) => to,
+                _ => return Err(invalid(f("scaleOut"), "must set exactly one of: by, to")),
+            };
+            at_least_one(&f("scaleOut.maxReplicas"), p.max_replicas)?;
+            if p.max_replicas < target {
+                let which = if p.by.is_some() { "by" } else { "to" };
+                return Err(invalid(
+                    f("scaleOut.maxReplicas"),
+                    format!(
+                        "must be at least scaleOut.{which} ({} < {target})",
+                        p.max_replicas
+                    ),
+                ));
+            }
+            StepParams::ScaleOut(ScaleOutSettings {
+                by: p.by.map(|b| at_least_one(&f("scaleOut.by"), b)).transpose()?,
+                to: p.to.map(|t| at_least_one(&f("scaleOut.to"), t)).transpose()?,
+                max_replicas: p.max_replicas,
+                restore_after: duration(&f("scaleOut.restoreAfter"), &p.restore_after)?,
+            })
+        }
+        Action::Notify => {
+            let p = step
+                .notify
+                .as_ref()
+                .ok_or_else(|| invalid(f("notify"), "is required when action is Notify"))?;
+            StepParams::Notify {
+                url: p.url_secret_ref.clone(),
+            }
+        }
+    };
+    let default_timeout = match params {
+        StepParams::CollectDiagnostics { .. } | StepParams::Notify { .. } => StdDuration::ZERO,
+        _ => StdDuration::from_secs(300),
+    };
+    let timeout = match &step.timeout {
+        Some(t) => duration(&f("timeout"), t)?,
+        None => default_timeout,
+    };
+    Ok(StepSettings { timeout, params })
 }
 
 fn duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
@@ -795,27 +953,46 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         healthy_delay: duration("spec.recovery.healthyDelay", &spec.recovery.healthy_delay)?,
     };
 
-    let remediation = &spec.remediation;
-    let steps = remediation
+    let r = &spec.remediation;
+    let steps = r
         .steps
         .iter()
         .enumerate()
-        .map(|(i, step)| {
-            Ok(StepSettings {
-                action: step.action,
-                timeout: positive_duration(&format!("spec.remediation.steps[{i}].timeout"), &step.timeout)?,
-            })
-        })
+        .map(|(i, s)| step(i, s))
         .collect::<Result<Vec<_>, InvalidSpec>>()?;
-    let cooldown = duration("spec.remediation.cooldown", &remediation.cooldown)?;
+    let max_remediations = match &r.max_remediations {
+        None => None,
+        Some(m) => Some((
+            at_least_one("spec.remediation.maxRemediations.count", m.count)?,
+            positive_duration("spec.remediation.maxRemediations.window", &m.window)?,
+        )),
+    };
+    if let Some(p) = r.max_unhealthy_percent
+        && !(1..=100).contains(&p)
+    {
+        return Err(invalid(
+            "spec.remediation.maxUnhealthyPercent",
+            "must be between 1 and 100",
+        ));
+    }
+    let remediation = RemediationSettings {
+        steps,
+        cooldown: duration("spec.remediation.cooldown", &r.cooldown)?,
+        min_pod_age: duration("spec.remediation.minPodAge", &r.min_pod_age)?,
+        max_remediations,
+        max_unhealthy_percent: r.max_unhealthy_percent,
+        diagnostics_retention: at_least_one(
+            "spec.remediation.diagnosticsRetention",
+            r.diagnostics_retention,
+        )?,
+        dry_run: r.dry_run,
+    };
 
     Ok(Settings {
         probe: probe_settings,
         triggers,
         recovery,
-        steps,
-        cooldown,
-        dry_run: remediation.dry_run,
+        remediation,
         sample_capacity,
         notes,
     })
@@ -837,11 +1014,11 @@ mod tests {
         let s = policy().settings();
         assert_eq!(s.probe.port, PortRef::Name("http".into()));
         assert_eq!(s.probe.period, StdDuration::from_secs(10));
-        assert_eq!(s.cooldown, StdDuration::from_secs(300));
+        assert_eq!(s.remediation.cooldown, StdDuration::from_secs(300));
         assert_eq!(
-            s.steps,
+            s.remediation.steps,
             vec![StepSettings {
-                action: Action::RolloutRestart,
+                params: StepParams::RolloutRestart,
                 timeout: StdDuration::from_secs(120)
             }]
         );
@@ -898,8 +1075,28 @@ mod tests {
                 "spec.remediation.cooldown: \"soon\" is not a duration such as 90s, 5m or 1h30m",
             ),
             (
-                serde_json::json!({"remediation": {"steps": [{"action": "RolloutRestart", "timeout": "0s"}]}}),
-                "spec.remediation.steps[0].timeout: must be longer than zero",
+                serde_json::json!({"remediation": {"steps": [{"action": "RolloutRestart", "timeout": "soon"}]}}),
+                "spec.remediation.steps[0].timeout: \"soon\" is not a duration such as 90s, 5m or 1h30m",
+            ),
+            (
+                serde_json::json!({"remediation": {"steps": [{"action": "RestartPods", "scaleOut": {"by": 1, "maxReplicas": 3}}]}}),
+                "spec.remediation.steps[0].scaleOut: may only be set when action is ScaleOut",
+            ),
+            (
+                serde_json::json!({"remediation": {"steps": [{"action": "ScaleOut", "scaleOut": {"by": 4, "maxReplicas": 3}}]}}),
+                "spec.remediation.steps[0].scaleOut.maxReplicas: must be at least scaleOut.by (3 < 4)",
+            ),
+            (
+                serde_json::json!({"remediation": {"steps": [{"action": "ScaleOut"}]}}),
+                "spec.remediation.steps[0].scaleOut: is required when action is ScaleOut",
+            ),
+            (
+                serde_json::json!({"remediation": {"steps": [{"action": "Notify"}]}}),
+                "spec.remediation.steps[0].notify: is required when action is Notify",
+            ),
+            (
+                serde_json::json!({"remediation": {"maxRemediations": {"count": 0, "window": "1h"}}}),
+                "spec.remediation.maxRemediations.count: must be at least 1",
             ),
         ];
         for (patch, expected) in cases {

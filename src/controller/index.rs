@@ -118,6 +118,23 @@ impl TargetIndex {
         }
     }
 
+    /// Whether every cache has been filled once.
+    pub(super) async fn synced(&self) -> bool {
+        self.deployments.wait_until_ready().await.is_ok()
+            && self.statefulsets.wait_until_ready().await.is_ok()
+            && self.pods.wait_until_ready().await.is_ok()
+            && self.configmaps.wait_until_ready().await.is_ok()
+            && self.secrets.wait_until_ready().await.is_ok()
+    }
+
+    pub(super) fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub(super) fn statefulset(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        self.statefulsets.get(&ObjectRef::new(name).within(namespace))
+    }
+
     pub(super) fn workload_selector(
         &self,
         kind: TargetKind,

@@ -2,14 +2,14 @@
 //!
 //! Watches: AppHealthPolicies (the controller's own watch), and Deployments, StatefulSets and Pods
 //! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
-//! them. Probe tasks nudge the controller when a verdict changes. The reconcile is a pipeline:
-//! validate → dereference the target → resolve endpoints and (re)start probing → plan → act →
-//! report, and writes status only when it changed.
+//! them. Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
+//! ([`reconcile`]) is wiring over named stages: [`dereference`] → [`observe`] → plan and act
+//! ([`remediate`]) → report, and writes status only when it changed.
 
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -34,21 +34,23 @@ use tokio::sync::mpsc;
 
 use crate::{
     Error, Result,
-    act::{Executor, MANAGER},
+    act::{MANAGER, Notifier},
     api::{TargetKind, watched::Watched},
     clock::Clock,
-    observe::{
-        metrics::MetricsApi,
-        prober::HttpProber,
-        references::ConfigKind,
-        schedule::{ProbeTasks, Probing},
-    },
+    observe::{metrics::MetricsApi, prober::HttpProber, references::ConfigKind},
 };
 
+mod dereference;
 mod index;
+mod ladders;
+mod observe;
+pub mod probing;
 mod reconcile;
+mod remediate;
+mod writes;
 
 pub use index::TargetIndex;
+use probing::{ProbeTasks, Probing};
 use reconcile::reconcile;
 
 /// How the operator runs.
@@ -60,6 +62,12 @@ pub struct Config {
     pub resync: Duration,
     /// Identity of this replica in Events.
     pub instance: Option<String>,
+    /// Most ladders acting on their targets at once, operator-wide (None: no cap).
+    pub max_concurrent_remediations: Option<u32>,
+    /// Webhook calls of Notify: timeout per attempt, attempts, first backoff.
+    pub notify_timeout: Duration,
+    pub notify_attempts: u32,
+    pub notify_backoff: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +76,10 @@ impl Default for Config {
             namespace: None,
             resync: Duration::from_secs(300),
             instance: None,
+            max_concurrent_remediations: Some(10),
+            notify_timeout: Duration::from_secs(5),
+            notify_attempts: 3,
+            notify_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -79,11 +91,36 @@ pub struct Context {
     client: Client,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
-    executor: Executor,
+    notifier: Notifier,
     probes: ProbeTasks<PolicyRef>,
     index: TargetIndex,
     resync: Duration,
-    not_found_retries: Mutex<HashMap<PolicyRef, u32>>,
+    /// Backoff for policies whose target is missing.
+    not_found: Backoff,
+    /// Backoff for policies whose reconcile failed.
+    failures: Backoff,
+    writes: writes::WriteLog,
+    ladders: ladders::Ladders,
+}
+
+/// Exponential backoff per policy: 5s, 10s, 20s … capped at 5 minutes.
+#[derive(Default)]
+struct Backoff(Mutex<HashMap<PolicyRef, u32>>);
+
+impl Backoff {
+    fn next(&self, key: &PolicyRef) -> Duration {
+        let mut retries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = retries.entry(key.clone()).or_insert(0);
+        let delay = Duration::from_secs(5)
+            .saturating_mul(2u32.saturating_pow(*n))
+            .min(Duration::from_secs(300));
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    fn reset(&self, key: &PolicyRef) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
 }
 
 /// Client-side limit on Kubernetes API requests: on average `qps` per second, at most `burst`
@@ -212,7 +249,11 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        executor: Executor::new(client.clone()),
+        notifier: Notifier::new(
+            config.notify_timeout,
+            config.notify_attempts,
+            config.notify_backoff,
+        )?,
         probes: ProbeTasks::new(Probing {
             prober: HttpProber::new()?,
             clock: clock.clone(),
@@ -226,7 +267,10 @@ pub async fn run(
         clock,
         index: index.clone(),
         resync: config.resync,
-        not_found_retries: Mutex::default(),
+        not_found: Backoff::default(),
+        failures: Backoff::default(),
+        writes: writes::WriteLog::default(),
+        ladders: ladders::Ladders::new(config.max_concurrent_remediations),
         client,
     });
 
@@ -277,7 +321,13 @@ where
     (store, events)
 }
 
-fn error_policy(policy: Arc<Watched>, error: &Error, _ctx: Arc<Context>) -> Requeue {
-    tracing::warn!(policy = %policy.name_any(), error = %error, label = error.metric_label(), "reconcile failed; retrying");
-    Requeue::requeue(Duration::from_secs(10))
+/// A failed reconcile is retried with a backoff of its own policy's (5s doubling to 5m): one
+/// policy failing does not slow the others, nor hammer the API server.
+fn error_policy(policy: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let key = reflector::ObjectRef::from_obj(policy.as_ref());
+    let delay = ctx.failures.next(&key);
+    // The status this process wrote may not have landed: start again from what the API says.
+    ctx.writes.forget(&key);
+    tracing::warn!(policy = %policy.name_any(), error = %error, stage = error.metric_label(), retry_in = ?delay, "reconcile failed; retrying");
+    Requeue::requeue(delay)
 }

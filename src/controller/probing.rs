@@ -1,5 +1,6 @@
-//! Probing on its own schedule: one task per policy, started, updated and stopped by the controller
-//! as policies appear, change and disappear. A task probes its endpoints every period (starting at a
+//! Probing on its own schedule, outside the reconcile loop: the wiring of observe → evaluate. One
+//! task per policy, started, updated and stopped by the reconcile as policies appear, change and
+//! disappear. A task probes its endpoints every period (starting at a
 //! random offset so policies do not probe in lockstep, and spreading its probes over the first half
 //! of the period), reads resource use when a trigger needs it, folds everything into its evaluator,
 //! and when the verdict changes publishes it and nudges the controller for that one policy.
@@ -14,15 +15,12 @@ use std::{
 use futures::{StreamExt, stream};
 use tokio::sync::{mpsc, watch};
 
-use super::{
-    prober::HttpProber,
-    request::ProbeRequest,
-    signals::{PodSignals, Usage, UsageSource},
-};
 use crate::{
     api::validate::Settings,
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
+    observation::{PodSignals, Usage},
+    observe::{prober::HttpProber, request::ProbeRequest, signals::UsageSource},
 };
 
 /// Probes in flight at once for one policy.
@@ -141,7 +139,7 @@ async fn probe_round(
     clock: &Arc<dyn Clock>,
     requests: &[ProbeRequest],
     period: Duration,
-) -> Vec<super::Sample> {
+) -> Vec<crate::observation::Sample> {
     let n = u32::try_from(requests.len()).unwrap_or(u32::MAX).max(1);
     let spread = period / 2;
     stream::iter(requests.iter().cloned().enumerate())

@@ -18,10 +18,7 @@ use crate::{
         Evidence, Health,
         validate::{RecoverySettings, Settings, TriggerSettings},
     },
-    observe::{
-        Sample,
-        signals::{PodSignals, Usage},
-    },
+    observation::{PodSignals, Sample, Usage},
 };
 
 /// Restart times kept per pod, whatever the window.

@@ -152,7 +152,7 @@ fn re_evaluating_without_new_samples_is_stable() {
 
 use std::time::Duration;
 
-use crate::observe::signals::{ContainerLimits, ContainerUsage, PodSignals, Usage};
+use crate::observation::{ContainerLimits, ContainerUsage, PodSignals, Usage};
 
 fn with_triggers(triggers: serde_json::Value) -> Evaluator {
     let settings = policy()

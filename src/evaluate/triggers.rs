@@ -12,10 +12,7 @@ use crate::{
         validate::{MemoryThreshold, TriggerSettings},
     },
     clock,
-    observe::{
-        Sample,
-        signals::{ContainerLimits, ContainerUsage},
-    },
+    observation::{ContainerLimits, ContainerUsage, Sample},
 };
 
 /// Samples of `path` taken within `window` before `now` (a sample exactly `window` old is out; a

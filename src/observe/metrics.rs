@@ -8,8 +8,9 @@ use kube::{
     core::{ApiResource, DynamicObject, GroupVersionKind},
 };
 
-use super::signals::{ContainerUsage, Usage, UsageSource};
+use super::signals::UsageSource;
 use crate::api::quantity;
+use crate::observation::{ContainerUsage, Usage};
 
 /// Reads PodMetrics through the Kubernetes API.
 #[derive(Clone)]

@@ -8,11 +8,8 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    Sample,
-    request::{HttpRequest, ProbeRequest, ProbeTarget, TlsOptions},
-};
-use crate::{api::validate::BodyChecks, clock::Clock};
+use super::request::{HttpRequest, ProbeRequest, ProbeTarget, TlsOptions};
+use crate::{api::validate::BodyChecks, clock::Clock, observation::Sample};
 
 pub use super::request::Sensitive;
 

@@ -1,52 +1,14 @@
 //! Cluster signals about a target's pods: restarts, CrashLoopBackOff, OOM kills, configuration
 //! changes, and resource use against limits from the metrics.k8s.io API.
 
-use std::{collections::BTreeMap, future::Future, pin::Pin};
+use std::{future::Future, pin::Pin};
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::api::quantity;
-
-/// What the pod objects say about one pod.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PodSignals {
-    pub pod: String,
-    /// Restarts of all its containers, as counted by the kubelet.
-    pub restart_count: u32,
-    /// Containers waiting in CrashLoopBackOff.
-    pub crash_looping: Vec<String>,
-    /// Containers whose last termination was an OOM kill, with when it happened.
-    pub oom_killed: Vec<(String, Timestamp)>,
-    /// Sentences naming ConfigMaps or Secrets that changed after the pod started.
-    pub config_changed: Vec<String>,
-    /// Resource limits per container.
-    pub limits: Vec<ContainerLimits>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContainerLimits {
-    pub container: String,
-    pub memory_bytes: Option<u64>,
-    pub cpu_millis: Option<u64>,
-}
-
-/// Resource use of one container, from metrics.k8s.io.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerUsage {
-    pub container: String,
-    pub memory_bytes: u64,
-    pub cpu_millis: u64,
-}
-
-/// Resource use of the target's pods, or why it is not known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Usage {
-    /// The metrics API is not there (no metrics-server) or refused: memory and cpu triggers are inactive.
-    Unavailable(String),
-    /// Usage per pod name.
-    Available(BTreeMap<String, Vec<ContainerUsage>>),
-}
+use crate::{
+    api::quantity,
+    observation::{ContainerLimits, PodSignals, Usage},
+};
 
 /// Where resource use comes from (the metrics.k8s.io API in production; fixed data in tests).
 pub trait UsageSource: Send + Sync {

@@ -1,137 +1,358 @@
-//! Plan: ladder position + guards → what to do next. Pure: the caller passes the verdict, the
-//! ladder state read from status, and the time.
+//! Plan: ladder position + guards → what to do next. Pure: one [`PlanInput`] of plain data and the
+//! time in, one [`Plan`] out. The plan names a typed [`Remediation`] (which action, on which pods,
+//! with what parameters); what a guard's hold means for people is worded in `report`.
+
+mod guards;
+
+use std::time::Duration;
 
 use jiff::Timestamp;
 
+pub use guards::GUARDS;
+
 use crate::{
     api::{
-        Action, Health, format_duration, reasons,
-        validate::{Settings, StepSettings},
+        AppHealthPolicyStatus, Health, RemediationRecord, RemediationResult, ScaleRestore,
+        validate::{RemediationSettings, StepParams},
     },
     clock,
 };
 
-/// Where the escalation ladder stands, as recorded in status.
+/// What the plan knows about one pod of the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFacts {
+    pub name: String,
+    /// When the pod was created (its age is measured from here).
+    pub created: Option<Timestamp>,
+    pub ready: bool,
+    /// Judged Unhealthy by the latest verdict.
+    pub unhealthy: bool,
+}
+
+/// Ladders acting elsewhere in the operator, for TargetBusy and GlobalLimit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LadderState {
-    /// The step that ran most recently in the current ladder, counting from 1.
-    pub step: Option<u32>,
-    /// When the most recent remediation ran (any ladder), for the cooldown.
-    pub last_action_at: Option<Timestamp>,
+pub struct Budget {
+    /// Another policy whose ladder is acting on the same workload.
+    pub busy_with: Option<String>,
+    /// Ladders of other policies acting right now.
+    pub active_elsewhere: u32,
+    /// The operator-wide cap on ladders acting at once.
+    pub max: Option<u32>,
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    pub settings: &'a RemediationSettings,
+    pub suspended: bool,
+    pub health: Health,
+    /// The target's pods (empty for a Service probe with no pod signals).
+    pub pods: &'a [PodFacts],
+    /// Recorded state: ladder, history, scale restore, verdict.
+    pub status: &'a AppHealthPolicyStatus,
+    /// Why the workload is mid-rollout, if it is.
+    pub rollout: Option<String>,
+    pub budget: Budget,
+    pub now: Timestamp,
+}
+
+/// One remediation, fully described: what the act stage runs and what status records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remediation {
+    /// Its ladder step, counting from 1, and how many steps there are.
+    pub step: u32,
+    pub of: u32,
+    pub params: StepParams,
+    /// The unhealthy pods it concerns (evicted, captured).
+    pub pods: Vec<String>,
+    /// Pods whose diagnostics must be captured before this remediation restarts them.
+    pub capture_first: Vec<String>,
+    /// When it was decided: the mark it leaves, recorded in status first.
+    pub at: Timestamp,
+    /// Decide and describe, change nothing.
+    pub dry_run: bool,
+}
+
+impl Remediation {
+    pub fn action(&self) -> crate::api::Action {
+        self.params.action()
+    }
+}
+
+/// Why a remediation is held back (or skipped): facts only; `report` words them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    Suspended,
+    NoRemediation,
+    LadderExhausted {
+        steps: u32,
+    },
+    Cooldown {
+        last: Timestamp,
+        cooldown: Duration,
+    },
+    MinPodAge {
+        pod: String,
+        min: Duration,
+    },
+    CircuitOpen {
+        count: u32,
+        window: Duration,
+    },
+    StormGuard {
+        unhealthy: u32,
+        pods: u32,
+        max_percent: u32,
+    },
+    RolloutInProgress {
+        detail: String,
+    },
+    DisruptionBudget {
+        detail: String,
+    },
+    TargetBusy {
+        policy: String,
+    },
+    GlobalLimit {
+        active: u32,
+        max: u32,
+    },
+}
+
+/// A guard's verdict on a remediation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub hold: Hold,
+    /// When to look again (None: on the next change).
+    pub until: Option<Timestamp>,
+    /// The step does not apply now and the ladder moves on (StormGuard), rather than waiting.
+    pub skip: bool,
 }
 
 /// What the operator should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Nothing to do and no ladder in progress.
-    Idle,
+    /// Nothing to do and no ladder in progress; look again at `until` (a scale restore falls due).
+    Idle { until: Option<Timestamp> },
     /// The target is healthy again after a ladder: close it.
     Recovered { step: u32 },
     /// A step ran; wait for recovery until `until` (None: until a verdict arrives).
     Wait { step: u32, until: Option<Timestamp> },
-    /// Run this step now.
-    Act { step: u32, action: Action },
-    /// A guard holds an action back; `reason` is a `reasons::*` constant.
-    Blocked {
-        reason: &'static str,
-        message: String,
-        until: Option<Timestamp>,
+    /// Run this remediation now.
+    Act(Remediation),
+    /// Complete a remediation recorded as Pending by an operator that stopped before its result.
+    Resume(Remediation),
+    /// A guard holds the ladder back; `held` is what would run.
+    Hold {
+        held: Held,
+        remediation: Option<Remediation>,
     },
+    /// A guard skips this step; the ladder moves on to the next.
+    Skip { held: Held, remediation: Remediation },
+    /// Put back what ScaleOut raised: the target has been healthy long enough.
+    Restore(ScaleRestore),
 }
 
 impl Plan {
     /// The time at which the plan should be looked at again, if any.
     pub fn revisit_at(&self) -> Option<Timestamp> {
         match self {
-            Self::Wait { until, .. } | Self::Blocked { until, .. } => *until,
+            Self::Idle { until } | Self::Wait { until, .. } => *until,
+            Self::Hold { held, .. } => held.until,
+            Self::Skip { remediation, .. } => Some(remediation.at),
             _ => None,
         }
     }
 }
 
+/// The most recent record of the current ladder step, if it belongs to it.
+fn current_record<'a>(input: &'a PlanInput) -> Option<&'a RemediationRecord> {
+    let ladder = input.status.ladder.as_ref()?;
+    input
+        .status
+        .history
+        .first()
+        .filter(|r| r.step == ladder.step && r.at.0 >= ladder.started_at.0)
+}
+
 /// Decides the next remediation for a target.
-pub fn plan(settings: &Settings, health: Health, ladder: &LadderState, now: Timestamp) -> Plan {
-    let steps = &settings.steps;
-    match (health, ladder.step) {
-        (Health::Healthy, Some(step)) => return Plan::Recovered { step },
-        (Health::Unknown, Some(step)) => return Plan::Wait { step, until: None },
-        (Health::Healthy | Health::Unknown, None) => return Plan::Idle,
+pub fn plan(input: &PlanInput) -> Plan {
+    let settings = input.settings;
+    let now = input.now;
+    if input.suspended {
+        return hold(Hold::Suspended, None, None);
+    }
+    let ladder = input.status.ladder.as_ref();
+    match (input.health, ladder) {
+        (Health::Healthy, Some(l)) => return Plan::Recovered { step: l.step },
+        (Health::Unknown, Some(l)) => {
+            return Plan::Wait {
+                step: l.step,
+                until: None,
+            };
+        }
+        (Health::Healthy | Health::Unknown, None) => return idle(input),
         (Health::Unhealthy, _) => {}
     }
-    if steps.is_empty() {
-        return Plan::Blocked {
-            reason: reasons::NO_REMEDIATION,
-            message: "The target is unhealthy and spec.remediation.steps is empty, so the operator only \
-                      reports; add remediation steps to let it act."
-                .into(),
-            until: None,
-        };
+    if let Some(pending) = input
+        .status
+        .history
+        .first()
+        .filter(|r| r.result == RemediationResult::Pending)
+        && let Some(r) = resumed(input, pending)
+    {
+        return Plan::Resume(r);
     }
-
-    // Escalate only after the current step has had its chance.
-    let next_index = match ladder.step {
-        None => 0,
-        Some(step) => {
-            let ran = step_settings(steps, step);
-            if let (Some(ran), Some(at)) = (ran, ladder.last_action_at) {
-                let deadline = clock::after(at, ran.timeout);
-                if now < deadline {
+    if settings.steps.is_empty() {
+        return hold(Hold::NoRemediation, None, None);
+    }
+    let next = match (ladder, current_record(input)) {
+        (None, _) => 1,
+        (Some(l), None) => l.step + 1,
+        (Some(l), Some(record)) => {
+            let timeout = settings.step(l.step).map_or(Duration::ZERO, |s| s.timeout);
+            let deadline = clock::after(record.at.0, timeout);
+            match record.result {
+                RemediationResult::Skipped => l.step + 1,
+                // Refused by a budget: tried again until the step's time is up, then escalate.
+                RemediationResult::Held if now < deadline => l.step,
+                _ if now < deadline => {
                     return Plan::Wait {
-                        step,
+                        step: l.step,
                         until: Some(deadline),
                     };
                 }
+                _ => l.step + 1,
             }
-            step as usize
         }
     };
-    let Some(next) = steps.get(next_index) else {
-        let step = ladder.step.unwrap_or_default();
-        return Plan::Blocked {
-            reason: reasons::LADDER_EXHAUSTED,
-            message: format!(
-                "All {} remediation steps ran and the target is still unhealthy; the operator will not act \
-                 again until it recovers. A person needs to look at it.",
-                step
-            ),
-            until: None,
-        };
+    let of = u32::try_from(settings.steps.len()).unwrap_or(u32::MAX);
+    let Some(step) = settings.step(next) else {
+        return hold(Hold::LadderExhausted { steps: of }, None, None);
     };
-    let step = u32::try_from(next_index + 1).unwrap_or(u32::MAX);
-    let describe = format!("{} (step {step} of {})", next.action.as_str(), steps.len());
-
-    if let Some(last) = ladder.last_action_at {
-        let ready_at = clock::after(last, settings.cooldown);
-        if now < ready_at {
-            return Plan::Blocked {
-                reason: reasons::COOLDOWN,
-                message: format!(
-                    "The target is unhealthy, but the last remediation ran at {last} and the cooldown of {} \
-                     holds {describe} back until {ready_at}.",
-                    format_duration(settings.cooldown)
-                ),
-                until: Some(ready_at),
+    let retry = current_record(input).filter(|r| r.step == next && r.result == RemediationResult::Held);
+    let r = Remediation {
+        step: next,
+        of,
+        params: step.params.clone(),
+        pods: pods_for(input, &step.params),
+        capture_first: Vec::new(),
+        at: retry.map_or(now, |r| r.at.0),
+        dry_run: settings.dry_run,
+    };
+    let r = Remediation {
+        capture_first: capture_first(input, &r),
+        ..r
+    };
+    for guard in GUARDS {
+        if let Some(held) = guard(input, &r) {
+            return if held.skip {
+                Plan::Skip { held, remediation: r }
+            } else {
+                Plan::Hold {
+                    held,
+                    remediation: Some(r),
+                }
             };
         }
     }
-    if settings.dry_run {
-        return Plan::Blocked {
-            reason: reasons::DRY_RUN,
-            message: format!(
-                "The target is unhealthy and the operator would run {describe}, but spec.remediation.dryRun \
-                 is set, so nothing was changed."
-            ),
-            until: None,
-        };
-    }
-    Plan::Act {
-        step,
-        action: next.action,
+    Plan::Act(r)
+}
+
+fn hold(hold: Hold, until: Option<Timestamp>, remediation: Option<Remediation>) -> Plan {
+    Plan::Hold {
+        held: Held {
+            hold,
+            until,
+            skip: false,
+        },
+        remediation,
     }
 }
 
-fn step_settings(steps: &[StepSettings], step: u32) -> Option<&StepSettings> {
-    steps.get((step as usize).checked_sub(1)?)
+/// No ladder: idle, unless what ScaleOut raised is due to be put back.
+fn idle(input: &PlanInput) -> Plan {
+    let Some(restore) = &input.status.scale_restore else {
+        return Plan::Idle { until: None };
+    };
+    let healthy_since = input
+        .status
+        .verdict
+        .as_ref()
+        .filter(|v| v.health == Health::Healthy && input.health == Health::Healthy)
+        .map(|v| v.since.0);
+    let Some(since) = healthy_since else {
+        return Plan::Idle { until: None };
+    };
+    let after = crate::api::Duration::from(restore.restore_after.as_str())
+        .parse()
+        .unwrap_or(Duration::ZERO);
+    let due = clock::after(since, after);
+    if input.now >= due {
+        Plan::Restore(restore.clone())
+    } else {
+        Plan::Idle { until: Some(due) }
+    }
+}
+
+/// The remediation a Pending record stands for, with the parameters of its step (None if the
+/// policy no longer has that action at that step: then it is not resumed).
+fn resumed(input: &PlanInput, record: &RemediationRecord) -> Option<Remediation> {
+    let step = input.settings.step(record.step)?;
+    (step.action() == record.action).then(|| Remediation {
+        step: record.step,
+        of: u32::try_from(input.settings.steps.len()).unwrap_or(u32::MAX),
+        params: step.params.clone(),
+        pods: record.pods.clone(),
+        capture_first: Vec::new(),
+        at: record.at.0,
+        dry_run: record.dry_run,
+    })
+}
+
+/// The pods an action concerns: for RestartPods, up to maxUnavailable unhealthy pods old enough to
+/// restart (not-ready ones first: evicting them costs no availability), or, when none is old
+/// enough, the young ones so that the MinPodAge guard can say how long to wait; for every other
+/// action, all unhealthy pods.
+fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
+    let mut unhealthy: Vec<&PodFacts> = input.pods.iter().filter(|p| p.unhealthy).collect();
+    let StepParams::RestartPods { max_unavailable } = params else {
+        return unhealthy.iter().map(|p| p.name.clone()).collect();
+    };
+    unhealthy.sort_by_key(|p| (p.ready, p.name.clone()));
+    let old_enough: Vec<&&PodFacts> = unhealthy
+        .iter()
+        .filter(|p| guards::age(p, input.now) >= input.settings.min_pod_age)
+        .collect();
+    let chosen: Vec<String> = if old_enough.is_empty() {
+        unhealthy.iter().map(|p| p.name.clone()).collect()
+    } else {
+        old_enough.iter().map(|p| p.name.clone()).collect()
+    };
+    chosen
+        .into_iter()
+        .take(usize::try_from(*max_unavailable).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// When the ladder has a CollectDiagnostics step, the pods this remediation restarts that have not
+/// been captured since the ladder started.
+fn capture_first(input: &PlanInput, r: &Remediation) -> Vec<String> {
+    if !r.action().changes_target() || input.settings.collects_diagnostics().is_none() {
+        return Vec::new();
+    }
+    let since = input.status.ladder.as_ref().map_or(r.at, |l| l.started_at.0);
+    r.pods
+        .iter()
+        .filter(|pod| {
+            !input
+                .status
+                .diagnostics
+                .iter()
+                .any(|d| d.at.0 >= since && d.pods.contains(pod))
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

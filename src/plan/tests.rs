@@ -1,200 +1,555 @@
-use std::time::Duration;
+//! Table tests of the planner on a virtual clock: one row per ladder transition and per guard.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
 
 use super::*;
 use crate::{
-    api::{Action, Health, reasons},
+    api::{Action, AppHealthPolicyStatus, Health, Ladder, RemediationRecord, RemediationResult, Verdict},
     fixtures::{PolicyExt, at, policy},
+    report::text,
 };
 
 fn t(secs: i64) -> Timestamp {
     at("2026-01-01T00:00:00Z") + jiff::SignedDuration::from_secs(secs)
 }
 
-fn two_steps() -> Settings {
-    policy()
-        .with_spec(serde_json::json!({"remediation": {
-            "steps": [{"action": "RolloutRestart", "timeout": "2m"}, {"action": "RolloutRestart", "timeout": "5m"}],
-            "cooldown": "1m"
-        }}))
-        .settings()
+/// `name:age:flags` — flags `u` unhealthy, `n` not ready.
+fn pods(spec: &[&str], now: i64) -> Vec<PodFacts> {
+    spec.iter()
+        .map(|p| {
+            let mut parts = p.split(':');
+            let name = parts.next().unwrap().to_owned();
+            let age: i64 = parts.next().unwrap_or("3600").parse().unwrap();
+            let flags = parts.next().unwrap_or("");
+            PodFacts {
+                name,
+                created: Some(t(now - age)),
+                ready: !flags.contains('n'),
+                unhealthy: flags.contains('u'),
+            }
+        })
+        .collect()
 }
 
-fn ladder(step: Option<u32>, last: Option<i64>) -> LadderState {
-    LadderState {
+fn rec(action: Action, step: u32, at_secs: i64, result: RemediationResult) -> RemediationRecord {
+    RemediationRecord {
+        action,
         step,
-        last_action_at: last.map(t),
+        at: Time(t(at_secs)),
+        result,
+        dry_run: false,
+        pods: Vec::new(),
+        message: None,
+        retry_at: None,
+    }
+}
+
+struct Case {
+    name: &'static str,
+    remediation: serde_json::Value,
+    health: Health,
+    pods: &'static [&'static str],
+    ladder: Option<(u32, i64)>,
+    /// Newest first.
+    history: Vec<RemediationRecord>,
+    rollout: Option<&'static str>,
+    budget: Budget,
+    now: i64,
+    expect: &'static str,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            name: "",
+            remediation: json!({}),
+            health: Health::Unhealthy,
+            pods: &["web-a:3600:u", "web-b:3600:"],
+            ladder: None,
+            history: Vec::new(),
+            rollout: None,
+            budget: Budget::default(),
+            now: 10_000,
+            expect: "",
+        }
+    }
+}
+
+/// A plan in a few words, so table rows stay readable.
+fn summary(p: &Plan) -> String {
+    let r = |r: &Remediation| format!("{}#{}", r.action().as_str(), r.step);
+    match p {
+        Plan::Idle { until } => format!(
+            "idle{}",
+            until.map_or(String::new(), |u| format!(
+                " until {}",
+                u.as_second() - t(0).as_second()
+            ))
+        ),
+        Plan::Recovered { step } => format!("recovered after {step}"),
+        Plan::Wait { step, until } => format!(
+            "wait {step}{}",
+            until.map_or(String::new(), |u| format!(
+                " until {}",
+                u.as_second() - t(0).as_second()
+            ))
+        ),
+        Plan::Act(x) if x.dry_run => format!("dry-run {}", r(x)),
+        Plan::Act(x) => format!(
+            "act {}{}",
+            r(x),
+            if x.pods.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", x.pods.join(","))
+            }
+        ),
+        Plan::Resume(x) => format!("resume {}", r(x)),
+        Plan::Hold { held, remediation } => format!(
+            "hold {}{}{}",
+            text::reason(&held.hold),
+            remediation
+                .as_ref()
+                .map_or(String::new(), |x| format!(" {}", r(x))),
+            held.until.map_or(String::new(), |u| format!(
+                " until {}",
+                u.as_second() - t(0).as_second()
+            ))
+        ),
+        Plan::Skip { held, remediation } => format!("skip {} {}", r(remediation), text::reason(&held.hold)),
+        Plan::Restore(raised) => format!("restore {}", raised.name),
+    }
+}
+
+fn run(case: &Case) -> String {
+    let mut spec = json!({"remediation": {
+        "steps": [
+            {"action": "CollectDiagnostics"},
+            {"action": "RestartPods", "timeout": "2m"},
+            {"action": "RolloutRestart", "timeout": "5m"},
+            {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 6}},
+            {"action": "Notify", "notify": {"urlSecretRef": {"name": "hook", "key": "url"}}}
+        ],
+        "cooldown": "1m"
+    }});
+    crate::fixtures::merge(&mut spec["remediation"], case.remediation.clone());
+    let settings = policy().with_spec(spec).settings();
+    let status = AppHealthPolicyStatus {
+        ladder: case.ladder.map(|(step, started)| Ladder {
+            step,
+            started_at: Time(t(started)),
+            exhausted: false,
+        }),
+        history: case.history.clone(),
+        ..AppHealthPolicyStatus::default()
+    };
+    let pods = pods(case.pods, case.now);
+    summary(&plan(&PlanInput {
+        settings: &settings.remediation,
+        suspended: false,
+        health: case.health,
+        pods: &pods,
+        status: &status,
+        rollout: case.rollout.map(str::to_owned),
+        budget: case.budget.clone(),
+        now: t(case.now),
+    }))
+}
+
+#[test]
+fn the_ladder() {
+    use RemediationResult::*;
+    let cases = [
+        Case {
+            name: "healthy, no ladder",
+            health: Health::Healthy,
+            expect: "idle",
+            ..Case::default()
+        },
+        Case {
+            name: "unknown, no ladder",
+            health: Health::Unknown,
+            expect: "idle",
+            ..Case::default()
+        },
+        Case {
+            name: "unhealthy starts the ladder",
+            expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "diagnostics wait 0s: the next step follows at once",
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a step gets its timeout",
+            ladder: Some((2, 9_000)),
+            history: vec![rec(Action::RestartPods, 2, 9_950, Succeeded)],
+            expect: "wait 2 until 10070",
+            ..Case::default()
+        },
+        Case {
+            name: "then escalates",
+            ladder: Some((2, 9_000)),
+            history: vec![rec(Action::RestartPods, 2, 9_880, Succeeded)],
+            expect: "act RolloutRestart#3 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a failed step escalates after its timeout too",
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::RolloutRestart, 3, 9_000, Failed)],
+            expect: "act ScaleOut#4 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a skipped step moves on at once",
+            ladder: Some((2, 9_000)),
+            history: vec![rec(Action::RestartPods, 2, 9_999, Skipped)],
+            expect: "act RolloutRestart#3 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "recovery closes the ladder",
+            health: Health::Healthy,
+            ladder: Some((3, 9_000)),
+            expect: "recovered after 3",
+            ..Case::default()
+        },
+        Case {
+            name: "no verdict mid-ladder waits",
+            health: Health::Unknown,
+            ladder: Some((3, 9_000)),
+            expect: "wait 3",
+            ..Case::default()
+        },
+        Case {
+            name: "a pending intent is resumed",
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::RolloutRestart, 3, 9_999, Pending)],
+            expect: "resume RolloutRestart#3",
+            ..Case::default()
+        },
+        Case {
+            name: "a pending intent of an action the step no longer has is not resumed",
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::ScaleOut, 3, 9_999, Pending)],
+            expect: "wait 3 until 10299",
+            ..Case::default()
+        },
+        Case {
+            name: "all steps ran",
+            ladder: Some((5, 9_000)),
+            history: vec![rec(Action::Notify, 5, 9_000, Succeeded)],
+            expect: "hold LadderExhausted",
+            ..Case::default()
+        },
+        Case {
+            name: "no steps only reports",
+            remediation: json!({"steps": []}),
+            expect: "hold NoRemediation",
+            ..Case::default()
+        },
+        Case {
+            name: "dry run decides the same step",
+            remediation: json!({"dryRun": true}),
+            expect: "dry-run CollectDiagnostics#1",
+            ..Case::default()
+        },
+    ];
+    for case in &cases {
+        assert_eq!(run(case), case.expect, "{}", case.name);
     }
 }
 
 #[test]
-fn healthy_or_unknown_without_a_ladder_is_idle() {
-    let s = two_steps();
-    assert_eq!(plan(&s, Health::Healthy, &ladder(None, None), t(0)), Plan::Idle);
-    assert_eq!(
-        plan(&s, Health::Unknown, &ladder(None, Some(0)), t(0)),
-        Plan::Idle
-    );
+fn the_guards() {
+    use RemediationResult::*;
+    let restart_pods = json!({"steps": [{"action": "RestartPods", "timeout": "2m"}, {"action": "Notify", "notify": {"urlSecretRef": {"name": "hook", "key": "url"}}}]});
+    let cases = [
+        Case {
+            name: "cooldown holds a change until it expires",
+            remediation: json!({"cooldown": "10m"}),
+            ladder: Some((2, 9_000)),
+            history: vec![rec(Action::RestartPods, 2, 9_800, Succeeded)],
+            expect: "hold Cooldown RolloutRestart#3 until 10400",
+            ..Case::default()
+        },
+        Case {
+            name: "cooldown counts dry runs only in dry run",
+            remediation: json!({"cooldown": "10m"}),
+            history: vec![RemediationRecord {
+                dry_run: true,
+                ..rec(Action::RestartPods, 2, 9_800, Succeeded)
+            }],
+            expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "cooldown never holds diagnostics or notify",
+            remediation: json!({"cooldown": "10m"}),
+            history: vec![rec(Action::RolloutRestart, 3, 9_800, Succeeded)],
+            expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "minPodAge holds a restart of a young pod",
+            remediation: json!({"minPodAge": "5m", "steps": restart_pods["steps"].clone()}),
+            pods: &["web-a:60:u", "web-b:3600:"],
+            expect: "hold MinPodAge RestartPods#1 until 10240",
+            ..Case::default()
+        },
+        Case {
+            name: "minPodAge: RestartPods takes the old unhealthy pods only",
+            remediation: json!({"minPodAge": "5m", "steps": [{"action": "RestartPods", "restartPods": {"maxUnavailable": 2}}]}),
+            pods: &["web-a:60:u", "web-b:3600:u", "web-c:3600:"],
+            expect: "act RestartPods#1 web-b",
+            ..Case::default()
+        },
+        Case {
+            name: "RestartPods takes at most maxUnavailable, not-ready pods first",
+            remediation: restart_pods.clone(),
+            pods: &["web-a:3600:u", "web-b:3600:un", "web-c:3600:"],
+            expect: "act RestartPods#1 web-b",
+            ..Case::default()
+        },
+        Case {
+            name: "the circuit opens after maxRemediations within the window",
+            remediation: json!({"maxRemediations": {"count": 2, "window": "1h"}, "cooldown": "0s"}),
+            ladder: Some((2, 8_000)),
+            history: vec![
+                rec(Action::RestartPods, 2, 9_000, Succeeded),
+                rec(Action::RolloutRestart, 3, 7_000, Succeeded),
+            ],
+            now: 9_200,
+            expect: "hold CircuitOpen RolloutRestart#3 until 10600",
+            ..Case::default()
+        },
+        Case {
+            name: "the circuit closes as they leave the window",
+            remediation: json!({"maxRemediations": {"count": 2, "window": "1h"}, "cooldown": "0s"}),
+            ladder: Some((2, 8_000)),
+            history: vec![
+                rec(Action::RestartPods, 2, 9_000, Succeeded),
+                rec(Action::RolloutRestart, 3, 7_000, Succeeded),
+            ],
+            now: 10_600,
+            expect: "act RolloutRestart#3 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "the storm guard skips a restart when most pods are unhealthy",
+            remediation: json!({"maxUnhealthyPercent": 50}),
+            pods: &["web-a:3600:u", "web-b:3600:u", "web-c:3600:"],
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "skip RestartPods#2 StormGuard",
+            ..Case::default()
+        },
+        Case {
+            name: "the storm guard lets scale-out run",
+            remediation: json!({"maxUnhealthyPercent": 50}),
+            pods: &["web-a:3600:u", "web-b:3600:u", "web-c:3600:"],
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::RolloutRestart, 3, 9_000, Skipped)],
+            expect: "act ScaleOut#4 web-a,web-b",
+            ..Case::default()
+        },
+        Case {
+            name: "at the limit the storm guard lets a restart run",
+            remediation: json!({"maxUnhealthyPercent": 50}),
+            pods: &["web-a:3600:u", "web-b:3600:"],
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a single pod is never a storm",
+            remediation: json!({"maxUnhealthyPercent": 50}),
+            pods: &["web-a:3600:u"],
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a rollout in progress holds restarts",
+            rollout: Some("1 of 3 replicas updated"),
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "hold RolloutInProgress RestartPods#2",
+            ..Case::default()
+        },
+        Case {
+            name: "but not diagnostics",
+            rollout: Some("1 of 3 replicas updated"),
+            expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "an eviction refused by a budget waits for its retry",
+            remediation: restart_pods.clone(),
+            ladder: Some((1, 9_950)),
+            history: vec![RemediationRecord {
+                retry_at: Some(Time(t(10_020))),
+                ..rec(Action::RestartPods, 1, 9_950, Held)
+            }],
+            expect: "hold DisruptionBudget RestartPods#1 until 10020",
+            ..Case::default()
+        },
+        Case {
+            name: "and is tried again with its first mark",
+            remediation: restart_pods.clone(),
+            ladder: Some((1, 9_950)),
+            history: vec![RemediationRecord {
+                retry_at: Some(Time(t(9_990))),
+                ..rec(Action::RestartPods, 1, 9_950, Held)
+            }],
+            expect: "act RestartPods#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "until the step's time is up: then the ladder escalates",
+            remediation: restart_pods.clone(),
+            ladder: Some((1, 9_000)),
+            history: vec![RemediationRecord {
+                retry_at: Some(Time(t(10_020))),
+                ..rec(Action::RestartPods, 1, 9_000, Held)
+            }],
+            expect: "act Notify#2 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "another policy acting on the target holds changes",
+            budget: Budget {
+                busy_with: Some("web-latency".into()),
+                ..Budget::default()
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "hold TargetBusy RestartPods#2 until 10030",
+            ..Case::default()
+        },
+        Case {
+            name: "but not diagnostics",
+            budget: Budget {
+                busy_with: Some("web-latency".into()),
+                ..Budget::default()
+            },
+            expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "the global cap holds new ladders",
+            budget: Budget {
+                active_elsewhere: 3,
+                max: Some(3),
+                ..Budget::default()
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "hold GlobalLimit RestartPods#2 until 10030",
+            ..Case::default()
+        },
+        Case {
+            name: "below the cap they run",
+            budget: Budget {
+                active_elsewhere: 2,
+                max: Some(3),
+                ..Budget::default()
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "a dry run passes coordination guards",
+            remediation: json!({"dryRun": true}),
+            budget: Budget {
+                busy_with: Some("other".into()),
+                active_elsewhere: 9,
+                max: Some(1),
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![RemediationRecord {
+                dry_run: true,
+                ..rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)
+            }],
+            expect: "dry-run RestartPods#2",
+            ..Case::default()
+        },
+    ];
+    for case in &cases {
+        assert_eq!(run(case), case.expect, "{}", case.name);
+    }
 }
 
 #[test]
-fn unhealthy_runs_the_first_step() {
-    let s = two_steps();
-    assert_eq!(
-        plan(&s, Health::Unhealthy, &ladder(None, None), t(0)),
-        Plan::Act {
-            step: 1,
-            action: Action::RolloutRestart
-        }
-    );
-}
-
-#[test]
-fn a_step_gets_its_timeout_before_escalating() {
-    let s = two_steps();
-    let l = ladder(Some(1), Some(0));
-    assert_eq!(
-        plan(&s, Health::Unhealthy, &l, t(119)),
-        Plan::Wait {
-            step: 1,
-            until: Some(t(120))
-        }
-    );
-    assert_eq!(
-        plan(&s, Health::Unhealthy, &l, t(120)),
-        Plan::Act {
-            step: 2,
-            action: Action::RolloutRestart
-        }
-    );
-}
-
-#[test]
-fn recovery_closes_the_ladder_and_unknown_waits() {
-    let s = two_steps();
-    assert_eq!(
-        plan(&s, Health::Healthy, &ladder(Some(2), Some(0)), t(5)),
-        Plan::Recovered { step: 2 }
-    );
-    assert_eq!(
-        plan(&s, Health::Unknown, &ladder(Some(1), Some(0)), t(5)),
-        Plan::Wait { step: 1, until: None }
-    );
-}
-
-#[test]
-fn an_exhausted_ladder_is_blocked() {
-    let s = two_steps();
-    let p = plan(&s, Health::Unhealthy, &ladder(Some(2), Some(0)), t(10_000));
-    let Plan::Blocked {
-        reason,
-        message,
-        until,
-    } = p
-    else {
-        panic!("expected Blocked, got {p:?}")
+fn the_guards_are_in_their_documented_order() {
+    // A cooldown outranks everything after it: a cooling-down, young, storming, rolling target
+    // reports Cooldown.
+    let case = Case {
+        remediation: json!({"cooldown": "10m", "minPodAge": "1h", "maxUnhealthyPercent": 10}),
+        pods: &["web-a:60:u", "web-b:60:u"],
+        rollout: Some("rolling"),
+        ladder: Some((1, 9_990)),
+        history: vec![
+            rec(Action::CollectDiagnostics, 1, 9_990, RemediationResult::Succeeded),
+            rec(Action::RolloutRestart, 3, 9_900, RemediationResult::Succeeded),
+        ],
+        ..Case::default()
     };
-    assert_eq!(reason, reasons::LADDER_EXHAUSTED);
-    assert!(message.contains("All 2 remediation steps ran"), "{message}");
-    assert_eq!(until, None);
+    assert!(run(&case).starts_with("hold Cooldown"), "{}", run(&case));
+    assert_eq!(GUARDS.len(), 8);
 }
 
 #[test]
-fn cooldown_holds_a_new_ladder_back_until_it_expires() {
-    let s = policy()
-        .with_spec(serde_json::json!({"remediation": {"cooldown": "5m"}}))
-        .settings();
-    let l = ladder(None, Some(0)); // last ladder ended; its action ran at t=0
-    let p = plan(&s, Health::Unhealthy, &l, t(60));
-    let Plan::Blocked {
-        reason,
-        message,
-        until,
-    } = p
-    else {
-        panic!("expected Blocked, got {p:?}")
+fn a_scale_out_is_restored_once_healthy_long_enough() {
+    let settings = policy().settings();
+    let mut status = AppHealthPolicyStatus {
+        verdict: Some(Verdict {
+            health: Health::Healthy,
+            since: Time(t(0)),
+            evidence: Vec::new(),
+        }),
+        scale_restore: Some(crate::api::ScaleRestore {
+            kind: "Workload".into(),
+            name: "web".into(),
+            original: 2,
+            original_max: None,
+            set: 4,
+            set_max: None,
+            restore_after: "30m".into(),
+        }),
+        ..AppHealthPolicyStatus::default()
     };
-    assert_eq!(reason, reasons::COOLDOWN);
-    assert_eq!(until, Some(t(300)));
-    assert!(message.contains("cooldown of 5m"), "{message}");
-    assert!(message.contains("RolloutRestart (step 1 of 1)"), "{message}");
-    // Edges: one second before is still blocked, at expiry it acts.
-    assert!(matches!(
-        plan(&s, Health::Unhealthy, &l, t(299)),
-        Plan::Blocked { .. }
-    ));
-    assert_eq!(
-        plan(&s, Health::Unhealthy, &l, t(300)),
-        Plan::Act {
-            step: 1,
-            action: Action::RolloutRestart
-        }
-    );
-}
-
-#[test]
-fn cooldown_also_delays_escalation_when_longer_than_the_step_timeout() {
-    let s = policy()
-        .with_spec(serde_json::json!({"remediation": {
-            "steps": [{"action": "RolloutRestart", "timeout": "1m"}, {"action": "RolloutRestart"}],
-            "cooldown": "10m"
-        }}))
-        .settings();
-    let l = ladder(Some(1), Some(0));
-    let p = plan(&s, Health::Unhealthy, &l, t(120));
-    assert!(
-        matches!(p, Plan::Blocked { reason: reasons::COOLDOWN, until: Some(u), .. } if u == t(600)),
-        "{p:?}"
-    );
-}
-
-#[test]
-fn a_clock_jump_backwards_never_acts_early() {
-    let s = two_steps();
-    // The last action is recorded in the future (clock went back): still cooling down / waiting.
-    let l = ladder(Some(1), Some(1000));
-    assert!(matches!(plan(&s, Health::Unhealthy, &l, t(0)), Plan::Wait { .. }));
-    assert!(matches!(
-        plan(&s, Health::Unhealthy, &ladder(None, Some(1000)), t(0)),
-        Plan::Blocked { .. }
-    ));
-}
-
-#[test]
-fn dry_run_reports_what_it_would_do() {
-    let s = policy()
-        .with_spec(serde_json::json!({"remediation": {"dryRun": true}}))
-        .settings();
-    let p = plan(&s, Health::Unhealthy, &ladder(None, None), t(0));
-    let Plan::Blocked { reason, message, .. } = p else {
-        panic!("expected Blocked, got {p:?}")
+    let input = |status: &AppHealthPolicyStatus, now: i64| {
+        summary(&plan(&PlanInput {
+            settings: &settings.remediation,
+            suspended: false,
+            health: Health::Healthy,
+            pods: &[],
+            status,
+            rollout: None,
+            budget: Budget::default(),
+            now: t(now),
+        }))
     };
-    assert_eq!(reason, reasons::DRY_RUN);
-    assert!(
-        message.contains("would run RolloutRestart (step 1 of 1)"),
-        "{message}"
-    );
+    assert_eq!(input(&status, 1_000), "idle until 1800");
+    assert_eq!(input(&status, 1_800), "restore web");
+    status.scale_restore = None;
+    assert_eq!(input(&status, 1_800), "idle");
 }
 
 #[test]
-fn no_steps_only_reports() {
-    let s = policy()
-        .with_spec(serde_json::json!({"remediation": {"steps": null}}))
-        .settings();
-    let p = plan(&s, Health::Unhealthy, &ladder(None, None), t(0));
-    assert!(
-        matches!(
-            p,
-            Plan::Blocked {
-                reason: reasons::NO_REMEDIATION,
-                ..
-            }
-        ),
-        "{p:?}"
-    );
-}
-
-#[test]
-fn revisit_time_is_when_a_wait_or_cooldown_ends() {
+fn revisit_time_is_when_a_wait_or_hold_ends() {
     assert_eq!(
         Plan::Wait {
             step: 1,
@@ -203,6 +558,5 @@ fn revisit_time_is_when_a_wait_or_cooldown_ends() {
         .revisit_at(),
         Some(t(5))
     );
-    assert_eq!(Plan::Idle.revisit_at(), None);
-    let _ = Duration::ZERO;
+    assert_eq!(Plan::Idle { until: None }.revisit_at(), None);
 }

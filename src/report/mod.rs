@@ -1,5 +1,12 @@
-//! Report: status conditions (server-side apply, only when something other than a timestamp
-//! changed) and Events.
+//! Report: the desired status and Events (pure, in [`status`]), worded in [`text`] with the
+//! constants of [`reasons`]; and the writes that apply them: status by server-side apply, only
+//! when something changed, and Events.
+
+pub mod reasons;
+pub mod status;
+pub mod text;
+
+pub use status::{Effect, EventIntent, Observation, Outcome, Readiness, desired_status};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{
@@ -77,20 +84,23 @@ pub fn condition<'a>(status: &'a AppHealthPolicyStatus, type_: &str) -> Option<&
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Writes the whole status with server-side apply, as the operator's field manager.
+/// Writes the whole status with server-side apply, as the operator's field manager; returns the
+/// status as the API server stored it.
 pub async fn apply_status(
     api: &Api<AppHealthPolicy>,
     name: &str,
     status: &AppHealthPolicyStatus,
-) -> Result<()> {
+) -> Result<AppHealthPolicyStatus> {
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
         "kind": "AppHealthPolicy",
         "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+    let written = api
+        .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Report)?;
+    Ok(written.status.unwrap_or_default())
 }
 
 /// The field manager of Ready conditions written for policies the operator cannot read: kept apart
@@ -113,7 +123,8 @@ where
         "status": {"conditions": conditions},
     });
     api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
-        .await?;
+        .await
+        .map_err(Error::Report)?;
     Ok(())
 }
 
@@ -122,24 +133,21 @@ where
 pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     recorder: &Recorder,
     policy: &K,
-    warning: bool,
-    reason: &str,
-    action: &str,
-    note: String,
+    intent: EventIntent,
 ) {
     let event = Event {
-        type_: if warning {
+        type_: if intent.warning {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        reason: reason.into(),
-        note: Some(truncate(note, 1000)),
-        action: action.into(),
+        reason: intent.reason.into(),
+        note: Some(truncate(intent.note, 1000)),
+        action: intent.action.into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "could not publish event");
+        tracing::warn!(error = %e, reason = intent.reason, "could not publish event");
     }
 }
 

@@ -50,7 +50,7 @@ async fn unhealthy_pod_triggers_a_rollout_restart_and_recovery_is_reported() {
 
     // The ladder's first step ran: the annotation is on the pod template and matches status.
     let policy = h.wait_remediation_result("web", "Succeeded").await;
-    let record = &policy["status"]["lastRemediation"];
+    let record = &policy["status"]["history"][0];
     assert_eq!(record["action"], "RolloutRestart");
     assert_eq!(record["step"], 1);
     assert_eq!(restarted_at(&h.deployment()).as_deref(), record["at"].as_str());
@@ -100,16 +100,22 @@ async fn dry_run_decides_and_reports_but_changes_nothing() {
         .unwrap()
         .to_owned();
     assert!(
-        message.contains("would run RolloutRestart (step 1 of 1)"),
+        message.contains("RolloutRestart (step 1 of 1) would set apphealth.io/restartedAt="),
         "{message}"
     );
     let note = h.wait_event("web", "DryRun").await;
     assert!(
-        note.contains("would run RolloutRestart") && note.contains("HTTP 502"),
+        note.contains("RolloutRestart (step 1 of 1) would set apphealth.io/restartedAt")
+            && note.contains("HTTP 502"),
         "{note}"
     );
     assert_eq!(condition(&policy, "Remediating").unwrap()["status"], "False");
-    assert!(policy["status"]["lastRemediation"].is_null());
+    let record = &policy["status"]["history"][0];
+    assert_eq!(
+        record["dryRun"], true,
+        "the decision is in the history, marked as a dry run"
+    );
+    assert_eq!(record["result"], "Succeeded");
     assert_eq!(
         h.writes_to("/deployments/"),
         0,
@@ -181,7 +187,7 @@ fn seed_pending_intent(h: &Harness, at: &str) {
             "web",
             json!({"status": {
                 "ladder": {"step": 1, "startedAt": at},
-                "lastRemediation": {"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}
+                "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}]
             }}),
         )
         .unwrap();
@@ -202,7 +208,7 @@ async fn a_crash_after_recording_intent_completes_the_action_once() {
         Some(at),
         "the action ran with its recorded mark"
     );
-    assert_eq!(policy["status"]["lastRemediation"]["at"], at);
+    assert_eq!(policy["status"]["history"][0]["at"], at);
     h.wait_event("web", "RemediationResumed").await;
     // The target stays unhealthy, but the step is still within its timeout: no second action.
     h.wait_condition("web", "Healthy", "False", None).await;
@@ -225,7 +231,7 @@ async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it
     h.start_operator(Some(NS));
 
     let policy = h.wait_remediation_result("web", "Succeeded").await;
-    let message = policy["status"]["lastRemediation"]["message"].as_str().unwrap();
+    let message = policy["status"]["history"][0]["message"].as_str().unwrap();
     assert!(
         message.contains("found applied after an operator restart; not repeated"),
         "{message}"
@@ -576,10 +582,7 @@ async fn a_policy_this_version_cannot_read_is_reported_alone() {
     h.create_policy("good", json!({}));
     // The test server does not validate against the CRD schema, as a newer CRD would not:
     // this policy carries an action this operator version does not know.
-    h.create_policy(
-        "newer",
-        json!({"remediation": {"steps": [{"action": "ScaleOut"}]}}),
-    );
+    h.create_policy("newer", json!({"remediation": {"steps": [{"action": "Reboot"}]}}));
     h.start_operator(Some(NS));
 
     h.wait_condition("good", "Healthy", "True", None).await;
@@ -592,7 +595,7 @@ async fn a_policy_this_version_cannot_read_is_reported_alone() {
         .to_owned();
     assert!(
         message.starts_with(
-            "This operator version cannot read the policy: spec.remediation.steps[0].action: unknown variant `ScaleOut`"
+            "This operator version cannot read the policy: spec.remediation.steps[0].action: unknown variant `Reboot`"
         ),
         "{message}"
     );
@@ -604,5 +607,54 @@ async fn a_policy_this_version_cannot_read_is_reported_alone() {
     h.server.replace(policy).unwrap();
     h.wait_condition("newer", "Ready", "True", Some("Probing")).await;
     h.wait_condition("newer", "Healthy", "True", None).await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_intent_read_back_from_its_cache_is_not_taken_for_a_crash() {
+    // Five policies remediating at once: each intent write comes back through the watch while the
+    // action runs, and the reconcile it triggers may still read that intent from the cache.
+    let mut h = Harness::new(1).await;
+    let mut apps = Vec::new();
+    for i in 0..5 {
+        let name = format!("app{i}");
+        let app = h.add_workload(&name).await;
+        h.create_policy(&name, json!({"targetRef": {"name": name}}));
+        apps.push((name, app));
+    }
+    h.start_operator(Some(NS));
+    for (name, _) in &apps {
+        h.wait_condition(name, "Healthy", "True", None).await;
+    }
+    // The API server is slow to patch Deployments and its watch lags: each policy's intent comes
+    // back through the watch while its action is still running, and the final status only after
+    // the reconcile that the intent queued has started.
+    h.server.set_fault_hook(|r| {
+        (r.method == "PATCH" && r.path.contains("/deployments/"))
+            .then_some(apphealth_testserver::Fault::Delay(Duration::from_millis(1000)))
+    });
+    h.server.set_watch_lag(Duration::from_millis(300));
+    for (_, app) in &apps {
+        app.set(Mode::Status(503));
+    }
+    for (name, _) in &apps {
+        h.wait_event(name, "RolloutRestarted").await;
+    }
+    // Give every policy two more probe rounds to act on whatever it read back.
+    for (name, _) in &apps {
+        h.wait_rounds(&format!("{name}-a"), 2).await;
+    }
+    for (name, _) in &apps {
+        let reasons: Vec<String> = h.events(name).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "RolloutRestarted").count(),
+            1,
+            "{name}: {reasons:?}"
+        );
+        assert!(
+            !reasons.iter().any(|r| r == "RemediationResumed"),
+            "{name} mistook its own in-flight intent for a crash: {reasons:?}"
+        );
+    }
     h.stop_operator().await;
 }

@@ -260,14 +260,14 @@ impl Harness {
         assert!(writes.is_empty(), "{rounds} steady rounds wrote: {writes:?}");
     }
 
-    /// Waits until `status.lastRemediation.result` is `result`; returns the policy.
+    /// Waits until the newest record in `status.history` has `result`; returns the policy.
     pub async fn wait_remediation_result(&self, name: &str, result: &str) -> Value {
         wait_until(
-            &format!("{name}: lastRemediation.result={result}"),
+            &format!("{name}: history[0].result={result}"),
             PATIENCE,
             || async {
                 let p = self.policy(name);
-                (p["status"]["lastRemediation"]["result"] == result).then_some(p)
+                (p["status"]["history"][0]["result"] == result).then_some(p)
             },
         )
         .await

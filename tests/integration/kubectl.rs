@@ -258,7 +258,7 @@ fn kubectl_drives_the_test_server() {
     );
 
     // Status subresource: the printed columns follow; spec and generation do not move.
-    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"False"}],"lastRemediation":{"action":"RolloutRestart"}}}"#;
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"False"}],"history":[{"action":"RolloutRestart"}]}}"#;
     scratch.ok(&[
         "patch",
         "ahp",

@@ -10,8 +10,8 @@ use apphealth_operator::{
         validate::{BodyChecks, Pattern, SuccessCodes},
     },
     clock::SystemClock,
+    observation::Sample,
     observe::{
-        Sample,
         prober::HttpProber,
         request::{HttpRequest, ProbeRequest, ProbeTarget, Sensitive, TlsOptions},
     },

@@ -1,0 +1,108 @@
+//! RestartPods: evicts the unhealthy pods through the Eviction API, so PodDisruptionBudgets hold;
+//! their controller replaces them. An eviction a budget refuses (HTTP 429) is a hold, tried again
+//! later. The mark: each pod named in the record is gone, terminating, or was created after the
+//! decision (a replacement).
+
+use std::time::Duration;
+
+use futures::{FutureExt, future::BoxFuture};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, api::EvictParams};
+
+use super::{ActCtx, ActError, Action, Done, api_error};
+use crate::{api::RemediationResult, clock, plan::Remediation};
+
+pub struct RestartPods;
+
+/// How long after a refused eviction it is tried again.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Whether `pod` (by name) has been restarted since `r` was decided.
+async fn restarted(pods: &Api<Pod>, name: &str, r: &Remediation, ns: &str) -> Result<bool, ActError> {
+    let pod = pods.get_opt(name).await.map_err(api_error("get", "pods", ns))?;
+    Ok(match pod {
+        None => true,
+        Some(p) => {
+            p.metadata.deletion_timestamp.is_some()
+                || p.metadata.creation_timestamp.is_some_and(|c| c.0 > r.at)
+        }
+    })
+}
+
+impl Action for RestartPods {
+    fn reason(&self) -> &'static str {
+        "PodsRestarted"
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
+        async move {
+            let ns = &ctx.workload.namespace;
+            if r.pods.is_empty() {
+                return Ok(Done::skipped(
+                    "no unhealthy pod is known (a probe through a Service judges the Service, not its pods)",
+                ));
+            }
+            let names = r.pods.join(", ");
+            if r.dry_run {
+                return Ok(Done::succeeded(format!(
+                    "would evict pod {names} of {}.",
+                    ctx.workload
+                )));
+            }
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            let mut evicted = Vec::new();
+            for name in &r.pods {
+                if restarted(&pods, name, r, ns).await? {
+                    evicted.push(name.clone());
+                    continue;
+                }
+                match pods.evict(name, &EvictParams::default()).await {
+                    Ok(_) => evicted.push(name.clone()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => evicted.push(name.clone()),
+                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                        let done = if evicted.is_empty() {
+                            String::new()
+                        } else {
+                            format!("Evicted {}; ", evicted.join(", "))
+                        };
+                        return Ok(Done {
+                            result: RemediationResult::Held,
+                            message: format!("{done}evicting pod {name} was refused: {}", s.message),
+                            retry_at: Some(clock::after(ctx.now, RETRY)),
+                            effects: Vec::new(),
+                        });
+                    }
+                    Err(e) => return Err(api_error("create", "pods/eviction", ns)(e)),
+                }
+            }
+            Ok(Done::succeeded(format!(
+                "Evicted pod {} of {}; its controller replaces it.",
+                evicted.join(", "),
+                ctx.workload
+            )))
+        }
+        .boxed()
+    }
+
+    fn applied<'a>(
+        &'a self,
+        ctx: &'a ActCtx<'a>,
+        r: &'a Remediation,
+    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
+        async move {
+            let ns = &ctx.workload.namespace;
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            for name in &r.pods {
+                if !restarted(&pods, name, r, ns).await? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(Done::succeeded(format!(
+                "Pod {} of {} is gone or replaced.",
+                r.pods.join(", "),
+                ctx.workload
+            ))))
+        }
+        .boxed()
+    }
+}

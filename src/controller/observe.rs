@@ -1,0 +1,126 @@
+//! Stage two: observe. Hands the probe task its job (endpoints and the pods' cluster signals), and
+//! reads back what it judged: the verdict, and per pod the facts the planner needs.
+
+use kube::ResourceExt;
+
+use super::{Context, PolicyRef, dereference::Target, probing::ProbeJob};
+use crate::{
+    api::{AppHealthPolicy, ProbeVia, format_duration, validate::TriggerSettings},
+    observe::{references, signals},
+    plan::PodFacts,
+    report::{Observation, Readiness},
+};
+
+pub(super) fn observe(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    target: &Target,
+    ctx: &Context,
+) -> (Observation, Vec<PodFacts>) {
+    let settings = &target.settings;
+    let namespace = policy.namespace().unwrap_or_default();
+    let watches_config = settings
+        .triggers
+        .iter()
+        .any(|t| matches!(t, TriggerSettings::ConfigChanged));
+    let pod_signals: Vec<_> = target
+        .pods
+        .iter()
+        .map(|pod| {
+            let mut s = signals::pod_signals(pod);
+            if watches_config {
+                s.config_changed = references::config_changes(pod, |kind, name| {
+                    ctx.index.config_meta(kind, &namespace, name)
+                });
+            }
+            s
+        })
+        .collect();
+    let mut probed: Vec<&str> = target
+        .resolved
+        .requests
+        .iter()
+        .map(|r| r.endpoint.as_str())
+        .collect();
+    probed.dedup();
+    let probed = probed.len();
+    ctx.probes.ensure(
+        key,
+        ProbeJob {
+            settings: settings.clone(),
+            namespace: namespace.clone(),
+            requests: target.resolved.requests.clone(),
+            signals: pod_signals,
+        },
+    );
+
+    // The verdict, as published by the probe task (None until its first round).
+    let verdict = ctx.probes.verdict(key);
+    let remarks: String = target
+        .resolved
+        .problems
+        .iter()
+        .map(|p| format!(" Not probed: {p}."))
+        .chain(settings.notes.iter().map(|n| format!(" Note: {n}.")))
+        .chain(
+            verdict
+                .iter()
+                .flat_map(|v| v.notes.iter())
+                .map(|n| format!(" Note: {n}.")),
+        )
+        .collect();
+    let workload = &target.workload;
+    let readiness = if probed == 0 {
+        let what = match settings.probe.via {
+            ProbeVia::Pods => format!("No ready pods of {workload} to probe"),
+            ProbeVia::Service => "The Service cannot be probed".to_owned(),
+        };
+        Readiness::NoTargets {
+            message: format!("{what}.{remarks}"),
+        }
+    } else {
+        let what = match settings.probe.via {
+            ProbeVia::Pods => format!("{probed} ready pods of {workload}"),
+            ProbeVia::Service => format!(
+                "Service {}",
+                settings.probe.service.as_deref().unwrap_or_default()
+            ),
+        };
+        Readiness::Probing {
+            message: format!(
+                "Probing {what} every {}.{remarks}",
+                format_duration(settings.probe.period)
+            ),
+        }
+    };
+
+    let unhealthy: Vec<String> = verdict.iter().flat_map(|v| v.unhealthy.iter().cloned()).collect();
+    let pods = target
+        .pods
+        .iter()
+        .map(|p| {
+            let name = p.name_any();
+            PodFacts {
+                unhealthy: unhealthy.contains(&name),
+                created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                ready: p
+                    .status
+                    .iter()
+                    .flat_map(|s| s.conditions.iter().flatten())
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                name,
+            }
+        })
+        .collect();
+    let remediation = &settings.remediation;
+    let observation = Observation {
+        generation: policy.metadata.generation,
+        readiness,
+        verdict,
+        dry_run: remediation.dry_run,
+        steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
+        workload: workload.to_string(),
+        diagnostics_retention: remediation.diagnostics_retention,
+    };
+    (observation, pods)
+}
