@@ -142,7 +142,11 @@ async fn main() -> ExitCode {
                 qps: api_qps,
                 burst: api_burst,
             };
-            let client = match controller::rate_limited_client(config, limit) {
+            let mut direct = config.clone();
+            direct.default_retry = false;
+            let (client, direct_client) = match controller::rate_limited_client(config, limit)
+                .and_then(|c| Ok((c, controller::rate_limited_client(direct, limit)?)))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -154,6 +158,7 @@ async fn main() -> ExitCode {
                 instance,
                 max_concurrent_remediations: (max_concurrent_remediations > 0)
                     .then_some(max_concurrent_remediations),
+                direct_client: Some(direct_client),
                 ..controller::Config::default()
             };
             let shutdown = async {

@@ -50,13 +50,15 @@ impl Action for RestartPods {
                 )));
             }
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            // A budget's refusal (429) is the answer, not a reason to retry for minutes.
+            let evictions: Api<Pod> = Api::namespaced(ctx.direct_client.clone(), ns);
             let mut evicted = Vec::new();
             for name in &r.pods {
                 if restarted(&pods, name, r, ns).await? {
                     evicted.push(name.clone());
                     continue;
                 }
-                match pods.evict(name, &EvictParams::default()).await {
+                match evictions.evict(name, &EvictParams::default()).await {
                     Ok(_) => evicted.push(name.clone()),
                     Err(kube::Error::Api(s)) if s.code == 404 => evicted.push(name.clone()),
                     Err(kube::Error::Api(s)) if s.code == 429 => {

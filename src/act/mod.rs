@@ -54,6 +54,8 @@ pub struct PolicyInfo {
 /// What every action may use.
 pub struct ActCtx<'a> {
     pub client: Client,
+    /// A client that does not retry 429 by itself (evictions).
+    pub direct_client: Client,
     pub notifier: &'a Notifier,
     pub workload: &'a Workload,
     pub policy: &'a PolicyInfo,

@@ -54,7 +54,7 @@ use probing::{ProbeTasks, Probing};
 use reconcile::reconcile;
 
 /// How the operator runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Watch one namespace only (needs no cluster-wide rights), or all when None.
     pub namespace: Option<String>,
@@ -64,6 +64,10 @@ pub struct Config {
     pub instance: Option<String>,
     /// Most ladders acting on their targets at once, operator-wide (None: no cap).
     pub max_concurrent_remediations: Option<u32>,
+    /// A client that does not retry answers 429/503 by itself, for calls whose refusal is the
+    /// answer: evictions a PodDisruptionBudget refuses (kube's default client would retry them for
+    /// minutes). The main client when None.
+    pub direct_client: Option<Client>,
     /// Webhook calls of Notify: timeout per attempt, attempts, first backoff.
     pub notify_timeout: Duration,
     pub notify_attempts: u32,
@@ -77,6 +81,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             instance: None,
             max_concurrent_remediations: Some(10),
+            direct_client: None,
             notify_timeout: Duration::from_secs(5),
             notify_attempts: 3,
             notify_backoff: Duration::from_secs(1),
@@ -89,6 +94,7 @@ type PolicyRef = ObjectRef<Watched>;
 /// Shared state of the reconcile loop.
 pub struct Context {
     client: Client,
+    direct_client: Client,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     notifier: Notifier,
@@ -138,7 +144,8 @@ impl Default for ApiRateLimit {
 }
 
 /// A client for `config` whose requests pass a rate limit: `burst` requests per window of
-/// `burst / qps` seconds (5/s with bursts of 10 by default).
+/// `burst / qps` seconds (5/s with bursts of 10 by default). With `config.default_retry` off it
+/// is the [`Config::direct_client`].
 pub fn rate_limited_client(config: kube::Config, limit: ApiRateLimit) -> Result<Client> {
     let burst = limit.burst.max(1);
     let qps = if limit.qps.is_finite() && limit.qps > 0.0 {
@@ -271,6 +278,7 @@ pub async fn run(
         failures: Backoff::default(),
         writes: writes::WriteLog::default(),
         ladders: ladders::Ladders::new(config.max_concurrent_remediations),
+        direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         client,
     });
 

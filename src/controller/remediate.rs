@@ -85,6 +85,7 @@ pub(super) async fn act(
     let act_ctx = |status: &AppHealthPolicyStatus, next: String| -> ActCtx<'_> {
         ActCtx {
             client: ctx.client.clone(),
+            direct_client: ctx.direct_client.clone(),
             notifier: &ctx.notifier,
             workload: &target.workload,
             policy: &info,

@@ -188,10 +188,22 @@ impl Harness {
 
     /// Starts the operator (all namespaces unless `namespace` is given).
     pub fn start_operator(&mut self, namespace: Option<&str>) {
-        let client = client(&self.server);
-        let config = controller::Config {
+        self.start_operator_with(controller::Config {
             namespace: namespace.map(str::to_owned),
             ..controller::Config::default()
+        });
+    }
+
+    /// Starts the operator with `config` (its clients are made here, against the test server;
+    /// Notify retries quickly).
+    pub fn start_operator_with(&mut self, config: controller::Config) {
+        let client = client(&self.server);
+        let mut direct = kube::Config::new(self.server.url().parse().unwrap());
+        direct.default_retry = false;
+        let config = controller::Config {
+            direct_client: Some(kube::Client::try_from(direct).unwrap()),
+            notify_backoff: Duration::from_millis(50),
+            ..config
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let clock = Arc::new(self.clock.clone());
@@ -213,6 +225,33 @@ impl Harness {
                 .expect("operator stops")
                 .unwrap();
         }
+    }
+
+    /// Any change to the policy makes the controller look again (after a clock jump, say).
+    pub fn touch_policy(&self, name: &str) {
+        let mut policy = self.policy(name);
+        let n = policy["metadata"]["annotations"]["touched"]
+            .as_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        policy["metadata"]["annotations"]["touched"] = json!((n + 1).to_string());
+        self.server.replace(policy).unwrap();
+    }
+
+    /// Waits until the policy's history has a record of `action` with `result`; returns it.
+    pub async fn wait_record(&self, name: &str, action: &str, result: &str) -> Value {
+        wait_until(
+            &format!("{name}: a {action} record {result}"),
+            PATIENCE,
+            || async {
+                self.policy(name)["status"]["history"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["action"] == action && r["result"] == result)
+                    .cloned()
+            },
+        )
+        .await
     }
 
     pub fn policy(&self, name: &str) -> Value {

@@ -8,6 +8,7 @@ mod crd;
 mod flaky;
 mod harness;
 mod kubectl;
+mod ladder;
 mod prober;
 mod signals;
 mod support;

@@ -1,0 +1,376 @@
+//! The ladder's actions end to end through the API test server: diagnostics captured before a pod
+//! is evicted, evictions held by a PodDisruptionBudget, scale-out raised and restored (replicas and
+//! HorizontalPodAutoscaler), webhooks received and a failing one not blocking the next step.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    flaky::Mode,
+    harness::{Harness, NS, PATIENCE, condition},
+    support::{Answer, AnsweringServer, wait_until},
+};
+
+fn pod_exists(h: &Harness, name: &str) -> bool {
+    h.server.get("v1", "Pod", Some(NS), name).is_some()
+}
+
+/// Index of the first request matching `f` in the server's log.
+fn first_request(h: &Harness, f: impl Fn(&apphealth_testserver::RecordedRequest) -> bool) -> Option<usize> {
+    h.server.requests().iter().position(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_are_captured_before_the_bad_pod_is_evicted() {
+    let mut h = Harness::new(2).await;
+    h.server.set_pod_log(
+        NS,
+        "web-b",
+        "app",
+        false,
+        "starting\nGET /healthz 503\nout of connections\n",
+    );
+    h.set_pod_status(
+        "web-b",
+        json!({"containerStatuses": [{"name": "app", "ready": true, "restartCount": 1, "image": "flaky", "imageID": "",
+              "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
+    );
+    h.server
+        .set_pod_log(NS, "web-b", "app", true, "panic: the previous instance crashed\n");
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics", "collectDiagnostics": {"logLines": 2}},
+            {"action": "RestartPods", "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+
+    h.pod("web-b").app.set(Mode::Status(503));
+    let evicted = h.wait_record("web", "RestartPods", "Succeeded").await;
+    assert_eq!(evicted["pods"], json!(["web-b"]));
+    assert!(!pod_exists(&h, "web-b"), "the unhealthy pod was evicted");
+    assert!(pod_exists(&h, "web-a"), "the healthy pod was not");
+
+    let policy = h.policy("web");
+    let capture = policy["status"]["diagnostics"][0].clone();
+    let name = capture["configMap"].as_str().unwrap().to_owned();
+    assert_eq!(capture["pods"], json!(["web-b"]));
+    let cm = h
+        .server
+        .get("v1", "ConfigMap", Some(NS), &name)
+        .expect("the capture exists");
+    let data = &cm["data"];
+    assert_eq!(
+        data["web-b.app.log"], "GET /healthz 503\nout of connections\n",
+        "the last logLines lines"
+    );
+    assert_eq!(
+        data["web-b.app.previous.log"],
+        "panic: the previous instance crashed\n"
+    );
+    assert!(
+        data["web-b.status.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("restartCount: 1")
+    );
+    assert!(data["summary.txt"].as_str().unwrap().contains("web-b"));
+    let owner = &cm["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "AppHealthPolicy");
+    assert_eq!(owner["uid"], policy["metadata"]["uid"]);
+
+    // Captured before anything restarted the pod.
+    let created = first_request(&h, |r| r.method == "POST" && r.path.ends_with("/configmaps")).unwrap();
+    let eviction = first_request(&h, |r| r.path.ends_with("/pods/web-b/eviction")).unwrap();
+    assert!(created < eviction, "capture at {created}, eviction at {eviction}");
+    let note = h.wait_event("web", "DiagnosticsCollected").await;
+    assert!(note.contains(&name), "{note}");
+    h.wait_event("web", "PodsRestarted").await;
+
+    // The remaining pod is healthy: the ladder closes.
+    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_refused_by_a_disruption_budget_is_held_and_retried() {
+    let mut h = Harness::new(2).await;
+    h.server
+        .create(json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
+        }))
+        .unwrap();
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-b").app.set(Mode::Status(503));
+
+    let policy = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("DisruptionBudget"))
+        .await;
+    let record = &policy["status"]["history"][0];
+    assert_eq!(record["result"], "Held");
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{record}"
+    );
+    assert!(record["retryAt"].is_string(), "{record}");
+    assert!(pod_exists(&h, "web-b"), "a refused eviction leaves the pod");
+    let message = condition(&policy, "RemediationBlocked").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("A PodDisruptionBudget refused RestartPods (step 1 of 1)"),
+        "{message}"
+    );
+    h.wait_event("web", "DisruptionBudget").await;
+    assert_eq!(
+        condition(&policy, "Remediating").unwrap()["status"],
+        "True",
+        "the ladder is in progress, at its first step"
+    );
+
+    // The budget is relaxed; at the retry time the eviction goes through, under its first mark.
+    h.server
+        .delete("policy/v1", "PodDisruptionBudget", Some(NS), "web")
+        .unwrap();
+    h.clock.jump(Duration::from_secs(60));
+    h.touch_policy("web");
+    let done = h.wait_record("web", "RestartPods", "Succeeded").await;
+    assert_eq!(done["at"], record["at"], "the retry keeps the decision's mark");
+    assert!(!pod_exists(&h, "web-b"));
+    assert_eq!(
+        h.policy("web")["status"]["history"].as_array().unwrap().len(),
+        1,
+        "the held record was completed, not duplicated"
+    );
+    h.stop_operator().await;
+}
+
+fn replicas(h: &Harness) -> i64 {
+    h.deployment()["spec"]["replicas"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_raises_replicas_and_restores_them_after_a_healthy_spell() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "ScaleOut", "scaleOut": {"by": 3, "maxReplicas": 4, "restoreAfter": "10m"}, "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    let record = h.wait_record("web", "ScaleOut", "Succeeded").await;
+    assert_eq!(replicas(&h), 4, "2 + 3, capped at maxReplicas 4");
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap()
+            .contains("from 2 to 4 replicas"),
+        "{record}"
+    );
+    let raised = h.policy("web")["status"]["scaleRestore"].clone();
+    assert_eq!(raised["original"], 2);
+    assert_eq!(raised["set"], 4);
+    let managers: Vec<Value> = h.deployment()["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        managers
+            .iter()
+            .any(|m| m["manager"] == "apphealth-operator" && m["subresource"] == "scale"),
+        "written through the scale subresource as the operator: {managers:?}"
+    );
+
+    h.set_all(Mode::Healthy);
+    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
+    assert_eq!(replicas(&h), 4, "not restored before restoreAfter");
+    h.clock.jump(Duration::from_secs(11 * 60));
+    h.touch_policy("web");
+    wait_until("the replicas to be restored", PATIENCE, || async {
+        (replicas(&h) == 2).then_some(())
+    })
+    .await;
+    let note = h.wait_event("web", "ScaleRestored").await;
+    assert!(note.contains("back to 2 replicas"), "{note}");
+    wait_until("scaleRestore to be cleared", PATIENCE, || async {
+        h.policy("web")["status"]["scaleRestore"].is_null().then_some(())
+    })
+    .await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_raises_an_autoscalers_minimum_and_leaves_it_if_someone_changed_it() {
+    let mut h = Harness::new(1).await;
+    h.server
+        .create(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 2, "maxReplicas": 3}
+        }))
+        .unwrap();
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 8, "restoreAfter": "10m"}, "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    h.wait_record("web", "ScaleOut", "Succeeded").await;
+    let hpa = h
+        .server
+        .get("autoscaling/v2", "HorizontalPodAutoscaler", Some(NS), "web")
+        .unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 4);
+    assert_eq!(
+        hpa["spec"]["maxReplicas"], 4,
+        "raised only because the new minimum needs it"
+    );
+    assert_eq!(
+        replicas(&h),
+        2,
+        "the autoscaler, not the operator, scales the Deployment"
+    );
+    let raised = h.policy("web")["status"]["scaleRestore"].clone();
+    assert_eq!(
+        (raised["original"].clone(), raised["originalMax"].clone()),
+        (json!(2), json!(3))
+    );
+
+    // Recovered, then a person sets a minimum of their own before the restore is due.
+    h.set_all(Mode::Healthy);
+    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
+    let mut hpa = hpa;
+    hpa["spec"]["minReplicas"] = json!(5);
+    hpa["spec"]["maxReplicas"] = json!(6);
+    h.server.replace(hpa).unwrap();
+    h.clock.jump(Duration::from_secs(11 * 60));
+    h.touch_policy("web");
+    let note = h.wait_event("web", "ScaleRestoreSkipped").await;
+    assert!(note.contains("was changed since ScaleOut raised it"), "{note}");
+    let hpa = h
+        .server
+        .get("autoscaling/v2", "HorizontalPodAutoscaler", Some(NS), "web")
+        .unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 5, "left as the person set it");
+    h.stop_operator().await;
+}
+
+fn webhook_secret(h: &Harness, name: &str, url: &str) {
+    use base64_encode as b64;
+    h.server
+        .create(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "data": {"url": b64(url)}
+        }))
+        .unwrap();
+}
+
+/// Standard base64 (the Secret's `data` encoding).
+fn base64_encode(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_posts_a_summary_and_a_failing_webhook_does_not_block_the_next_step() {
+    let good = AnsweringServer::plain(Answer::ok("thanks")).await;
+    let bad = AnsweringServer::plain(Answer {
+        status: 500,
+        content_type: "text/plain",
+        body: "down".into(),
+    })
+    .await;
+    let mut h = Harness::new(1).await;
+    webhook_secret(&h, "chat", &good.http_url("/hooks/oncall"));
+    webhook_secret(&h, "pager", &bad.http_url("/page"));
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "Notify", "notify": {"urlSecretRef": {"name": "chat", "key": "url"}}},
+            {"action": "Notify", "notify": {"urlSecretRef": {"name": "pager", "key": "url"}}},
+            {"action": "RolloutRestart", "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+
+    // The ladder goes on past the failing webhook to the restart.
+    h.wait_record("web", "RolloutRestart", "Succeeded").await;
+    let failed = h.wait_record("web", "Notify", "Failed").await;
+    assert_eq!(failed["step"], 2);
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 attempts failed, the last with: HTTP 500"),
+        "{failed}"
+    );
+    assert_eq!(bad.requests.lock().unwrap().len(), 3, "retried with backoff");
+    let note = h.wait_event("web", "RemediationFailed").await;
+    assert!(note.contains("webhook"), "{note}");
+
+    let request = good.last_request().expect("the chat webhook was called");
+    assert!(request.starts_with("POST /hooks/oncall "), "{request}");
+    let body: Value = serde_json::from_str(&request[request.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("shop/web: Deployment web is unhealthy."),
+        "{body}"
+    );
+    assert_eq!(body["target"], json!({"kind": "Deployment", "name": "web"}));
+    assert_eq!(body["step"], json!({"number": 1, "of": 3, "action": "Notify"}));
+    assert!(
+        body["next"].as_str().unwrap().starts_with("Notify (step 2 of 3)"),
+        "{body}"
+    );
+    assert_eq!(body["verdict"]["evidence"][0]["trigger"], "consecutiveFailures");
+    let id = body["id"].as_str().unwrap();
+    assert!(
+        request
+            .to_lowercase()
+            .contains(&format!("idempotency-key: {}", id.to_lowercase())),
+        "{request}"
+    );
+    h.stop_operator().await;
+}
