@@ -79,6 +79,8 @@ pub const RULES: &[Rule] = &[
         &["patch"],
         Need::Action(Action::RolloutRestart),
     ),
+    rule("apps", "deployments", &["patch"], Need::Action(Action::ScaleOut)),
+    rule("apps", "statefulsets", &["patch"], Need::Action(Action::ScaleOut)),
     rule(
         "apps",
         "deployments/scale",

@@ -63,6 +63,8 @@ pub struct Remediation {
     pub step: u32,
     pub of: u32,
     pub params: StepParams,
+    /// How long the ladder waits for recovery after it before escalating.
+    pub timeout: Duration,
     /// The unhealthy pods it concerns (evicted, captured).
     pub pods: Vec<String>,
     /// Pods whose diagnostics must be captured before this remediation restarts them.
@@ -182,6 +184,18 @@ pub fn plan(input: &PlanInput) -> Plan {
     if input.suspended {
         return hold(Hold::Suspended, None, None);
     }
+    // An intent recorded by an operator that stopped before its result is settled first, whatever
+    // the health: its mark says whether it ran, and if it did not, it runs now (decided is decided;
+    // none is lost).
+    if let Some(pending) = input
+        .status
+        .history
+        .first()
+        .filter(|r| r.result == RemediationResult::Pending)
+        && let Some(r) = resumed(input, pending)
+    {
+        return Plan::Resume(r);
+    }
     let ladder = input.status.ladder.as_ref();
     match (input.health, ladder) {
         (Health::Healthy, Some(l)) => return Plan::Recovered { step: l.step },
@@ -193,15 +207,6 @@ pub fn plan(input: &PlanInput) -> Plan {
         }
         (Health::Healthy | Health::Unknown, None) => return idle(input),
         (Health::Unhealthy, _) => {}
-    }
-    if let Some(pending) = input
-        .status
-        .history
-        .first()
-        .filter(|r| r.result == RemediationResult::Pending)
-        && let Some(r) = resumed(input, pending)
-    {
-        return Plan::Resume(r);
     }
     if settings.steps.is_empty() {
         return hold(Hold::NoRemediation, None, None);
@@ -235,6 +240,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         step: next,
         of,
         params: step.params.clone(),
+        timeout: step.timeout,
         pods: pods_for(input, &step.params),
         capture_first: Vec::new(),
         at: retry.map_or(now, |r| r.at.0),
@@ -303,6 +309,7 @@ fn resumed(input: &PlanInput, record: &RemediationRecord) -> Option<Remediation>
         step: record.step,
         of: u32::try_from(input.settings.steps.len()).unwrap_or(u32::MAX),
         params: step.params.clone(),
+        timeout: step.timeout,
         pods: record.pods.clone(),
         capture_first: Vec::new(),
         at: record.at.0,

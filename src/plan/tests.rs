@@ -236,6 +236,22 @@ fn the_ladder() {
             ..Case::default()
         },
         Case {
+            name: "a pending intent is settled even once the target is healthy",
+            health: Health::Healthy,
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::RolloutRestart, 3, 9_999, Pending)],
+            expect: "resume RolloutRestart#3",
+            ..Case::default()
+        },
+        Case {
+            name: "and before there is a verdict",
+            health: Health::Unknown,
+            ladder: Some((3, 9_000)),
+            history: vec![rec(Action::RolloutRestart, 3, 9_999, Pending)],
+            expect: "resume RolloutRestart#3",
+            ..Case::default()
+        },
+        Case {
             name: "a pending intent of an action the step no longer has is not resumed",
             ladder: Some((3, 9_000)),
             history: vec![rec(Action::ScaleOut, 3, 9_999, Pending)],

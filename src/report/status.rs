@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{CondStatus, condition, reasons, set_condition, text};
+use crate::clock;
 use crate::{
     api::{
         AppHealthPolicyStatus, DiagnosticsRef, HISTORY_LIMIT, Health, Ladder, RemediationRecord,
@@ -437,13 +438,20 @@ fn ladder_conditions(
             condition(status, conditions::REMEDIATING).map(|c| (c.status.clone(), c.reason.clone()));
         if acting {
             let message = match (&last, plan) {
-                (Some(r), Some(Plan::Act(_) | Plan::Resume(_))) => format!(
-                    "Ran step {} of {} ({}): {}.",
-                    r.step,
-                    seen.steps,
-                    r.action.as_str(),
-                    r.result.as_str()
-                ),
+                (Some(r), Some(Plan::Act(x) | Plan::Resume(x))) if r.result == RemediationResult::Pending => {
+                    format!(
+                        "Running step {} of {} ({}).",
+                        r.step,
+                        seen.steps,
+                        r.action.as_str()
+                    )
+                }
+                // What the next reconcile's Wait says too, so it costs no write.
+                (Some(r), Some(Plan::Act(x) | Plan::Resume(x)))
+                    if matches!(r.result, RemediationResult::Succeeded | RemediationResult::Failed) =>
+                {
+                    text::waiting(r.step, r.action.as_str(), Some(clock::after(r.at.0, x.timeout)))
+                }
                 _ => "A remediation ladder is in progress.".to_owned(),
             };
             cond(

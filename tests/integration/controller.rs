@@ -658,3 +658,33 @@ async fn the_operators_own_intent_read_back_from_its_cache_is_not_taken_for_a_cr
     }
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_costs_at_most_three_status_writes() {
+    let mut h = Harness::new(2).await;
+    h.create_policy("web", json!({}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.wait_rounds("web-b", 1).await;
+    h.server.clear_requests();
+
+    h.pod("web-b").app.set(Mode::Status(503));
+    h.wait_remediation_result("web", "Succeeded").await;
+    h.pod("web-b").app.set(Mode::Healthy);
+    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
+        .await;
+    h.wait_rounds("web-b", 2).await;
+    let writes: Vec<_> = h
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_write() && r.path.ends_with("/apphealthpolicies/web/status"))
+        .collect();
+    // Unhealthy with the intent, the result, recovered.
+    assert!(
+        (2..=3).contains(&writes.len()),
+        "{} status writes: {writes:?}",
+        writes.len()
+    );
+    h.stop_operator().await;
+}

@@ -291,7 +291,7 @@ fn webhook_secret(h: &Harness, name: &str, url: &str) {
 }
 
 /// Standard base64 (the Secret's `data` encoding).
-fn base64_encode(text: &str) -> String {
+pub fn base64_encode(text: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = text.as_bytes();
     let mut out = String::new();

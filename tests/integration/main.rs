@@ -2,10 +2,12 @@
 
 mod check;
 mod controller;
+mod crash;
 mod crd;
 #[path = "../../examples/flaky-app/app.rs"]
 #[allow(dead_code)]
 mod flaky;
+mod guards;
 mod harness;
 mod kubectl;
 mod ladder;

@@ -1,0 +1,199 @@
+//! Each guard holding an action back in a controller scenario, with its reason in the
+//! RemediationBlocked condition and an Event (the planner's table tests cover every edge).
+
+use std::time::Duration;
+
+use apphealth_operator::controller;
+use serde_json::json;
+
+use crate::{
+    flaky::Mode,
+    harness::{Harness, NS, condition},
+};
+
+fn blocked_message(policy: &serde_json::Value) -> String {
+    condition(policy, "RemediationBlocked").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_policies_on_one_workload_do_not_both_restart_it() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web-errors", json!({}));
+    h.create_policy(
+        "web-latency",
+        json!({"triggers": [{"errorRate": {"percent": 50, "window": "1m", "minSamples": 2}}]}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web-errors", "Healthy", "True", None).await;
+    h.wait_condition("web-latency", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    h.wait_condition("web-errors", "Healthy", "False", None).await;
+    h.wait_condition("web-latency", "Healthy", "False", None).await;
+    let busy = crate::support::wait_until("one policy to hold back", crate::harness::PATIENCE, || async {
+        ["web-errors", "web-latency"].into_iter().find_map(|name| {
+            let p = h.policy(name);
+            (condition(&p, "RemediationBlocked")?["reason"] == "TargetBusy").then_some((name, p))
+        })
+    })
+    .await;
+    let other = if busy.0 == "web-errors" {
+        "web-latency"
+    } else {
+        "web-errors"
+    };
+    assert!(
+        blocked_message(&busy.1).contains(&format!("AppHealthPolicy {other} is already remediating")),
+        "{}",
+        blocked_message(&busy.1)
+    );
+    h.wait_event(busy.0, "TargetBusy").await;
+    assert_eq!(h.writes_to("/deployments/web"), 1, "restarted once, not twice");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_wide_cap_holds_further_ladders() {
+    let mut h = Harness::new(1).await;
+    let other = h.add_workload("shop2").await;
+    h.create_policy("web", json!({}));
+    h.create_policy("shop2", json!({"targetRef": {"name": "shop2"}}));
+    h.start_operator_with(controller::Config {
+        namespace: Some(NS.into()),
+        max_concurrent_remediations: Some(1),
+        ..controller::Config::default()
+    });
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.wait_condition("shop2", "Healthy", "True", None).await;
+    h.pod("web-a").app.set(Mode::Status(503));
+    h.wait_remediation_result("web", "Succeeded").await;
+    other.set(Mode::Status(503));
+    let held = h
+        .wait_condition("shop2", "RemediationBlocked", "True", Some("GlobalLimit"))
+        .await;
+    assert!(
+        blocked_message(&held).contains("(--max-concurrent-remediations 1)"),
+        "{}",
+        blocked_message(&held)
+    );
+    assert_eq!(h.writes_to("/deployments/shop2"), 0);
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storm_guard_skips_restarts_but_lets_scale_out_run() {
+    let mut h = Harness::new(3).await;
+    h.create_policy(
+        "web",
+        json!({"remediation": {"maxUnhealthyPercent": 50, "steps": [
+            {"action": "RestartPods", "restartPods": {"maxUnavailable": 2}},
+            {"action": "ScaleOut", "scaleOut": {"by": 1, "maxReplicas": 5}, "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-a").app.set(Mode::Status(503));
+    h.pod("web-b").app.set(Mode::Status(503));
+    let skipped = h.wait_record("web", "RestartPods", "Skipped").await;
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 3 pods are unhealthy, more than spec.remediation.maxUnhealthyPercent (50%)"),
+        "{skipped}"
+    );
+    h.wait_event("web", "StormGuard").await;
+    h.wait_record("web", "ScaleOut", "Succeeded").await;
+    assert_eq!(h.deployment()["spec"]["replicas"], 3);
+    assert_eq!(h.writes_to("/eviction"), 0, "no pod was restarted");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_in_progress_holds_restarts_until_it_completes() {
+    let mut h = Harness::new(2).await;
+    let rolling = json!({"status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}});
+    h.server
+        .patch_status("apps/v1", "Deployment", Some(NS), "web", rolling)
+        .unwrap();
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-b").app.set(Mode::Status(503));
+    let held = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("RolloutInProgress"))
+        .await;
+    assert!(
+        blocked_message(&held).contains("mid-rollout (1 of 2 replicas updated)"),
+        "{}",
+        blocked_message(&held)
+    );
+    assert_eq!(h.writes_to("/eviction"), 0);
+
+    let done = json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+    h.server
+        .patch_status("apps/v1", "Deployment", Some(NS), "web", done)
+        .unwrap();
+    h.wait_record("web", "RestartPods", "Succeeded").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn young_pods_wait_for_min_pod_age() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"remediation": {"minPodAge": "30m", "steps": [{"action": "RestartPods", "timeout": "1h"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    let held = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("MinPodAge"))
+        .await;
+    assert!(
+        blocked_message(&held)
+            .contains("would restart pod web-a, which is younger than spec.remediation.minPodAge (30m)"),
+        "{}",
+        blocked_message(&held)
+    );
+    h.wait_event("web", "MinPodAge").await;
+    h.clock.jump(Duration::from_secs(31 * 60));
+    h.touch_policy("web");
+    h.wait_record("web", "RestartPods", "Succeeded").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_opens_after_max_remediations() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"remediation": {"cooldown": "0s", "maxRemediations": {"count": 1, "window": "1h"}, "steps": [
+            {"action": "RolloutRestart", "timeout": "1m"},
+            {"action": "RolloutRestart", "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    h.wait_remediation_result("web", "Succeeded").await;
+    h.clock.jump(Duration::from_secs(120));
+    h.touch_policy("web");
+    let held = h
+        .wait_condition("web", "RemediationBlocked", "True", Some("CircuitOpen"))
+        .await;
+    assert!(
+        blocked_message(&held).contains("1 remediations ran within 1h"),
+        "{}",
+        blocked_message(&held)
+    );
+    h.wait_event("web", "CircuitOpen").await;
+    assert_eq!(h.writes_to("/deployments/web"), 1);
+    h.stop_operator().await;
+}
