@@ -61,6 +61,18 @@ pub const RULES: &[Rule] = &[
         &["create", "delete"],
         Need::Action(Action::CollectDiagnostics),
     ),
+    // Only when collectDiagnostics.exec is set; WebSocket exec checks get (before 1.31) or create.
+    rule(
+        "",
+        "pods/exec",
+        &["get", "create"],
+        Need::Action(Action::CollectDiagnostics),
+    ),
+    rule("apps", "replicasets", &["list"], Need::Action(Action::Rollback)),
+    rule("apps", "deployments", &["update"], Need::Action(Action::Rollback)),
+    rule("apps", "deployments", &["patch"], Need::Action(Action::ScaleUp)),
+    rule("apps", "statefulsets", &["patch"], Need::Action(Action::ScaleUp)),
+    rule("", "pods/resize", &["patch"], Need::Action(Action::ScaleUp)),
     rule(
         "",
         "pods/eviction",

@@ -13,12 +13,16 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, LogParams, PostParams},
+    api::{AttachParams, DeleteParams, ListParams, LogParams, PostParams},
 };
+use tokio::io::AsyncReadExt;
 
 use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
 use crate::{
-    api::{DiagnosticsRef, validate::StepParams},
+    api::{
+        DiagnosticsRef,
+        validate::{DiagnosticsSettings, ExecSettings, StepParams},
+    },
     plan::Remediation,
     report::Effect,
 };
@@ -82,13 +86,80 @@ fn bounded(pieces: BTreeMap<String, String>) -> (BTreeMap<String, String>, bool)
     (out, true)
 }
 
+/// Output kept from a diagnostics command, per stream.
+const MAX_EXEC_BYTES: u64 = 256 * 1024;
+
+/// Runs the diagnostics command in `pod`, bounded in output and time; a sentence when it fails.
+async fn exec(ctx: &ActCtx<'_>, pod: &Pod, exec: &ExecSettings) -> String {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = &ctx.workload.namespace;
+    let container = exec
+        .container
+        .clone()
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .map(|c| c.name.clone())
+        })
+        .unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = AttachParams::default()
+        .container(container.clone())
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let command = exec.command.join(" ");
+    let run = async {
+        let mut attached = pods.exec(&name, exec.command.clone(), &params).await.map_err(
+            |e| match api_error("create", "pods/exec", ns)(e) {
+                ActError::Forbidden { .. } => {
+                    format!(
+                        "the operator may not create pods/exec in namespace {ns}; grant it, or remove exec"
+                    )
+                }
+                other => other.to_string(),
+            },
+        )?;
+        let read = |stream: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
+            let mut buf = Vec::new();
+            if let Some(s) = stream {
+                let _ = s.take(MAX_EXEC_BYTES).read_to_end(&mut buf).await;
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        let status = attached.take_status();
+        let (stdout, stderr) = tokio::join!(read(attached.stdout()), read(attached.stderr()));
+        let status = match status {
+            Some(s) => s.await,
+            None => None,
+        };
+        let outcome = match status {
+            Some(s) if s.status.as_deref() == Some("Success") => "exit code 0".to_owned(),
+            Some(s) => s.message.unwrap_or_else(|| "failed".into()),
+            None => "no exit status".to_owned(),
+        };
+        Ok::<_, String>(format!(
+            "$ {command}   ({outcome})\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ))
+    };
+    match tokio::time::timeout(exec.timeout, run).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(why)) => format!("$ {command}\ncould not run it in container {container}: {why}\n"),
+        Err(_) => format!(
+            "$ {command}\nabandoned after {} (collectDiagnostics.exec.timeout)\n",
+            crate::api::format_duration(exec.timeout)
+        ),
+    }
+}
+
 async fn capture_pod(
     ctx: &ActCtx<'_>,
     name: &str,
-    log_lines: u32,
-    previous: bool,
+    settings: &DiagnosticsSettings,
     out: &mut BTreeMap<String, String>,
 ) -> Result<(), ActError> {
+    let (log_lines, previous) = (settings.log_lines, settings.previous);
     let ns = &ctx.workload.namespace;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let Some(pod) = pods.get_opt(name).await.map_err(api_error("get", "pods", ns))? else {
@@ -163,14 +234,17 @@ async fn capture_pod(
         .collect();
     lines.sort();
     out.insert(format!("{name}.events.txt"), lines.join("\n") + "\n");
+    if let Some(e) = &settings.exec {
+        out.insert(format!("{name}.exec.txt"), exec(ctx, &pod, e).await);
+    }
     Ok(())
 }
 
 /// Captures `pods` into the ConfigMap of `r`'s mark and prunes old captures.
 async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<Done, ActError> {
-    let (log_lines, previous) = match &r.params {
-        StepParams::CollectDiagnostics { log_lines, previous } => (*log_lines, *previous),
-        _ => ctx.diagnostics,
+    let settings = match &r.params {
+        StepParams::CollectDiagnostics(d) => d,
+        _ => &ctx.diagnostics,
     };
     let ns = &ctx.workload.namespace;
     let name = config_map_name(&ctx.policy.name, r.at);
@@ -187,7 +261,7 @@ async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<D
     }
     let mut pieces = BTreeMap::new();
     for pod in pods {
-        capture_pod(ctx, pod, log_lines, previous, &mut pieces).await?;
+        capture_pod(ctx, pod, settings, &mut pieces).await?;
     }
     let (mut data, truncated) = bounded(pieces);
     data.insert(

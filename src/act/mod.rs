@@ -9,7 +9,9 @@
 mod diagnostics;
 mod evict;
 mod notify;
+mod resize;
 mod restart;
+mod rollback;
 mod scale;
 
 use futures::future::BoxFuture;
@@ -66,9 +68,8 @@ pub struct ActCtx<'a> {
     pub evidence: Vec<Evidence>,
     /// Diagnostics ConfigMaps kept.
     pub retention: u32,
-    /// (logLines, previous) of the ladder's CollectDiagnostics step, for captures taken before a
-    /// restart.
-    pub diagnostics: (u32, bool),
+    /// The ladder's CollectDiagnostics settings, for captures taken before a restart.
+    pub diagnostics: crate::api::validate::DiagnosticsSettings,
     /// What the ladder does next if this step does not help, for notifications.
     pub next: String,
     /// The injected clock's time, in whole seconds.
@@ -176,7 +177,9 @@ pub fn action(kind: api::Action) -> &'static dyn Action {
         api::Action::CollectDiagnostics => &diagnostics::CollectDiagnostics,
         api::Action::RestartPods => &evict::RestartPods,
         api::Action::RolloutRestart => &restart::RolloutRestart,
+        api::Action::Rollback => &rollback::Rollback,
         api::Action::ScaleOut => &scale::ScaleOut,
+        api::Action::ScaleUp => &resize::ScaleUp,
         api::Action::Notify => &notify::Notify,
     }
 }

@@ -207,7 +207,7 @@ async fn decide(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Result<Decision, St
     }))
 }
 
-async fn workload_annotations(
+pub(super) async fn workload_annotations(
     ctx: &ActCtx<'_>,
 ) -> Result<std::collections::BTreeMap<String, String>, ActError> {
     let w = ctx.workload;

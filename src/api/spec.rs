@@ -693,6 +693,14 @@ pub struct MaxRemediations {
         .field_path(".scaleOut"),
     validation = Rule::new("self.action != 'ScaleOut' || has(self.scaleOut)")
         .message("action ScaleOut needs a scaleOut block with maxReplicas"),
+    validation = Rule::new("!has(self.scaleUp) || self.action == 'ScaleUp'")
+        .message("scaleUp may only be set when action is ScaleUp")
+        .field_path(".scaleUp"),
+    validation = Rule::new("self.action != 'ScaleUp' || has(self.scaleUp)")
+        .message("action ScaleUp needs a scaleUp block with its percentages and maxima"),
+    validation = Rule::new("!has(self.rollback) || self.action == 'Rollback'")
+        .message("rollback may only be set when action is Rollback")
+        .field_path(".rollback"),
     validation = Rule::new("!has(self.notify) || self.action == 'Notify'")
         .message("notify may only be set when action is Notify")
         .field_path(".notify"),
@@ -702,7 +710,9 @@ pub struct MaxRemediations {
 pub struct RemediationStep {
     /// What to do: CollectDiagnostics stores logs, states and Events of the unhealthy pods in a
     /// ConfigMap; RestartPods evicts only the unhealthy pods; RolloutRestart restarts all pods the
-    /// way `kubectl rollout restart` does; ScaleOut adds replicas; Notify posts to a webhook.
+    /// way `kubectl rollout restart` does; Rollback returns a Deployment to its previous revision
+    /// after a bad rollout; ScaleOut adds replicas; ScaleUp raises requests and limits; Notify
+    /// posts to a webhook.
     pub action: Action,
 
     /// How long to wait for the target to recover after this step before escalating to the next
@@ -722,6 +732,14 @@ pub struct RemediationStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_out: Option<ScaleOutParams>,
 
+    /// Parameters of ScaleUp (required for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScaleUpParams>,
+
+    /// Parameters of Rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackParams>,
+
     /// Parameters of Notify (required for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyParams>,
@@ -738,9 +756,15 @@ pub enum Action {
     RestartPods,
     /// Roll the workload's pods, as `kubectl rollout restart` does.
     RolloutRestart,
+    /// Return a Deployment to its previous revision's pod template (what `kubectl rollout undo`
+    /// does) when the unhealthy pods all run the newest revision and it rolled out recently.
+    Rollback,
     /// Add replicas through the scale subresource, or raise the minReplicas of the
     /// HorizontalPodAutoscaler that targets the workload; restored after the target recovers.
     ScaleOut,
+    /// Raise the containers' memory and CPU requests and limits on the pod template (which rolls
+    /// the pods), optionally resizing the running pods in place first. Not restored automatically.
+    ScaleUp,
     /// POST a JSON summary to a webhook (chat, paging), read from a Secret.
     Notify,
 }
@@ -762,6 +786,8 @@ impl Action {
             Self::CollectDiagnostics => "CollectDiagnostics",
             Self::RestartPods => "RestartPods",
             Self::RolloutRestart => "RolloutRestart",
+            Self::Rollback => "Rollback",
+            Self::ScaleUp => "ScaleUp",
             Self::ScaleOut => "ScaleOut",
             Self::Notify => "Notify",
         }
@@ -779,6 +805,30 @@ pub struct CollectDiagnosticsParams {
     /// Also keep the log of each container's previous (crashed) instance, when there is one.
     #[serde(default = "default_true")]
     pub previous: bool,
+    /// A command to run in each unhealthy pod (a thread or heap dump), its output kept bounded.
+    /// Needs the right to create pods/exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecParams>,
+}
+
+/// A command run in a container for diagnostics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecParams {
+    /// The container; the pod's first container when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
+    /// The command and its arguments, e.g. ["jcmd", "1", "Thread.print"]; run without a shell.
+    #[schemars(length(min = 1, max = 32), inner(length(max = 1024)))]
+    pub command: Vec<String>,
+    /// How long the command may run before it is abandoned.
+    #[serde(default = "default_exec_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_exec_timeout() -> Duration {
+    Duration::from("30s")
 }
 
 fn default_log_lines() -> u32 {
@@ -794,6 +844,7 @@ impl Default for CollectDiagnosticsParams {
         Self {
             log_lines: default_log_lines(),
             previous: true,
+            exec: None,
         }
     }
 }
@@ -844,6 +895,58 @@ pub struct ScaleOutParams {
 
 fn default_restore_after() -> Duration {
     Duration::from("30m")
+}
+
+/// Parameters of ScaleUp: raise by percentages, never beyond the maxima.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.memoryPercent) || has(self.cpuPercent)")
+        .message("scaleUp must set memoryPercent or cpuPercent"),
+    validation = Rule::new("!has(self.memoryPercent) || has(self.maxMemory)")
+        .message("scaleUp.memoryPercent needs scaleUp.maxMemory")
+        .field_path(".maxMemory"),
+    validation = Rule::new("!has(self.cpuPercent) || has(self.maxCpu)")
+        .message("scaleUp.cpuPercent needs scaleUp.maxCpu")
+        .field_path(".maxCpu")
+)]
+pub struct ScaleUpParams {
+    /// Raise memory requests and limits by this percentage, e.g. 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub memory_percent: Option<u32>,
+    /// Raise CPU requests and limits by this percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub cpu_percent: Option<u32>,
+    /// Never more memory than this per container, e.g. 2Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    )]
+    pub max_memory: Option<String>,
+    /// Never more CPU than this per container, e.g. "2" or 1500m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub max_cpu: Option<String>,
+    /// Resize the running pods in place (pods/resize, Kubernetes 1.33+) before changing the template;
+    /// when the cluster refuses, only the template changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+}
+
+/// Parameters of Rollback.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackParams {
+    /// Only roll back a rollout that began less than this long ago; older ones are not the cause.
+    #[serde(default = "default_rollback_within")]
+    pub within: Duration,
+}
+
+fn default_rollback_within() -> Duration {
+    Duration::from("1h")
 }
 
 /// Parameters of Notify.

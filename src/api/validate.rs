@@ -415,7 +415,7 @@ impl RemediationSettings {
     pub fn collects_diagnostics(&self) -> Option<&StepSettings> {
         self.steps
             .iter()
-            .find(|s| matches!(s.params, StepParams::CollectDiagnostics { .. }))
+            .find(|s| matches!(s.params, StepParams::CollectDiagnostics(_)))
     }
 }
 
@@ -435,20 +435,58 @@ impl StepSettings {
 /// An action with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepParams {
-    CollectDiagnostics { log_lines: u32, previous: bool },
+    CollectDiagnostics(DiagnosticsSettings),
     RestartPods { max_unavailable: u32 },
     RolloutRestart,
+    Rollback { within: StdDuration },
     ScaleOut(ScaleOutSettings),
+    ScaleUp(ScaleUpSettings),
     Notify { url: KeyRef },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnosticsSettings {
+    pub log_lines: u32,
+    pub previous: bool,
+    pub exec: Option<ExecSettings>,
+}
+
+impl Default for DiagnosticsSettings {
+    fn default() -> Self {
+        Self {
+            log_lines: 200,
+            previous: true,
+            exec: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSettings {
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    pub timeout: StdDuration,
+}
+
+/// ScaleUp: percentages (0 for a resource left alone) and the maxima, in bytes and millicores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleUpSettings {
+    pub memory_percent: u32,
+    pub cpu_percent: u32,
+    pub max_memory: u64,
+    pub max_millicores: u64,
+    pub in_place: bool,
 }
 
 impl StepParams {
     pub fn action(&self) -> Action {
         match self {
-            Self::CollectDiagnostics { .. } => Action::CollectDiagnostics,
+            Self::CollectDiagnostics(_) => Action::CollectDiagnostics,
             Self::RestartPods { .. } => Action::RestartPods,
             Self::RolloutRestart => Action::RolloutRestart,
+            Self::Rollback { .. } => Action::Rollback,
             Self::ScaleOut(_) => Action::ScaleOut,
+            Self::ScaleUp(_) => Action::ScaleUp,
             Self::Notify { .. } => Action::Notify,
         }
     }
@@ -484,6 +522,8 @@ fn step(i: usize, step: &super::RemediationStep) -> Result<StepSettings, Invalid
         ),
         ("restartPods", step.restart_pods.is_some(), Action::RestartPods),
         ("scaleOut", step.scale_out.is_some(), Action::ScaleOut),
+        ("scaleUp", step.scale_up.is_some(), Action::ScaleUp),
+        ("rollback", step.rollback.is_some(), Action::Rollback),
         ("notify", step.notify.is_some(), Action::Notify),
     ];
     for (name, set, owner) in blocks {
@@ -497,10 +537,71 @@ fn step(i: usize, step: &super::RemediationStep) -> Result<StepSettings, Invalid
     let params = match step.action {
         Action::CollectDiagnostics => {
             let p = step.collect_diagnostics.clone().unwrap_or_default();
-            StepParams::CollectDiagnostics {
+            let exec = match &p.exec {
+                None => None,
+                Some(e) => {
+                    if e.command.is_empty() || e.command.iter().any(String::is_empty) {
+                        return Err(invalid(
+                            f("collectDiagnostics.exec.command"),
+                            "must name a command, with no empty argument",
+                        ));
+                    }
+                    Some(ExecSettings {
+                        container: e.container.clone(),
+                        command: e.command.clone(),
+                        timeout: positive_duration(&f("collectDiagnostics.exec.timeout"), &e.timeout)?,
+                    })
+                }
+            };
+            StepParams::CollectDiagnostics(DiagnosticsSettings {
                 log_lines: at_least_one(&f("collectDiagnostics.logLines"), p.log_lines)?,
                 previous: p.previous,
+                exec,
+            })
+        }
+        Action::Rollback => StepParams::Rollback {
+            within: positive_duration(
+                &f("rollback.within"),
+                &step
+                    .rollback
+                    .as_ref()
+                    .map_or_else(|| super::Duration::from("1h"), |r| r.within.clone()),
+            )?,
+        },
+        Action::ScaleUp => {
+            let p = step
+                .scale_up
+                .as_ref()
+                .ok_or_else(|| invalid(f("scaleUp"), "is required when action is ScaleUp"))?;
+            if p.memory_percent.is_none() && p.cpu_percent.is_none() {
+                return Err(invalid(f("scaleUp"), "must set memoryPercent or cpuPercent"));
             }
+            let max_memory = match (p.memory_percent, &p.max_memory) {
+                (None, _) => 0,
+                (Some(_), None) => {
+                    return Err(invalid(f("scaleUp.maxMemory"), "is required with memoryPercent"));
+                }
+                (Some(_), Some(m)) => super::quantity::bytes(m).filter(|b| *b > 0).ok_or_else(|| {
+                    invalid(f("scaleUp.maxMemory"), format!("{m:?} is not a size such as 2Gi"))
+                })?,
+            };
+            let max_millicores = match (p.cpu_percent, &p.max_cpu) {
+                (None, _) => 0,
+                (Some(_), None) => return Err(invalid(f("scaleUp.maxCpu"), "is required with cpuPercent")),
+                (Some(_), Some(c)) => super::quantity::millicores(c).filter(|m| *m > 0).ok_or_else(|| {
+                    invalid(
+                        f("scaleUp.maxCpu"),
+                        format!("{c:?} is not a CPU amount such as 2 or 500m"),
+                    )
+                })?,
+            };
+            StepParams::ScaleUp(ScaleUpSettings {
+                memory_percent: p.memory_percent.unwrap_or(0),
+                cpu_percent: p.cpu_percent.unwrap_or(0),
+                max_memory,
+                max_millicores,
+                in_place: p.in_place,
+            })
         }
         Action::RestartPods => StepParams::RestartPods {
             max_unavailable: at_least_one(
@@ -548,7 +649,7 @@ fn step(i: usize, step: &super::RemediationStep) -> Result<StepSettings, Invalid
         }
     };
     let default_timeout = match params {
-        StepParams::CollectDiagnostics { .. } | StepParams::Notify { .. } => StdDuration::ZERO,
+        StepParams::CollectDiagnostics(_) | StepParams::Notify { .. } => StdDuration::ZERO,
         _ => StdDuration::from_secs(300),
     };
     let timeout = match &step.timeout {

@@ -79,8 +79,8 @@ pub(super) async fn act(
         .collects_diagnostics()
         .map(|s| &s.params)
     {
-        Some(StepParams::CollectDiagnostics { log_lines, previous }) => (*log_lines, *previous),
-        _ => (200, true),
+        Some(StepParams::CollectDiagnostics(d)) => d.clone(),
+        _ => Default::default(),
     };
     let act_ctx = |status: &AppHealthPolicyStatus, next: String| -> ActCtx<'_> {
         ActCtx {
@@ -96,7 +96,7 @@ pub(super) async fn act(
                 .map(|v| v.evidence.clone())
                 .unwrap_or_default(),
             retention: target.settings.remediation.diagnostics_retention,
-            diagnostics,
+            diagnostics: diagnostics.clone(),
             next,
             now,
             status: status.clone(),

@@ -189,3 +189,71 @@ async fn notify_is_sent_again_with_the_same_id_so_receivers_can_drop_it() {
     );
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_before_and_after_rolling_back() {
+    let step = json!({"action": "Rollback", "timeout": "1h"});
+    let mut h = Harness::new(1).await;
+    crate::ladder::two_revisions(&h, &[]);
+    h.set_all(Mode::Status(503));
+    crashed_after_intent(&h, step.clone(), "Rollback", &["web-a"]);
+    resumed(&mut h).await;
+    assert_eq!(
+        h.deployment()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flaky:v1"
+    );
+    assert_eq!(requests(&h, "PUT", "/deployments/web"), 1);
+    h.stop_operator().await;
+
+    let mut h = Harness::new(1).await;
+    crate::ladder::two_revisions(&h, &[]);
+    h.set_all(Mode::Status(503));
+    let at = crashed_after_intent(&h, step, "Rollback", &["web-a"]);
+    let mut deployment = h.deployment();
+    deployment["metadata"]["annotations"] =
+        json!({"apphealth.io/rolledBackAt": at, "apphealth.io/rolledBackTo": "revision 1"});
+    h.server.replace(deployment).unwrap();
+    h.server.clear_requests();
+    resumed(&mut h).await;
+    assert_eq!(
+        requests(&h, "PUT", "/deployments/web"),
+        0,
+        "not rolled back twice"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_before_and_after_raising() {
+    let step: Value = serde_json::from_str(crate::ladder::SCALE_UP).unwrap();
+    let mut h = Harness::new(1).await;
+    crate::ladder::with_resources(&h);
+    h.set_all(Mode::Status(503));
+    crashed_after_intent(&h, step.clone(), "ScaleUp", &["web-a"]);
+    resumed(&mut h).await;
+    assert_eq!(requests(&h, "PATCH", "/deployments/web"), 1);
+    assert_eq!(
+        h.deployment()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "640Mi"
+    );
+    h.stop_operator().await;
+
+    // Raised before the crash: raising again would compound it (512Mi → 640Mi → capped, but
+    // 250m → 500m → 1000m for CPU); the mark stops it.
+    let mut h = Harness::new(1).await;
+    crate::ladder::with_resources(&h);
+    h.set_all(Mode::Status(503));
+    let at = crashed_after_intent(&h, step, "ScaleUp", &["web-a"]);
+    let mut deployment = h.deployment();
+    deployment["spec"]["template"]["metadata"]["annotations"] = json!({"apphealth.io/scaledUpAt": at});
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("500m");
+    h.server.replace(deployment).unwrap();
+    h.server.clear_requests();
+    resumed(&mut h).await;
+    assert_eq!(requests(&h, "PATCH", "/deployments/web"), 0, "not raised twice");
+    assert_eq!(
+        h.deployment()["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "500m"
+    );
+    h.stop_operator().await;
+}

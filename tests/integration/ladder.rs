@@ -374,3 +374,221 @@ async fn notify_posts_a_summary_and_a_failing_webhook_does_not_block_the_next_st
     );
     h.stop_operator().await;
 }
+
+/// ReplicaSets `web-1` (revision 1, image flaky:v1) and `web-2` (revision 2, image flaky:v2, the
+/// Deployment's current template), owned by Deployment `web`; the pods named in `on_old` belong to
+/// `web-1`, the others to `web-2`.
+pub fn two_revisions(h: &Harness, on_old: &[&str]) {
+    let mut deployment = h.deployment();
+    let uid = deployment["metadata"]["uid"].clone();
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = json!("flaky:v2");
+    h.server.replace(deployment.clone()).unwrap();
+    for (rev, image) in [(1, "flaky:v1"), (2, "flaky:v2")] {
+        let mut template = deployment["spec"]["template"].clone();
+        template["spec"]["containers"][0]["image"] = json!(image);
+        template["metadata"]["labels"]["pod-template-hash"] = json!(format!("h{rev}"));
+        h.server
+            .create(json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("web-{rev}"), "namespace": NS,
+                             "annotations": {"deployment.kubernetes.io/revision": rev.to_string()},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                                  "uid": uid, "controller": true}]},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template}
+            }))
+            .unwrap();
+    }
+    for pod in &h.pods {
+        let rs = if on_old.contains(&pod.name.as_str()) {
+            "web-1"
+        } else {
+            "web-2"
+        };
+        let mut p = h.server.get("v1", "Pod", Some(NS), &pod.name).unwrap();
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "x", "controller": true}]);
+        h.server.replace(p).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rollout_is_rolled_back() {
+    let mut h = Harness::new(2).await;
+    two_revisions(&h, &[]);
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [{"action": "Rollback", "timeout": "1h"}, {"action": "RolloutRestart"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    let record = h.wait_record("web", "Rollback", "Succeeded").await;
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap()
+            .contains("Rolled Deployment web from revision 2 back to revision 1"),
+        "{record}"
+    );
+    let deployment = h.deployment();
+    let template = &deployment["spec"]["template"];
+    assert_eq!(template["spec"]["containers"][0]["image"], "flaky:v1");
+    assert!(
+        template["metadata"]["labels"]["pod-template-hash"].is_null(),
+        "{template}"
+    );
+    assert_eq!(
+        deployment["metadata"]["annotations"]["apphealth.io/rolledBackAt"],
+        record["at"]
+    );
+    h.wait_event("web", "RolledBack").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_skipped_when_the_old_revision_fails_too() {
+    let mut h = Harness::new(2).await;
+    two_revisions(&h, &["web-b"]);
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [{"action": "Rollback"}, {"action": "RolloutRestart", "timeout": "1h"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-b").app.set(Mode::Status(503));
+    let skipped = h.wait_record("web", "Rollback", "Skipped").await;
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("the failing pod web-b is not on the newest revision (2)"),
+        "{skipped}"
+    );
+    h.wait_event("web", "StepSkipped").await;
+    // The ladder moved on at once.
+    h.wait_record("web", "RolloutRestart", "Succeeded").await;
+    assert_eq!(
+        h.deployment()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flaky:v2"
+    );
+    h.stop_operator().await;
+}
+
+pub fn with_resources(h: &Harness) {
+    let resources =
+        json!({"requests": {"memory": "256Mi", "cpu": "250m"}, "limits": {"memory": "512Mi", "cpu": "500m"}});
+    let mut deployment = h.deployment();
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"] = resources.clone();
+    h.server.replace(deployment).unwrap();
+    for pod in &h.pods {
+        let mut p = h.server.get("v1", "Pod", Some(NS), &pod.name).unwrap();
+        p["spec"]["containers"][0]["resources"] = resources.clone();
+        h.server.replace(p).unwrap();
+    }
+}
+
+pub const SCALE_UP: &str = r#"{"action": "ScaleUp", "timeout": "1h",
+  "scaleUp": {"memoryPercent": 50, "cpuPercent": 100, "maxMemory": "640Mi", "maxCpu": "1", "inPlace": true}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_resizes_pods_in_place_and_raises_the_template_within_the_maxima() {
+    let mut h = Harness::new(1).await;
+    with_resources(&h);
+    let step: Value = serde_json::from_str(SCALE_UP).unwrap();
+    h.create_policy("web", json!({"remediation": {"steps": [step]}}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    let record = h.wait_record("web", "ScaleUp", "Succeeded").await;
+    let expected = json!({"requests": {"memory": "384Mi", "cpu": "500m"}, "limits": {"memory": "640Mi", "cpu": "1000m"}});
+    let deployment = h.deployment();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["resources"],
+        expected
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/scaledUpAt"],
+        record["at"]
+    );
+    let pod = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap();
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"], expected,
+        "resized in place"
+    );
+    let message = record["message"].as_str().unwrap();
+    assert!(message.contains("app memory limits 512Mi → 640Mi"), "{message}");
+    assert!(message.contains("Resized pod web-a in place first"), "{message}");
+    assert!(
+        message.contains("a person should look at why the app needs more"),
+        "{message}"
+    );
+    h.wait_event("web", "ScaledUp").await;
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_falls_back_to_the_template_when_in_place_resize_is_refused() {
+    let mut h = Harness::new(1).await;
+    h.server.disable_resize();
+    with_resources(&h);
+    let step: Value = serde_json::from_str(SCALE_UP).unwrap();
+    h.create_policy("web", json!({"remediation": {"steps": [step]}}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    let record = h.wait_record("web", "ScaleUp", "Succeeded").await;
+    let message = record["message"].as_str().unwrap();
+    assert!(
+        message.contains("In-place resize was refused (HTTP 404"),
+        "{message}"
+    );
+    assert_eq!(
+        h.deployment()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "640Mi"
+    );
+    let pod = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap();
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_run_a_bounded_command_in_the_pod() {
+    let mut h = Harness::new(2).await;
+    h.server.set_exec_handler(|req| apphealth_testserver::ExecResult {
+        stdout: format!("\"main\" thread dump of {}\n", req.pod).into_bytes(),
+        exit_code: 0,
+        // web-b's dump hangs past the timeout.
+        delay: (req.pod == "web-b").then_some(Duration::from_secs(30)),
+        ..Default::default()
+    });
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics", "timeout": "1h", "collectDiagnostics": {
+                "exec": {"command": ["jcmd", "1", "Thread.print"], "timeout": "2s"}}}
+        ]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    h.wait_record("web", "CollectDiagnostics", "Succeeded").await;
+    let name = h.policy("web")["status"]["diagnostics"][0]["configMap"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cm = h.server.get("v1", "ConfigMap", Some(NS), &name).unwrap();
+    let quick = cm["data"]["web-a.exec.txt"].as_str().unwrap();
+    assert!(
+        quick.starts_with("$ jcmd 1 Thread.print   (exit code 0)"),
+        "{quick}"
+    );
+    assert!(quick.contains("\"main\" thread dump of web-a"), "{quick}");
+    let slow = cm["data"]["web-b.exec.txt"].as_str().unwrap();
+    assert!(
+        slow.contains("abandoned after 2s (collectDiagnostics.exec.timeout)"),
+        "{slow}"
+    );
+    h.stop_operator().await;
+}

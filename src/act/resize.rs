@@ -1,0 +1,261 @@
+//! ScaleUp: the containers' memory and CPU requests and limits raised by a share, never beyond the
+//! maxima, on the pod template (which rolls the pods: the counterpart of moving an App Service to
+//! a bigger plan). With `inPlace`, the running pods are resized first through `pods/resize`
+//! (Kubernetes 1.33+) so they get the room at once; when the cluster refuses, only the template
+//! changes. Not restored: a person should look at why the app needs more. The mark: the template
+//! annotation `apphealth.io/scaledUpAt`.
+
+use futures::{FutureExt, future::BoxFuture};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{Container, Pod, PodTemplateSpec},
+};
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams},
+};
+use serde_json::json;
+
+use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
+use crate::{
+    api::{
+        TargetKind, quantity,
+        validate::{ScaleUpSettings, StepParams},
+    },
+    plan::Remediation,
+};
+
+pub struct ScaleUp;
+
+pub const SCALED_UP_AT: &str = "apphealth.io/scaledUpAt";
+
+/// `value` raised by `percent`, rounded up, capped at `max`; None when it cannot grow.
+pub fn raised(value: u64, percent: u32, max: u64) -> Option<u64> {
+    let grown = value
+        .saturating_mul(100 + u64::from(percent))
+        .div_ceil(100)
+        .min(max);
+    (grown > value).then_some(grown)
+}
+
+/// Memory as people write it: Mi or Gi when exact, bytes otherwise.
+pub fn format_memory(bytes: u64) -> String {
+    const MI: u64 = 1 << 20;
+    if bytes % (1 << 30) == 0 {
+        format!("{}Gi", bytes >> 30)
+    } else if bytes % MI == 0 {
+        format!("{}Mi", bytes / MI)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// The new requests and limits of one container, and sentences saying what changed.
+fn container_change(c: &Container, s: &ScaleUpSettings) -> Option<(serde_json::Value, Vec<String>)> {
+    let resources = c.resources.clone().unwrap_or_default();
+    let mut patch = json!({"name": c.name});
+    let mut said = Vec::new();
+    for (kind, values) in [("requests", resources.requests), ("limits", resources.limits)] {
+        for (resource, q) in values.into_iter().flatten() {
+            let new = match resource.as_str() {
+                "memory" if s.memory_percent > 0 => quantity::bytes(&q.0)
+                    .and_then(|v| raised(v, s.memory_percent, s.max_memory))
+                    .map(format_memory),
+                "cpu" if s.cpu_percent > 0 => quantity::millicores(&q.0)
+                    .and_then(|v| raised(v, s.cpu_percent, s.max_millicores))
+                    .map(|m| format!("{m}m")),
+                _ => None,
+            };
+            if let Some(new) = new {
+                said.push(format!("{} {resource} {kind} {} → {new}", c.name, q.0));
+                patch["resources"][kind][resource.as_str()] = json!(new);
+            }
+        }
+    }
+    (!said.is_empty()).then_some((patch, said))
+}
+
+/// The workload's pod template and the selector of its pods ("k=v,…"; None when it selects by
+/// expressions only).
+async fn template(ctx: &ActCtx<'_>) -> Result<(PodTemplateSpec, Option<String>), ActError> {
+    let w = ctx.workload;
+    let ns = &w.namespace;
+    let found = match w.kind {
+        TargetKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&w.name)
+            .await
+            .map_err(api_error("get", "deployments", ns))?
+            .and_then(|d| d.spec)
+            .map(|s| (s.template, s.selector)),
+        TargetKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&w.name)
+            .await
+            .map_err(api_error("get", "statefulsets", ns))?
+            .and_then(|d| d.spec)
+            .map(|s| (s.template, s.selector)),
+    };
+    let Some((template, selector)) = found else {
+        return Err(ActError::Refused(format!("{w} is gone")));
+    };
+    let labels: Vec<String> = selector
+        .match_labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Ok((template, (!labels.is_empty()).then(|| labels.join(","))))
+}
+
+fn containers(t: &PodTemplateSpec) -> &[Container] {
+    t.spec.as_ref().map_or(&[], |s| s.containers.as_slice())
+}
+
+/// Resizes the running pods in place; Err with why when the cluster refuses.
+async fn resize_pods(
+    ctx: &ActCtx<'_>,
+    selector: &str,
+    containers: &[serde_json::Value],
+) -> Result<Vec<String>, String> {
+    let ns = &ctx.workload.namespace;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("could not list the pods: {e}"))?;
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let patch = Patch::Strategic(json!({"spec": {"containers": containers}}));
+    let mut resized = Vec::new();
+    for pod in list.items {
+        let name = pod.metadata.name.unwrap_or_default();
+        match pods.patch_subresource("resize", &name, &params, &patch).await {
+            Ok(_) => resized.push(name),
+            Err(kube::Error::Api(s)) => return Err(format!("HTTP {}: {}", s.code, s.message)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(resized)
+}
+
+impl Action for ScaleUp {
+    fn reason(&self) -> &'static str {
+        "ScaledUp"
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
+        async move {
+            let StepParams::ScaleUp(s) = &r.params else {
+                return Err(ActError::Refused("ScaleUp without its parameters".into()));
+            };
+            let w = ctx.workload;
+            let (template, selector) = template(ctx).await?;
+            let changes: Vec<(serde_json::Value, Vec<String>)> =
+                containers(&template).iter().filter_map(|c| container_change(c, s)).collect();
+            if changes.is_empty() {
+                return Ok(Done::skipped(format!(
+                    "no container of {w} sets a memory or CPU request or limit below the maxima"
+                )));
+            }
+            let said = changes.iter().flat_map(|(_, said)| said.clone()).collect::<Vec<_>>().join(", ");
+            if r.dry_run {
+                return Ok(Done::succeeded(format!("would raise {said} on the pod template of {w}.")));
+            }
+            let patches: Vec<serde_json::Value> = changes.into_iter().map(|(p, _)| p).collect();
+            let in_place = match (s.in_place, &selector) {
+                (false, _) => String::new(),
+                (true, None) => " The pods were not resized in place: the workload selects them by expressions only.".into(),
+                (true, Some(selector)) => match resize_pods(ctx, selector, &patches).await {
+                    Ok(pods) => format!(" Resized pod {} in place first.", pods.join(", ")),
+                    Err(why) => format!(" In-place resize was refused ({why}); only the template changed, which rolls the pods."),
+                },
+            };
+            let patch = json!({"spec": {"template": {
+                "metadata": {"annotations": {SCALED_UP_AT: r.at.to_string()}},
+                "spec": {"containers": patches}
+            }}});
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            };
+            let ns = &w.namespace;
+            match w.kind {
+                TargetKind::Deployment => {
+                    Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+                        .patch(&w.name, &params, &Patch::Strategic(&patch))
+                        .await
+                        .map_err(api_error("patch", "deployments", ns))?;
+                }
+                TargetKind::StatefulSet => {
+                    Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+                        .patch(&w.name, &params, &Patch::Strategic(&patch))
+                        .await
+                        .map_err(api_error("patch", "statefulsets", ns))?;
+                }
+            }
+            Ok(Done::succeeded(format!(
+                "Raised {said} on the pod template of {w}.{in_place} This is not undone automatically: a person should look at why the app needs more."
+            )))
+        }
+        .boxed()
+    }
+
+    fn applied<'a>(
+        &'a self,
+        ctx: &'a ActCtx<'a>,
+        r: &'a Remediation,
+    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
+        async move {
+            let (template, _) = template(ctx).await?;
+            let mark = r.at.to_string();
+            let annotations = template.metadata.and_then(|m| m.annotations).unwrap_or_default();
+            Ok((annotations.get(SCALED_UP_AT) == Some(&mark)).then(|| {
+                Done::succeeded(format!(
+                    "{SCALED_UP_AT}={mark} is on the pod template of {}.",
+                    ctx.workload
+                ))
+            }))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raising_rounds_up_and_stops_at_the_maximum() {
+        assert_eq!(raised(256 << 20, 50, 1 << 30), Some(384 << 20));
+        assert_eq!(raised(900 << 20, 50, 1 << 30), Some(1 << 30), "capped");
+        assert_eq!(raised(1 << 30, 50, 1 << 30), None, "already at the maximum");
+        assert_eq!(raised(250, 10, 2000), Some(275));
+        assert_eq!(raised(3, 10, 2000), Some(4), "rounded up");
+        assert_eq!(format_memory(384 << 20), "384Mi");
+        assert_eq!(format_memory(2 << 30), "2Gi");
+        assert_eq!(format_memory(1000), "1000");
+    }
+
+    #[test]
+    fn only_set_resources_below_the_maximum_change() {
+        let c: Container = serde_json::from_value(json!({
+            "name": "app",
+            "resources": {"requests": {"memory": "256Mi", "cpu": "250m"}, "limits": {"memory": "1Gi"}}
+        }))
+        .unwrap();
+        let s = ScaleUpSettings {
+            memory_percent: 50,
+            cpu_percent: 0,
+            max_memory: 1 << 30,
+            max_millicores: 0,
+            in_place: false,
+        };
+        let (patch, said) = container_change(&c, &s).unwrap();
+        assert_eq!(
+            patch,
+            json!({"name": "app", "resources": {"requests": {"memory": "384Mi"}}})
+        );
+        assert_eq!(said, ["app memory requests 256Mi → 384Mi"]);
+    }
+}
