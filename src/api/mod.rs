@@ -2,12 +2,14 @@
 
 mod duration;
 pub mod quantity;
+pub mod remediation;
 pub mod spec;
 pub mod status;
 pub mod validate;
 pub mod watched;
 
 pub use duration::{DURATION_PATTERN, Duration, format as format_duration};
+pub use remediation::*;
 pub use spec::*;
 pub use status::*;
 

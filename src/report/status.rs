@@ -519,3 +519,6 @@ fn blocked_reason(status: &AppHealthPolicyStatus) -> Option<&str> {
         .filter(|c| c.status == "True")
         .map(|c| c.reason.as_str())
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,4 +13,5 @@ mod kubectl;
 mod ladder;
 mod prober;
 mod signals;
+mod status_writes;
 mod support;
