@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo-cluster: the real operator binary and the real kubectl against the in-process Kubernetes
 # API test server. Two "pods" of Deployment shop/web are served by the flaky demo app on 127.0.9.1
-# and 127.0.9.2; one of them starts answering 503, the operator restarts the Deployment, the pod
-# recovers. Everything runs on loopback and is stopped on exit.
+# and 127.0.9.2; both start answering 503 (a bad deploy), and the operator climbs a four-step ladder
+# (diagnostics, a restart a PodDisruptionBudget holds back, a rolling restart, a scale-out) until the
+# pods recover; the scale-out is then put back. Everything runs on loopback and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 api_port="${DEMO_API_PORT:-16443}"
@@ -56,26 +57,38 @@ for ip in 127.0.9.1 127.0.9.2; do
     -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$ip\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}"
   i=$((i + 1))
 done
-sed 's/periodSeconds: 10/periodSeconds: 2/; s/timeoutSeconds: 2/timeoutSeconds: 1/' examples/policies/web.yaml |
-  k apply --server-side --validate=false -f -
+k apply --server-side --validate=false -f - <<YAML
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec: {minAvailable: 2, selector: {matchLabels: {app: web}}}
+YAML
+k apply --server-side --validate=false -f examples/policies/ladder-demo.yaml
 
 echo "== the operator starts"
 target/debug/apphealth-operator run >"$work/operator.log" 2>&1 &
 pids+=($!)
 healthy() { [ "$(k -n shop get ahp web -o jsonpath='{.status.conditions[?(@.type=="Healthy")].status}')" = "$1" ]; }
+ran() { k -n shop get ahp web -o jsonpath='{.status.history[*].action}' | grep -q "$1"; }
 wait_for "Healthy=True" healthy True
 k -n shop get ahp
 
-echo "== web-2 starts answering 503"
-curl -fsS -X PUT "http://127.0.9.2:$app_port/mode/503"
+echo "== a bad deploy: both pods start answering 503"
+for ip in 127.0.9.1 127.0.9.2; do curl -fsS -X PUT "http://$ip:$app_port/mode/503"; done
 wait_for "Healthy=False" healthy False
-wait_for "the restart" sh -c "kubectl -n shop get deploy web -o jsonpath='{.spec.template.metadata.annotations}' | grep -q restartedAt"
+echo "-- the ladder climbs: CollectDiagnostics, RestartPods (held by the PodDisruptionBudget), RolloutRestart, ScaleOut"
+wait_for "ScaleOut" ran ScaleOut
 k -n shop get ahp
-echo "pod template annotation: $(k -n shop get deploy web -o jsonpath='{.spec.template.metadata.annotations}')"
+echo "history (newest first):"
+k -n shop get ahp web -o jsonpath='{range .status.history[*]}  step {.step}  {.action}  {.result}: {.message}{"\n"}{end}'
+echo "diagnostics ConfigMap: $(k -n shop get ahp web -o jsonpath='{.status.diagnostics[0].configMap}')"
+echo "replicas: $(k -n shop get deploy web -o jsonpath='{.spec.replicas}')  restartedAt: $(k -n shop get deploy web -o jsonpath='{.spec.template.metadata.annotations.apphealth\.io/restartedAt}')"
 
-echo "== web-2 recovers"
-curl -fsS -X PUT "http://127.0.9.2:$app_port/mode/healthy"
+echo "== the pods recover; ScaleOut is put back after restoreAfter (10s) of health"
+for ip in 127.0.9.1 127.0.9.2; do curl -fsS -X PUT "http://$ip:$app_port/mode/healthy"; done
 wait_for "Healthy=True" healthy True
+replicas() { [ "$(k -n shop get deploy web -o jsonpath='{.spec.replicas}')" = "$1" ]; }
+wait_for "replicas restored to 2" replicas 2
 k -n shop get ahp
 echo
-k -n shop describe ahp web | sed -n '/^Status:/,$p'
+k -n shop describe ahp web | sed -n '/^Events:/,$p'

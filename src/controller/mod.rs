@@ -109,6 +109,15 @@ pub struct Context {
     ladders: ladders::Ladders,
 }
 
+impl Context {
+    /// Drops what is kept in memory about a deleted policy.
+    fn forget(&self, key: &PolicyRef) {
+        self.writes.forget(key);
+        self.failures.reset(key);
+        self.not_found.reset(key);
+    }
+}
+
 /// Exponential backoff per policy: 5s, 10s, 20s … capped at 5 minutes.
 #[derive(Default)]
 struct Backoff(Mutex<HashMap<PolicyRef, u32>>);
@@ -282,17 +291,24 @@ pub async fn run(
         client,
     });
 
+    let forget = ctx.clone();
     controller
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
-                Err(controller::Error::ObjectNotFound(obj)) => {
-                    tracing::debug!(policy = %obj, "policy is gone")
+        .for_each(|result| {
+            let ctx = forget.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                    Err(controller::Error::ObjectNotFound(obj)) => {
+                        tracing::debug!(policy = %obj, "policy is gone");
+                        let mut key = PolicyRef::new(&obj.name);
+                        key.namespace = obj.namespace.clone();
+                        ctx.forget(&key);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
         })
         .await;

@@ -148,11 +148,13 @@ pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Held> {
         super::current_record(input).filter(|h| h.step == r.step && h.result == RemediationResult::Held)?;
     let retry_at = record.retry_at.as_ref()?.0;
     (input.now < retry_at).then_some(())?;
+    // Looked at again at the retry, or when the step's time is up and the ladder escalates.
+    let escalates_at = clock::after(record.at.0, r.timeout);
     held(
         Hold::DisruptionBudget {
             detail: record.message.clone().unwrap_or_default(),
         },
-        Some(retry_at),
+        Some(retry_at.min(escalates_at)),
     )
 }
 

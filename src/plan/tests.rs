@@ -420,6 +420,17 @@ fn the_guards() {
             ..Case::default()
         },
         Case {
+            name: "or until the step's time is up, if that comes first",
+            remediation: restart_pods.clone(),
+            ladder: Some((1, 9_950)),
+            history: vec![RemediationRecord {
+                retry_at: Some(Time(t(10_100))),
+                ..rec(Action::RestartPods, 1, 9_950, Held)
+            }],
+            expect: "hold DisruptionBudget RestartPods#1 until 10070",
+            ..Case::default()
+        },
+        Case {
             name: "and is tried again with its first mark",
             remediation: restart_pods.clone(),
             ladder: Some((1, 9_950)),

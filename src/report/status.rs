@@ -409,6 +409,21 @@ fn ladder_conditions(
                 );
             }
         }
+        // Refused by a budget just now: held from this write on (its record has its own Event).
+        Some(Plan::Act(x) | Plan::Resume(x))
+            if last.as_ref().is_some_and(|r| r.result == RemediationResult::Held) =>
+        {
+            let record = last.as_ref();
+            let hold = Hold::DisruptionBudget {
+                detail: record.and_then(|r| r.message.clone()).unwrap_or_default(),
+            };
+            let retry = record.and_then(|r| r.retry_at.as_ref()).map(|t| t.0);
+            let until = retry.map(|t| t.min(clock::after(x.at, x.timeout)));
+            blocked = Some((
+                reasons::DISRUPTION_BUDGET,
+                text::hold_message(&hold, Some(x), until),
+            ));
+        }
         Some(Plan::Act(_) | Plan::Resume(_) | Plan::Idle { .. } | Plan::Restore(_)) => {}
     }
     if seen.dry_run && blocked.is_none() && status.ladder.is_some() {
@@ -483,7 +498,8 @@ fn ladder_conditions(
                     .unwrap_or_default();
                 let warning = reason != reasons::DRY_RUN;
                 // A skip has its own Event from the record it leaves.
-                if !matches!(plan, Some(Plan::Skip { .. })) && reason != reasons::DRY_RUN {
+                let has_own_event = matches!(plan, Some(Plan::Skip { .. } | Plan::Act(_) | Plan::Resume(_)));
+                if !has_own_event && reason != reasons::DRY_RUN {
                     events.push(EventIntent::new(
                         reason,
                         warning,

@@ -137,6 +137,12 @@ async fn an_eviction_refused_by_a_disruption_budget_is_held_and_retried() {
         "{message}"
     );
     h.wait_event("web", "DisruptionBudget").await;
+    let budget_events = h
+        .events("web")
+        .iter()
+        .filter(|(r, _)| r == "DisruptionBudget")
+        .count();
+    assert_eq!(budget_events, 1, "one Event for the refusal, not one per stage");
     assert_eq!(
         condition(&policy, "Remediating").unwrap()["status"],
         "True",
