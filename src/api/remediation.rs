@@ -186,6 +186,15 @@ impl Action {
         matches!(self, Self::RestartPods | Self::RolloutRestart)
     }
 
+    /// Whether it replaces running pods, at once or by rolling them: the pods' diagnostics are
+    /// captured before it when the ladder collects them.
+    pub fn replaces_pods(self) -> bool {
+        matches!(
+            self,
+            Self::RestartPods | Self::RolloutRestart | Self::Rollback | Self::ScaleUp
+        )
+    }
+
     /// Whether it changes the target (counted by the cooldown and circuit breaker, and held by
     /// TargetBusy and GlobalLimit); CollectDiagnostics and Notify only read and tell.
     pub fn changes_target(self) -> bool {

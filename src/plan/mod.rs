@@ -345,7 +345,7 @@ fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
 /// When the ladder has a CollectDiagnostics step, the pods this remediation restarts that have not
 /// been captured since the ladder started.
 fn capture_first(input: &PlanInput, r: &Remediation) -> Vec<String> {
-    if !r.action().changes_target() || input.settings.collects_diagnostics().is_none() {
+    if !r.action().replaces_pods() || input.settings.collects_diagnostics().is_none() {
         return Vec::new();
     }
     let since = input.status.ladder.as_ref().map_or(r.at, |l| l.started_at.0);

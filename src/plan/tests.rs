@@ -519,6 +519,72 @@ fn the_guards() {
 }
 
 #[test]
+fn pods_a_restart_replaces_are_captured_first_unless_this_ladder_already_did() {
+    let settings = policy()
+        .with_spec(json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics"},
+            {"action": "RestartPods", "restartPods": {"maxUnavailable": 2}},
+            {"action": "ScaleOut", "scaleOut": {"by": 1, "maxReplicas": 5}}
+        ]}}))
+        .settings();
+    let pods = pods(&["web-a:3600:u", "web-b:3600:u"], 10_000);
+    let mut status = AppHealthPolicyStatus {
+        // The first step captured web-a only (web-b failed after it).
+        ladder: Some(Ladder {
+            step: 1,
+            started_at: Time(t(9_000)),
+            exhausted: false,
+        }),
+        history: vec![rec(
+            Action::CollectDiagnostics,
+            1,
+            9_000,
+            RemediationResult::Succeeded,
+        )],
+        diagnostics: vec![crate::api::DiagnosticsRef {
+            config_map: "web-diagnostics-1".into(),
+            at: Time(t(9_000)),
+            pods: vec!["web-a".into()],
+        }],
+        ..AppHealthPolicyStatus::default()
+    };
+    let decide = |status: &AppHealthPolicyStatus| {
+        plan(&PlanInput {
+            settings: &settings.remediation,
+            suspended: false,
+            health: Health::Unhealthy,
+            pods: &pods,
+            status,
+            rollout: None,
+            budget: Budget::default(),
+            now: t(10_000),
+        })
+    };
+    let Plan::Act(r) = decide(&status) else {
+        panic!("expected RestartPods")
+    };
+    assert_eq!(r.capture_first, ["web-b"]);
+    // A capture from an earlier ladder does not count.
+    status.diagnostics[0].at = Time(t(8_000));
+    let Plan::Act(r) = decide(&status) else {
+        panic!("expected RestartPods")
+    };
+    assert_eq!(r.capture_first, ["web-a", "web-b"]);
+    // Scale-out replaces no pod: nothing to capture first.
+    status.ladder = Some(Ladder {
+        step: 2,
+        started_at: Time(t(9_000)),
+        exhausted: false,
+    });
+    status.history = vec![rec(Action::RestartPods, 2, 9_000, RemediationResult::Skipped)];
+    let Plan::Act(r) = decide(&status) else {
+        panic!("expected ScaleOut")
+    };
+    assert_eq!(r.action(), Action::ScaleOut);
+    assert!(r.capture_first.is_empty());
+}
+
+#[test]
 fn the_guards_are_in_their_documented_order() {
     // A cooldown outranks everything after it: a cooling-down, young, storming, rolling target
     // reports Cooldown.

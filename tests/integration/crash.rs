@@ -194,7 +194,7 @@ async fn notify_is_sent_again_with_the_same_id_so_receivers_can_drop_it() {
 async fn rollback_before_and_after_rolling_back() {
     let step = json!({"action": "Rollback", "timeout": "1h"});
     let mut h = Harness::new(1).await;
-    crate::ladder::two_revisions(&h, &[]);
+    crate::rollback::two_revisions(&h, &[]);
     h.set_all(Mode::Status(503));
     crashed_after_intent(&h, step.clone(), "Rollback", &["web-a"]);
     resumed(&mut h).await;
@@ -206,7 +206,7 @@ async fn rollback_before_and_after_rolling_back() {
     h.stop_operator().await;
 
     let mut h = Harness::new(1).await;
-    crate::ladder::two_revisions(&h, &[]);
+    crate::rollback::two_revisions(&h, &[]);
     h.set_all(Mode::Status(503));
     let at = crashed_after_intent(&h, step, "Rollback", &["web-a"]);
     let mut deployment = h.deployment();
@@ -225,9 +225,9 @@ async fn rollback_before_and_after_rolling_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_up_before_and_after_raising() {
-    let step: Value = serde_json::from_str(crate::ladder::SCALE_UP).unwrap();
+    let step: Value = serde_json::from_str(crate::scaling::SCALE_UP).unwrap();
     let mut h = Harness::new(1).await;
-    crate::ladder::with_resources(&h);
+    crate::scaling::with_resources(&h);
     h.set_all(Mode::Status(503));
     crashed_after_intent(&h, step.clone(), "ScaleUp", &["web-a"]);
     resumed(&mut h).await;
@@ -241,7 +241,7 @@ async fn scale_up_before_and_after_raising() {
     // Raised before the crash: raising again would compound it (512Mi → 640Mi → capped, but
     // 250m → 500m → 1000m for CPU); the mark stops it.
     let mut h = Harness::new(1).await;
-    crate::ladder::with_resources(&h);
+    crate::scaling::with_resources(&h);
     h.set_all(Mode::Status(503));
     let at = crashed_after_intent(&h, step, "ScaleUp", &["web-a"]);
     let mut deployment = h.deployment();

@@ -1,6 +1,7 @@
-//! The ladder's actions end to end through the API test server: diagnostics captured before a pod
-//! is evicted, evictions held by a PodDisruptionBudget, scale-out raised and restored (replicas and
-//! HorizontalPodAutoscaler), webhooks received and a failing one not blocking the next step.
+//! The ladder's actions end to end through the API test server: diagnostics (logs, states, a
+//! bounded command) captured before a pod is evicted, evictions held by a PodDisruptionBudget,
+//! webhooks received and a failing one not blocking the next step. Scaling and rollback have files
+//! of their own.
 
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS, PATIENCE, condition},
-    support::{Answer, AnsweringServer, wait_until},
+    harness::{Harness, NS, condition},
+    support::{Answer, AnsweringServer},
 };
 
 fn pod_exists(h: &Harness, name: &str) -> bool {
@@ -166,125 +167,6 @@ async fn an_eviction_refused_by_a_disruption_budget_is_held_and_retried() {
     h.stop_operator().await;
 }
 
-fn replicas(h: &Harness) -> i64 {
-    h.deployment()["spec"]["replicas"].as_i64().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_raises_replicas_and_restores_them_after_a_healthy_spell() {
-    let mut h = Harness::new(1).await;
-    h.create_policy(
-        "web",
-        json!({"remediation": {"steps": [
-            {"action": "ScaleOut", "scaleOut": {"by": 3, "maxReplicas": 4, "restoreAfter": "10m"}, "timeout": "1h"}
-        ]}}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    let record = h.wait_record("web", "ScaleOut", "Succeeded").await;
-    assert_eq!(replicas(&h), 4, "2 + 3, capped at maxReplicas 4");
-    assert!(
-        record["message"]
-            .as_str()
-            .unwrap()
-            .contains("from 2 to 4 replicas"),
-        "{record}"
-    );
-    let raised = h.policy("web")["status"]["scaleRestore"].clone();
-    assert_eq!(raised["original"], 2);
-    assert_eq!(raised["set"], 4);
-    let managers: Vec<Value> = h.deployment()["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(
-        managers
-            .iter()
-            .any(|m| m["manager"] == "apphealth-operator" && m["subresource"] == "scale"),
-        "written through the scale subresource as the operator: {managers:?}"
-    );
-
-    h.set_all(Mode::Healthy);
-    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
-        .await;
-    assert_eq!(replicas(&h), 4, "not restored before restoreAfter");
-    h.clock.jump(Duration::from_secs(11 * 60));
-    h.touch_policy("web");
-    wait_until("the replicas to be restored", PATIENCE, || async {
-        (replicas(&h) == 2).then_some(())
-    })
-    .await;
-    let note = h.wait_event("web", "ScaleRestored").await;
-    assert!(note.contains("back to 2 replicas"), "{note}");
-    wait_until("scaleRestore to be cleared", PATIENCE, || async {
-        h.policy("web")["status"]["scaleRestore"].is_null().then_some(())
-    })
-    .await;
-    h.stop_operator().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_raises_an_autoscalers_minimum_and_leaves_it_if_someone_changed_it() {
-    let mut h = Harness::new(1).await;
-    h.server
-        .create(json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 2, "maxReplicas": 3}
-        }))
-        .unwrap();
-    h.create_policy(
-        "web",
-        json!({"remediation": {"steps": [
-            {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 8, "restoreAfter": "10m"}, "timeout": "1h"}
-        ]}}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    h.wait_record("web", "ScaleOut", "Succeeded").await;
-    let hpa = h
-        .server
-        .get("autoscaling/v2", "HorizontalPodAutoscaler", Some(NS), "web")
-        .unwrap();
-    assert_eq!(hpa["spec"]["minReplicas"], 4);
-    assert_eq!(
-        hpa["spec"]["maxReplicas"], 4,
-        "raised only because the new minimum needs it"
-    );
-    assert_eq!(
-        replicas(&h),
-        2,
-        "the autoscaler, not the operator, scales the Deployment"
-    );
-    let raised = h.policy("web")["status"]["scaleRestore"].clone();
-    assert_eq!(
-        (raised["original"].clone(), raised["originalMax"].clone()),
-        (json!(2), json!(3))
-    );
-
-    // Recovered, then a person sets a minimum of their own before the restore is due.
-    h.set_all(Mode::Healthy);
-    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
-        .await;
-    let mut hpa = hpa;
-    hpa["spec"]["minReplicas"] = json!(5);
-    hpa["spec"]["maxReplicas"] = json!(6);
-    h.server.replace(hpa).unwrap();
-    h.clock.jump(Duration::from_secs(11 * 60));
-    h.touch_policy("web");
-    let note = h.wait_event("web", "ScaleRestoreSkipped").await;
-    assert!(note.contains("was changed since ScaleOut raised it"), "{note}");
-    let hpa = h
-        .server
-        .get("autoscaling/v2", "HorizontalPodAutoscaler", Some(NS), "web")
-        .unwrap();
-    assert_eq!(hpa["spec"]["minReplicas"], 5, "left as the person set it");
-    h.stop_operator().await;
-}
-
 fn webhook_secret(h: &Harness, name: &str, url: &str) {
     use base64_encode as b64;
     h.server
@@ -381,184 +263,6 @@ async fn notify_posts_a_summary_and_a_failing_webhook_does_not_block_the_next_st
     h.stop_operator().await;
 }
 
-/// ReplicaSets `web-1` (revision 1, image flaky:v1) and `web-2` (revision 2, image flaky:v2, the
-/// Deployment's current template), owned by Deployment `web`; the pods named in `on_old` belong to
-/// `web-1`, the others to `web-2`.
-pub fn two_revisions(h: &Harness, on_old: &[&str]) {
-    let mut deployment = h.deployment();
-    let uid = deployment["metadata"]["uid"].clone();
-    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = json!("flaky:v2");
-    h.server.replace(deployment.clone()).unwrap();
-    for (rev, image) in [(1, "flaky:v1"), (2, "flaky:v2")] {
-        let mut template = deployment["spec"]["template"].clone();
-        template["spec"]["containers"][0]["image"] = json!(image);
-        template["metadata"]["labels"]["pod-template-hash"] = json!(format!("h{rev}"));
-        h.server
-            .create(json!({
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": format!("web-{rev}"), "namespace": NS,
-                             "annotations": {"deployment.kubernetes.io/revision": rev.to_string()},
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                                                  "uid": uid, "controller": true}]},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template}
-            }))
-            .unwrap();
-    }
-    for pod in &h.pods {
-        let rs = if on_old.contains(&pod.name.as_str()) {
-            "web-1"
-        } else {
-            "web-2"
-        };
-        let mut p = h.server.get("v1", "Pod", Some(NS), &pod.name).unwrap();
-        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "x", "controller": true}]);
-        h.server.replace(p).unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_rollout_is_rolled_back() {
-    let mut h = Harness::new(2).await;
-    two_revisions(&h, &[]);
-    h.create_policy(
-        "web",
-        json!({"remediation": {"steps": [{"action": "Rollback", "timeout": "1h"}, {"action": "RolloutRestart"}]}}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    let record = h.wait_record("web", "Rollback", "Succeeded").await;
-    assert!(
-        record["message"]
-            .as_str()
-            .unwrap()
-            .contains("Rolled Deployment web from revision 2 back to revision 1"),
-        "{record}"
-    );
-    let deployment = h.deployment();
-    let template = &deployment["spec"]["template"];
-    assert_eq!(template["spec"]["containers"][0]["image"], "flaky:v1");
-    assert!(
-        template["metadata"]["labels"]["pod-template-hash"].is_null(),
-        "{template}"
-    );
-    assert_eq!(
-        deployment["metadata"]["annotations"]["apphealth.io/rolledBackAt"],
-        record["at"]
-    );
-    h.wait_event("web", "RolledBack").await;
-    h.stop_operator().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_is_skipped_when_the_old_revision_fails_too() {
-    let mut h = Harness::new(2).await;
-    two_revisions(&h, &["web-b"]);
-    h.create_policy(
-        "web",
-        json!({"remediation": {"steps": [{"action": "Rollback"}, {"action": "RolloutRestart", "timeout": "1h"}]}}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.pod("web-b").app.set(Mode::Status(503));
-    let skipped = h.wait_record("web", "Rollback", "Skipped").await;
-    assert!(
-        skipped["message"]
-            .as_str()
-            .unwrap()
-            .contains("the failing pod web-b is not on the newest revision (2)"),
-        "{skipped}"
-    );
-    h.wait_event("web", "StepSkipped").await;
-    // The ladder moved on at once.
-    h.wait_record("web", "RolloutRestart", "Succeeded").await;
-    assert_eq!(
-        h.deployment()["spec"]["template"]["spec"]["containers"][0]["image"],
-        "flaky:v2"
-    );
-    h.stop_operator().await;
-}
-
-pub fn with_resources(h: &Harness) {
-    let resources =
-        json!({"requests": {"memory": "256Mi", "cpu": "250m"}, "limits": {"memory": "512Mi", "cpu": "500m"}});
-    let mut deployment = h.deployment();
-    deployment["spec"]["template"]["spec"]["containers"][0]["resources"] = resources.clone();
-    h.server.replace(deployment).unwrap();
-    for pod in &h.pods {
-        let mut p = h.server.get("v1", "Pod", Some(NS), &pod.name).unwrap();
-        p["spec"]["containers"][0]["resources"] = resources.clone();
-        h.server.replace(p).unwrap();
-    }
-}
-
-pub const SCALE_UP: &str = r#"{"action": "ScaleUp", "timeout": "1h",
-  "scaleUp": {"memoryPercent": 50, "cpuPercent": 100, "maxMemory": "640Mi", "maxCpu": "1", "inPlace": true}}"#;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_up_resizes_pods_in_place_and_raises_the_template_within_the_maxima() {
-    let mut h = Harness::new(1).await;
-    with_resources(&h);
-    let step: Value = serde_json::from_str(SCALE_UP).unwrap();
-    h.create_policy("web", json!({"remediation": {"steps": [step]}}));
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    let record = h.wait_record("web", "ScaleUp", "Succeeded").await;
-    let expected = json!({"requests": {"memory": "384Mi", "cpu": "500m"}, "limits": {"memory": "640Mi", "cpu": "1000m"}});
-    let deployment = h.deployment();
-    assert_eq!(
-        deployment["spec"]["template"]["spec"]["containers"][0]["resources"],
-        expected
-    );
-    assert_eq!(
-        deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/scaledUpAt"],
-        record["at"]
-    );
-    let pod = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap();
-    assert_eq!(
-        pod["spec"]["containers"][0]["resources"], expected,
-        "resized in place"
-    );
-    let message = record["message"].as_str().unwrap();
-    assert!(message.contains("app memory limits 512Mi → 640Mi"), "{message}");
-    assert!(message.contains("Resized pod web-a in place first"), "{message}");
-    assert!(
-        message.contains("a person should look at why the app needs more"),
-        "{message}"
-    );
-    h.wait_event("web", "ScaledUp").await;
-    h.stop_operator().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_up_falls_back_to_the_template_when_in_place_resize_is_refused() {
-    let mut h = Harness::new(1).await;
-    h.server.disable_resize();
-    with_resources(&h);
-    let step: Value = serde_json::from_str(SCALE_UP).unwrap();
-    h.create_policy("web", json!({"remediation": {"steps": [step]}}));
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    let record = h.wait_record("web", "ScaleUp", "Succeeded").await;
-    let message = record["message"].as_str().unwrap();
-    assert!(
-        message.contains("In-place resize was refused (HTTP 404"),
-        "{message}"
-    );
-    assert_eq!(
-        h.deployment()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
-        "640Mi"
-    );
-    let pod = h.server.get("v1", "Pod", Some(NS), "web-a").unwrap();
-    assert_eq!(
-        pod["spec"]["containers"][0]["resources"]["limits"]["memory"],
-        "512Mi"
-    );
-    h.stop_operator().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnostics_run_a_bounded_command_in_the_pod() {
     let mut h = Harness::new(2).await;
@@ -596,5 +300,49 @@ async fn diagnostics_run_a_bounded_command_in_the_pod() {
         slow.contains("abandoned after 2s (collectDiagnostics.exec.timeout)"),
         "{slow}"
     );
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_diagnostics_step() {
+    let mut h = Harness::new(2).await;
+    h.server
+        .set_pod_log(NS, "web-b", "app", false, "the last words of web-b\n");
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics"},
+            {"action": "RestartPods", "timeout": "1h"}
+        ]}}),
+    );
+    // The ladder's diagnostics step already ran (for another pod), so its next step is the restart.
+    let started = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
+    h.server
+        .patch_status(
+            "apphealth.io/v1alpha1",
+            "AppHealthPolicy",
+            Some(NS),
+            "web",
+            json!({"status": {
+                "ladder": {"step": 1, "startedAt": started.to_string()},
+                "history": [{"action": "CollectDiagnostics", "step": 1, "at": started.to_string(),
+                             "result": "Succeeded", "pods": ["web-a"]}]
+            }}),
+        )
+        .unwrap();
+    h.pod("web-b").app.set(Mode::Status(503));
+    h.start_operator(Some(NS));
+    h.wait_record("web", "RestartPods", "Succeeded").await;
+    let policy = h.policy("web");
+    assert_eq!(policy["status"]["diagnostics"][0]["pods"], json!(["web-b"]));
+    let name = policy["status"]["diagnostics"][0]["configMap"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cm = h.server.get("v1", "ConfigMap", Some(NS), &name).unwrap();
+    assert_eq!(cm["data"]["web-b.app.log"], "the last words of web-b\n");
+    let created = first_request(&h, |r| r.method == "POST" && r.path.ends_with("/configmaps")).unwrap();
+    let eviction = first_request(&h, |r| r.path.ends_with("/pods/web-b/eviction")).unwrap();
+    assert!(created < eviction, "capture at {created}, eviction at {eviction}");
     h.stop_operator().await;
 }

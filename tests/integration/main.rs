@@ -12,6 +12,8 @@ mod harness;
 mod kubectl;
 mod ladder;
 mod prober;
+mod rollback;
+mod scaling;
 mod signals;
 mod status_writes;
 mod support;
