@@ -13,6 +13,7 @@ mod resize;
 mod restart;
 mod rollback;
 mod scale;
+mod workload;
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;

@@ -6,20 +6,17 @@
 //! annotation `apphealth.io/scaledUpAt`.
 
 use futures::{FutureExt, future::BoxFuture};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    core::v1::{Container, Pod, PodTemplateSpec},
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
+use super::{ActCtx, ActError, Action, Done, MANAGER, workload};
 use crate::{
     api::{
-        TargetKind, quantity,
+        quantity,
         validate::{ScaleUpSettings, StepParams},
     },
     plan::Remediation,
@@ -75,35 +72,16 @@ fn container_change(c: &Container, s: &ScaleUpSettings) -> Option<(serde_json::V
     (!said.is_empty()).then_some((patch, said))
 }
 
-/// The workload's pod template and the selector of its pods ("k=v,…"; None when it selects by
-/// expressions only).
-async fn template(ctx: &ActCtx<'_>) -> Result<(PodTemplateSpec, Option<String>), ActError> {
-    let w = ctx.workload;
-    let ns = &w.namespace;
-    let found = match w.kind {
-        TargetKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&w.name)
-            .await
-            .map_err(api_error("get", "deployments", ns))?
-            .and_then(|d| d.spec)
-            .map(|s| (s.template, s.selector)),
-        TargetKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&w.name)
-            .await
-            .map_err(api_error("get", "statefulsets", ns))?
-            .and_then(|d| d.spec)
-            .map(|s| (s.template, s.selector)),
-    };
-    let Some((template, selector)) = found else {
-        return Err(ActError::Refused(format!("{w} is gone")));
-    };
-    let labels: Vec<String> = selector
+/// The selector of the workload's pods ("k=v,…"), None when it selects by expressions only.
+fn selector(o: &workload::Object) -> Option<String> {
+    let labels: Vec<String> = o
+        .selector
         .match_labels
-        .unwrap_or_default()
-        .into_iter()
+        .iter()
+        .flatten()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    Ok((template, (!labels.is_empty()).then(|| labels.join(","))))
+    (!labels.is_empty()).then(|| labels.join(","))
 }
 
 fn containers(t: &PodTemplateSpec) -> &[Container] {
@@ -150,9 +128,12 @@ impl Action for ScaleUp {
                 return Err(ActError::Refused("ScaleUp without its parameters".into()));
             };
             let w = ctx.workload;
-            let (template, selector) = template(ctx).await?;
-            let changes: Vec<(serde_json::Value, Vec<String>)> =
-                containers(&template).iter().filter_map(|c| container_change(c, s)).collect();
+            let object = workload::found(ctx).await?;
+            let selector = selector(&object);
+            let changes: Vec<(serde_json::Value, Vec<String>)> = containers(&object.template)
+                .iter()
+                .filter_map(|c| container_change(c, s))
+                .collect();
             if changes.is_empty() {
                 return Ok(Done::skipped(format!(
                     "no container of {w} sets a memory or CPU request or limit below the maxima"
@@ -175,25 +156,7 @@ impl Action for ScaleUp {
                 "metadata": {"annotations": {SCALED_UP_AT: r.at.to_string()}},
                 "spec": {"containers": patches}
             }}});
-            let params = PatchParams {
-                field_manager: Some(MANAGER.into()),
-                ..PatchParams::default()
-            };
-            let ns = &w.namespace;
-            match w.kind {
-                TargetKind::Deployment => {
-                    Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-                        .patch(&w.name, &params, &Patch::Strategic(&patch))
-                        .await
-                        .map_err(api_error("patch", "deployments", ns))?;
-                }
-                TargetKind::StatefulSet => {
-                    Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
-                        .patch(&w.name, &params, &Patch::Strategic(&patch))
-                        .await
-                        .map_err(api_error("patch", "statefulsets", ns))?;
-                }
-            }
+            workload::patch(ctx, &Patch::Strategic(patch)).await?;
             Ok(Done::succeeded(format!(
                 "Raised {said} on the pod template of {w}.{in_place} This is not undone automatically: a person should look at why the app needs more."
             )))
@@ -207,7 +170,7 @@ impl Action for ScaleUp {
         r: &'a Remediation,
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         async move {
-            let (template, _) = template(ctx).await?;
+            let template = workload::found(ctx).await?.template;
             let mark = r.at.to_string();
             let annotations = template.metadata.and_then(|m| m.annotations).unwrap_or_default();
             Ok((annotations.get(SCALED_UP_AT) == Some(&mark)).then(|| {

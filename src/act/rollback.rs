@@ -14,7 +14,7 @@ use kube::{
     api::{ListParams, PostParams},
 };
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
+use super::{ActCtx, ActError, Action, Done, MANAGER, api_error, workload};
 use crate::{
     api::{TargetKind, format_duration, validate::StepParams},
     clock,
@@ -173,7 +173,11 @@ impl Action for Rollback {
         r: &'a Remediation,
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         async move {
-            let annotations = super::scale::workload_annotations(ctx).await?;
+            let annotations = workload::found(ctx)
+                .await?
+                .metadata
+                .annotations
+                .unwrap_or_default();
             let mark = r.at.to_string();
             Ok((annotations.get(ROLLED_BACK_AT) == Some(&mark)).then(|| {
                 Done::succeeded(format!(

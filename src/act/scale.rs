@@ -15,7 +15,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
+use super::{ActCtx, ActError, Action, Done, MANAGER, api_error, workload};
 use crate::{
     api::{ScaleRestore, TargetKind, format_duration, validate::StepParams},
     plan::Remediation,
@@ -178,7 +178,11 @@ async fn decide(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Result<Decision, St
         }));
     }
     let current = replicas(ctx).await?;
-    let annotations = workload_annotations(ctx).await?;
+    let annotations = workload::found(ctx)
+        .await?
+        .metadata
+        .annotations
+        .unwrap_or_default();
     let from = marked_from(Some(&annotations), &mark).and_then(|f| f.parse::<i32>().ok());
     let start = from.unwrap_or(current);
     let wanted = to_i32(p.wanted(u32::try_from(start).unwrap_or(0)));
@@ -205,25 +209,6 @@ async fn decide(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Result<Decision, St
         hpa: None,
         from: start.to_string(),
     }))
-}
-
-pub(super) async fn workload_annotations(
-    ctx: &ActCtx<'_>,
-) -> Result<std::collections::BTreeMap<String, String>, ActError> {
-    let w = ctx.workload;
-    let meta = match w.kind {
-        TargetKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), &w.namespace)
-            .get_opt(&w.name)
-            .await
-            .map_err(api_error("get", "deployments", &w.namespace))?
-            .map(|d| d.metadata),
-        TargetKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), &w.namespace)
-            .get_opt(&w.name)
-            .await
-            .map_err(api_error("get", "statefulsets", &w.namespace))?
-            .map(|d| d.metadata),
-    };
-    Ok(meta.and_then(|m| m.annotations).unwrap_or_default())
 }
 
 impl Action for ScaleOut {
@@ -254,7 +239,7 @@ impl Action for ScaleOut {
                 }
                 None => {
                     // The mark first (metadata only: no rollout), then the scale subresource.
-                    super::restart::patch_workload(ctx, ctx.workload, &mark_patch(&mark, &d.from)).await?;
+                    workload::patch(ctx, &Patch::Merge(mark_patch(&mark, &d.from))).await?;
                     set_replicas(ctx, d.raised.set).await?;
                 }
             }
