@@ -197,3 +197,34 @@ async fn the_circuit_breaker_opens_after_max_remediations() {
     assert_eq!(h.writes_to("/deployments/web"), 1);
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_without_the_right_fails_naming_the_verb_and_resource() {
+    let mut h = Harness::new(2).await;
+    // As a cluster answers when the operator's role lacks pods/eviction.
+    h.server.set_fault_hook(|r| {
+        r.path
+            .ends_with("/eviction")
+            .then(|| apphealth_testserver::Fault::Status {
+                code: 403,
+                reason: "Forbidden".into(),
+                message: "pods \"web-b\" is forbidden: User cannot create resource \"pods/eviction\"".into(),
+            })
+    });
+    h.create_policy(
+        "web",
+        json!({"remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}]}}),
+    );
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.pod("web-b").app.set(Mode::Status(503));
+    let failed = h.wait_record("web", "RestartPods", "Failed").await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("the operator may not create pods/eviction in namespace shop (HTTP 403)"),
+        "{message}"
+    );
+    let note = h.wait_event("web", "RemediationFailed").await;
+    assert!(note.contains("may not create pods/eviction"), "{note}");
+    h.stop_operator().await;
+}

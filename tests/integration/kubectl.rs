@@ -62,13 +62,13 @@ spec:
 "#;
 
 /// A scratch directory with the kubeconfig and kubectl's discovery cache; removed on drop.
-struct Scratch {
+pub struct Scratch {
     dir: PathBuf,
     kubeconfig: PathBuf,
 }
 
 impl Scratch {
-    fn new(server: &TestServer) -> Scratch {
+    pub fn new(server: &TestServer) -> Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -80,7 +80,7 @@ impl Scratch {
         Scratch { dir, kubeconfig }
     }
 
-    fn file(&self, name: &str, content: &str) -> PathBuf {
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir.join(name);
         std::fs::write(&p, content).expect("write manifest");
         p
@@ -99,7 +99,7 @@ impl Scratch {
     }
 
     /// Run kubectl to completion.
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         self.command(args)
             .stdin(Stdio::null())
             .output()
@@ -107,7 +107,7 @@ impl Scratch {
     }
 
     /// Run kubectl and require success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),

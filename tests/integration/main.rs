@@ -10,6 +10,7 @@ mod flaky;
 mod guards;
 mod harness;
 mod kubectl;
+mod kubectl_pods;
 mod ladder;
 mod prober;
 mod rollback;
