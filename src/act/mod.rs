@@ -263,13 +263,21 @@ fn outcome(r: &Remediation, done: Result<Done, ActError>, resumed: bool) -> Outc
 /// collects them, then the action itself.
 pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
     let mut effects = Vec::new();
+    // Evidence first; a capture that fails is said, but does not keep the target broken.
+    let mut first = String::new();
     if !r.capture_first.is_empty() && !r.dry_run {
         match diagnostics::capture_before_restart(ctx, r).await {
-            Ok(done) => effects.extend(done.effects),
-            Err(e) => tracing::warn!(error = %e, "could not capture diagnostics before restarting"),
+            Ok(done) => {
+                first = format!("{} ", done.message);
+                effects.extend(done.effects);
+            }
+            Err(e) => first = format!("Diagnostics could not be captured first ({e}). "),
         }
     }
     let mut out = outcome(r, action(r.action()).apply(ctx, r).await, false);
+    if let Some(message) = out.record.as_mut().and_then(|rec| rec.message.as_mut()) {
+        message.insert_str(0, &first);
+    }
     effects.append(&mut out.effects);
     out.effects = effects;
     out

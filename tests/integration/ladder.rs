@@ -305,9 +305,9 @@ async fn diagnostics_run_a_bounded_command_in_the_pod() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_diagnostics_step() {
-    let mut h = Harness::new(2).await;
+    let mut h = Harness::new(1).await;
     h.server
-        .set_pod_log(NS, "web-b", "app", false, "the last words of web-b\n");
+        .set_pod_log(NS, "web-a", "app", false, "the last words of web-a\n");
     h.create_policy(
         "web",
         json!({"remediation": {"steps": [
@@ -315,7 +315,8 @@ async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_dia
             {"action": "RestartPods", "timeout": "1h"}
         ]}}),
     );
-    // The ladder's diagnostics step already ran (for another pod), so its next step is the restart.
+    // The ladder's diagnostics step already ran, for a pod that is gone now; its next step is the
+    // restart of web-a, which was never captured.
     let started = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
     h.server
         .patch_status(
@@ -326,23 +327,31 @@ async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_dia
             json!({"status": {
                 "ladder": {"step": 1, "startedAt": started.to_string()},
                 "history": [{"action": "CollectDiagnostics", "step": 1, "at": started.to_string(),
-                             "result": "Succeeded", "pods": ["web-a"]}]
+                             "result": "Succeeded", "pods": ["web-z"]}]
             }}),
         )
         .unwrap();
-    h.pod("web-b").app.set(Mode::Status(503));
+    h.set_all(Mode::Status(503));
     h.start_operator(Some(NS));
-    h.wait_record("web", "RestartPods", "Succeeded").await;
+    let restarted = h.wait_record("web", "RestartPods", "Succeeded").await;
+    assert_eq!(restarted["step"], 2, "the ladder went on from its recorded step");
+    assert!(
+        restarted["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Captured logs, states and Events of pod web-a in ConfigMap web-diagnostics-"),
+        "the record says the pod was captured first: {restarted}"
+    );
     let policy = h.policy("web");
-    assert_eq!(policy["status"]["diagnostics"][0]["pods"], json!(["web-b"]));
+    assert_eq!(policy["status"]["diagnostics"][0]["pods"], json!(["web-a"]));
     let name = policy["status"]["diagnostics"][0]["configMap"]
         .as_str()
         .unwrap()
         .to_owned();
     let cm = h.server.get("v1", "ConfigMap", Some(NS), &name).unwrap();
-    assert_eq!(cm["data"]["web-b.app.log"], "the last words of web-b\n");
+    assert_eq!(cm["data"]["web-a.app.log"], "the last words of web-a\n");
     let created = first_request(&h, |r| r.method == "POST" && r.path.ends_with("/configmaps")).unwrap();
-    let eviction = first_request(&h, |r| r.path.ends_with("/pods/web-b/eviction")).unwrap();
+    let eviction = first_request(&h, |r| r.path.ends_with("/pods/web-a/eviction")).unwrap();
     assert!(created < eviction, "capture at {created}, eviction at {eviction}");
     h.stop_operator().await;
 }
