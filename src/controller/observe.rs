@@ -5,7 +5,10 @@ use kube::ResourceExt;
 
 use super::{Context, PolicyRef, dereference::Target, probing::ProbeJob};
 use crate::{
-    api::{AppHealthPolicy, ProbeVia, format_duration, validate::TriggerSettings},
+    api::{
+        AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, format_duration,
+        validate::TriggerSettings,
+    },
     observe::{references, signals},
     plan::PodFacts,
     report::{Observation, Readiness},
@@ -15,8 +18,16 @@ pub(super) fn observe(
     policy: &AppHealthPolicy,
     key: &PolicyRef,
     target: &Target,
+    old: &AppHealthPolicyStatus,
     ctx: &Context,
 ) -> (Observation, Vec<PodFacts>) {
+    // What was Unhealthy when the operator last wrote status, for a probe task that starts now.
+    let resume: Vec<Evidence> = old
+        .verdict
+        .iter()
+        .filter(|v| v.health == Health::Unhealthy)
+        .flat_map(|v| v.evidence.iter().cloned())
+        .collect();
     let settings = &target.settings;
     let namespace = policy.namespace().unwrap_or_default();
     let watches_config = settings
@@ -52,6 +63,7 @@ pub(super) fn observe(
             requests: target.resolved.requests.clone(),
             signals: pod_signals,
         },
+        &resume,
     );
 
     // The verdict, as published by the probe task (None until its first round).

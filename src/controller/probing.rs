@@ -16,7 +16,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    api::validate::Settings,
+    api::{Evidence, validate::Settings},
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
     observation::{PodSignals, Usage},
@@ -80,8 +80,10 @@ where
         }
     }
 
-    /// Starts probing for `key`, or hands the running task its new job.
-    pub fn ensure(&self, key: &K, job: ProbeJob) {
+    /// Starts probing for `key`, or hands the running task its new job. A task that starts takes
+    /// `resume` (the evidence recorded in status) as its starting point, so pods that were
+    /// Unhealthy before an operator restart must recover again rather than look healthy.
+    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Evidence]) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         // Tasks of deleted policies ended on their own; forget them.
         tasks.retain(|_, t| !t.handle.is_finished());
@@ -96,7 +98,13 @@ where
             return;
         }
         let (tx, rx) = watch::channel(job);
-        let handle = tokio::spawn(run(key.clone(), rx, self.shared.clone(), self.verdicts.clone()));
+        let handle = tokio::spawn(run(
+            key.clone(),
+            rx,
+            resume.to_vec(),
+            self.shared.clone(),
+            self.verdicts.clone(),
+        ));
         tasks.insert(key.clone(), Task { job: tx, handle });
     }
 
@@ -159,11 +167,13 @@ async fn probe_round(
 async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     key: K,
     mut jobs: watch::Receiver<ProbeJob>,
+    resume: Vec<Evidence>,
     shared: Arc<Probing<K>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
 ) {
     let mut job = jobs.borrow_and_update().clone();
     let mut evaluator = Evaluator::new(&job.settings);
+    evaluator.resume(&resume, shared.clock.now());
     let mut period = job.settings.probe.period;
     let mut ticks = schedule(period);
     loop {

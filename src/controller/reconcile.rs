@@ -47,7 +47,7 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     };
     let (status, events, requeue) = match (target, stopped) {
         (Some(target), _) => {
-            let (seen, pods) = observe(policy, &key, &target, &ctx);
+            let (seen, pods) = observe(policy, &key, &target, &old, &ctx);
             let plan = remediate::decide(&key, &target, &old, &seen, &pods, &ctx, now);
             let (status, events) =
                 remediate::act(policy, &key, &api, &target, &old, &seen, &plan, &ctx, now).await?;

@@ -155,6 +155,39 @@ impl Evaluator {
         }
     }
 
+    /// Starts from a verdict recorded before (by an operator that restarted): the endpoints its
+    /// evidence names are Unhealthy, with what fired and since when, until they recover as any
+    /// Unhealthy endpoint does (`recovery`) or their triggers say otherwise.
+    pub fn resume(&mut self, evidence: &[Evidence], now: Timestamp) {
+        for e in evidence {
+            // Evidence names triggers by their spec name; a trigger the policy no longer has is dropped.
+            let Some(trigger) = self
+                .triggers
+                .iter()
+                .map(TriggerSettings::name)
+                .find(|n| *n == e.trigger)
+            else {
+                continue;
+            };
+            for pod in &e.pods {
+                let prefix = format!("{pod}: ");
+                let observation = e
+                    .message
+                    .split("; ")
+                    .find_map(|m| m.strip_prefix(&prefix))
+                    .unwrap_or(&e.message)
+                    .to_owned();
+                let state = self.endpoints.entry(pod.clone()).or_default();
+                state.health = Health::Unhealthy;
+                state.fired.push(Fired {
+                    trigger,
+                    observation,
+                    since: e.since.as_ref().map_or(now, |s| s.0),
+                });
+            }
+        }
+    }
+
     /// Whether any trigger needs the metrics API.
     pub fn needs_metrics(&self) -> bool {
         self.triggers.iter().any(TriggerSettings::needs_metrics)

@@ -583,3 +583,43 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_verdict_recorded_before_a_restart_is_where_a_new_evaluator_starts() {
+    let evidence = [crate::api::Evidence {
+        trigger: "consecutiveFailures".into(),
+        message: "web-a: 3 failed probes in a row (last: HTTP 503), threshold 3; web-b: 4 failed probes in a row (last: HTTP 502), threshold 3".into(),
+        pods: vec!["web-a".into(), "web-b".into()],
+        since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(-60))),
+    }];
+    let mut e = Evaluator::new(&policy().settings());
+    e.resume(&evidence, t(0));
+    // A healthy sibling's first good probe does not make the target look healthy: the resumed pods
+    // are Unhealthy until they recover (two good probes), as before the restart.
+    e.observe(&sample("web-c", t(0), true));
+    let v = e.verdict(t(0));
+    assert_eq!(v.health, U);
+    assert_eq!(v.unhealthy, ["web-a", "web-b"]);
+    assert_eq!(
+        v.evidence[0].message, evidence[0].message,
+        "the evidence carries over"
+    );
+    assert_eq!(v.evidence[0].since.as_ref().map(|s| s.0), Some(t(-60)));
+    assert_eq!(run(&mut e, "web-a", "++"), [U, U], "web-b is still unhealthy");
+    assert_eq!(run(&mut e, "web-b", "+"), [U]);
+    assert_eq!(run(&mut e, "web-b", "+"), [H], "both recovered");
+}
+
+#[test]
+fn resumed_evidence_of_a_trigger_the_policy_no_longer_has_is_dropped() {
+    let evidence = [crate::api::Evidence {
+        trigger: "slowResponses".into(),
+        message: "web-a: 3 responses slower than 2s".into(),
+        pods: vec!["web-a".into()],
+        since: None,
+    }];
+    let mut e = Evaluator::new(&policy().settings());
+    e.resume(&evidence, t(0));
+    e.observe(&sample("web-a", t(0), true));
+    assert_eq!(e.verdict(t(0)).health, H);
+}

@@ -257,3 +257,52 @@ async fn scale_up_before_and_after_raising() {
     );
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_picks_the_ladder_up_where_status_left_it() {
+    let mut h = Harness::new(2).await;
+    h.create_policy("web", json!({}));
+    h.pod("web-b").app.set(Mode::Status(503));
+    // The status an operator leaves mid-ladder: web-b unhealthy, step 1 done a moment ago.
+    let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap()
+        .to_string();
+    h.server
+        .patch_status(
+            "apphealth.io/v1alpha1",
+            "AppHealthPolicy",
+            Some(NS),
+            "web",
+            json!({"status": {
+                "verdict": {"health": "Unhealthy", "since": at, "evidence": [{
+                    "trigger": "consecutiveFailures", "pods": ["web-b"], "since": at,
+                    "message": "web-b: 2 failed probes in a row (last: HTTP 503), threshold 2"}]},
+                "ladder": {"step": 1, "startedAt": at},
+                "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Succeeded"}]
+            }}),
+        )
+        .unwrap();
+    h.server.clear_requests();
+    h.start_operator(Some(NS));
+    // web-a answers well from the first round; a fresh evaluator alone would call the target
+    // healthy before web-b fails twice again, and close the ladder.
+    h.wait_rounds("web-b", 4).await;
+    let policy = h.policy("web");
+    assert!(
+        !h.events("web").iter().any(|(r, _)| r == "Recovered"),
+        "{:?}",
+        h.events("web")
+    );
+    assert_eq!(policy["status"]["ladder"]["step"], 1, "{}", policy["status"]);
+    assert_eq!(
+        policy["status"]["verdict"]["since"],
+        at.as_str(),
+        "the same episode"
+    );
+    assert_eq!(
+        h.writes_to("/deployments/web"),
+        0,
+        "the step's timeout still runs: no second restart"
+    );
+    h.stop_operator().await;
+}
