@@ -108,12 +108,12 @@ pub(super) async fn act(
     let (status, events) = match plan {
         Plan::Act(r) if !r.dry_run => {
             // Intent first: if the operator stops after this write, the next reconcile resumes it.
-            let (intent, mut events) = desired(old, Some(&act::pending(r)));
+            let (intent, events) = desired(old, Some(&act::pending(r)));
             let intent = super::reconcile::write(ctx, key, api, &intent).await?;
+            // What led here is told now, not after an action that may take a while (or never end).
+            super::reconcile::publish(ctx, policy, events).await;
             let outcome = act::run(&act_ctx(&intent, next_step(target, r)), r).await;
-            let (status, more) = desired(&intent, Some(&outcome));
-            events.extend(more);
-            (status, events)
+            desired(&intent, Some(&outcome))
         }
         Plan::Act(r) => desired(old, Some(&act::run(&act_ctx(old, next_step(target, r)), r).await)),
         Plan::Resume(r) => desired(

@@ -211,24 +211,13 @@ pub fn plan(input: &PlanInput) -> Plan {
     if settings.steps.is_empty() {
         return hold(Hold::NoRemediation, None, None);
     }
-    let next = match (ladder, current_record(input)) {
-        (None, _) => 1,
-        (Some(l), None) => l.step + 1,
-        (Some(l), Some(record)) => {
-            let timeout = settings.step(l.step).map_or(Duration::ZERO, |s| s.timeout);
-            let deadline = clock::after(record.at.0, timeout);
-            match record.result {
-                RemediationResult::Skipped => l.step + 1,
-                // Refused by a budget: tried again until the step's time is up, then escalate.
-                RemediationResult::Held if now < deadline => l.step,
-                _ if now < deadline => {
-                    return Plan::Wait {
-                        step: l.step,
-                        until: Some(deadline),
-                    };
-                }
-                _ => l.step + 1,
-            }
+    let next = match next_step(input) {
+        Ok(next) => next,
+        Err((step, deadline)) => {
+            return Plan::Wait {
+                step,
+                until: Some(deadline),
+            };
         }
     };
     let of = u32::try_from(settings.steps.len()).unwrap_or(u32::MAX);
@@ -263,6 +252,25 @@ pub fn plan(input: &PlanInput) -> Plan {
         }
     }
     Plan::Act(r)
+}
+
+/// The step to run next, or (the current step, its deadline) while it has its chance.
+fn next_step(input: &PlanInput) -> Result<u32, (u32, Timestamp)> {
+    let Some(l) = input.status.ladder.as_ref() else {
+        return Ok(1);
+    };
+    let Some(record) = current_record(input) else {
+        return Ok(l.step + 1);
+    };
+    let timeout = input.settings.step(l.step).map_or(Duration::ZERO, |s| s.timeout);
+    let deadline = clock::after(record.at.0, timeout);
+    match record.result {
+        RemediationResult::Skipped => Ok(l.step + 1),
+        // Refused by a budget: tried again until the step's time is up, then escalate.
+        RemediationResult::Held if input.now < deadline => Ok(l.step),
+        _ if input.now < deadline => Err((l.step, deadline)),
+        _ => Ok(l.step + 1),
+    }
 }
 
 fn hold(hold: Hold, until: Option<Timestamp>, remediation: Option<Remediation>) -> Plan {
