@@ -9,6 +9,7 @@ use crate::{
         AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, format_duration,
         validate::TriggerSettings,
     },
+    evaluate::TargetVerdict,
     observe::{references, signals},
     plan::PodFacts,
     report::{Observation, Readiness},
@@ -21,20 +22,43 @@ pub(super) fn observe(
     old: &AppHealthPolicyStatus,
     ctx: &Context,
 ) -> (Observation, Vec<PodFacts>) {
-    // What was Unhealthy when the operator last wrote status, for a probe task that starts now.
-    let resume: Vec<Evidence> = old
-        .verdict
+    ctx.probes
+        .ensure(key, probe_job(policy, target, ctx), &resume_from(old));
+    // The verdict, as published by the probe task (None until its first round).
+    let verdict = ctx.probes.verdict(key);
+    let readiness = readiness(target, verdict.as_ref());
+    let pods = pod_facts(target, verdict.as_ref());
+    let remediation = &target.settings.remediation;
+    let observation = Observation {
+        generation: policy.metadata.generation,
+        readiness,
+        verdict,
+        dry_run: remediation.dry_run,
+        steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
+        workload: target.workload.to_string(),
+        diagnostics_retention: remediation.diagnostics_retention,
+    };
+    (observation, pods)
+}
+
+/// What was Unhealthy when the operator last wrote status, for a probe task that starts now.
+fn resume_from(old: &AppHealthPolicyStatus) -> Vec<Evidence> {
+    old.verdict
         .iter()
         .filter(|v| v.health == Health::Unhealthy)
         .flat_map(|v| v.evidence.iter().cloned())
-        .collect();
+        .collect()
+}
+
+/// The probe task's job: the requests to send and the pods' cluster signals.
+fn probe_job(policy: &AppHealthPolicy, target: &Target, ctx: &Context) -> ProbeJob {
     let settings = &target.settings;
     let namespace = policy.namespace().unwrap_or_default();
     let watches_config = settings
         .triggers
         .iter()
         .any(|t| matches!(t, TriggerSettings::ConfigChanged));
-    let pod_signals: Vec<_> = target
+    let signals = target
         .pods
         .iter()
         .map(|pod| {
@@ -47,6 +71,17 @@ pub(super) fn observe(
             s
         })
         .collect();
+    ProbeJob {
+        settings: settings.clone(),
+        namespace,
+        requests: target.resolved.requests.clone(),
+        signals,
+    }
+}
+
+/// Ready: probing what, every how often, with what remarks; or nothing to probe.
+fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
+    let settings = &target.settings;
     let mut probed: Vec<&str> = target
         .resolved
         .requests
@@ -55,19 +90,6 @@ pub(super) fn observe(
         .collect();
     probed.dedup();
     let probed = probed.len();
-    ctx.probes.ensure(
-        key,
-        ProbeJob {
-            settings: settings.clone(),
-            namespace: namespace.clone(),
-            requests: target.resolved.requests.clone(),
-            signals: pod_signals,
-        },
-        &resume,
-    );
-
-    // The verdict, as published by the probe task (None until its first round).
-    let verdict = ctx.probes.verdict(key);
     let remarks: String = target
         .resolved
         .problems
@@ -82,38 +104,40 @@ pub(super) fn observe(
         )
         .collect();
     let workload = &target.workload;
-    let readiness = if probed == 0 {
+    if probed == 0 {
         let what = match settings.probe.via {
             ProbeVia::Pods => format!("No ready pods of {workload} to probe"),
             ProbeVia::Service => "The Service cannot be probed".to_owned(),
         };
-        Readiness::NoTargets {
+        return Readiness::NoTargets {
             message: format!("{what}.{remarks}"),
-        }
-    } else {
-        let what = match settings.probe.via {
-            ProbeVia::Pods => format!("{probed} ready pods of {workload}"),
-            ProbeVia::Service => format!(
-                "Service {}",
-                settings.probe.service.as_deref().unwrap_or_default()
-            ),
         };
-        Readiness::Probing {
-            message: format!(
-                "Probing {what} every {}.{remarks}",
-                format_duration(settings.probe.period)
-            ),
-        }
+    }
+    let what = match settings.probe.via {
+        ProbeVia::Pods => format!("{probed} ready pods of {workload}"),
+        ProbeVia::Service => format!(
+            "Service {}",
+            settings.probe.service.as_deref().unwrap_or_default()
+        ),
     };
+    Readiness::Probing {
+        message: format!(
+            "Probing {what} every {}.{remarks}",
+            format_duration(settings.probe.period)
+        ),
+    }
+}
 
-    let unhealthy: Vec<String> = verdict.iter().flat_map(|v| v.unhealthy.iter().cloned()).collect();
-    let pods = target
+/// Per pod, what the planner needs: age, readiness, and the verdict on it.
+fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> {
+    let unhealthy: Vec<&String> = verdict.iter().flat_map(|v| v.unhealthy.iter()).collect();
+    target
         .pods
         .iter()
         .map(|p| {
             let name = p.name_any();
             PodFacts {
-                unhealthy: unhealthy.contains(&name),
+                unhealthy: unhealthy.contains(&&name),
                 created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 ready: p
                     .status
@@ -123,16 +147,5 @@ pub(super) fn observe(
                 name,
             }
         })
-        .collect();
-    let remediation = &settings.remediation;
-    let observation = Observation {
-        generation: policy.metadata.generation,
-        readiness,
-        verdict,
-        dry_run: remediation.dry_run,
-        steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
-        workload: workload.to_string(),
-        diagnostics_retention: remediation.diagnostics_retention,
-    };
-    (observation, pods)
+        .collect()
 }

@@ -13,7 +13,7 @@ use crate::{
         RemediationResult, ScaleRestore, TargetCounts, Verdict, conditions,
     },
     evaluate::TargetVerdict,
-    plan::{Hold, Plan},
+    plan::{Held, Hold, Plan},
 };
 
 /// What dereference and observe found, as far as status is concerned.
@@ -233,8 +233,7 @@ fn verdict(
     }
 }
 
-/// Folds what the act stage did into the ladder, history and side records: the one place the
-/// ladder advances, for the controller and check mode alike.
+/// Folds what the act stage did into the ladder, history and side records, with its Events.
 fn fold(
     status: &mut AppHealthPolicyStatus,
     old: &AppHealthPolicyStatus,
@@ -244,73 +243,103 @@ fn fold(
     events: &mut Vec<EventIntent>,
 ) {
     for effect in &outcome.effects {
-        match effect {
-            Effect::ScaleRecorded(raised) => status.scale_restore = Some(raised.clone()),
-            Effect::ScaleRestoreDone { restored, message } => {
-                status.scale_restore = None;
-                let reason = if *restored {
-                    reasons::SCALE_RESTORED
-                } else {
-                    reasons::SCALE_RESTORE_SKIPPED
-                };
-                events.push(EventIntent::new(reason, !restored, "ScaleOut", message.clone()));
-            }
-            Effect::Diagnostics(capture) => {
-                status.diagnostics.retain(|d| d.config_map != capture.config_map);
-                status.diagnostics.insert(0, capture.clone());
-                status
-                    .diagnostics
-                    .truncate(usize::try_from(seen.diagnostics_retention).unwrap_or(usize::MAX));
-            }
+        events.extend(fold_effect(status, seen, effect));
+    }
+    if let Some(record) = &outcome.record {
+        advance(status, record);
+        events.extend(record_event(old, seen, plan, outcome, record));
+    }
+}
+
+fn fold_effect(
+    status: &mut AppHealthPolicyStatus,
+    seen: &Observation,
+    effect: &Effect,
+) -> Option<EventIntent> {
+    match effect {
+        Effect::ScaleRecorded(raised) => status.scale_restore = Some(raised.clone()),
+        Effect::ScaleRestoreDone { restored, message } => {
+            status.scale_restore = None;
+            let reason = if *restored {
+                reasons::SCALE_RESTORED
+            } else {
+                reasons::SCALE_RESTORE_SKIPPED
+            };
+            return Some(EventIntent::new(reason, !restored, "ScaleOut", message.clone()));
+        }
+        Effect::Diagnostics(capture) => {
+            status.diagnostics.retain(|d| d.config_map != capture.config_map);
+            status.diagnostics.insert(0, capture.clone());
+            status
+                .diagnostics
+                .truncate(usize::try_from(seen.diagnostics_retention).unwrap_or(usize::MAX));
         }
     }
-    let Some(record) = &outcome.record else {
-        return;
-    };
-    // The same remediation (its intent, or a held step tried again) replaces its entry.
-    let same =
-        |h: &RemediationRecord| h.step == record.step && h.action == record.action && h.at == record.at;
-    if status.history.first().is_some_and(same) {
+    None
+}
+
+/// Whether two records are the same remediation (its intent and its result, or a held step tried
+/// again): the later replaces the earlier.
+fn same_remediation(a: &RemediationRecord, b: &RemediationRecord) -> bool {
+    a.step == b.step && a.action == b.action && a.at == b.at
+}
+
+/// The ladder advances by a record: the one place it does, for the controller and check mode.
+pub fn advance(status: &mut AppHealthPolicyStatus, record: &RemediationRecord) {
+    if status
+        .history
+        .first()
+        .is_some_and(|h| same_remediation(h, record))
+    {
         status.history.remove(0);
     }
     status.history.insert(0, record.clone());
     status.history.truncate(HISTORY_LIMIT);
-    status.ladder = Some(match &status.ladder {
-        Some(l) if record.step > 1 || l.step == record.step => Ladder {
-            step: record.step,
-            started_at: l.started_at.clone(),
-            exhausted: false,
-        },
-        _ => Ladder {
-            step: record.step,
-            started_at: record.at.clone(),
-            exhausted: false,
-        },
+    let started_at = match &status.ladder {
+        // A later step, or the same one again, continues the ladder; step 1 starts a new one.
+        Some(l) if record.step > 1 || l.step == record.step => l.started_at.clone(),
+        _ => record.at.clone(),
+    };
+    status.ladder = Some(Ladder {
+        step: record.step,
+        started_at,
+        exhausted: false,
     });
+}
 
+/// The Event a record calls for: the action's own when it ran, or why it did not.
+fn record_event(
+    old: &AppHealthPolicyStatus,
+    seen: &Observation,
+    plan: Option<&Plan>,
+    outcome: &Outcome,
+    record: &RemediationRecord,
+) -> Option<EventIntent> {
     let summary = seen
         .verdict
         .as_ref()
         .map(TargetVerdict::summary)
         .unwrap_or_default();
-    let action = record.action.as_str();
-    let what = format!("{action} (step {} of {})", record.step, seen.steps);
+    let what = format!(
+        "{} (step {} of {})",
+        record.action.as_str(),
+        record.step,
+        seen.steps
+    );
     let message = record.message.clone().unwrap_or_default();
-    let event = match record.result {
+    let event = |reason, warning, action, note| Some(EventIntent::new(reason, warning, action, note));
+    match record.result {
         RemediationResult::Pending => None,
-        RemediationResult::Succeeded if record.dry_run => Some(EventIntent::new(
+        RemediationResult::Succeeded if record.dry_run => event(
             reasons::DRY_RUN,
             false,
             "DryRun",
             format!("Dry run: {what} {message} {summary}"),
-        )),
-        RemediationResult::Succeeded if outcome.resumed => Some(EventIntent::new(
-            reasons::REMEDIATION_RESUMED,
-            false,
-            "Resume",
-            message,
-        )),
-        RemediationResult::Succeeded => Some(EventIntent::new(
+        ),
+        RemediationResult::Succeeded if outcome.resumed => {
+            event(reasons::REMEDIATION_RESUMED, false, "Resume", message)
+        }
+        RemediationResult::Succeeded => event(
             outcome.action_reason,
             false,
             "Remediate",
@@ -318,41 +347,32 @@ fn fold(
                 "Ran {what} on {} because the target is unhealthy. {summary} {message}",
                 seen.workload
             ),
-        )),
-        RemediationResult::Failed => Some(EventIntent::new(
-            reasons::REMEDIATION_FAILED,
-            true,
-            "Remediate",
-            message,
-        )),
+        ),
+        RemediationResult::Failed => event(reasons::REMEDIATION_FAILED, true, "Remediate", message),
         RemediationResult::Skipped => {
             let reason = match plan {
                 Some(Plan::Skip { held, .. }) => text::reason(&held.hold),
                 _ => reasons::STEP_SKIPPED,
             };
-            Some(EventIntent::new(
-                reason,
-                true,
-                "Plan",
-                format!("Skipped {what}: {message}"),
-            ))
+            event(reason, true, "Plan", format!("Skipped {what}: {message}"))
         }
         RemediationResult::Held => {
+            // Once per refusal, not once per retry.
             let again = old
                 .history
                 .first()
-                .is_some_and(|h| same(h) && h.result == RemediationResult::Held);
-            (!again).then(|| {
-                EventIntent::new(
-                    reasons::DISRUPTION_BUDGET,
-                    true,
-                    "Remediate",
-                    format!("{what} was refused and is tried again later: {message}"),
-                )
-            })
+                .is_some_and(|h| same_remediation(h, record) && h.result == RemediationResult::Held);
+            if again {
+                return None;
+            }
+            event(
+                reasons::DISRUPTION_BUDGET,
+                true,
+                "Remediate",
+                format!("{what} was refused and is tried again later: {message}"),
+            )
         }
-    };
-    events.extend(event);
+    }
 }
 
 /// Remediating and RemediationBlocked from the plan and the folded ladder.
@@ -364,166 +384,168 @@ fn ladder_conditions(
     now: Timestamp,
     events: &mut Vec<EventIntent>,
 ) {
-    let g = seen.generation;
-    let cond = |status: &mut AppHealthPolicyStatus, t: &str, s: CondStatus, reason: &str, m: String| {
-        set_condition(&mut status.conditions, t, s, reason, m, g, now);
-    };
-    let last = status.history.first().cloned();
-    let mut blocked: Option<(&'static str, String)> = None;
     match plan {
-        None => {}
-        Some(Plan::Recovered { step }) => {
-            status.ladder = None;
-            cond(
-                status,
-                conditions::REMEDIATING,
-                CondStatus::False,
-                reasons::RECOVERED,
-                format!("The target recovered after remediation step {step}."),
-            );
-        }
-        Some(Plan::Hold { held, remediation }) => {
-            if let (Hold::LadderExhausted { .. }, Some(l)) = (&held.hold, status.ladder.as_mut()) {
+        Some(Plan::Recovered { .. }) => status.ladder = None,
+        Some(Plan::Hold {
+            held: Held {
+                hold: Hold::LadderExhausted { .. },
+                ..
+            },
+            ..
+        }) => {
+            if let Some(l) = status.ladder.as_mut() {
                 l.exhausted = true;
             }
-            blocked = Some((
-                text::reason(&held.hold),
-                text::hold_message(&held.hold, remediation.as_ref(), held.until),
-            ));
         }
-        Some(Plan::Skip { held, remediation }) => {
-            blocked = Some((
-                text::reason(&held.hold),
-                text::hold_message(&held.hold, Some(remediation), held.until),
-            ));
-        }
-        Some(Plan::Wait { step, until }) => {
-            let action = last.as_ref().map_or("the last action", |r| r.action.as_str());
-            if !seen.dry_run {
-                cond(
-                    status,
-                    conditions::REMEDIATING,
-                    CondStatus::True,
-                    reasons::LADDER_IN_PROGRESS,
-                    text::waiting(*step, action, *until),
-                );
-            }
-        }
-        // Refused by a budget just now: held from this write on (its record has its own Event).
-        Some(Plan::Act(x) | Plan::Resume(x))
-            if last.as_ref().is_some_and(|r| r.result == RemediationResult::Held) =>
-        {
-            let record = last.as_ref();
-            let hold = Hold::DisruptionBudget {
-                detail: record.and_then(|r| r.message.clone()).unwrap_or_default(),
-            };
-            let retry = record.and_then(|r| r.retry_at.as_ref()).map(|t| t.0);
-            let until = retry.map(|t| t.min(clock::after(x.at, x.timeout)));
-            blocked = Some((
-                reasons::DISRUPTION_BUDGET,
-                text::hold_message(&hold, Some(x), until),
-            ));
-        }
-        Some(Plan::Act(_) | Plan::Resume(_) | Plan::Idle { .. } | Plan::Restore(_)) => {}
+        _ => {}
     }
-    if seen.dry_run && blocked.is_none() && status.ladder.is_some() {
-        let would = last
-            .as_ref()
-            .filter(|r| r.dry_run)
-            .map(|r| {
-                format!(
-                    ": {} (step {} of {}) {}",
-                    r.action.as_str(),
-                    r.step,
-                    seen.steps,
-                    r.message.as_deref().unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(|| ".".into());
-        blocked = Some((
-            reasons::DRY_RUN,
-            format!("spec.remediation.dryRun is set, so nothing is changed{would}"),
-        ));
+    let (s, reason, message) = remediating(status, seen, plan);
+    let current = condition(status, conditions::REMEDIATING);
+    // A False condition stays as it is: "Recovered" stays readable after the ladder closed.
+    let keep = reason == reasons::IDLE && current.is_some_and(|c| c.status == "False");
+    if !keep {
+        set_condition(
+            &mut status.conditions,
+            conditions::REMEDIATING,
+            s,
+            reason,
+            message,
+            seen.generation,
+            now,
+        );
     }
 
-    // Remediating: True from the first real action until the ladder closes.
-    let acting = status.ladder.is_some() && !seen.dry_run;
-    if !matches!(plan, Some(Plan::Recovered { .. } | Plan::Wait { .. })) {
-        let current =
-            condition(status, conditions::REMEDIATING).map(|c| (c.status.clone(), c.reason.clone()));
-        if acting {
-            let message = match (&last, plan) {
-                (Some(r), Some(Plan::Act(x) | Plan::Resume(x))) if r.result == RemediationResult::Pending => {
-                    format!(
-                        "Running step {} of {} ({}).",
-                        r.step,
-                        seen.steps,
-                        r.action.as_str()
-                    )
-                }
-                // What the next reconcile's Wait says too, so it costs no write.
-                (Some(r), Some(Plan::Act(x) | Plan::Resume(x)))
-                    if matches!(r.result, RemediationResult::Succeeded | RemediationResult::Failed) =>
-                {
-                    text::waiting(r.step, r.action.as_str(), Some(clock::after(r.at.0, x.timeout)))
-                }
-                _ => "A remediation ladder is in progress.".to_owned(),
-            };
-            cond(
-                status,
-                conditions::REMEDIATING,
-                CondStatus::True,
-                reasons::LADDER_IN_PROGRESS,
-                message,
-            );
-        } else if current.is_none_or(|(s, _)| s != "False") {
-            // A False condition stays as it is: "Recovered" stays readable after the ladder closed.
-            cond(
-                status,
-                conditions::REMEDIATING,
-                CondStatus::False,
-                reasons::IDLE,
-                "No remediation is in progress.".into(),
-            );
-        }
-    }
-
-    match blocked {
+    let (s, reason, message) = match blocked(status, seen, plan) {
         Some((reason, message)) => {
-            if blocked_reason(old) != Some(reason) {
+            // Actions and skips have their own Event from the record they leave; a dry run's is DryRun.
+            let has_own_event = matches!(plan, Some(Plan::Skip { .. } | Plan::Act(_) | Plan::Resume(_)));
+            if blocked_reason(old) != Some(reason) && !has_own_event && reason != reasons::DRY_RUN {
                 let summary = seen
                     .verdict
                     .as_ref()
                     .map(TargetVerdict::summary)
                     .unwrap_or_default();
-                let warning = reason != reasons::DRY_RUN;
-                // A skip has its own Event from the record it leaves.
-                let has_own_event = matches!(plan, Some(Plan::Skip { .. } | Plan::Act(_) | Plan::Resume(_)));
-                if !has_own_event && reason != reasons::DRY_RUN {
-                    events.push(EventIntent::new(
-                        reason,
-                        warning,
-                        "Plan",
-                        format!("{message} {summary}"),
-                    ));
-                }
+                events.push(EventIntent::new(
+                    reason,
+                    true,
+                    "Plan",
+                    format!("{message} {summary}"),
+                ));
             }
-            cond(
-                status,
-                conditions::REMEDIATION_BLOCKED,
-                CondStatus::True,
-                reason,
-                message,
-            );
+            (CondStatus::True, reason, message)
         }
-        None => cond(
-            status,
-            conditions::REMEDIATION_BLOCKED,
+        None => (
             CondStatus::False,
             reasons::NOT_BLOCKED,
-            "No guard is holding a remediation back.".into(),
+            "No guard is holding a remediation back.".to_owned(),
         ),
+    };
+    set_condition(
+        &mut status.conditions,
+        conditions::REMEDIATION_BLOCKED,
+        s,
+        reason,
+        message,
+        seen.generation,
+        now,
+    );
+}
+
+/// The Remediating condition: True from the first real action until the ladder closes.
+fn remediating(
+    status: &AppHealthPolicyStatus,
+    seen: &Observation,
+    plan: Option<&Plan>,
+) -> (CondStatus, &'static str, String) {
+    let last = status.history.first();
+    if let Some(Plan::Recovered { step }) = plan {
+        return (
+            CondStatus::False,
+            reasons::RECOVERED,
+            format!("The target recovered after remediation step {step}."),
+        );
     }
+    if status.ladder.is_none() || seen.dry_run {
+        return (
+            CondStatus::False,
+            reasons::IDLE,
+            "No remediation is in progress.".into(),
+        );
+    }
+    let message = match (last, plan) {
+        (Some(r), Some(Plan::Wait { step, until })) => text::waiting(*step, r.action.as_str(), *until),
+        (Some(r), Some(Plan::Act(_) | Plan::Resume(_))) if r.result == RemediationResult::Pending => {
+            format!(
+                "Running step {} of {} ({}).",
+                r.step,
+                seen.steps,
+                r.action.as_str()
+            )
+        }
+        // What the next reconcile's Wait says too, so it costs no write.
+        (Some(r), Some(Plan::Act(x) | Plan::Resume(x)))
+            if matches!(r.result, RemediationResult::Succeeded | RemediationResult::Failed) =>
+        {
+            text::waiting(r.step, r.action.as_str(), Some(clock::after(r.at.0, x.timeout)))
+        }
+        _ => "A remediation ladder is in progress.".to_owned(),
+    };
+    (CondStatus::True, reasons::LADDER_IN_PROGRESS, message)
+}
+
+/// What holds the ladder back, if anything: a guard, a budget's refusal just now, or a dry run.
+fn blocked(
+    status: &AppHealthPolicyStatus,
+    seen: &Observation,
+    plan: Option<&Plan>,
+) -> Option<(&'static str, String)> {
+    let last = status.history.first();
+    match plan {
+        Some(Plan::Hold { held, remediation }) => {
+            return Some((
+                text::reason(&held.hold),
+                text::hold_message(&held.hold, remediation.as_ref(), held.until),
+            ));
+        }
+        Some(Plan::Skip { held, remediation }) => {
+            return Some((
+                text::reason(&held.hold),
+                text::hold_message(&held.hold, Some(remediation), held.until),
+            ));
+        }
+        // Refused by a budget just now: held from this write on.
+        Some(Plan::Act(x) | Plan::Resume(x)) if last.is_some_and(|r| r.result == RemediationResult::Held) => {
+            let hold = Hold::DisruptionBudget {
+                detail: last.and_then(|r| r.message.clone()).unwrap_or_default(),
+            };
+            let retry = last.and_then(|r| r.retry_at.as_ref()).map(|t| t.0);
+            let until = retry.map(|t| t.min(clock::after(x.at, x.timeout)));
+            return Some((
+                reasons::DISRUPTION_BUDGET,
+                text::hold_message(&hold, Some(x), until),
+            ));
+        }
+        _ => {}
+    }
+    if !seen.dry_run || status.ladder.is_none() {
+        return None;
+    }
+    let would = last
+        .filter(|r| r.dry_run)
+        .map(|r| {
+            format!(
+                ": {} (step {} of {}) {}",
+                r.action.as_str(),
+                r.step,
+                seen.steps,
+                r.message.as_deref().unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| ".".into());
+    Some((
+        reasons::DRY_RUN,
+        format!("spec.remediation.dryRun is set, so nothing is changed{would}"),
+    ))
 }
 
 fn ready_reason(status: &AppHealthPolicyStatus) -> Option<&str> {
