@@ -355,3 +355,46 @@ async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_dia
     assert!(created < eviction, "capture at {created}, eviction at {eviction}");
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_beyond_the_retention_are_deleted_oldest_first() {
+    let mut h = Harness::new(1).await;
+    h.create_policy(
+        "web",
+        json!({"remediation": {"diagnosticsRetention": 2, "steps": [{"action": "CollectDiagnostics", "timeout": "1h"}]}}),
+    );
+    let uid = h.policy("web")["metadata"]["uid"].clone();
+    // Two captures of earlier incidents (names end in their time, so they sort oldest first).
+    for name in [
+        "web-diagnostics-20250101-000000",
+        "web-diagnostics-20250102-000000",
+    ] {
+        h.server
+            .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": name, "namespace": NS,
+                                        "labels": {"apphealth.io/policy-uid": uid}},
+                           "data": {"summary.txt": "an earlier incident"}}))
+            .unwrap();
+    }
+    h.start_operator(Some(NS));
+    h.wait_condition("web", "Healthy", "True", None).await;
+    h.set_all(Mode::Status(503));
+    h.wait_record("web", "CollectDiagnostics", "Succeeded").await;
+    let kept: Vec<String> = h
+        .server
+        .list("v1", "ConfigMap", Some(NS))
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+        .filter(|n| n.starts_with("web-diagnostics-"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        !kept.contains(&"web-diagnostics-20250101-000000".to_owned()),
+        "the oldest is gone: {kept:?}"
+    );
+    assert!(
+        kept.contains(&"web-diagnostics-20250102-000000".to_owned()),
+        "{kept:?}"
+    );
+    h.stop_operator().await;
+}
