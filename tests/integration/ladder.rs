@@ -280,9 +280,9 @@ async fn diagnostics_run_a_bounded_command_in_the_pod() {
                 "exec": {"command": ["jcmd", "1", "Thread.print"], "timeout": "2s"}}}
         ]}}),
     );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
+    // Both failing from the start, so both are Unhealthy in the same verdict.
     h.set_all(Mode::Status(503));
+    h.start_operator(Some(NS));
     h.wait_record("web", "CollectDiagnostics", "Succeeded").await;
     let name = h.policy("web")["status"]["diagnostics"][0]["configMap"]
         .as_str()
