@@ -66,7 +66,8 @@ YAML
 k apply --server-side --validate=false -f examples/policies/ladder-demo.yaml
 
 echo "== the operator starts"
-target/debug/apphealth-operator run >"$work/operator.log" 2>&1 &
+metrics_addr="127.0.0.1:${DEMO_METRICS_PORT:-18090}"
+target/debug/apphealth-operator run --http-addr "$metrics_addr" >"$work/operator.log" 2>&1 &
 pids+=($!)
 healthy() { [ "$(k -n shop get ahp web -o jsonpath='{.status.conditions[?(@.type=="Healthy")].status}')" = "$1" ]; }
 ran() { k -n shop get ahp web -o jsonpath='{.status.history[*].action}' | grep -q "$1"; }
@@ -92,3 +93,6 @@ wait_for "replicas restored to 2" replicas 2
 k -n shop get ahp
 echo
 k -n shop describe ahp web | sed -n '/^Events:/,$p'
+echo
+echo "== the operator's metrics (http://$metrics_addr/metrics), remediations and holds:"
+curl -fsS "http://$metrics_addr/metrics" | grep -E '^apphealth_(remediations|holds|verdict_changes)_total' || true

@@ -16,11 +16,13 @@ pub mod controller;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod metrics;
 pub mod observation;
 pub mod observe;
 pub mod plan;
 pub mod rbac;
 pub mod report;
+pub mod server;
 pub mod telemetry;
 
 /// Everything that can go wrong in the operator; each reconcile stage has its own variant (a failed

@@ -8,7 +8,9 @@ use apphealth_operator::{
     check::{self, CheckOptions},
     clock::SystemClock,
     controller,
+    metrics::Metrics,
     observe::prober::install_crypto_provider,
+    server::{self, Readiness},
     telemetry::{self, LogFormat},
 };
 use clap::{Parser, Subcommand};
@@ -26,27 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster of the current kube context (or in-cluster config).
-    Run {
-        /// Watch only this namespace (needs no cluster-wide rights); all namespaces when omitted.
-        #[arg(long, env = "APPHEALTH_NAMESPACE")]
-        namespace: Option<String>,
-        /// Log format.
-        #[arg(long, value_enum, default_value = "text", env = "APPHEALTH_LOG_FORMAT")]
-        log_format: LogFormat,
-        /// Identity of this replica in Events (defaults to the pod name when set).
-        #[arg(long, env = "POD_NAME")]
-        instance: Option<String>,
-        /// Average Kubernetes API requests per second (client-side limit).
-        #[arg(long, default_value_t = 5.0, env = "APPHEALTH_API_QPS")]
-        api_qps: f64,
-        /// Most Kubernetes API requests at once before the limit applies.
-        #[arg(long, default_value_t = 10, env = "APPHEALTH_API_BURST")]
-        api_burst: u64,
-        /// Most remediation ladders acting on their targets at once, operator-wide (0: no cap), so a
-        /// cluster-wide incident does not make the operator restart everything at once.
-        #[arg(long, default_value_t = 10, env = "APPHEALTH_MAX_CONCURRENT_REMEDIATIONS")]
-        max_concurrent_remediations: u32,
-    },
+    Run(RunArgs),
     /// Print the AppHealthPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Probe a URL the way a policy would, printing each probe, the verdict and the remediation the
@@ -65,6 +47,118 @@ enum Command {
         #[arg(long)]
         period: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (needs no cluster-wide rights); all namespaces when omitted.
+    #[arg(long, env = "APPHEALTH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "APPHEALTH_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Identity of this replica in Events (defaults to the pod name when set).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+    /// Average Kubernetes API requests per second (client-side limit).
+    #[arg(long, default_value_t = 5.0, env = "APPHEALTH_API_QPS")]
+    api_qps: f64,
+    /// Most Kubernetes API requests at once before the limit applies.
+    #[arg(long, default_value_t = 10, env = "APPHEALTH_API_BURST")]
+    api_burst: u64,
+    /// Most remediation ladders acting on their targets at once, operator-wide (0: no cap), so a
+    /// cluster-wide incident does not make the operator restart everything at once.
+    #[arg(long, default_value_t = 10, env = "APPHEALTH_MAX_CONCURRENT_REMEDIATIONS")]
+    max_concurrent_remediations: u32,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "APPHEALTH_HTTP_ADDR")]
+    http_addr: std::net::SocketAddr,
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    telemetry::init(args.log_format);
+    let config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: no Kubernetes configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limit = controller::ApiRateLimit {
+        qps: args.api_qps,
+        burst: args.api_burst,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let mut direct = config.clone();
+    direct.default_retry = false;
+    let clients = controller::rate_limited_client(config, limit, Some(metrics.clone())).and_then(|c| {
+        Ok((
+            c,
+            controller::rate_limited_client(direct, limit, Some(metrics.clone()))?,
+        ))
+    });
+    let (client, direct_client) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let readiness = Arc::new(Readiness::default());
+    let config = controller::Config {
+        namespace: args.namespace,
+        instance: args.instance,
+        max_concurrent_remediations: (args.max_concurrent_remediations > 0)
+            .then_some(args.max_concurrent_remediations),
+        direct_client: Some(direct_client),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        ..controller::Config::default()
+    };
+    // One signal stops both the controller (which finishes in-flight reconciles) and the server.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(server::serve(
+        args.http_addr,
+        metrics,
+        readiness,
+        wait(stopped.clone()),
+    ));
+    let result = controller::run(client, config, Arc::new(SystemClock), wait(stopped)).await;
+    server.abort();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn crd_yaml() -> Result<String, String> {
@@ -119,58 +213,9 @@ async fn main() -> ExitCode {
                         ExitCode::from(2)
                     }
                 },
-                _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+                _ = shutdown_signal() => ExitCode::SUCCESS,
             }
         }
-        Command::Run {
-            namespace,
-            log_format,
-            instance,
-            api_qps,
-            api_burst,
-            max_concurrent_remediations,
-        } => {
-            telemetry::init(log_format);
-            let config = match kube::Config::infer().await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: no Kubernetes configuration: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let limit = controller::ApiRateLimit {
-                qps: api_qps,
-                burst: api_burst,
-            };
-            let mut direct = config.clone();
-            direct.default_retry = false;
-            let (client, direct_client) = match controller::rate_limited_client(config, limit)
-                .and_then(|c| Ok((c, controller::rate_limited_client(direct, limit)?)))
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let config = controller::Config {
-                namespace,
-                instance,
-                max_concurrent_remediations: (max_concurrent_remediations > 0)
-                    .then_some(max_concurrent_remediations),
-                direct_client: Some(direct_client),
-                ..controller::Config::default()
-            };
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            match controller::run(client, config, Arc::new(SystemClock), shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Run(args) => run(args).await,
     }
 }

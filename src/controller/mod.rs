@@ -37,7 +37,9 @@ use crate::{
     act::{MANAGER, Notifier},
     api::{TargetKind, watched::Watched},
     clock::Clock,
+    metrics::Metrics,
     observe::{metrics::MetricsApi, prober::HttpProber, references::ConfigKind},
+    server::Readiness,
 };
 
 mod dereference;
@@ -72,6 +74,8 @@ pub struct Config {
     pub notify_timeout: Duration,
     pub notify_attempts: u32,
     pub notify_backoff: Duration,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
 }
 
 impl Default for Config {
@@ -85,6 +89,8 @@ impl Default for Config {
             notify_timeout: Duration::from_secs(5),
             notify_attempts: 3,
             notify_backoff: Duration::from_secs(1),
+            metrics: Arc::default(),
+            readiness: Arc::default(),
         }
     }
 }
@@ -107,11 +113,13 @@ pub struct Context {
     failures: Backoff,
     writes: writes::WriteLog,
     ladders: ladders::Ladders,
+    metrics: Arc<Metrics>,
 }
 
 impl Context {
     /// Drops what is kept in memory about a deleted policy.
     fn forget(&self, key: &PolicyRef) {
+        self.metrics.policy_ready(&key.to_string(), None);
         self.writes.forget(key);
         self.failures.reset(key);
         self.not_found.reset(key);
@@ -155,7 +163,11 @@ impl Default for ApiRateLimit {
 /// A client for `config` whose requests pass a rate limit: `burst` requests per window of
 /// `burst / qps` seconds (5/s with bursts of 10 by default). With `config.default_retry` off it
 /// is the [`Config::direct_client`].
-pub fn rate_limited_client(config: kube::Config, limit: ApiRateLimit) -> Result<Client> {
+pub fn rate_limited_client(
+    config: kube::Config,
+    limit: ApiRateLimit,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Client> {
     let burst = limit.burst.max(1);
     let qps = if limit.qps.is_finite() && limit.qps > 0.0 {
         limit.qps
@@ -164,8 +176,10 @@ pub fn rate_limited_client(config: kube::Config, limit: ApiRateLimit) -> Result<
     };
     let window = Duration::from_secs_f64(burst as f64 / qps);
     let layer = tower::limit::RateLimitLayer::new(burst, window);
+    let counted = tower::util::option_layer(metrics.map(crate::metrics::CountRequests));
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&layer)
+        .with_layer(&counted)
         .build())
 }
 
@@ -279,6 +293,7 @@ pub async fn run(
                 let policies = index.policies.clone();
                 Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
             },
+            metrics: config.metrics.clone(),
         }),
         clock,
         index: index.clone(),
@@ -288,9 +303,23 @@ pub async fn run(
         writes: writes::WriteLog::default(),
         ladders: ladders::Ladders::new(config.max_concurrent_remediations),
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
+        metrics: config.metrics.clone(),
         client,
     });
 
+    // Ready once every cache has been filled (the leader also once it probes: the probe tasks
+    // start with the first reconciles).
+    {
+        let (index, readiness) = (index.clone(), config.readiness.clone());
+        tokio::spawn(async move {
+            if index.synced().await && index.policies.wait_until_ready().await.is_ok() {
+                readiness.caches_synced();
+                readiness.probing_started();
+            }
+        });
+    }
+    config.readiness.leading(true);
+    config.metrics.leader.set(1);
     let forget = ctx.clone();
     controller
         .reconcile_on(triggers)
@@ -350,6 +379,7 @@ where
 fn error_policy(policy: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let key = reflector::ObjectRef::from_obj(policy.as_ref());
     let delay = ctx.failures.next(&key);
+    ctx.metrics.reconcile_failed(error.metric_label());
     // The status this process wrote may not have landed: start again from what the API says.
     ctx.writes.forget(&key);
     tracing::warn!(policy = %policy.name_any(), error = %error, stage = error.metric_label(), retry_in = ?delay, "reconcile failed; retrying");

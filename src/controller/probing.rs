@@ -19,6 +19,7 @@ use crate::{
     api::{Evidence, validate::Settings},
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
+    metrics::Metrics,
     observation::{PodSignals, Usage},
     observe::{prober::HttpProber, request::ProbeRequest, signals::UsageSource},
 };
@@ -48,6 +49,7 @@ pub struct Probing<K> {
     /// Receives a policy's key whenever its verdict changes.
     pub nudge: mpsc::UnboundedSender<K>,
     pub alive: Alive<K>,
+    pub metrics: Arc<Metrics>,
 }
 
 struct Task {
@@ -130,6 +132,23 @@ where
     }
 }
 
+/// Verdict changes and triggers that began to fire, for the metrics.
+fn count(metrics: &Metrics, old: Option<&TargetVerdict>, new: &TargetVerdict) {
+    if old.is_none_or(|o| o.health != new.health) {
+        metrics.verdict_changed(new.health.as_str());
+    }
+    for e in &new.evidence {
+        let before = old
+            .iter()
+            .flat_map(|o| o.evidence.iter())
+            .find(|o| o.trigger == e.trigger)
+            .map_or(0, |o| o.pods.len());
+        for _ in before..e.pods.len() {
+            metrics.trigger_fired(&e.trigger);
+        }
+    }
+}
+
 fn random_offset(period: Duration) -> Duration {
     let max_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(rand::random_range(0..max_ms))
@@ -203,6 +222,7 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         for sample in &samples {
             tracing::trace!(endpoint = %sample.endpoint, path = %sample.path, ok = sample.ok, detail = %sample.detail, "probe");
             evaluator.observe(sample);
+            shared.metrics.probe(sample.ok, sample.latency);
         }
         let usage = if evaluator.needs_metrics() {
             shared.usage.pod_usage(&job.namespace).await
@@ -217,7 +237,9 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         let verdict = evaluator.verdict(now);
         let changed = {
             let mut board = verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-            let changed = board.get(&key).is_none_or(|old| verdict.differs_from(old));
+            let old = board.get(&key);
+            count(&shared.metrics, old, &verdict);
+            let changed = old.is_none_or(|old| verdict.differs_from(old));
             board.insert(key.clone(), verdict);
             changed
         };

@@ -27,6 +27,7 @@ use crate::{
 
 #[tracing::instrument(skip_all, fields(policy = %watched.name_any(), namespace = watched.namespace().unwrap_or_default()))]
 pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Requeue> {
+    let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(watched.as_ref());
     let namespace = watched.namespace().unwrap_or_default();
     let policy = match &watched.decoded {
@@ -90,6 +91,11 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     }
     publish(&ctx, policy, events).await;
     ctx.failures.reset(&key);
+    let ready = report::condition(&status, conditions::READY).map(|c| c.reason.as_str());
+    ctx.metrics.policy_ready(&key.to_string(), ready);
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     Ok(requeue)
 }
 
@@ -117,6 +123,7 @@ pub(super) async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec
 /// the operator's manager) stays in status for when the policy is readable again.
 async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Context) -> Result<Requeue> {
     ctx.probes.stop(key);
+    ctx.metrics.policy_ready(&key.to_string(), Some(reasons::UNREADABLE));
     let message = format!(
         "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
          nothing is probed until then."

@@ -132,5 +132,26 @@ pub(super) async fn act(
             desired(old, None)
         }
     };
+    count(ctx, old, &status, plan);
     Ok((status, events))
+}
+
+/// Remediations that completed and holds that began, for the metrics.
+fn count(ctx: &Context, old: &AppHealthPolicyStatus, new: &AppHealthPolicyStatus, plan: &Plan) {
+    if let Some(record) = new.history.first()
+        && record.result != crate::api::RemediationResult::Pending
+        && old.history.first() != Some(record)
+    {
+        ctx.metrics
+            .remediation(record.action.as_str(), record.result.as_str(), record.dry_run);
+    }
+    if let Plan::Hold { held, .. } | Plan::Skip { held, .. } = plan {
+        let reason = text::reason(&held.hold);
+        let before = report::condition(old, crate::api::conditions::REMEDIATION_BLOCKED)
+            .filter(|c| c.status == "True")
+            .map(|c| c.reason.as_str());
+        if before != Some(reason) {
+            ctx.metrics.hold(reason);
+        }
+    }
 }

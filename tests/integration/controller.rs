@@ -500,6 +500,7 @@ async fn the_client_side_rate_limit_holds_requests_back() {
             qps: 3.0 / 3600.0,
             burst: 3,
         },
+        None,
     )
     .unwrap();
     let asked: Vec<_> = (0..5)

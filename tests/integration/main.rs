@@ -1,5 +1,6 @@
 //! The one integration-test binary: every scenario lives in a module here so the suite links once.
 
+mod binary;
 mod check;
 mod controller;
 mod crash;

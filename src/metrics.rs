@@ -1,0 +1,349 @@
+//! Prometheus metrics, in one registry. Labels are bounded: results, triggers, actions, guards,
+//! stages, verbs and codes, reasons — never pod or policy names.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context as TaskContext, Poll},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabel {
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthLabel {
+    pub health: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemediationLabels {
+    pub action: String,
+    pub result: String,
+    pub dry_run: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabel {
+    pub guard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub verb: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    pub probes: Family<ResultLabel, Counter>,
+    pub probe_latency: Histogram,
+    pub trigger_firings: Family<TriggerLabel, Counter>,
+    pub verdict_changes: Family<HealthLabel, Counter>,
+    pub remediations: Family<RemediationLabels, Counter>,
+    pub holds: Family<GuardLabel, Counter>,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<StageLabel, Counter>,
+    pub api_requests: Family<ApiLabels, Counter>,
+    pub leader: Gauge,
+    pub policies: Family<ReasonLabel, Gauge>,
+    /// The Ready reason last reported per policy, to keep `policies` exact.
+    ready: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("apphealth");
+        let probes = Family::<ResultLabel, Counter>::default();
+        registry.register("probes", "Probes sent, by result (ok, fail)", probes.clone());
+        let probe_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "probe_latency_seconds",
+            "How long probes took to answer (or time out)",
+            probe_latency.clone(),
+        );
+        let trigger_firings = Family::<TriggerLabel, Counter>::default();
+        registry.register(
+            "trigger_firings",
+            "Triggers that started firing on a pod, by trigger",
+            trigger_firings.clone(),
+        );
+        let verdict_changes = Family::<HealthLabel, Counter>::default();
+        registry.register(
+            "verdict_changes",
+            "Target verdicts that changed, by the new health",
+            verdict_changes.clone(),
+        );
+        let remediations = Family::<RemediationLabels, Counter>::default();
+        registry.register(
+            "remediations",
+            "Remediations that ran (or, in a dry run, would have), by action and result",
+            remediations.clone(),
+        );
+        let holds = Family::<GuardLabel, Counter>::default();
+        registry.register(
+            "holds",
+            "Remediations a guard began to hold back (or skipped), by guard",
+            holds.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took, actions included",
+            reconcile_duration.clone(),
+        );
+        let reconcile_errors = Family::<StageLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by the stage that failed",
+            reconcile_errors.clone(),
+        );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "kubernetes_api_requests",
+            "Requests to the Kubernetes API, by HTTP verb and status code",
+            api_requests.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (probes, acts and writes status), else 0",
+            leader.clone(),
+        );
+        let policies = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "policies",
+            "Policies by the reason of their Ready condition",
+            policies.clone(),
+        );
+        Self {
+            registry,
+            probes,
+            probe_latency,
+            trigger_firings,
+            verdict_changes,
+            remediations,
+            holds,
+            reconcile_duration,
+            reconcile_errors,
+            api_requests,
+            leader,
+            policies,
+            ready: Mutex::default(),
+        }
+    }
+}
+
+fn label(s: &str) -> String {
+    s.to_owned()
+}
+
+impl Metrics {
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn probe(&self, ok: bool, latency: Duration) {
+        let result = if ok { "ok" } else { "fail" };
+        self.probes
+            .get_or_create(&ResultLabel {
+                result: label(result),
+            })
+            .inc();
+        self.probe_latency.observe(latency.as_secs_f64());
+    }
+
+    pub fn trigger_fired(&self, trigger: &str) {
+        self.trigger_firings
+            .get_or_create(&TriggerLabel {
+                trigger: label(trigger),
+            })
+            .inc();
+    }
+
+    pub fn verdict_changed(&self, health: &str) {
+        self.verdict_changes
+            .get_or_create(&HealthLabel {
+                health: label(health),
+            })
+            .inc();
+    }
+
+    pub fn remediation(&self, action: &str, result: &str, dry_run: bool) {
+        self.remediations
+            .get_or_create(&RemediationLabels {
+                action: label(action),
+                result: label(result),
+                dry_run: dry_run.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn hold(&self, guard: &str) {
+        self.holds
+            .get_or_create(&GuardLabel { guard: label(guard) })
+            .inc();
+    }
+
+    pub fn reconcile_failed(&self, stage: &str) {
+        self.reconcile_errors
+            .get_or_create(&StageLabel { stage: label(stage) })
+            .inc();
+    }
+
+    /// Records the Ready reason of `policy` (None: the policy is gone).
+    pub fn policy_ready(&self, policy: &str, reason: Option<&str>) {
+        let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = match reason {
+            Some(r) => ready.insert(policy.to_owned(), r.to_owned()),
+            None => ready.remove(policy),
+        };
+        if before.as_deref() == reason {
+            return;
+        }
+        if let Some(b) = before {
+            self.policies.get_or_create(&ReasonLabel { reason: b }).dec();
+        }
+        if let Some(r) = reason {
+            self.policies
+                .get_or_create(&ReasonLabel { reason: label(r) })
+                .inc();
+        }
+    }
+}
+
+/// A tower layer that counts the Kubernetes API requests of a client, by verb and status code.
+#[derive(Clone)]
+pub struct CountRequests(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for CountRequests {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Counted<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let verb = req.method().to_string();
+        let metrics = self.metrics.clone();
+        let call = self.inner.call(req);
+        Box::pin(async move {
+            let result = call.await;
+            let code = match &result {
+                Ok(resp) => resp.status().as_u16().to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            metrics
+                .api_requests
+                .get_or_create(&ApiLabels { verb, code })
+                .inc();
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_by_reason_follow_each_policy() {
+        let m = Metrics::default();
+        m.policy_ready("shop/web", Some("Probing"));
+        m.policy_ready("shop/api", Some("Probing"));
+        m.policy_ready("shop/web", Some("TargetNotFound"));
+        m.policy_ready("shop/api", None);
+        let text = m.render();
+        assert!(
+            text.contains("apphealth_policies{reason=\"Probing\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apphealth_policies{reason=\"TargetNotFound\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_text_format_has_every_family() {
+        let m = Metrics::default();
+        m.probe(true, Duration::from_millis(3));
+        m.remediation("RolloutRestart", "Succeeded", false);
+        m.hold("Cooldown");
+        let text = m.render();
+        for name in [
+            "apphealth_probes_total{result=\"ok\"} 1",
+            "apphealth_probe_latency_seconds_count 1",
+            "apphealth_remediations_total{action=\"RolloutRestart\",result=\"Succeeded\",dry_run=\"false\"} 1",
+            "apphealth_holds_total{guard=\"Cooldown\"} 1",
+            "# TYPE apphealth_leader gauge",
+            "# TYPE apphealth_reconcile_duration_seconds histogram",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}
