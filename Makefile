@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+CHART := charts/apphealth-operator
 
 .PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check apiserver clean
 
@@ -32,14 +33,19 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Regenerate the CRD from the Rust types (the one command for generated files).
+# Regenerate the CRD from the Rust types (the one command for generated files), and its copy in
+# the chart.
+CRD_FILE := apphealthpolicies.apphealth.io.yaml
 crd:
-	$(CARGO) run --quiet --bin apphealth-operator -- crd > crds/apphealthpolicies.apphealth.io.yaml
+	$(CARGO) run --quiet --bin apphealth-operator -- crd > crds/$(CRD_FILE)
+	cp crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE)
 
-# Fails when the checked-in CRD and the code disagree.
+# Fails when the checked-in CRD and the code disagree, or the chart's copy and crds/.
 crd-check:
-	$(CARGO) run --quiet --bin apphealth-operator -- crd | diff -u crds/apphealthpolicies.apphealth.io.yaml - \
+	$(CARGO) run --quiet --bin apphealth-operator -- crd | diff -u crds/$(CRD_FILE) - \
 	  || { echo "crds/ is stale: run 'make crd' and commit the result"; exit 1; }
+	diff -u crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE) \
+	  || { echo "$(CHART)/crds/ differs from crds/: run 'make crd' and commit the result"; exit 1; }
 
 # The in-process Kubernetes API test server on a loopback port, for kubectl and the operator binary.
 APISERVER_PORT ?= 6443
