@@ -1,6 +1,7 @@
 //! The one integration-test binary: every scenario lives in a module here so the suite links once.
 
 mod binary;
+mod chart;
 mod check;
 mod controller;
 mod crash;
