@@ -16,6 +16,7 @@ pub mod controller;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod leader;
 pub mod metrics;
 pub mod observation;
 pub mod observe;
@@ -68,6 +69,12 @@ pub enum Error {
     #[error("could not build the HTTP client for probes: {0}")]
     HttpClient(String),
 
+    #[error(transparent)]
+    Leadership(#[from] leader::LeaseError),
+
+    #[error("this replica lost the lease to another; it stops so that it restarts as a standby")]
+    LostLeadership,
+
     #[error("{0}")]
     Usage(String),
 }
@@ -85,6 +92,8 @@ impl Error {
             Self::InvalidSpec(_) => "invalid_spec",
             Self::CrdMissing(_) => "crd_missing",
             Self::HttpClient(_) => "http_client",
+            Self::Leadership(_) => "leadership",
+            Self::LostLeadership => "lost_leadership",
             Self::Usage(_) => "usage",
         }
     }

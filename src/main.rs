@@ -8,6 +8,7 @@ use apphealth_operator::{
     check::{self, CheckOptions},
     clock::SystemClock,
     controller,
+    leader::LeaderElection,
     metrics::Metrics,
     observe::prober::install_crypto_provider,
     server::{self, Readiness},
@@ -70,6 +71,17 @@ struct RunArgs {
     /// cluster-wide incident does not make the operator restart everything at once.
     #[arg(long, default_value_t = 10, env = "APPHEALTH_MAX_CONCURRENT_REMEDIATIONS")]
     max_concurrent_remediations: u32,
+    /// Lead through a Lease in this namespace, so that of several replicas only one probes, acts and
+    /// writes status (the others stand by). In a cluster, POD_NAMESPACE from the downward API; no
+    /// leader election when unset.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "apphealth-operator", env = "APPHEALTH_LEASE_NAME")]
+    lease_name: String,
+    /// Seconds a lease holds without renewal: a standby takes over within this.
+    #[arg(long, default_value_t = 15, env = "APPHEALTH_LEASE_DURATION_SECONDS")]
+    lease_duration_seconds: u64,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "APPHEALTH_HTTP_ADDR")]
     http_addr: std::net::SocketAddr,
@@ -124,7 +136,21 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let readiness = Arc::new(Readiness::default());
+    let leader_election = args.lease_namespace.map(|namespace| {
+        let identity = args
+            .instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("apphealth-operator-{}", std::process::id()));
+        LeaderElection {
+            lease_name: args.lease_name.clone(),
+            duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
+            grace: Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
+            ..LeaderElection::new(namespace, identity)
+        }
+    });
     let config = controller::Config {
+        leader_election,
         namespace: args.namespace,
         instance: args.instance,
         max_concurrent_remediations: (args.max_concurrent_remediations > 0)

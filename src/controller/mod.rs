@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     core::v1::{ConfigMap, Pod, Secret},
@@ -76,6 +76,8 @@ pub struct Config {
     pub notify_backoff: Duration,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    /// Lead through a Lease (only the leader probes, acts and writes status); None: always lead.
+    pub leader_election: Option<crate::leader::LeaderElection>,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             notify_backoff: Duration::from_secs(1),
             metrics: Arc::default(),
             readiness: Arc::default(),
+            leader_election: None,
         }
     }
 }
@@ -205,8 +208,53 @@ where
     }
 }
 
-/// Runs the operator until `shutdown` resolves.
+/// Runs the operator until `shutdown` resolves. With leader election, waits for the lease first,
+/// leads until `shutdown` (then releases the lease for a standby) or until the lease is lost (an
+/// error: the process should restart as a standby).
 pub async fn run(
+    client: Client,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let (readiness, metrics) = (config.readiness.clone(), config.metrics.clone());
+    let Some(election) = config.leader_election.clone() else {
+        readiness.leading(true);
+        metrics.leader.set(1);
+        return run_leading(client, config, clock, shutdown).await;
+    };
+    // A standby serves its endpoints and is ready; it does nothing else.
+    readiness.caches_synced();
+    readiness.leading(false);
+    metrics.leader.set(0);
+    let shutdown = shutdown.shared();
+    let leadership = tokio::select! {
+        leadership = election.acquire(client.clone()) => leadership.map_err(Error::Leadership)?,
+        _ = shutdown.clone() => return Ok(()),
+    };
+    readiness.leading(true);
+    metrics.leader.set(1);
+    let lost = leadership.lost();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = lost => tracing::warn!("the lease was lost; stopping"),
+        }
+    };
+    let result = run_leading(client, config, clock, stop).await;
+    let lost = !leadership.held();
+    leadership.release().await;
+    readiness.leading(false);
+    metrics.leader.set(0);
+    result?;
+    if lost {
+        return Err(Error::LostLeadership);
+    }
+    Ok(())
+}
+
+/// The operator proper: watches, probes, reconciles, until `shutdown` resolves.
+async fn run_leading(
     client: Client,
     config: Config,
     clock: Arc<dyn Clock>,
@@ -318,8 +366,6 @@ pub async fn run(
             }
         });
     }
-    config.readiness.leading(true);
-    config.metrics.leader.set(1);
     let forget = ctx.clone();
     controller
         .reconcile_on(triggers)

@@ -123,7 +123,8 @@ pub(super) async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec
 /// the operator's manager) stays in status for when the policy is readable again.
 async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Context) -> Result<Requeue> {
     ctx.probes.stop(key);
-    ctx.metrics.policy_ready(&key.to_string(), Some(reasons::UNREADABLE));
+    ctx.metrics
+        .policy_ready(&key.to_string(), Some(reasons::UNREADABLE));
     let message = format!(
         "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
          nothing is probed until then."

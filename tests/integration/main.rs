@@ -14,6 +14,7 @@ mod harness;
 mod kubectl;
 mod kubectl_pods;
 mod ladder;
+mod leader;
 mod prober;
 mod rollback;
 mod scaling;
