@@ -52,9 +52,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (needs no cluster-wide rights); all namespaces when omitted.
-    #[arg(long, env = "APPHEALTH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (needs no cluster-wide rights); all
+    /// namespaces when omitted.
+    #[arg(long, env = "APPHEALTH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "APPHEALTH_LOG_FORMAT")]
     log_format: LogFormat,
@@ -151,7 +152,7 @@ async fn run(args: RunArgs) -> ExitCode {
     });
     let config = controller::Config {
         leader_election,
-        namespace: args.namespace,
+        namespaces: args.namespace,
         instance: args.instance,
         max_concurrent_remediations: (args.max_concurrent_remediations > 0)
             .then_some(args.max_concurrent_remediations),

@@ -9,7 +9,10 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -58,8 +61,8 @@ use reconcile::reconcile;
 /// How the operator runs.
 #[derive(Clone)]
 pub struct Config {
-    /// Watch one namespace only (needs no cluster-wide rights), or all when None.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (needs no cluster-wide rights), or all when empty.
+    pub namespaces: Vec<String>,
     /// How often a policy is looked at again without any event (costs no writes).
     pub resync: Duration,
     /// Identity of this replica in Events.
@@ -83,7 +86,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            namespace: None,
+            namespaces: Vec::new(),
             resync: Duration::from_secs(300),
             instance: None,
             max_concurrent_remediations: Some(10),
@@ -115,7 +118,7 @@ pub struct Context {
     /// Backoff for policies whose reconcile failed.
     failures: Backoff,
     writes: writes::WriteLog,
-    ladders: ladders::Ladders,
+    ladders: Arc<ladders::Ladders>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,14 +256,57 @@ pub async fn run(
     Ok(())
 }
 
-/// The operator proper: watches, probes, reconciles, until `shutdown` resolves.
+/// The operator proper: watches, probes, reconciles, until `shutdown` resolves. With a list of
+/// namespaces, one pipeline per namespace (each with namespaced calls only, so no cluster-wide
+/// right is needed), sharing the operator-wide ladder budget and the metrics.
 async fn run_leading(
     client: Client,
     config: Config,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let ns = config.namespace.as_deref();
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let shutdown = shutdown.shared();
+    let ladders = Arc::new(ladders::Ladders::new(config.max_concurrent_remediations));
+    let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
+    let runs = scopes.into_iter().map(|scope| {
+        let scope = Scope {
+            namespace: scope,
+            ladders: ladders.clone(),
+            unsynced: unsynced.clone(),
+        };
+        run_scope(
+            client.clone(),
+            config.clone(),
+            scope,
+            clock.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::try_join_all(runs).await?;
+    Ok(())
+}
+
+/// One watch scope: a namespace, or the whole cluster.
+struct Scope {
+    namespace: Option<String>,
+    ladders: Arc<ladders::Ladders>,
+    /// Scopes whose caches are not filled yet: ready when none is left.
+    unsynced: Arc<AtomicUsize>,
+}
+
+async fn run_scope(
+    client: Client,
+    config: Config,
+    scope: Scope,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let ns = scope.namespace.as_deref();
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
@@ -349,7 +395,7 @@ async fn run_leading(
         not_found: Backoff::default(),
         failures: Backoff::default(),
         writes: writes::WriteLog::default(),
-        ladders: ladders::Ladders::new(config.max_concurrent_remediations),
+        ladders: scope.ladders.clone(),
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         metrics: config.metrics.clone(),
         client,
@@ -358,9 +404,12 @@ async fn run_leading(
     // Ready once every cache has been filled (the leader also once it probes: the probe tasks
     // start with the first reconciles).
     {
-        let (index, readiness) = (index.clone(), config.readiness.clone());
+        let (index, readiness, unsynced) = (index.clone(), config.readiness.clone(), scope.unsynced);
         tokio::spawn(async move {
-            if index.synced().await && index.policies.wait_until_ready().await.is_ok() {
+            if index.synced().await
+                && index.policies.wait_until_ready().await.is_ok()
+                && unsynced.fetch_sub(1, Ordering::SeqCst) == 1
+            {
                 readiness.caches_synced();
                 readiness.probing_started();
             }

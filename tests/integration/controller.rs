@@ -610,3 +610,45 @@ async fn a_policy_this_version_cannot_read_is_reported_alone() {
     h.wait_condition("newer", "Healthy", "True", None).await;
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_namespaces_is_watched_with_namespaced_calls_only() {
+    let mut h = Harness::new(1).await;
+    h.create_policy("web", json!({}));
+    // A policy in a namespace the operator does not watch.
+    let mut outside = h.policy("web");
+    outside["metadata"] = json!({"name": "outside", "namespace": "elsewhere"});
+    h.server.create(outside).unwrap();
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.into(), "team-b".into()],
+        ..apphealth_operator::controller::Config::default()
+    });
+    h.wait_condition("web", "Healthy", "True", None).await;
+    let requests = h.server.requests();
+    let cluster_wide: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.path.starts_with("/api") && r.path.split('/').count() > 3 && !r.path.contains("/namespaces/")
+        })
+        .collect();
+    assert!(cluster_wide.is_empty(), "cluster-wide calls: {cluster_wide:?}");
+    assert!(
+        requests.iter().any(|r| r.path.contains("/namespaces/team-b/")),
+        "the second namespace is watched"
+    );
+    h.assert_no_writes_over("web-a", 1).await;
+    let outside = h
+        .server
+        .get(
+            "apphealth.io/v1alpha1",
+            "AppHealthPolicy",
+            Some("elsewhere"),
+            "outside",
+        )
+        .unwrap();
+    assert!(
+        outside["status"].is_null(),
+        "a namespace not watched is not touched"
+    );
+    h.stop_operator().await;
+}

@@ -61,7 +61,7 @@ async fn the_operator_wide_cap_holds_further_ladders() {
     h.create_policy("web", json!({}));
     h.create_policy("shop2", json!({"targetRef": {"name": "shop2"}}));
     h.start_operator_with(controller::Config {
-        namespace: Some(NS.into()),
+        namespaces: vec![NS.into()],
         max_concurrent_remediations: Some(1),
         ..controller::Config::default()
     });

@@ -189,7 +189,7 @@ impl Harness {
     /// Starts the operator (all namespaces unless `namespace` is given).
     pub fn start_operator(&mut self, namespace: Option<&str>) {
         self.start_operator_with(controller::Config {
-            namespace: namespace.map(str::to_owned),
+            namespaces: namespace.into_iter().map(str::to_owned).collect(),
             ..controller::Config::default()
         });
     }

@@ -79,7 +79,7 @@ impl Instance {
             .with_layer(&writes)
             .build();
         let config = controller::Config {
-            namespace: Some(NS.into()),
+            namespaces: vec![NS.into()],
             instance: Some(identity.into()),
             leader_election: Some(LeaderElection {
                 duration: Duration::from_secs(4),
