@@ -53,10 +53,37 @@ use super::{AppHealthPolicyStatus, Duration, Remediation};
         description = "The latest verdict on the target"
     ),
     printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.ladder.step",
+        description = "The ladder step that ran last, while a ladder is in progress"
+    ),
+    printcolumn(
         name = "Last Action",
         type_ = "string",
         json_path = ".status.history[0].action",
         description = "The most recent remediation"
+    ),
+    printcolumn(
+        name = "Probed",
+        type_ = "integer",
+        json_path = ".status.targets.probed",
+        priority = 1,
+        description = "Pods (or the Service) probed"
+    ),
+    printcolumn(
+        name = "Healthy Pods",
+        type_ = "integer",
+        json_path = ".status.targets.healthy",
+        priority = 1,
+        description = "How many of them are healthy"
+    ),
+    printcolumn(
+        name = "Blocked By",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RemediationBlocked\")].reason",
+        priority = 1,
+        description = "The guard holding a remediation back (NotBlocked when none)"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -127,9 +154,9 @@ impl TargetKind {
     validation = Rule::new("has(self.http) != has(self.tcp)")
         .message("probe must set exactly one of: http, tcp"),
     validation = Rule::new(
-        "(has(self.http) && has(self.http.timeoutSeconds) ? self.http.timeoutSeconds : has(self.tcp) && has(self.tcp.timeoutSeconds) ? self.tcp.timeoutSeconds : 1) < (has(self.periodSeconds) ? self.periodSeconds : 10)"
+        "(has(self.http) && has(self.http.timeoutSeconds) ? self.http.timeoutSeconds : has(self.tcp) && has(self.tcp.timeoutSeconds) ? self.tcp.timeoutSeconds : 1) <= (has(self.periodSeconds) ? self.periodSeconds : 10)"
     )
-    .message("the probe's timeoutSeconds must be less than probe.periodSeconds")
+    .message("the probe's timeoutSeconds must be at most probe.periodSeconds")
 )]
 pub struct Probe {
     /// Pods probes each ready pod of the target at its pod IP, so a single bad instance is found.
@@ -201,7 +228,7 @@ pub struct HttpProbe {
     #[schemars(length(max = 4096))]
     pub body: Option<String>,
 
-    /// Seconds to wait for the response; must be less than periodSeconds.
+    /// Seconds to wait for the response; at most periodSeconds.
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 60))]
     pub timeout_seconds: u32,
@@ -243,7 +270,7 @@ pub struct TcpProbe {
     /// Port to connect to: a number, or the name of a container port (via Pods) or Service port (via Service).
     pub port: IntOrString,
 
-    /// Seconds to wait for the connection; must be less than periodSeconds.
+    /// Seconds to wait for the connection; at most periodSeconds.
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 60))]
     pub timeout_seconds: u32,

@@ -241,7 +241,7 @@ fn kubectl_drives_the_test_server() {
     let table = scratch.ok(&["get", "ahp"]);
     assert_eq!(
         columns(&table),
-        ["NAME", "TARGET", "READY", "HEALTHY", "LAST ACTION", "AGE"],
+        ["NAME", "TARGET", "READY", "HEALTHY", "STEP", "LAST ACTION", "AGE"],
         "{table}"
     );
     assert!(
@@ -252,13 +252,15 @@ fn kubectl_drives_the_test_server() {
         "{table}"
     );
     let wide = scratch.ok(&["get", "ahp", "-o", "wide"]);
-    assert!(
-        columns(&wide).contains(&"KIND".to_string()),
-        "priority-1 column in -o wide: {wide}"
-    );
+    for column in ["KIND", "PROBED", "HEALTHY PODS", "BLOCKED BY"] {
+        assert!(
+            columns(&wide).contains(&column.to_string()),
+            "priority-1 column {column} in -o wide: {wide}"
+        );
+    }
 
     // Status subresource: the printed columns follow; spec and generation do not move.
-    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"False"}],"history":[{"action":"RolloutRestart"}]}}"#;
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"Healthy","status":"False"},{"type":"RemediationBlocked","status":"True","reason":"Cooldown"}],"ladder":{"step":2},"targets":{"probed":3,"healthy":1},"history":[{"action":"RolloutRestart"}]}}"#;
     scratch.ok(&[
         "patch",
         "ahp",
@@ -283,6 +285,18 @@ fn kubectl_drives_the_test_server() {
         "{table}"
     );
     assert!(row.contains(&"RolloutRestart"), "{table}");
+    assert_eq!(row.get(4), Some(&"2"), "the ladder step: {table}");
+    let wide = scratch.ok(&["get", "ahp", "web", "-o", "wide"]);
+    let row: Vec<&str> = wide
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert!(
+        row.ends_with(&["3", "1", "Cooldown"]) || row.windows(3).any(|w| w == ["3", "1", "Cooldown"]),
+        "probed, healthy pods, blocked by: {wide}"
+    );
     let json: Value =
         serde_json::from_str(&scratch.ok(&["get", "ahp", "web", "-o", "json"])).expect("-o json");
     assert_eq!(json["kind"], "AppHealthPolicy");

@@ -449,11 +449,11 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     if timeout_seconds == 0 {
         return Err(invalid(timeout_field, "must be at least 1"));
     }
-    if timeout_seconds >= probe.period_seconds {
+    if timeout_seconds > probe.period_seconds {
         return Err(invalid(
             timeout_field,
             format!(
-                "must be less than spec.probe.periodSeconds ({timeout_seconds} >= {})",
+                "must be at most spec.probe.periodSeconds ({timeout_seconds} > {})",
                 probe.period_seconds
             ),
         ));

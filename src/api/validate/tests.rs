@@ -40,8 +40,8 @@ fn errors_name_the_field_and_the_problem() {
             "spec.probe.service: is required when spec.probe.via is Service",
         ),
         (
-            serde_json::json!({"probe": {"periodSeconds": 2, "http": {"timeoutSeconds": 2}}}),
-            "spec.probe.http.timeoutSeconds: must be less than spec.probe.periodSeconds (2 >= 2)",
+            serde_json::json!({"probe": {"periodSeconds": 2, "http": {"timeoutSeconds": 3}}}),
+            "spec.probe.http.timeoutSeconds: must be at most spec.probe.periodSeconds (3 > 2)",
         ),
         (
             serde_json::json!({"probe": {"http": {"port": 70000}}}),
