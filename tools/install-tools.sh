@@ -56,7 +56,7 @@ install_kube_tools() {
     mv -f "$bin/$tool.new" "$bin/$tool"
   done
   "$bin/helm" version --short >&2
-  "$bin/kubectl" version --client=true 2>/dev/null | head -1 >&2
+  "$bin/kubectl" version --client=true 2>/dev/null | sed -n 1p >&2
   touch "$layer_stamp"
   rm -rf "$tmp"
   trap - EXIT
