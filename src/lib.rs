@@ -17,6 +17,7 @@ pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
+pub mod lint;
 pub mod metrics;
 pub mod observation;
 pub mod observe;

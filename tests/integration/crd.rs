@@ -176,3 +176,52 @@ fn invalid_examples_are_rejected_with_a_message_naming_the_problem() {
         }
     }
 }
+
+#[test]
+fn lint_passes_every_example_policy_and_names_the_problem_of_every_invalid_one() {
+    let linter = apphealth_operator::lint::Linter::new().unwrap();
+    let dir = |d: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(d);
+    let good = linter.lint_paths(&[dir("policies")]);
+    assert!(good.findings.is_empty(), "{:?}", good.findings);
+    assert_eq!(good.policies, examples("policies").len());
+    for file in examples("invalid") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: ").or_else(|| l.strip_prefix("# expect-invalid: ")))
+            .unwrap();
+        let report = linter.lint_paths(std::slice::from_ref(&file));
+        let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+        // Schema messages name the field as a JSON pointer; lint says it dotted.
+        let problem = expected.rsplit(": ").next().unwrap_or(expected);
+        assert!(
+            found.iter().any(|f| f.contains(problem) && f.starts_with(&file.display().to_string())),
+            "{}: expected {problem:?} in {found:?}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_lint_command_prints_file_line_field_problem_and_fails() {
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/invalid/period-zero.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apphealth-operator"))
+        .arg("lint")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{}:", bad.display())) && stdout.contains(": spec.probe.periodSeconds: "),
+        "{stdout}"
+    );
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apphealth-operator"))
+        .arg("lint")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policies in"));
+}
