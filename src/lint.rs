@@ -70,7 +70,11 @@ fn documents(text: &str) -> Vec<Document<'_>> {
         text: &text[start..],
         first_line,
     });
-    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs.retain(|d| {
+        d.text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
     docs
 }
 
@@ -92,7 +96,9 @@ fn line_of(doc: &Document, path: &str) -> usize {
     for key in segments(path).iter().filter(|s| s.parse::<usize>().is_err()) {
         let found = lines.iter().enumerate().skip(from).find(|(_, l)| {
             let l = l.trim_start().trim_start_matches("- ");
-            l.starts_with(&format!("{key}:")) || l.contains(&format!("{{{key}:")) || l.contains(&format!(" {key}:"))
+            l.starts_with(&format!("{key}:"))
+                || l.contains(&format!("{{{key}:"))
+                || l.contains(&format!(" {key}:"))
         });
         if let Some((i, _)) = found {
             line = doc.first_line + i;
@@ -129,7 +135,10 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<Strin
                 let child_path = format!("{path}/{key}");
                 match properties.and_then(|p| p.get(key)) {
                     Some(s) => unknown_fields(s, child, &child_path, out),
-                    None if properties.is_some() && !(path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status")) => {
+                    None if properties.is_some()
+                        && !(path.is_empty()
+                            && matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status")) =>
+                    {
                         out.push(child_path)
                     }
                     None => {}
@@ -150,8 +159,10 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<Strin
 impl Linter {
     /// Builds the checks from the CRD the code generates.
     pub fn new() -> crate::Result<Self> {
-        let crd = serde_json::to_value(AppHealthPolicy::crd())
-            .map_err(|source| crate::Error::Serialize { what: "the CRD", source })?;
+        let crd = serde_json::to_value(AppHealthPolicy::crd()).map_err(|source| crate::Error::Serialize {
+            what: "the CRD",
+            source,
+        })?;
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         let validator = jsonschema::options()
             .build(&schema)
@@ -276,7 +287,12 @@ mod tests {
     fn a_valid_policy_has_no_findings_and_other_kinds_are_skipped() {
         let text = format!("{GOOD}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n");
         let report = lint(&text);
-        assert_eq!((report.policies, report.findings.len()), (1, 0), "{:?}", report.findings);
+        assert_eq!(
+            (report.policies, report.findings.len()),
+            (1, 0),
+            "{:?}",
+            report.findings
+        );
     }
 
     #[test]
@@ -306,13 +322,19 @@ mod tests {
         for (text, expected) in cases {
             let report = lint(&text);
             let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
-            assert!(found.iter().any(|f| f.contains(expected)), "{expected:?} not in {found:?}");
+            assert!(
+                found.iter().any(|f| f.contains(expected)),
+                "{expected:?} not in {found:?}"
+            );
         }
     }
 
     #[test]
     fn the_second_document_is_located_in_the_file() {
-        let text = format!("{GOOD}---\n{}", GOOD.replace("name: web}", "name: web}\n  bogus: 1"));
+        let text = format!(
+            "{GOOD}---\n{}",
+            GOOD.replace("name: web}", "name: web}\n  bogus: 1")
+        );
         let report = lint(&text);
         let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
         assert_eq!(found, ["p.yaml:14: spec.bogus: unknown field"]);

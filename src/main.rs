@@ -209,10 +209,7 @@ fn lint(paths: &[PathBuf]) -> ExitCode {
         println!("{finding}");
     }
     if report.findings.is_empty() {
-        println!(
-            "{} policies in {} files are valid",
-            report.policies, report.files
-        );
+        println!("{} policies in {} files are valid", report.policies, report.files);
         ExitCode::SUCCESS
     } else {
         println!(

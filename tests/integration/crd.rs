@@ -188,14 +188,19 @@ fn lint_passes_every_example_policy_and_names_the_problem_of_every_invalid_one()
         let text = std::fs::read_to_string(&file).unwrap();
         let expected = text
             .lines()
-            .find_map(|l| l.strip_prefix("# expect: ").or_else(|| l.strip_prefix("# expect-invalid: ")))
+            .find_map(|l| {
+                l.strip_prefix("# expect: ")
+                    .or_else(|| l.strip_prefix("# expect-invalid: "))
+            })
             .unwrap();
         let report = linter.lint_paths(std::slice::from_ref(&file));
         let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
         // Schema messages name the field as a JSON pointer; lint says it dotted.
         let problem = expected.rsplit(": ").next().unwrap_or(expected);
         assert!(
-            found.iter().any(|f| f.contains(problem) && f.starts_with(&file.display().to_string())),
+            found
+                .iter()
+                .any(|f| f.contains(problem) && f.starts_with(&file.display().to_string())),
             "{}: expected {problem:?} in {found:?}",
             file.display()
         );
