@@ -1,5 +1,6 @@
 //! Prometheus metrics, in one registry. Labels are bounded: results, triggers, actions, guards,
-//! stages, verbs and codes, reasons — never pod or policy names.
+//! stages, verbs and codes, reasons, and the policy (`namespace/name`: as many as there are
+//! policies; a deleted policy's health gauge goes with it) — never pod names.
 
 use std::{
     collections::HashMap,
@@ -36,14 +37,21 @@ pub struct HealthLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RemediationLabels {
+    pub policy: String,
     pub action: String,
     pub result: String,
     pub dry_run: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GuardLabel {
+pub struct GuardLabels {
+    pub policy: String,
     pub guard: String,
 }
 
@@ -71,7 +79,8 @@ pub struct Metrics {
     pub trigger_firings: Family<TriggerLabel, Counter>,
     pub verdict_changes: Family<HealthLabel, Counter>,
     pub remediations: Family<RemediationLabels, Counter>,
-    pub holds: Family<GuardLabel, Counter>,
+    pub holds: Family<GuardLabels, Counter>,
+    pub policy_health: Family<PolicyLabel, Gauge>,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<StageLabel, Counter>,
     pub api_requests: Family<ApiLabels, Counter>,
@@ -113,14 +122,20 @@ impl Default for Metrics {
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
             "remediations",
-            "Remediations that ran (or, in a dry run, would have), by action and result",
+            "Remediations that ran (or, in a dry run, would have), by policy, action and result",
             remediations.clone(),
         );
-        let holds = Family::<GuardLabel, Counter>::default();
+        let holds = Family::<GuardLabels, Counter>::default();
         registry.register(
             "holds",
-            "Remediations a guard began to hold back (or skipped), by guard",
+            "Remediations a guard began to hold back (or skipped), by policy and guard",
             holds.clone(),
+        );
+        let policy_health = Family::<PolicyLabel, Gauge>::default();
+        registry.register(
+            "policy_health",
+            "The verdict on each policy's target: 1 healthy, 0 unhealthy, -1 not known",
+            policy_health.clone(),
         );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
@@ -160,6 +175,7 @@ impl Default for Metrics {
             verdict_changes,
             remediations,
             holds,
+            policy_health,
             reconcile_duration,
             reconcile_errors,
             api_requests,
@@ -210,9 +226,10 @@ impl Metrics {
             .inc();
     }
 
-    pub fn remediation(&self, action: &str, result: &str, dry_run: bool) {
+    pub fn remediation(&self, policy: &str, action: &str, result: &str, dry_run: bool) {
         self.remediations
             .get_or_create(&RemediationLabels {
+                policy: label(policy),
                 action: label(action),
                 result: label(result),
                 dry_run: dry_run.to_string(),
@@ -220,10 +237,34 @@ impl Metrics {
             .inc();
     }
 
-    pub fn hold(&self, guard: &str) {
+    pub fn hold(&self, policy: &str, guard: &str) {
         self.holds
-            .get_or_create(&GuardLabel { guard: label(guard) })
+            .get_or_create(&GuardLabels {
+                policy: label(policy),
+                guard: label(guard),
+            })
             .inc();
+    }
+
+    /// The health of `policy`'s target (None: the policy is gone, and so is its gauge; its
+    /// counters stay, as counters do).
+    pub fn health(&self, policy: &str, health: Option<crate::api::Health>) {
+        let key = PolicyLabel {
+            policy: label(policy),
+        };
+        match health {
+            Some(h) => {
+                let value = match h {
+                    crate::api::Health::Healthy => 1,
+                    crate::api::Health::Unhealthy => 0,
+                    crate::api::Health::Unknown => -1,
+                };
+                self.policy_health.get_or_create(&key).set(value);
+            }
+            None => {
+                self.policy_health.remove(&key);
+            }
+        }
     }
 
     pub fn reconcile_failed(&self, stage: &str) {
@@ -329,17 +370,33 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_policy_takes_its_health_gauge_along() {
+        let m = Metrics::default();
+        m.health("shop/web", Some(crate::api::Health::Healthy));
+        m.health("shop/api", Some(crate::api::Health::Healthy));
+        m.health("shop/web", None);
+        let text = m.render();
+        assert!(!text.contains("policy_health{policy=\"shop/web\"}"), "{text}");
+        assert!(
+            text.contains("apphealth_policy_health{policy=\"shop/api\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_text_format_has_every_family() {
         let m = Metrics::default();
         m.probe(true, Duration::from_millis(3));
-        m.remediation("RolloutRestart", "Succeeded", false);
-        m.hold("Cooldown");
+        m.remediation("shop/web", "RolloutRestart", "Succeeded", false);
+        m.hold("shop/web", "Cooldown");
+        m.health("shop/web", Some(crate::api::Health::Unhealthy));
         let text = m.render();
         for name in [
             "apphealth_probes_total{result=\"ok\"} 1",
             "apphealth_probe_latency_seconds_count 1",
-            "apphealth_remediations_total{action=\"RolloutRestart\",result=\"Succeeded\",dry_run=\"false\"} 1",
-            "apphealth_holds_total{guard=\"Cooldown\"} 1",
+            "apphealth_remediations_total{policy=\"shop/web\",action=\"RolloutRestart\",result=\"Succeeded\",dry_run=\"false\"} 1",
+            "apphealth_holds_total{policy=\"shop/web\",guard=\"Cooldown\"} 1",
+            "apphealth_policy_health{policy=\"shop/web\"} 0",
             "# TYPE apphealth_leader gauge",
             "# TYPE apphealth_reconcile_duration_seconds histogram",
         ] {

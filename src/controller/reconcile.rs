@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     Result,
-    api::{AppHealthPolicy, AppHealthPolicyStatus, conditions, watched::Watched},
+    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
     clock,
     plan::{Held, Hold, Plan},
     report::{self, EventIntent, Observation, reasons},
@@ -92,7 +92,9 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     publish(&ctx, policy, events).await;
     ctx.failures.reset(&key);
     let ready = report::condition(&status, conditions::READY).map(|c| c.reason.as_str());
-    ctx.metrics.policy_ready(&key.to_string(), ready);
+    ctx.metrics.policy_ready(&remediate::policy_label(&key), ready);
+    let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
+    ctx.metrics.health(&remediate::policy_label(&key), Some(health));
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -124,7 +126,7 @@ pub(super) async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec
 async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Context) -> Result<Requeue> {
     ctx.probes.stop(key);
     ctx.metrics
-        .policy_ready(&key.to_string(), Some(reasons::UNREADABLE));
+        .policy_ready(&remediate::policy_label(key), Some(reasons::UNREADABLE));
     let message = format!(
         "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
          nothing is probed until then."

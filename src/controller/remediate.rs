@@ -132,18 +132,33 @@ pub(super) async fn act(
             desired(old, None)
         }
     };
-    count(ctx, old, &status, plan);
+    count(ctx, key, old, &status, plan);
     Ok((status, events))
 }
 
 /// Remediations that completed and holds that began, for the metrics.
-fn count(ctx: &Context, old: &AppHealthPolicyStatus, new: &AppHealthPolicyStatus, plan: &Plan) {
+/// How metrics name a policy: `namespace/name`.
+pub(super) fn policy_label(key: &PolicyRef) -> String {
+    format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name)
+}
+
+fn count(
+    ctx: &Context,
+    key: &PolicyRef,
+    old: &AppHealthPolicyStatus,
+    new: &AppHealthPolicyStatus,
+    plan: &Plan,
+) {
     if let Some(record) = new.history.first()
         && record.result != crate::api::RemediationResult::Pending
         && old.history.first() != Some(record)
     {
-        ctx.metrics
-            .remediation(record.action.as_str(), record.result.as_str(), record.dry_run);
+        ctx.metrics.remediation(
+            &policy_label(key),
+            record.action.as_str(),
+            record.result.as_str(),
+            record.dry_run,
+        );
     }
     if let Plan::Hold { held, .. } | Plan::Skip { held, .. } = plan {
         let reason = text::reason(&held.hold);
@@ -151,7 +166,7 @@ fn count(ctx: &Context, old: &AppHealthPolicyStatus, new: &AppHealthPolicyStatus
             .filter(|c| c.status == "True")
             .map(|c| c.reason.as_str());
         if before != Some(reason) {
-            ctx.metrics.hold(reason);
+            ctx.metrics.hold(&policy_label(key), reason);
         }
     }
 }
