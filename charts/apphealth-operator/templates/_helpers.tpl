@@ -55,6 +55,13 @@ The operator's ServiceAccount.
 {{- end }}
 {{- end }}
 
+{{/*
+The leader-election Lease: one per release, so two releases in a namespace do not contend.
+*/}}
+{{- define "apphealth-operator.leaseName" -}}
+{{- include "apphealth-operator.fullname" . }}
+{{- end }}
+
 {{- define "apphealth-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
