@@ -7,9 +7,18 @@ RUN apt-get update \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin apphealth-operator \
- && cp target/x86_64-unknown-linux-musl/release/apphealth-operator /apphealth-operator
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin apphealth-operator --example flaky-app \
+ && cp target/x86_64-unknown-linux-musl/release/apphealth-operator /apphealth-operator \
+ && cp target/x86_64-unknown-linux-musl/release/examples/flaky-app /flaky-app
 
+# The flaky demo app, for `make e2e` (docker build --target flaky-app).
+FROM gcr.io/distroless/static-debian12:nonroot AS flaky-app
+COPY --from=build /flaky-app /flaky-app
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/flaky-app", "--listen", "0.0.0.0:8080"]
+
+# The operator (the default target).
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /apphealth-operator /apphealth-operator
 # The same user the Helm chart runs it as (runAsNonRoot, runAsUser 65532).
