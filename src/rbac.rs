@@ -113,6 +113,13 @@ pub const RULES: &[Rule] = &[
     ),
 ];
 
+/// Leader election's rights, in the operator's own namespace only: the Lease is created once, then
+/// read and renewed by its name.
+pub const LEASE_RULES: &[Rule] = &[
+    rule("coordination.k8s.io", "leases", &["create"], Need::Always),
+    rule("coordination.k8s.io", "leases", &["get", "patch"], Need::Always),
+];
+
 /// The rules a set of actions needs, the controller's own included.
 pub fn rules_for(actions: &[Action]) -> Vec<Rule> {
     RULES

@@ -348,8 +348,8 @@ fn chart_namespaced_mode_has_a_role_per_watched_namespace_and_no_cluster_rights(
     assert!(args.contains(&"--namespace=a,b".to_owned()), "{args:?}");
 }
 
-/// Leader election needs the Lease the operator is told to use, in its own namespace, in both modes
-/// (src/leader.rs: kube-lease-manager gets, creates and patches it); not yet part of `RULES`.
+/// Leader election needs the Lease the operator is told to use, in its own namespace, in both modes:
+/// `rbac::LEASE_RULES`, with get and patch limited to the Lease's name.
 #[test]
 fn chart_grants_the_leader_election_lease_in_the_release_namespace_only() {
     let namespaced = ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={a,b}"].map(String::from);
@@ -378,13 +378,29 @@ fn chart_grants_the_leader_election_lease_in_the_release_namespace_only() {
                 && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
             "the Lease lives in the pod's namespace: {env:?}"
         );
+        let code: Vec<serde_json::Value> = apphealth_operator::rbac::LEASE_RULES
+            .iter()
+            .map(|r| {
+                let mut rule =
+                    serde_json::json!({"apiGroups": [r.group], "resources": [r.resource], "verbs": r.verbs});
+                if r.verbs != ["create"] {
+                    rule["resourceNames"] = serde_json::json!([lease]);
+                }
+                rule
+            })
+            .collect();
+        let mut rendered = role["rules"].as_array().expect("rules").clone();
+        for rule in &mut rendered {
+            if let Some(obj) = rule.as_object_mut() {
+                // Key order does not matter; compare the same shape.
+                let sorted: serde_json::Map<String, serde_json::Value> =
+                    obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                *obj = sorted;
+            }
+        }
         assert_eq!(
-            role["rules"],
-            serde_json::json!([
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                 "resourceNames": [lease], "verbs": ["get", "patch"]},
-            ]),
+            serde_json::Value::Array(rendered),
+            serde_json::Value::Array(code),
             "with {args:?}"
         );
     }
