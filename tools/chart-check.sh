@@ -21,7 +21,7 @@ trap 'rm -rf "$out"' EXIT
 
 # name | helm flags. Each mode with every optional object rendered (ServiceMonitor, PDB).
 modes=(
-  "cluster-wide|--set serviceMonitor.enabled=true"
+  "cluster-wide|--set serviceMonitor.enabled=true --set dashboard.enabled=true"
   "namespaced|--set rbac.namespaced=true --set watchNamespaces={shop,payments} --set serviceMonitor.enabled=true"
   "one-replica-minimal-rights|--set replicas=1 --set permissions.collectDiagnostics=false --set permissions.restartPods=false --set permissions.rolloutRestart=false --set permissions.rollback=false --set permissions.scaleOut=false --set permissions.scaleUp=false --set permissions.notify=false"
 )

@@ -486,3 +486,61 @@ fn chart_deployment_runs_the_operator_locked_down() {
     let monitored = render(&["--set".into(), "serviceMonitor.enabled=true".into()]);
     assert_eq!(of_kind(&monitored, "ServiceMonitor").len(), 1);
 }
+
+/// The Grafana dashboard queries only metrics the operator exports, and ships as a ConfigMap for
+/// Grafana's sidecar when enabled.
+#[test]
+fn chart_dashboard_queries_the_operators_metrics_and_ships_when_enabled() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/apphealth-operator/dashboards/apphealth-operator.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    // One series in every family, so that each is in the text format.
+    let metrics = apphealth_operator::metrics::Metrics::default();
+    metrics.probe(true, std::time::Duration::from_millis(1));
+    metrics.trigger_fired("consecutiveFailures");
+    metrics.verdict_changed("Healthy");
+    metrics.remediation("shop/web", "RestartPods", "Succeeded", false);
+    metrics.hold("shop/web", "Cooldown");
+    metrics.health("shop/web", Some(apphealth_operator::api::Health::Healthy));
+    metrics.reconcile_failed("report");
+    metrics.policy_ready("shop/web", Some("Probing"));
+    metrics.reconcile_duration.observe(0.01);
+    metrics
+        .api_requests
+        .get_or_create(&apphealth_operator::metrics::ApiLabels {
+            verb: "GET".into(),
+            code: "200".into(),
+        })
+        .inc();
+    let exported = metrics.render();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("apphealth_"))
+            {
+                let family = name.trim_end_matches("_bucket").trim_end_matches("_total");
+                assert!(
+                    exported.contains(&format!("# TYPE {family} ")),
+                    "panel {:?} queries {name}, which the operator does not export",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 10, "{queried}");
+    assert!(of_kind(&render(&[]), "ConfigMap").is_empty(), "off by default");
+    let on = render(&["--set".into(), "dashboard.enabled=true".into()]);
+    let maps = of_kind(&on, "ConfigMap");
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0]["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value =
+        serde_json::from_str(maps[0]["data"]["apphealth-operator.json"].as_str().unwrap()).unwrap();
+    assert_eq!(shipped, dashboard);
+}
