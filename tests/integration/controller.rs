@@ -179,18 +179,13 @@ async fn a_second_failure_inside_the_cooldown_is_held_back_until_it_expires() {
 
 /// Seeds status as an operator would leave it had it crashed right after recording its intent.
 fn seed_pending_intent(h: &Harness, at: &str) {
-    h.server
-        .patch_status(
-            "apphealth.io/v1alpha1",
-            "AppHealthPolicy",
-            Some(NS),
-            "web",
-            json!({"status": {
-                "ladder": {"step": 1, "startedAt": at},
-                "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}]
-            }}),
-        )
-        .unwrap();
+    h.seed_status(
+        "web",
+        json!({"status": {
+            "ladder": {"step": 1, "startedAt": at},
+            "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}]
+        }}),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

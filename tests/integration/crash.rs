@@ -19,18 +19,13 @@ fn crashed_after_intent(h: &Harness, step: Value, action: &str, pods: &[&str]) -
         .unwrap()
         .to_string();
     h.create_policy("web", json!({"remediation": {"steps": [step]}}));
-    h.server
-        .patch_status(
-            "apphealth.io/v1alpha1",
-            "AppHealthPolicy",
-            Some(NS),
-            "web",
-            json!({"status": {
-                "ladder": {"step": 1, "startedAt": at},
-                "history": [{"action": action, "step": 1, "at": at, "result": "Pending", "pods": pods}]
-            }}),
-        )
-        .unwrap();
+    h.seed_status(
+        "web",
+        json!({"status": {
+            "ladder": {"step": 1, "startedAt": at},
+            "history": [{"action": action, "step": 1, "at": at, "result": "Pending", "pods": pods}]
+        }}),
+    );
     at
 }
 
@@ -267,21 +262,16 @@ async fn a_restarted_operator_picks_the_ladder_up_where_status_left_it() {
     let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
         .unwrap()
         .to_string();
-    h.server
-        .patch_status(
-            "apphealth.io/v1alpha1",
-            "AppHealthPolicy",
-            Some(NS),
-            "web",
-            json!({"status": {
-                "verdict": {"health": "Unhealthy", "since": at, "evidence": [{
-                    "trigger": "consecutiveFailures", "pods": ["web-b"], "since": at,
-                    "message": "web-b: 2 failed probes in a row (last: HTTP 503), threshold 2"}]},
-                "ladder": {"step": 1, "startedAt": at},
-                "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Succeeded"}]
-            }}),
-        )
-        .unwrap();
+    h.seed_status(
+        "web",
+        json!({"status": {
+            "verdict": {"health": "Unhealthy", "since": at, "evidence": [{
+                "trigger": "consecutiveFailures", "pods": ["web-b"], "since": at,
+                "message": "web-b: 2 failed probes in a row (last: HTTP 503), threshold 2"}]},
+            "ladder": {"step": 1, "startedAt": at},
+            "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Succeeded"}]
+        }}),
+    );
     h.server.clear_requests();
     h.start_operator(Some(NS));
     // web-a answers well from the first round; a fresh evaluator alone would call the target

@@ -227,6 +227,14 @@ impl Harness {
         }
     }
 
+    /// Merges `status` (`{"status": {...}}`) into policy `name`'s status, as an operator that
+    /// stopped would have left it.
+    pub fn seed_status(&self, name: &str, status: Value) {
+        self.server
+            .patch_status("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name, status)
+            .unwrap();
+    }
+
     /// Any change to the policy makes the controller look again (after a clock jump, say).
     pub fn touch_policy(&self, name: &str) {
         let mut policy = self.policy(name);

@@ -318,19 +318,14 @@ async fn a_pod_is_captured_before_a_restart_even_when_the_ladder_is_past_its_dia
     // The ladder's diagnostics step already ran, for a pod that is gone now; its next step is the
     // restart of web-a, which was never captured.
     let started = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
-    h.server
-        .patch_status(
-            "apphealth.io/v1alpha1",
-            "AppHealthPolicy",
-            Some(NS),
-            "web",
-            json!({"status": {
-                "ladder": {"step": 1, "startedAt": started.to_string()},
-                "history": [{"action": "CollectDiagnostics", "step": 1, "at": started.to_string(),
-                             "result": "Succeeded", "pods": ["web-z"]}]
-            }}),
-        )
-        .unwrap();
+    h.seed_status(
+        "web",
+        json!({"status": {
+            "ladder": {"step": 1, "startedAt": started.to_string()},
+            "history": [{"action": "CollectDiagnostics", "step": 1, "at": started.to_string(),
+                         "result": "Succeeded", "pods": ["web-z"]}]
+        }}),
+    );
     h.set_all(Mode::Status(503));
     h.start_operator(Some(NS));
     let restarted = h.wait_record("web", "RestartPods", "Succeeded").await;

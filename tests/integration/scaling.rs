@@ -69,17 +69,22 @@ async fn scale_out_raises_replicas_and_restores_them_after_a_healthy_spell() {
     h.stop_operator().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_raises_an_autoscalers_minimum_and_leaves_it_if_someone_changed_it() {
-    let mut h = Harness::new(1).await;
+/// A HorizontalPodAutoscaler for Deployment `web`.
+fn autoscaler(h: &Harness, min: u32, max: u32) {
     h.server
         .create(json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web", "namespace": NS},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 2, "maxReplicas": 3}
+                     "minReplicas": min, "maxReplicas": max}
         }))
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_raises_an_autoscalers_minimum_and_leaves_it_if_someone_changed_it() {
+    let mut h = Harness::new(1).await;
+    autoscaler(&h, 2, 3);
     h.create_policy(
         "web",
         json!({"remediation": {"steps": [
@@ -213,14 +218,7 @@ async fn scale_up_falls_back_to_the_template_when_in_place_resize_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_puts_an_autoscalers_bounds_back() {
     let mut h = Harness::new(1).await;
-    h.server
-        .create(json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 2, "maxReplicas": 3}
-        }))
-        .unwrap();
+    autoscaler(&h, 2, 3);
     h.create_policy(
         "web",
         json!({"remediation": {"steps": [
