@@ -134,6 +134,14 @@ pub enum ActError {
     Refused(String),
 }
 
+/// Patches as the operator's field manager, so its ownership shows in managedFields.
+pub(crate) fn as_operator() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..kube::api::PatchParams::default()
+    }
+}
+
 /// Wraps an API error with the verb and resource it concerned (a 403 names the missing right).
 pub(crate) fn api_error(
     verb: &'static str,

@@ -9,11 +9,11 @@ use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::{
     Api,
-    api::{ListParams, Patch, PatchParams},
+    api::{ListParams, Patch},
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, workload};
+use super::{ActCtx, ActError, Action, Done, as_operator, workload};
 use crate::{
     api::{
         quantity,
@@ -100,10 +100,7 @@ async fn resize_pods(
         .list(&ListParams::default().labels(selector))
         .await
         .map_err(|e| format!("could not list the pods: {e}"))?;
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
+    let params = as_operator();
     let patch = Patch::Strategic(json!({"spec": {"containers": containers}}));
     let mut resized = Vec::new();
     for pod in list.items {
@@ -170,15 +167,16 @@ impl Action for ScaleUp {
         r: &'a Remediation,
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         async move {
-            let template = workload::found(ctx).await?.template;
+            let object = workload::found(ctx).await?;
             let mark = r.at.to_string();
-            let annotations = template.metadata.and_then(|m| m.annotations).unwrap_or_default();
-            Ok((annotations.get(SCALED_UP_AT) == Some(&mark)).then(|| {
-                Done::succeeded(format!(
-                    "{SCALED_UP_AT}={mark} is on the pod template of {}.",
-                    ctx.workload
-                ))
-            }))
+            Ok(
+                (object.template_annotation(SCALED_UP_AT) == Some(mark.as_str())).then(|| {
+                    Done::succeeded(format!(
+                        "{SCALED_UP_AT}={mark} is on the pod template of {}.",
+                        ctx.workload
+                    ))
+                }),
+            )
         }
         .boxed()
     }

@@ -42,14 +42,9 @@ impl Action for RolloutRestart {
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         async move {
             let mark = r.at.to_string();
-            let annotations = workload::found(ctx)
-                .await?
-                .template
-                .metadata
-                .and_then(|m| m.annotations)
-                .unwrap_or_default();
+            let object = workload::found(ctx).await?;
             Ok(
-                (annotations.get(RESTARTED_AT_ANNOTATION) == Some(&mark)).then(|| {
+                (object.template_annotation(RESTARTED_AT_ANNOTATION) == Some(mark.as_str())).then(|| {
                     Done::succeeded(format!(
                         "{RESTARTED_AT_ANNOTATION}={mark} is on the pod template of {}.",
                         ctx.workload

@@ -173,19 +173,17 @@ impl Action for Rollback {
         r: &'a Remediation,
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         async move {
-            let annotations = workload::found(ctx)
-                .await?
-                .metadata
-                .annotations
-                .unwrap_or_default();
+            let object = workload::found(ctx).await?;
             let mark = r.at.to_string();
-            Ok((annotations.get(ROLLED_BACK_AT) == Some(&mark)).then(|| {
-                Done::succeeded(format!(
-                    "{} was rolled back to {}.",
-                    ctx.workload,
-                    annotations.get(ROLLED_BACK_TO).cloned().unwrap_or_default()
-                ))
-            }))
+            Ok(
+                (object.annotation(ROLLED_BACK_AT) == Some(mark.as_str())).then(|| {
+                    Done::succeeded(format!(
+                        "{} was rolled back to {}.",
+                        ctx.workload,
+                        object.annotation(ROLLED_BACK_TO).unwrap_or_default()
+                    ))
+                }),
+            )
         }
         .boxed()
     }

@@ -5,19 +5,16 @@
 //! for restoreAfter, unless someone changed it in the meantime.
 
 use futures::{FutureExt, future::BoxFuture};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
-};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::{
     Api,
-    api::{ListParams, Patch, PatchParams},
+    api::{ListParams, Patch},
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, api_error, workload};
+use super::{ActCtx, ActError, Action, Done, api_error, as_operator, workload};
 use crate::{
-    api::{ScaleRestore, TargetKind, format_duration, validate::StepParams},
+    api::{ScaleRestore, format_duration, validate::StepParams},
     plan::Remediation,
     report::Effect,
 };
@@ -26,13 +23,6 @@ pub struct ScaleOut;
 
 const WORKLOAD: &str = "Workload";
 const HPA: &str = "HorizontalPodAutoscaler";
-
-fn params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    }
-}
 
 /// The autoscaler that targets the workload, if any.
 async fn autoscaler(ctx: &ActCtx<'_>) -> Result<Option<HorizontalPodAutoscaler>, ActError> {
@@ -50,45 +40,10 @@ async fn autoscaler(ctx: &ActCtx<'_>) -> Result<Option<HorizontalPodAutoscaler>,
     }))
 }
 
-async fn replicas(ctx: &ActCtx<'_>) -> Result<i32, ActError> {
-    let w = ctx.workload;
-    let scale = match w.kind {
-        TargetKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), &w.namespace)
-            .get_scale(&w.name)
-            .await
-            .map_err(api_error("get", "deployments/scale", &w.namespace))?,
-        TargetKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), &w.namespace)
-            .get_scale(&w.name)
-            .await
-            .map_err(api_error("get", "statefulsets/scale", &w.namespace))?,
-    };
-    Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(1))
-}
-
-async fn set_replicas(ctx: &ActCtx<'_>, replicas: i32) -> Result<(), ActError> {
-    let w = ctx.workload;
-    let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-    match w.kind {
-        TargetKind::Deployment => {
-            Api::<Deployment>::namespaced(ctx.client.clone(), &w.namespace)
-                .patch_scale(&w.name, &params(), &patch)
-                .await
-                .map_err(api_error("patch", "deployments/scale", &w.namespace))?;
-        }
-        TargetKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(ctx.client.clone(), &w.namespace)
-                .patch_scale(&w.name, &params(), &patch)
-                .await
-                .map_err(api_error("patch", "statefulsets/scale", &w.namespace))?;
-        }
-    }
-    Ok(())
-}
-
 async fn patch_hpa(ctx: &ActCtx<'_>, name: &str, patch: &serde_json::Value) -> Result<(), ActError> {
     let ns = &ctx.workload.namespace;
     Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), ns)
-        .patch(name, &params(), &Patch::Merge(patch))
+        .patch(name, &as_operator(), &Patch::Merge(patch))
         .await
         .map_err(api_error("patch", "horizontalpodautoscalers", ns))?;
     Ok(())
@@ -177,13 +132,9 @@ async fn decide(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Result<Decision, St
             from: format!("{min}/{max}"),
         }));
     }
-    let current = replicas(ctx).await?;
-    let annotations = workload::found(ctx)
-        .await?
-        .metadata
-        .annotations
-        .unwrap_or_default();
-    let from = marked_from(Some(&annotations), &mark).and_then(|f| f.parse::<i32>().ok());
+    let current = workload::replicas(ctx).await?;
+    let from = marked_from(workload::found(ctx).await?.metadata.annotations.as_ref(), &mark)
+        .and_then(|f| f.parse::<i32>().ok());
     let start = from.unwrap_or(current);
     let wanted = to_i32(p.wanted(u32::try_from(start).unwrap_or(0)));
     if wanted <= start {
@@ -240,7 +191,7 @@ impl Action for ScaleOut {
                 None => {
                     // The mark first (metadata only: no rollout), then the scale subresource.
                     workload::patch(ctx, &Patch::Merge(mark_patch(&mark, &d.from))).await?;
-                    set_replicas(ctx, d.raised.set).await?;
+                    workload::set_replicas(ctx, d.raised.set).await?;
                 }
             }
             let verb = if d.hpa.is_some() { "Raised" } else { "Scaled" };
@@ -316,7 +267,7 @@ pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(
             ),
         ));
     }
-    let current = replicas(ctx).await?;
+    let current = workload::replicas(ctx).await?;
     if current != raised.set {
         return Ok((
             false,
@@ -326,7 +277,7 @@ pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(
             ),
         ));
     }
-    set_replicas(ctx, raised.original).await?;
+    workload::set_replicas(ctx, raised.original).await?;
     Ok((
         true,
         format!(

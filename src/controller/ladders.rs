@@ -46,15 +46,21 @@ impl Ladders {
     }
 
     /// Runs `decide` with the budget as it stands and, if the plan acts on the target, claims the
-    /// target for `key`, atomically.
+    /// target for `key`, atomically. The budget only matters to a plan that would change the
+    /// target, so the other ladders are looked up only then (not on every healthy reconcile).
     pub(super) fn decide(
         &self,
         key: &PolicyRef,
         workload: &Workload,
         own: &AppHealthPolicyStatus,
         policies: &Store<Watched>,
-        decide: impl FnOnce(Budget) -> Plan,
+        decide: impl Fn(Budget) -> Plan,
     ) -> Plan {
+        let changes = |plan: &Plan| matches!(plan, Plan::Act(r) if !r.dry_run && r.action().changes_target());
+        let unlimited = decide(Budget::default());
+        if !changes(&unlimited) {
+            return unlimited;
+        }
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         let mut others: HashMap<PolicyRef, Workload> = HashMap::new();
         for w in policies.state() {
@@ -91,10 +97,7 @@ impl Ladders {
             max: if acting(own) { None } else { self.max },
         };
         let plan = decide(budget);
-        if let Plan::Act(r) = &plan
-            && !r.dry_run
-            && r.action().changes_target()
-        {
+        if changes(&plan) {
             claims.insert(key.clone(), workload.clone());
         }
         plan
