@@ -80,6 +80,11 @@ struct RunArgs {
     /// cluster-wide incident does not make the operator restart everything at once.
     #[arg(long, default_value_t = 10, env = "APPHEALTH_MAX_CONCURRENT_REMEDIATIONS")]
     max_concurrent_remediations: u32,
+    /// Most probes in flight at once, operator-wide. A probe due while all are taken waits for
+    /// one; the wait is counted (apphealth_probes_delayed_total) and shown on the policies' Ready
+    /// condition.
+    #[arg(long, default_value_t = controller::probing::DEFAULT_MAX_CONCURRENT_PROBES, value_parser = clap::value_parser!(u32).range(1..), env = "APPHEALTH_MAX_CONCURRENT_PROBES")]
+    max_concurrent_probes: u32,
     /// Lead through a Lease in this namespace, so that of several replicas only one probes, acts and
     /// writes status (the others stand by). In a cluster, POD_NAMESPACE from the downward API; no
     /// leader election when unset.
@@ -164,6 +169,7 @@ async fn run(args: RunArgs) -> ExitCode {
         instance: args.instance,
         max_concurrent_remediations: (args.max_concurrent_remediations > 0)
             .then_some(args.max_concurrent_remediations),
+        max_concurrent_probes: usize::try_from(args.max_concurrent_probes).unwrap_or(usize::MAX),
         direct_client: Some(direct_client),
         metrics: metrics.clone(),
         readiness: readiness.clone(),

@@ -75,7 +75,14 @@ pub struct ReasonLabel {
 pub struct Metrics {
     registry: Registry,
     pub probes: Family<ResultLabel, Counter>,
+    /// The `probes` counters of each result, taken once: a probe costs no label lookup.
+    probes_ok: Counter,
+    probes_fail: Counter,
     pub probe_latency: Histogram,
+    pub probe_lag: Histogram,
+    pub probes_delayed: Counter,
+    pub probes_skipped: Counter,
+    pub probes_in_flight: Gauge,
     pub trigger_firings: Family<TriggerLabel, Counter>,
     pub verdict_changes: Family<HealthLabel, Counter>,
     pub remediations: Family<RemediationLabels, Counter>,
@@ -107,6 +114,26 @@ impl Default for Metrics {
             "How long probes took to answer (or time out)",
             probe_latency.clone(),
         );
+        let probe_lag = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "probe_lag_seconds",
+            "How late probes started after their due time",
+            probe_lag.clone(),
+        );
+        let probes_delayed = Counter::default();
+        registry.register(
+            "probes_delayed",
+            "Probes that waited for one of the --max-concurrent-probes slots (the operator is not keeping up)",
+            probes_delayed.clone(),
+        );
+        let probes_skipped = Counter::default();
+        registry.register(
+            "probes_skipped",
+            "Probe rounds skipped because the endpoint's previous probe was still running or the schedule fell a period behind",
+            probes_skipped.clone(),
+        );
+        let probes_in_flight = Gauge::default();
+        registry.register("probes_in_flight", "Probes running now", probes_in_flight.clone());
         let trigger_firings = Family::<TriggerLabel, Counter>::default();
         registry.register(
             "trigger_firings",
@@ -167,10 +194,22 @@ impl Default for Metrics {
             "Policies by the reason of their Ready condition",
             policies.clone(),
         );
+        let probes_ok = probes.get_or_create(&ResultLabel { result: label("ok") }).clone();
+        let probes_fail = probes
+            .get_or_create(&ResultLabel {
+                result: label("fail"),
+            })
+            .clone();
         Self {
             registry,
             probes,
+            probes_ok,
+            probes_fail,
             probe_latency,
+            probe_lag,
+            probes_delayed,
+            probes_skipped,
+            probes_in_flight,
             trigger_firings,
             verdict_changes,
             remediations,
@@ -201,13 +240,20 @@ impl Metrics {
     }
 
     pub fn probe(&self, ok: bool, latency: Duration) {
-        let result = if ok { "ok" } else { "fail" };
-        self.probes
-            .get_or_create(&ResultLabel {
-                result: label(result),
-            })
-            .inc();
+        if ok {
+            self.probes_ok.inc();
+        } else {
+            self.probes_fail.inc();
+        }
         self.probe_latency.observe(latency.as_secs_f64());
+    }
+
+    /// A probe started `lag` after its due time, having `waited` for a free slot or not.
+    pub fn probe_started(&self, lag: Duration, waited: bool) {
+        self.probe_lag.observe(lag.as_secs_f64());
+        if waited {
+            self.probes_delayed.inc();
+        }
     }
 
     pub fn trigger_fired(&self, trigger: &str) {

@@ -69,6 +69,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// Most ladders acting on their targets at once, operator-wide (None: no cap).
     pub max_concurrent_remediations: Option<u32>,
+    /// Most probes in flight at once, operator-wide.
+    pub max_concurrent_probes: usize,
     /// A client that does not retry answers 429/503 by itself, for calls whose refusal is the
     /// answer: evictions a PodDisruptionBudget refuses (kube's default client would retry them for
     /// minutes). The main client when None.
@@ -90,6 +92,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             instance: None,
             max_concurrent_remediations: Some(10),
+            max_concurrent_probes: probing::DEFAULT_MAX_CONCURRENT_PROBES as usize,
             direct_client: None,
             notify_timeout: Duration::from_secs(5),
             notify_attempts: 3,
@@ -272,11 +275,13 @@ async fn run_leading(
     };
     let shutdown = shutdown.shared();
     let ladders = Arc::new(ladders::Ladders::new(config.max_concurrent_remediations));
+    let probe_slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_probes.max(1)));
     let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
     let runs = scopes.into_iter().map(|scope| {
         let scope = Scope {
             namespace: scope,
             ladders: ladders.clone(),
+            probe_slots: probe_slots.clone(),
             unsynced: unsynced.clone(),
         };
         run_scope(
@@ -295,6 +300,8 @@ async fn run_leading(
 struct Scope {
     namespace: Option<String>,
     ladders: Arc<ladders::Ladders>,
+    /// Slots for probes in flight, shared by every scope.
+    probe_slots: Arc<tokio::sync::Semaphore>,
     /// Scopes whose caches are not filled yet: ready when none is left.
     unsynced: Arc<AtomicUsize>,
 }
@@ -379,7 +386,8 @@ async fn run_scope(
             config.notify_backoff,
         )?,
         probes: ProbeTasks::new(Probing {
-            prober: HttpProber::new()?,
+            prober: Arc::new(HttpProber::new()?),
+            slots: scope.probe_slots.clone(),
             clock: clock.clone(),
             usage: Arc::new(MetricsApi::new(client.clone())),
             nudge: nudge_tx,

@@ -131,6 +131,7 @@ fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
 /// Per pod, what the planner needs: age, readiness, and the verdict on it.
 fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> {
     let unhealthy: Vec<&String> = verdict.iter().flat_map(|v| v.unhealthy.iter()).collect();
+    let failing: Vec<&String> = verdict.iter().flat_map(|v| v.failing.iter()).collect();
     target
         .pods
         .iter()
@@ -138,6 +139,7 @@ fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> 
             let name = p.name_any();
             PodFacts {
                 unhealthy: unhealthy.contains(&&name),
+                failing: failing.contains(&&name),
                 created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 ready: p
                     .status

@@ -74,6 +74,10 @@ pub struct TargetVerdict {
     pub healthy: u32,
     /// Endpoints judged Unhealthy, by name.
     pub unhealthy: Vec<String>,
+    /// Endpoints not (yet) judged Unhealthy whose latest probe failed: with per-endpoint
+    /// judging, the pods of an outage cross their threshold one by one, and the storm guard and
+    /// diagnostics need to see the ones about to.
+    pub failing: Vec<String>,
     /// Sentences about triggers that cannot work right now (e.g. no metrics API).
     pub notes: Vec<String>,
 }
@@ -273,6 +277,22 @@ impl Evaluator {
         }
     }
 
+    /// Folds one probe result in as it arrives and judges that endpoint alone at `now`: its
+    /// verdict depends on its own probes, not on a round of its siblings. True when what the
+    /// target's verdict is made of changed (the endpoint's health or what fired, or its first
+    /// sample), so the caller knows when [`Evaluator::summarize`] is worth calling.
+    pub fn fold(&mut self, sample: &Sample, now: Timestamp) -> bool {
+        let first = self.samples_kept(&sample.endpoint) == 0;
+        self.observe(sample);
+        let Some(state) = self.endpoints.get_mut(&sample.endpoint) else {
+            return false;
+        };
+        let before = (state.health, fired_triggers(&state.fired));
+        let fired = triggers::fired(&self.triggers, state, now, &self.primary_path);
+        judge(state, fired, &self.recovery, now);
+        first || before != (state.health, fired_triggers(&state.fired))
+    }
+
     /// Judges every endpoint at `now` and returns the target's verdict: Unhealthy if any endpoint
     /// is, Healthy if at least one is healthy and none unhealthy, Unknown otherwise.
     pub fn verdict(&mut self, now: Timestamp) -> TargetVerdict {
@@ -280,6 +300,12 @@ impl Evaluator {
             let fired = triggers::fired(&self.triggers, state, now, &self.primary_path);
             judge(state, fired, &self.recovery, now);
         }
+        self.summarize(now)
+    }
+
+    /// The target's verdict from the endpoints as last judged (by [`Evaluator::fold`] or
+    /// [`Evaluator::verdict`]), without judging them again.
+    pub fn summarize(&mut self, now: Timestamp) -> TargetVerdict {
         let probed = u32::try_from(self.endpoints.values().filter(|s| !s.samples.is_empty()).count())
             .unwrap_or(u32::MAX);
         let healthy = u32::try_from(
@@ -293,6 +319,12 @@ impl Evaluator {
             .endpoints
             .iter()
             .filter(|(_, s)| s.health == Health::Unhealthy)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let failing: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|(_, s)| s.health != Health::Unhealthy && s.consecutive_failures > 0)
             .map(|(name, _)| name.clone())
             .collect();
         let health = if !unhealthy.is_empty() {
@@ -339,9 +371,14 @@ impl Evaluator {
             probed,
             healthy,
             unhealthy,
+            failing,
             notes: self.metrics_note.iter().cloned().collect(),
         }
     }
+}
+
+fn fired_triggers(fired: &[Fired]) -> Vec<&'static str> {
+    fired.iter().map(|f| f.trigger).collect()
 }
 
 fn track(pressure: &mut Pressure, over: Option<String>, now: Timestamp) {

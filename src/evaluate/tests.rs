@@ -623,3 +623,39 @@ fn resumed_evidence_of_a_trigger_the_policy_no_longer_has_is_dropped() {
     e.observe(&sample("web-a", t(0), true));
     assert_eq!(e.verdict(t(0)).health, H);
 }
+
+#[test]
+fn fold_judges_the_endpoint_at_once_and_says_when_the_verdict_may_change() {
+    let mut e = Evaluator::new(&policy().settings());
+    // threshold 3, recovery 2: (pod, ok, fold says changed, health of the target after summing up)
+    let steps: &[(&str, bool, bool, Health)] = &[
+        ("web-1", true, true, H),  // first sample of web-1
+        ("web-2", true, true, H),  // first sample of web-2
+        ("web-1", true, false, H), // nothing new
+        ("web-2", false, false, H),
+        ("web-2", false, false, H),
+        ("web-2", false, true, U), // third failure: Unhealthy without waiting for web-1
+        ("web-2", false, false, U),
+        ("web-2", true, false, U),
+        ("web-2", true, true, H), // recovered
+    ];
+    for (i, (pod, ok, changed, health)) in steps.iter().enumerate() {
+        let now = t(i64::try_from(i).unwrap() * 10);
+        assert_eq!(e.fold(&sample(pod, now, *ok), now), *changed, "step {i}");
+        assert_eq!(e.summarize(now).health, *health, "step {i}");
+    }
+}
+
+#[test]
+fn pods_failing_but_not_yet_judged_are_listed_apart() {
+    let mut e = Evaluator::new(&policy().settings());
+    let now = t(0);
+    for (pod, pattern) in [("web-1", "---"), ("web-2", "+-"), ("web-3", "-+")] {
+        for c in pattern.chars() {
+            e.fold(&sample(pod, now, c == '+'), now);
+        }
+    }
+    let v = e.summarize(now);
+    assert_eq!(v.unhealthy, ["web-1"]);
+    assert_eq!(v.failing, ["web-2"], "web-3's latest probe succeeded");
+}

@@ -113,14 +113,16 @@ pub fn circuit_open(input: &PlanInput, r: &Remediation) -> Option<Held> {
 }
 
 /// StormGuard: too many of the pods are unhealthy for a restart to be the cure; the restarting
-/// step is skipped, the ladder goes on.
+/// step is skipped, the ladder goes on. Pods failing their probes count too: in an outage they
+/// cross their threshold one by one, and the first to do so must not be restarted alone.
 pub fn storm_guard(input: &PlanInput, r: &Remediation) -> Option<Held> {
     let max_percent = input.settings.max_unhealthy_percent?;
     let pods = u32::try_from(input.pods.len()).unwrap_or(u32::MAX);
     if !r.action().restarts_pods() || pods < 2 {
         return None;
     }
-    let unhealthy = u32::try_from(input.pods.iter().filter(|p| p.unhealthy).count()).unwrap_or(u32::MAX);
+    let unhealthy =
+        u32::try_from(input.pods.iter().filter(|p| p.unhealthy || p.failing).count()).unwrap_or(u32::MAX);
     (u64::from(unhealthy) * 100 > u64::from(max_percent) * u64::from(pods)).then_some(())?;
     Some(Held {
         hold: Hold::StormGuard {

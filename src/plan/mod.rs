@@ -27,6 +27,8 @@ pub struct PodFacts {
     pub ready: bool,
     /// Judged Unhealthy by the latest verdict.
     pub unhealthy: bool,
+    /// Not judged Unhealthy, but its latest probe failed.
+    pub failing: bool,
 }
 
 /// Ladders acting elsewhere in the operator, for TargetBusy and GlobalLimit.
@@ -327,9 +329,18 @@ fn resumed(input: &PlanInput, record: &RemediationRecord) -> Option<Remediation>
 
 /// The pods an action concerns: for RestartPods, up to maxUnavailable unhealthy pods old enough to
 /// restart (not-ready ones first: evicting them costs no availability), or, when none is old
-/// enough, the young ones so that the MinPodAge guard can say how long to wait; for every other
-/// action, all unhealthy pods.
+/// enough, the young ones so that the MinPodAge guard can say how long to wait; for
+/// CollectDiagnostics, the unhealthy pods and those failing their probes (an incident's evidence
+/// is on all of them); for every other action, all unhealthy pods.
 fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
+    if let StepParams::CollectDiagnostics(_) = params {
+        return input
+            .pods
+            .iter()
+            .filter(|p| p.unhealthy || p.failing)
+            .map(|p| p.name.clone())
+            .collect();
+    }
     let mut unhealthy: Vec<&PodFacts> = input.pods.iter().filter(|p| p.unhealthy).collect();
     let StepParams::RestartPods { max_unavailable } = params else {
         return unhealthy.iter().map(|p| p.name.clone()).collect();

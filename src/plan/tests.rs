@@ -15,7 +15,7 @@ fn t(secs: i64) -> Timestamp {
     at("2026-01-01T00:00:00Z") + jiff::SignedDuration::from_secs(secs)
 }
 
-/// `name:age:flags` — flags `u` unhealthy, `n` not ready.
+/// `name:age:flags` — flags `u` unhealthy, `f` failing (not judged yet), `n` not ready.
 fn pods(spec: &[&str], now: i64) -> Vec<PodFacts> {
     spec.iter()
         .map(|p| {
@@ -28,6 +28,7 @@ fn pods(spec: &[&str], now: i64) -> Vec<PodFacts> {
                 created: Some(t(now - age)),
                 ready: !flags.contains('n'),
                 unhealthy: flags.contains('u'),
+                failing: flags.contains('f'),
             }
         })
         .collect()
@@ -177,6 +178,12 @@ fn the_ladder() {
         Case {
             name: "unhealthy starts the ladder",
             expect: "act CollectDiagnostics#1 web-a",
+            ..Case::default()
+        },
+        Case {
+            name: "diagnostics capture the pods failing their probes too",
+            pods: &["web-a:3600:u", "web-b:3600:f", "web-c:3600:"],
+            expect: "act CollectDiagnostics#1 web-a,web-b",
             ..Case::default()
         },
         Case {
@@ -365,6 +372,23 @@ fn the_guards() {
             ladder: Some((1, 9_990)),
             history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
             expect: "skip RestartPods#2 StormGuard",
+            ..Case::default()
+        },
+        Case {
+            name: "the storm guard counts pods failing but not judged yet",
+            remediation: json!({"maxUnhealthyPercent": 50}),
+            pods: &["web-a:3600:u", "web-b:3600:f", "web-c:3600:"],
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "skip RestartPods#2 StormGuard",
+            ..Case::default()
+        },
+        Case {
+            name: "a failing pod is not restarted before it is judged",
+            pods: &["web-a:3600:u", "web-b:3600:f", "web-c:3600:"],
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
             ..Case::default()
         },
         Case {

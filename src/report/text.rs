@@ -74,7 +74,7 @@ pub fn hold_message(hold: &Hold, r: Option<&Remediation>, until: Option<Timestam
             pods,
             max_percent,
         } => format!(
-            "{unhealthy} of {pods} pods are unhealthy, more than spec.remediation.maxUnhealthyPercent \
+            "{unhealthy} of {pods} pods are unhealthy or failing their probes, more than spec.remediation.maxUnhealthyPercent \
              ({max_percent}%): the cause is not one bad pod, so {what} is skipped; steps that do not restart \
              pods still run."
         ),

@@ -280,7 +280,7 @@ async fn diagnostics_run_a_bounded_command_in_the_pod() {
                 "exec": {"command": ["jcmd", "1", "Thread.print"], "timeout": "2s"}}}
         ]}}),
     );
-    // Both failing from the start, so both are Unhealthy in the same verdict.
+    // Both failing from the start, so both are captured (Unhealthy, or failing their probes).
     h.set_all(Mode::Status(503));
     h.start_operator(Some(NS));
     h.wait_record("web", "CollectDiagnostics", "Succeeded").await;

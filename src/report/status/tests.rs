@@ -35,6 +35,7 @@ fn verdict(health: Health) -> TargetVerdict {
         } else {
             Vec::new()
         },
+        failing: Vec::new(),
         notes: Vec::new(),
     }
 }
