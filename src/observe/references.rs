@@ -49,7 +49,7 @@ pub async fn resolve_template(
             HeaderSource::Secret(key) => {
                 let field = format!("spec.probe.http.headers[{i}].valueFrom.secretKeyRef");
                 let value = secret_key(&secrets, key, &field).await?;
-                if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                if http::HeaderValue::from_str(value.expose()).is_err() {
                     return Err(Unresolved {
                         field,
                         problem: format!(

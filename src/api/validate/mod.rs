@@ -303,7 +303,7 @@ fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
 fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
     let mut headers = Vec::with_capacity(http.headers.len());
     for (i, h) in http.headers.iter().enumerate() {
-        if reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+        if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
             return Err(invalid(
                 format!("spec.probe.http.headers[{i}].name"),
                 format!("{:?} is not a valid header name", h.name),
@@ -311,7 +311,7 @@ fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
         }
         let value = match (&h.value, &h.value_from) {
             (Some(v), None) => {
-                if reqwest::header::HeaderValue::from_str(v).is_err() {
+                if http::HeaderValue::from_str(v).is_err() {
                     return Err(invalid(
                         format!("spec.probe.http.headers[{i}].value"),
                         "contains characters not allowed in a header value",
