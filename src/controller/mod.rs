@@ -2,7 +2,8 @@
 //!
 //! Watches: AppHealthPolicies (the controller's own watch), and Deployments, StatefulSets and Pods
 //! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
-//! them. Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
+//! them. Every watched object is cut down to what the operator reads before it is cached
+//! ([`slim`]). Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
 //! ([`reconcile`]) is wiring over named stages: [`dereference`] → [`observe`] → plan and act
 //! ([`remediate`]) → report, and writes status only when it changed.
 
@@ -52,6 +53,7 @@ mod observe;
 pub mod probing;
 mod reconcile;
 mod remediate;
+pub mod slim;
 mod writes;
 
 pub use index::TargetIndex;
@@ -317,13 +319,20 @@ async fn run_scope(
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
-    let (deployments, deployment_events) = reflect::<Deployment>(&client, ns);
-    let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client, ns);
-    let (pods, pod_events) = reflect::<Pod>(&client, ns);
-    let (configmaps, configmap_events) = reflect::<PartialObjectMeta<ConfigMap>>(&client, ns);
-    let (secrets, secret_events) = reflect::<PartialObjectMeta<Secret>>(&client, ns);
+    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment);
+    let (statefulsets, statefulset_events) = reflect(&client, ns, slim::statefulset);
+    let (pods, pod_events) = reflect(&client, ns, slim::pod);
+    let (configmaps, configmap_events) = reflect(&client, ns, slim::config::<ConfigMap>);
+    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>);
 
-    let controller = Controller::new(policies, watcher::Config::default())
+    // The policies' own watch, as `Controller::new` would make it, with the policies slimmed.
+    let (policy_store, policy_writer) = reflector::store();
+    let policy_events = reflector::reflector(
+        policy_writer,
+        watcher(policies, watch_config()).modify(slim::policy),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(policy_events, policy_store)
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
     let index = TargetIndex {
         policies: controller.store(),
@@ -447,11 +456,21 @@ async fn run_scope(
     Ok(())
 }
 
-/// A reflector for `K` and the stream of objects it sees change. For `PartialObjectMeta<_>` only
-/// metadata is requested (values of Secrets are never cached).
+/// Lists are read in pages of this many objects, so a namespace of thousands of pods is never held
+/// whole in one response (kube-runtime's default too; said here because memory depends on it).
+const PAGE_SIZE: u32 = 500;
+
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().page_size(PAGE_SIZE)
+}
+
+/// A reflector for `K`, caching each object as `slim` cuts it down, and the stream of (slimmed)
+/// objects it sees change. For `PartialObjectMeta<_>` only metadata is requested (values of
+/// Secrets are never cached).
 fn reflect<K>(
     client: &Client,
     namespace: Option<&str>,
+    slim: fn(&mut K),
 ) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -466,7 +485,7 @@ where
     let (store, writer) = reflector::store();
     let events = reflector::reflector(
         writer,
-        watcher(scoped::<K>(client, namespace), watcher::Config::default()),
+        watcher(scoped::<K>(client, namespace), watch_config()).modify(slim),
     )
     .default_backoff()
     .touched_objects()

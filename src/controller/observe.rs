@@ -129,7 +129,7 @@ fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
 }
 
 /// Per pod, what the planner needs: age, readiness, and the verdict on it.
-fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> {
+pub(super) fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> {
     let unhealthy: Vec<&String> = verdict.iter().flat_map(|v| v.unhealthy.iter()).collect();
     let failing: Vec<&String> = verdict.iter().flat_map(|v| v.failing.iter()).collect();
     target
