@@ -110,7 +110,18 @@ pub(super) async fn dereference(
     };
     ctx.not_found.reset(key);
 
-    let template = match references::resolve_template(&ctx.client, &namespace, &settings.probe).await {
+    let version = |kind, name: &str| {
+        ctx.index
+            .config_meta(kind, &namespace, name)
+            .and_then(|m| m.resource_version)
+    };
+    let reads = references::Reads {
+        client: &ctx.client,
+        namespace: &namespace,
+        cache: &ctx.reads,
+        version: &version,
+    };
+    let template = match references::resolve_template(&reads, &settings.probe).await {
         Ok(t) => t,
         Err(unresolved) => {
             let message = format!("{unresolved}. Probing starts once it can be read.");

@@ -123,6 +123,8 @@ pub struct Context {
     /// Backoff for policies whose reconcile failed.
     failures: Backoff,
     writes: writes::WriteLog,
+    /// Keys read from Secrets and ConfigMaps, by resourceVersion.
+    reads: crate::observe::references::ReadCache,
     ladders: Arc<ladders::Ladders>,
     metrics: Arc<Metrics>,
 }
@@ -412,6 +414,7 @@ async fn run_scope(
         not_found: Backoff::default(),
         failures: Backoff::default(),
         writes: writes::WriteLog::default(),
+        reads: Default::default(),
         ladders: scope.ladders.clone(),
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         metrics: config.metrics.clone(),

@@ -2,7 +2,10 @@
 //! for probes (read when the probe is set up; values never logged), and the configuration a pod
 //! template mounts or reads, for the configChanged trigger.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Mutex, PoisonError},
+};
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -30,25 +33,136 @@ impl std::fmt::Display for Unresolved {
     }
 }
 
+/// Keys read from Secrets and ConfigMaps, with the resourceVersion they were read at. A key is
+/// read from the API again only when the watched metadata shows the object at another version, so
+/// a reconcile costs no reads while nothing changed. Values are [`Sensitive`].
+#[derive(Default)]
+pub struct ReadCache(Mutex<HashMap<CachedKey, (String, Result<Sensitive, String>)>>);
+
+type CachedKey = (ConfigKind, String, String, String);
+
+impl ReadCache {
+    fn get(&self, key: &CachedKey, version: &str) -> Option<Result<Sensitive, String>> {
+        let entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(v, _)| v == version)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn put(&self, key: CachedKey, version: String, value: Result<Sensitive, String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (version, value));
+    }
+
+    /// Entries kept (for tests and bounds).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where reads go: the API, through the cache, with the versions the metadata watch has seen.
+pub struct Reads<'a> {
+    pub client: &'a Client,
+    pub namespace: &'a str,
+    pub cache: &'a ReadCache,
+    /// The resourceVersion of a ConfigMap or Secret of the namespace as last watched, if known.
+    pub version: &'a (dyn Fn(ConfigKind, &str) -> Option<String> + Send + Sync),
+}
+
+impl Reads<'_> {
+    /// The value of `key` in the named ConfigMap or Secret; Err is the problem, for people.
+    async fn key(&self, kind: ConfigKind, key: &KeyRef) -> Result<Sensitive, String> {
+        let cached = (kind, self.namespace.to_owned(), key.name.clone(), key.key.clone());
+        if let Some(version) = (self.version)(kind, &key.name)
+            && let Some(hit) = self.cache.get(&cached, &version)
+        {
+            return hit;
+        }
+        let (version, value) = match kind {
+            ConfigKind::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace);
+                let secret = api
+                    .get_opt(&key.name)
+                    .await
+                    .map_err(|e| format!("Secret {} could not be read: {e}", key.name))?
+                    .ok_or_else(|| format!("Secret {} does not exist", key.name))?;
+                (
+                    secret.metadata.resource_version.clone(),
+                    secret_value(&secret, key),
+                )
+            }
+            ConfigKind::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.namespace);
+                let cm = api
+                    .get_opt(&key.name)
+                    .await
+                    .map_err(|e| format!("ConfigMap {} could not be read: {e}", key.name))?
+                    .ok_or_else(|| format!("ConfigMap {} does not exist", key.name))?;
+                let value = cm
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(&key.key))
+                    .map(|v| Sensitive::new(v.clone()))
+                    .ok_or_else(|| format!("ConfigMap {} has no key {:?}", key.name, key.key));
+                (cm.metadata.resource_version.clone(), value)
+            }
+        };
+        if let Some(version) = version {
+            self.cache.put(cached, version, value.clone());
+        }
+        value
+    }
+
+    async fn field(&self, kind: ConfigKind, key: &KeyRef, field: &str) -> Result<Sensitive, Unresolved> {
+        self.key(kind, key).await.map_err(|problem| Unresolved {
+            field: field.to_owned(),
+            problem,
+        })
+    }
+}
+
+fn secret_value(secret: &Secret, key: &KeyRef) -> Result<Sensitive, String> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key.key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&key.key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| format!("Secret {} has no key {:?}", key.name, key.key))?;
+    String::from_utf8(bytes)
+        .map(Sensitive::new)
+        .map_err(|_| format!("key {:?} of Secret {} is not UTF-8 text", key.key, key.name))
+}
+
 /// Reads the Secret and ConfigMap keys a probe needs, in the policy's namespace.
 pub async fn resolve_template(
-    client: &Client,
-    namespace: &str,
+    reads: &Reads<'_>,
     probe: &ProbeSettings,
 ) -> Result<RequestTemplate, Unresolved> {
     let mut template = RequestTemplate::literal(probe);
     let Check::Http(http) = &probe.check else {
         return Ok(template);
     };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let mut headers = Vec::with_capacity(http.headers.len());
     for (i, h) in http.headers.iter().enumerate() {
         let value = match &h.value {
             HeaderSource::Literal(v) => Sensitive::new(v.clone()),
             HeaderSource::Secret(key) => {
                 let field = format!("spec.probe.http.headers[{i}].valueFrom.secretKeyRef");
-                let value = secret_key(&secrets, key, &field).await?;
+                let value = reads.field(ConfigKind::Secret, key, &field).await?;
                 if http::HeaderValue::from_str(value.expose()).is_err() {
                     return Err(Unresolved {
                         field,
@@ -68,14 +182,23 @@ pub async fn resolve_template(
         tls.ca_pem = match &http.tls.ca {
             None => None,
             Some(CaRef::Secret(key)) => Some(
-                secret_key(&secrets, key, "spec.probe.http.tls.ca.secretKeyRef")
+                reads
+                    .field(ConfigKind::Secret, key, "spec.probe.http.tls.ca.secretKeyRef")
                     .await?
                     .expose()
                     .to_owned(),
             ),
-            Some(CaRef::ConfigMap(key)) => {
-                Some(configmap_key(&configmaps, key, "spec.probe.http.tls.ca.configMapKeyRef").await?)
-            }
+            Some(CaRef::ConfigMap(key)) => Some(
+                reads
+                    .field(
+                        ConfigKind::ConfigMap,
+                        key,
+                        "spec.probe.http.tls.ca.configMapKeyRef",
+                    )
+                    .await?
+                    .expose()
+                    .to_owned(),
+            ),
         };
         check_ca(tls)?;
     }
@@ -90,54 +213,6 @@ fn check_ca(tls: &TlsOptions) -> Result<(), Unresolved> {
         }),
         _ => Ok(()),
     }
-}
-
-async fn secret_key(api: &Api<Secret>, key: &KeyRef, field: &str) -> Result<Sensitive, Unresolved> {
-    let unresolved = |problem: String| Unresolved {
-        field: field.to_owned(),
-        problem,
-    };
-    let secret = api
-        .get_opt(&key.name)
-        .await
-        .map_err(|e| unresolved(format!("Secret {} could not be read: {e}", key.name)))?
-        .ok_or_else(|| unresolved(format!("Secret {} does not exist", key.name)))?;
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&key.key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(&key.key))
-                .map(|s| s.clone().into_bytes())
-        })
-        .ok_or_else(|| unresolved(format!("Secret {} has no key {:?}", key.name, key.key)))?;
-    String::from_utf8(bytes).map(Sensitive::new).map_err(|_| {
-        unresolved(format!(
-            "key {:?} of Secret {} is not UTF-8 text",
-            key.key, key.name
-        ))
-    })
-}
-
-async fn configmap_key(api: &Api<ConfigMap>, key: &KeyRef, field: &str) -> Result<String, Unresolved> {
-    let unresolved = |problem: String| Unresolved {
-        field: field.to_owned(),
-        problem,
-    };
-    let cm = api
-        .get_opt(&key.name)
-        .await
-        .map_err(|e| unresolved(format!("ConfigMap {} could not be read: {e}", key.name)))?
-        .ok_or_else(|| unresolved(format!("ConfigMap {} does not exist", key.name)))?;
-    cm.data
-        .as_ref()
-        .and_then(|d| d.get(&key.key))
-        .cloned()
-        .ok_or_else(|| unresolved(format!("ConfigMap {} has no key {:?}", key.name, key.key)))
 }
 
 /// A ConfigMap or Secret a pod uses.

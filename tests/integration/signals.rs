@@ -5,8 +5,19 @@ use serde_json::json;
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS, condition},
+    harness::{Harness, NS, PATIENCE, condition},
+    support::wait_until,
 };
+
+/// Reconciles the operator has finished, from its metrics.
+fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("apphealth_reconcile_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
 
 /// The first evidence entry of an Unhealthy policy.
 async fn unhealthy_evidence(h: &Harness, policy: &str) -> serde_json::Value {
@@ -196,7 +207,12 @@ async fn header_values_come_from_a_secret_and_never_show_in_status_or_events() {
         .require_header("Authorization", &format!("Bearer {TOKEN}"));
     let header = json!([{"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "probe-token", "key": "bearer"}}}]);
     h.create_policy("web", json!({"probe": {"http": {"headers": header}}, "triggers": [{"consecutiveFailures": {"threshold": 1}}]}));
-    h.start_operator(Some(NS));
+    let metrics = std::sync::Arc::new(apphealth_operator::metrics::Metrics::default());
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.to_owned()],
+        metrics: metrics.clone(),
+        ..Default::default()
+    });
 
     // The Secret does not exist yet: Ready names the field and the Secret.
     let policy = h
@@ -231,6 +247,26 @@ async fn header_values_come_from_a_secret_and_never_show_in_status_or_events() {
     };
     h.server.create(secret(TOKEN)).unwrap();
     h.wait_condition("web", "Healthy", "True", None).await;
+
+    // While the Secret does not change, reconciles read it from the cache, not the API.
+    let secret_reads = || {
+        h.server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/secrets/probe-token"))
+            .count()
+    };
+    let reads = secret_reads();
+    assert!(reads >= 1, "the Secret was read");
+    for _ in 0..2 {
+        let before = reconciles(&metrics);
+        h.touch_policy("web");
+        wait_until("a reconcile after the touch", PATIENCE, || async {
+            (reconciles(&metrics) > before).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(secret_reads(), reads, "an unchanged Secret is not read again");
 
     // A wrong value gets 401s: Unhealthy, and the evidence shows the code, not the credential.
     let mut wrong = secret("wrong");
