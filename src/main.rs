@@ -85,6 +85,9 @@ struct RunArgs {
     /// condition.
     #[arg(long, default_value_t = controller::probing::DEFAULT_MAX_CONCURRENT_PROBES, value_parser = clap::value_parser!(u32).range(1..), env = "APPHEALTH_MAX_CONCURRENT_PROBES")]
     max_concurrent_probes: u32,
+    /// Most policies reconciled at once (per watched namespace, or cluster-wide).
+    #[arg(long, default_value_t = controller::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..), env = "APPHEALTH_MAX_CONCURRENT_RECONCILES")]
+    max_concurrent_reconciles: u16,
     /// Lead through a Lease in this namespace, so that of several replicas only one probes, acts and
     /// writes status (the others stand by). In a cluster, POD_NAMESPACE from the downward API; no
     /// leader election when unset.
@@ -170,6 +173,7 @@ async fn run(args: RunArgs) -> ExitCode {
         max_concurrent_remediations: (args.max_concurrent_remediations > 0)
             .then_some(args.max_concurrent_remediations),
         max_concurrent_probes: usize::try_from(args.max_concurrent_probes).unwrap_or(usize::MAX),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
         direct_client: Some(direct_client),
         metrics: metrics.clone(),
         readiness: readiness.clone(),

@@ -73,6 +73,8 @@ pub struct Config {
     pub max_concurrent_remediations: Option<u32>,
     /// Most probes in flight at once, operator-wide.
     pub max_concurrent_probes: usize,
+    /// Most reconciles running at once, per watch scope.
+    pub max_concurrent_reconciles: u16,
     /// A client that does not retry answers 429/503 by itself, for calls whose refusal is the
     /// answer: evictions a PodDisruptionBudget refuses (kube's default client would retry them for
     /// minutes). The main client when None.
@@ -95,6 +97,7 @@ impl Default for Config {
             instance: None,
             max_concurrent_remediations: Some(10),
             max_concurrent_probes: probing::DEFAULT_MAX_CONCURRENT_PROBES as usize,
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             direct_client: None,
             notify_timeout: Duration::from_secs(5),
             notify_attempts: 3,
@@ -107,6 +110,10 @@ impl Default for Config {
 }
 
 type PolicyRef = ObjectRef<Watched>;
+
+/// Reconciles running at once unless `--max-concurrent-reconciles` says otherwise: enough to hide
+/// API latency, few enough that a burst of events cannot become a burst of API calls.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
 
 /// Shared state of the reconcile loop.
 pub struct Context {
@@ -334,8 +341,11 @@ async fn run_scope(
         watcher(policies, watch_config()).modify(slim::policy),
     )
     .applied_objects();
-    let controller = Controller::for_stream(policy_events, policy_store)
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
+    let controller = Controller::for_stream(policy_events, policy_store).with_config(
+        controller::Config::default()
+            .debounce(Duration::from_millis(200))
+            .concurrency(config.max_concurrent_reconciles.max(1)),
+    );
     let index = TargetIndex {
         policies: controller.store(),
         deployments,
