@@ -37,12 +37,16 @@ impl std::fmt::Display for Unresolved {
 /// read from the API again only when the watched metadata shows the object at another version, so
 /// a reconcile costs no reads while nothing changed. Values are [`Sensitive`].
 #[derive(Default)]
-pub struct ReadCache(Mutex<HashMap<CachedKey, (String, Result<Sensitive, String>)>>);
+pub struct ReadCache(Mutex<HashMap<CachedKey, (String, Read)>>);
 
+/// Kind, namespace, name and key.
 type CachedKey = (ConfigKind, String, String, String);
 
+/// A key's value, or why there is none (for people).
+type Read = Result<Sensitive, String>;
+
 impl ReadCache {
-    fn get(&self, key: &CachedKey, version: &str) -> Option<Result<Sensitive, String>> {
+    fn get(&self, key: &CachedKey, version: &str) -> Option<Read> {
         let entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
@@ -50,7 +54,7 @@ impl ReadCache {
             .map(|(_, value)| value.clone())
     }
 
-    fn put(&self, key: CachedKey, version: String, value: Result<Sensitive, String>) {
+    fn put(&self, key: CachedKey, version: String, value: Read) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
