@@ -8,7 +8,11 @@
 
 mod triggers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,7 +33,7 @@ const MAX_RESTARTS_KEPT: usize = 256;
 struct EndpointState {
     health: Health,
     /// Recent samples, oldest first, at most `capacity`.
-    samples: VecDeque<Sample>,
+    samples: VecDeque<Kept>,
     consecutive_failures: u32,
     consecutive_successes: u32,
     last_failure: Option<String>,
@@ -46,6 +50,30 @@ struct EndpointState {
     /// What fired when the endpoint became Unhealthy; replaced only when the set of triggers
     /// changes, so evidence (and therefore status) does not change on every probe.
     fired: Vec<Fired>,
+}
+
+/// What the ring keeps of a probe sample: only what triggers read (the endpoint is the ring's
+/// key, the path is shared, a failure's detail lives in `last_failure`), in 40 bytes.
+#[derive(Debug, Clone, PartialEq)]
+struct Kept {
+    at: Timestamp,
+    path: Arc<str>,
+    /// Microseconds, saturating at about 71 minutes.
+    latency_us: u32,
+    /// 0 when no response arrived.
+    code: u16,
+    ok: bool,
+    timed_out: bool,
+}
+
+impl Kept {
+    fn latency(&self) -> Duration {
+        Duration::from_micros(u64::from(self.latency_us))
+    }
+
+    fn code(&self) -> Option<u16> {
+        (self.code != 0).then_some(self.code)
+    }
 }
 
 /// Resource use above a trigger's threshold, tracked for its `for` duration.
@@ -126,6 +154,8 @@ pub struct Evaluator {
     recovery: RecoverySettings,
     primary_path: String,
     capacity: usize,
+    /// Paths probed, shared by every sample kept.
+    paths: Vec<Arc<str>>,
     endpoints: BTreeMap<String, EndpointState>,
     target: Option<(Health, Timestamp)>,
     metrics_note: Option<String>,
@@ -138,6 +168,7 @@ impl Evaluator {
             recovery: settings.recovery.clone(),
             primary_path: String::new(),
             capacity: 1,
+            paths: Vec::new(),
             endpoints: BTreeMap::new(),
             target: None,
             metrics_note: None,
@@ -224,7 +255,22 @@ impl Evaluator {
         if sample.certificate_not_after.is_some() {
             state.certificate_not_after = sample.certificate_not_after;
         }
-        state.samples.push_back(sample.clone());
+        let path = match self.paths.iter().find(|p| p[..] == sample.path[..]) {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<str> = Arc::from(sample.path.as_str());
+                self.paths.push(p.clone());
+                p
+            }
+        };
+        state.samples.push_back(Kept {
+            at: sample.at,
+            path,
+            latency_us: u32::try_from(sample.latency.as_micros()).unwrap_or(u32::MAX),
+            code: sample.code.unwrap_or(0),
+            ok: sample.ok,
+            timed_out: sample.timed_out,
+        });
         while state.samples.len() > self.capacity {
             state.samples.pop_front();
         }

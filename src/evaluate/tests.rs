@@ -659,3 +659,19 @@ fn pods_failing_but_not_yet_judged_are_listed_apart() {
     assert_eq!(v.unhealthy, ["web-1"]);
     assert_eq!(v.failing, ["web-2"], "web-3's latest probe succeeded");
 }
+
+#[test]
+fn a_kept_sample_stays_small_so_probe_state_per_endpoint_stays_within_4_kib() {
+    // A 5m window at 10s keeps 32 samples: 32 × 40 bytes, plus the endpoint's other state.
+    assert!(
+        std::mem::size_of::<Kept>() <= 40,
+        "{}",
+        std::mem::size_of::<Kept>()
+    );
+    let settings = policy()
+        .with_spec(serde_json::json!({"triggers": [{"errorRate": {"percent": 50, "window": "5m"}}]}))
+        .settings();
+    let per_endpoint =
+        settings.sample_capacity * std::mem::size_of::<Kept>() + std::mem::size_of::<EndpointState>();
+    assert!(per_endpoint <= 4096, "{per_endpoint} bytes per endpoint");
+}

@@ -5,14 +5,14 @@ use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
-use super::{EndpointState, Fired};
+use super::{EndpointState, Fired, Kept};
 use crate::{
     api::{
         format_duration, quantity,
         validate::{MemoryThreshold, TriggerSettings},
     },
     clock,
-    observation::{ContainerLimits, ContainerUsage, Sample},
+    observation::{ContainerLimits, ContainerUsage},
 };
 
 /// Samples of `path` taken within `window` before `now` (a sample exactly `window` old is out; a
@@ -22,12 +22,12 @@ fn in_window<'a>(
     path: &'a str,
     window: Duration,
     now: Timestamp,
-) -> impl Iterator<Item = &'a Sample> + 'a {
+) -> impl Iterator<Item = &'a Kept> + 'a {
     let start = window_start(now, window);
     state
         .samples
         .iter()
-        .filter(move |s| s.path == path && start.is_none_or(|start| s.at > start))
+        .filter(move |s| *s.path == *path && start.is_none_or(|start| s.at > start))
 }
 
 /// The start of a window ending at `now` (None: before the representable past, so everything is in).
@@ -80,7 +80,7 @@ fn fire(trigger: &TriggerSettings, state: &EndpointState, now: Timestamp, primar
         } => {
             let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
             for code in in_window(state, path, *window, now)
-                .filter_map(|s| s.code)
+                .filter_map(Kept::code)
                 .filter(|c| codes.contains(*c))
             {
                 *seen.entry(code).or_default() += 1;
@@ -106,13 +106,13 @@ fn fire(trigger: &TriggerSettings, state: &EndpointState, now: Timestamp, primar
             count,
             window,
         } => {
-            let slow: Vec<&Sample> = in_window(state, primary, *window, now)
-                .filter(|s| s.timed_out || s.latency > *threshold)
+            let slow: Vec<&Kept> = in_window(state, primary, *window, now)
+                .filter(|s| s.timed_out || s.latency() > *threshold)
                 .collect();
             let n = u32::try_from(slow.len()).unwrap_or(u32::MAX);
             (n >= *count).then(|| {
                 let timeouts = slow.iter().filter(|s| s.timed_out).count();
-                let slowest = slow.iter().filter(|s| !s.timed_out).map(|s| s.latency).max();
+                let slowest = slow.iter().filter(|s| !s.timed_out).map(|s| s.latency()).max();
                 let mut detail = Vec::new();
                 if let Some(slowest) = slowest {
                     detail.push(format!("slowest {}", format_duration(round_ms(slowest))));
