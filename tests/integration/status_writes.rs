@@ -1,5 +1,6 @@
-//! Status writes are few and exact: a remediation costs at most three, and the operator's own
-//! writes, read back from a lagging cache, are never mistaken for someone else's (a crash).
+//! Status writes are few and exact: a healthy hour costs no request at all, a remediation at most
+//! three writes, and the operator's own writes, read back from a lagging cache, are never
+//! mistaken for someone else's (a crash).
 
 use std::time::Duration;
 
@@ -7,8 +8,64 @@ use serde_json::json;
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS},
+    harness::{Harness, NS, PATIENCE},
+    support::wait_until,
 };
+
+/// Reconciles the operator has finished, from its metrics.
+fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("apphealth_reconcile_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_hour_of_virtual_time_costs_no_api_request_but_the_watches() {
+    let mut h = Harness::new(2).await;
+    // A probe header from a Secret: each reconcile resolves it (through the cache).
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "probe-token", "namespace": NS}, "stringData": {"token": "t"}});
+    secret["data"] = json!({"token": "dA=="});
+    h.server.create(secret).unwrap();
+    let header =
+        json!([{"name": "X-Token", "valueFrom": {"secretKeyRef": {"name": "probe-token", "key": "token"}}}]);
+    h.create_policy("web", json!({"probe": {"http": {"headers": header}}}));
+    let metrics = std::sync::Arc::new(apphealth_operator::metrics::Metrics::default());
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.to_owned()],
+        // Resyncs come quickly, so twelve of them (an hour at the default five minutes) pass here.
+        resync: Duration::from_millis(300),
+        metrics: metrics.clone(),
+        ..Default::default()
+    });
+    h.wait_condition("web", "Healthy", "True", None).await;
+    // Let the first status land and its echo be reconciled.
+    let seen = reconciles(&metrics);
+    wait_until("a reconcile after the first status", PATIENCE, || async {
+        (reconciles(&metrics) > seen + 1).then_some(())
+    })
+    .await;
+    h.server.clear_requests();
+    for _ in 0..12 {
+        h.clock.jump(Duration::from_secs(300));
+        let before = reconciles(&metrics);
+        wait_until("a resync", PATIENCE, || async {
+            (reconciles(&metrics) > before).then_some(())
+        })
+        .await;
+    }
+    let requests: Vec<_> = h
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_watch())
+        .collect();
+    assert!(requests.is_empty(), "a healthy hour cost: {requests:?}");
+    h.stop_operator().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_own_intent_read_back_from_its_cache_is_not_taken_for_a_crash() {
