@@ -131,29 +131,31 @@ pub struct RemediationStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
 
+    // Each action's parameters are boxed: a step sets those of its own action at most, and every
+    // cached policy would otherwise hold all six inline (a step was 312 bytes, now 80).
     /// Parameters of CollectDiagnostics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collect_diagnostics: Option<CollectDiagnosticsParams>,
+    pub collect_diagnostics: Option<Box<CollectDiagnosticsParams>>,
 
     /// Parameters of RestartPods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_pods: Option<RestartPodsParams>,
+    pub restart_pods: Option<Box<RestartPodsParams>>,
 
     /// Parameters of ScaleOut (required for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_out: Option<ScaleOutParams>,
+    pub scale_out: Option<Box<ScaleOutParams>>,
 
     /// Parameters of ScaleUp (required for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_up: Option<ScaleUpParams>,
+    pub scale_up: Option<Box<ScaleUpParams>>,
 
     /// Parameters of Rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackParams>,
+    pub rollback: Option<Box<RollbackParams>>,
 
     /// Parameters of Notify (required for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<NotifyParams>,
+    pub notify: Option<Box<NotifyParams>>,
 }
 
 /// A remediation the operator can perform.

@@ -427,35 +427,37 @@ pub struct CaSource {
     "[has(self.consecutiveFailures), has(self.statusCodes), has(self.slowResponses), has(self.errorRate), has(self.memory), has(self.cpu), has(self.restarts), has(self.oomKilled), has(self.certificateExpiresWithin), has(self.configChanged)].filter(x, x).size() == 1"
 ).message("each trigger must set exactly one of: consecutiveFailures, statusCodes, slowResponses, errorRate, memory, cpu, restarts, oomKilled, certificateExpiresWithin, configChanged"))]
 pub struct Trigger {
+    // Each kind's parameters are boxed: a trigger sets one kind of ten, and every cached policy
+    // would otherwise hold all ten inline (a Trigger was 352 bytes, now 80).
     /// Fires when this many probes in a row fail (wrong status code, failed body check, timeout,
     /// connection error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_failures: Option<ConsecutiveFailures>,
+    pub consecutive_failures: Option<Box<ConsecutiveFailures>>,
     /// Fires on a burst of given status codes, e.g. 502/503, within a sliding window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_codes: Option<StatusCodes>,
+    pub status_codes: Option<Box<StatusCodes>>,
     /// Fires when enough probes take longer than a threshold within a sliding window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_responses: Option<SlowResponses>,
+    pub slow_responses: Option<Box<SlowResponses>>,
     /// Fires when the share of failed probes in a sliding window reaches a percentage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<ErrorRate>,
+    pub error_rate: Option<Box<ErrorRate>>,
     /// Fires when a container's memory use stays near its limit (or above a size); needs the
     /// metrics.k8s.io API (metrics-server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryTrigger>,
+    pub memory: Option<Box<MemoryTrigger>>,
     /// Fires when a container's CPU use stays near its limit; needs the metrics.k8s.io API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuTrigger>,
+    pub cpu: Option<Box<CpuTrigger>>,
     /// Fires on container restarts within a sliding window, or a container in CrashLoopBackOff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restarts: Option<Restarts>,
+    pub restarts: Option<Box<Restarts>>,
     /// Fires when a container was recently killed for running out of memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oom_killed: Option<OomKilled>,
+    pub oom_killed: Option<Box<OomKilled>>,
     /// Fires when the HTTPS certificate the application serves expires within a duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate_expires_within: Option<CertificateExpiresWithin>,
+    pub certificate_expires_within: Option<Box<CertificateExpiresWithin>>,
     /// Fires when a ConfigMap or Secret the pod template references changed after the pod started,
     /// so the pod still runs the old configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::{Api, runtime::controller::Action as Requeue};
 
 use super::{Context, PolicyRef};
@@ -12,7 +12,7 @@ use crate::{
     Error, Result,
     act::Workload,
     api::{AppHealthPolicy, ProbeVia, TargetKind, format_duration, validate},
-    observe::{endpoints, references, rollout},
+    observe::{endpoints, pod::CachedPod, references, rollout},
     report::{Readiness, reasons},
 };
 
@@ -20,7 +20,7 @@ use crate::{
 pub(super) struct Target {
     pub settings: Arc<validate::Settings>,
     pub workload: Workload,
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     pub resolved: endpoints::Resolved,
     /// Why the workload is mid-rollout, if it is.
     pub rollout: Option<String>,
@@ -133,7 +133,7 @@ pub(super) async fn dereference(
             ));
         }
     };
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .index
         .pods
         .state()

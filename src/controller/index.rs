@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Pod, Secret},
+    core::v1::{ConfigMap, Secret},
 };
 use kube::{
     core::PartialObjectMeta,
@@ -16,6 +16,7 @@ use crate::{
     api::{AppHealthPolicy, TargetKind, watched::Watched},
     observe::{
         endpoints,
+        pod::CachedPod,
         references::{self, ConfigKind},
     },
 };
@@ -28,7 +29,7 @@ pub struct TargetIndex {
     pub(super) policies: Store<Watched>,
     pub(super) deployments: Store<Deployment>,
     pub(super) statefulsets: Store<StatefulSet>,
-    pub(super) pods: Store<Pod>,
+    pub(super) pods: Store<CachedPod>,
     pub(super) configmaps: Store<PartialObjectMeta<ConfigMap>>,
     pub(super) secrets: Store<PartialObjectMeta<Secret>>,
 }
@@ -59,7 +60,7 @@ impl TargetIndex {
     }
 
     /// Policies whose target workload selects this pod.
-    pub fn policies_for_pod(&self, pod: &Pod) -> Vec<PolicyRef> {
+    pub fn policies_for_pod(&self, pod: &CachedPod) -> Vec<PolicyRef> {
         let Some(namespace) = pod.metadata.namespace.as_deref() else {
             return Vec::new();
         };
@@ -76,16 +77,12 @@ impl TargetIndex {
     /// Policies that use this ConfigMap or Secret: in their probe (headers, CA) or through the
     /// pods of their target.
     pub fn policies_for_config(&self, kind: ConfigKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
-        let pods_using: Vec<Arc<Pod>> = self
+        let pods_using: Vec<Arc<CachedPod>> = self
             .pods
             .state()
             .into_iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| {
-                references::referenced(p)
-                    .iter()
-                    .any(|(k, n)| *k == kind && n == name)
-            })
+            .filter(|p| references::referenced(p).any(|(k, n)| k == kind && n == name))
             .collect();
         let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
         refs.extend(

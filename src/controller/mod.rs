@@ -3,7 +3,8 @@
 //! Watches: AppHealthPolicies (the controller's own watch), and Deployments, StatefulSets and Pods
 //! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
 //! them. Every watched object is cut down to what the operator reads before it is cached
-//! ([`slim`]). Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
+//! ([`slim`]); pods are decoded straight into a compact type of their own,
+//! [`CachedPod`](crate::observe::pod::CachedPod). Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
 //! ([`reconcile`]) is wiring over named stages: [`dereference`] → [`observe`] → plan and act
 //! ([`remediate`]) → report, and writes status only when it changed.
 
@@ -20,7 +21,7 @@ use std::{
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Pod, Secret},
+    core::v1::{ConfigMap, Secret},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -42,7 +43,7 @@ use crate::{
     api::{TargetKind, watched::Watched},
     clock::Clock,
     metrics::Metrics,
-    observe::{metrics::MetricsApi, prober::HttpProber, references::ConfigKind},
+    observe::{metrics::MetricsApi, pod::CachedPod, prober::HttpProber, references::ConfigKind},
     server::Readiness,
 };
 
@@ -330,7 +331,8 @@ async fn run_scope(
 
     let (deployments, deployment_events) = reflect(&client, ns, slim::deployment);
     let (statefulsets, statefulset_events) = reflect(&client, ns, slim::statefulset);
-    let (pods, pod_events) = reflect(&client, ns, slim::pod);
+    // Pods are decoded compact (`CachedPod`): nothing is left to cut.
+    let (pods, pod_events) = reflect(&client, ns, |_: &mut CachedPod| {});
     let (configmaps, configmap_events) = reflect(&client, ns, slim::config::<ConfigMap>);
     let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>);
 
@@ -372,7 +374,7 @@ async fn run_scope(
             let ns = s.namespace().unwrap_or_default();
             stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
         });
-        let pod_triggers = pod_events.flat_map(move |p: Pod| stream::iter(i3.policies_for_pod(&p)));
+        let pod_triggers = pod_events.flat_map(move |p: CachedPod| stream::iter(i3.policies_for_pod(&p)));
         let configmap_triggers = configmap_events.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
             let ns = c.namespace().unwrap_or_default();
             stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))

@@ -141,11 +141,7 @@ pub(super) fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec
                 unhealthy: unhealthy.contains(&&name),
                 failing: failing.contains(&&name),
                 created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                ready: p
-                    .status
-                    .iter()
-                    .flat_map(|s| s.conditions.iter().flatten())
-                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                ready: p.ready,
                 name,
             }
         })

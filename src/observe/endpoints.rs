@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    api::core::v1::{Pod, Service},
-    apimachinery::pkg::apis::meta::v1::LabelSelector,
-};
+use k8s_openapi::{api::core::v1::Service, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::core::{Selector, SelectorExt};
 
-use super::request::{ProbeRequest, RequestTemplate};
+use super::{
+    pod::CachedPod,
+    request::{ProbeRequest, RequestTemplate},
+};
 use crate::api::validate::PortRef;
 
 /// The result of resolving endpoints: what to probe, and why some pods were left out.
@@ -34,28 +34,17 @@ pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String
     selector.matches(labels.unwrap_or(&empty))
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+fn is_ready(pod: &CachedPod) -> bool {
+    pod.metadata.deletion_timestamp.is_none() && pod.ready
 }
 
-fn container_port(pod: &Pod, name: &str) -> Option<u16> {
-    pod.spec
-        .as_ref()?
-        .containers
+fn container_port(pod: &CachedPod, name: &str) -> Option<u16> {
+    pod.containers
         .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .find_map(|p| {
-            (p.name.as_deref() == Some(name))
-                .then(|| u16::try_from(p.container_port).ok())
+        .flat_map(|c| c.ports.iter())
+        .find_map(|(port_name, port)| {
+            (**port_name == *name)
+                .then(|| u16::try_from(*port).ok())
                 .flatten()
         })
 }
@@ -64,10 +53,10 @@ fn container_port(pod: &Pod, name: &str) -> Option<u16> {
 pub fn for_pods<'a>(
     template: &RequestTemplate,
     selector: &LabelSelector,
-    pods: impl IntoIterator<Item = &'a Pod>,
+    pods: impl IntoIterator<Item = &'a CachedPod>,
 ) -> Resolved {
     let mut resolved = Resolved::default();
-    let mut selected: Vec<&Pod> = pods
+    let mut selected: Vec<&CachedPod> = pods
         .into_iter()
         .filter(|p| selects(selector, p.metadata.labels.as_ref()))
         .collect();
@@ -77,12 +66,7 @@ pub fn for_pods<'a>(
         if !is_ready(pod) {
             continue;
         }
-        let Some(ip) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .filter(|ip| !ip.is_empty())
-        else {
+        let Some(ip) = pod.pod_ip.as_deref().filter(|ip| !ip.is_empty()) else {
             continue;
         };
         let port = match &template.probe.port {
@@ -151,7 +135,7 @@ mod tests {
         }
     }
 
-    fn pod(name: &str, app: &str, ip: Option<&str>, ready: bool) -> Pod {
+    fn pod(name: &str, app: &str, ip: Option<&str>, ready: bool) -> CachedPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
             "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},

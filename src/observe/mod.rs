@@ -3,6 +3,7 @@
 pub mod endpoints;
 pub mod http;
 pub mod metrics;
+pub mod pod;
 pub mod prober;
 pub mod references;
 pub mod request;

@@ -3,18 +3,21 @@
 //! template mounts or reads, for the configChanged trigger.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     sync::{Mutex, PoisonError},
 };
 
 use jiff::Timestamp;
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Pod, Secret},
+    api::core::v1::{ConfigMap, Secret},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{Api, Client};
 
-use super::request::{RequestTemplate, Sensitive, TlsOptions};
+use super::{
+    pod::CachedPod,
+    request::{RequestTemplate, Sensitive, TlsOptions},
+};
 use crate::api::{
     KeyRef,
     validate::{CaRef, Check, HeaderSource, ProbeSettings},
@@ -235,57 +238,10 @@ impl ConfigKind {
     }
 }
 
-/// The ConfigMaps and Secrets a pod mounts or reads into its environment.
-pub fn referenced(pod: &Pod) -> BTreeSet<(ConfigKind, String)> {
-    let mut refs = BTreeSet::new();
-    let Some(spec) = &pod.spec else { return refs };
-    for v in spec.volumes.iter().flatten() {
-        if let Some(name) = v.config_map.as_ref().map(|c| c.name.clone()) {
-            refs.insert((ConfigKind::ConfigMap, name));
-        }
-        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            refs.insert((ConfigKind::Secret, name));
-        }
-        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-            if let Some(name) = source.config_map.as_ref().map(|c| c.name.clone()) {
-                refs.insert((ConfigKind::ConfigMap, name));
-            }
-            if let Some(name) = source.secret.as_ref().map(|s| s.name.clone()) {
-                refs.insert((ConfigKind::Secret, name));
-            }
-        }
-    }
-    for c in spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-    {
-        for from in c.env_from.iter().flatten() {
-            if let Some(name) = from.config_map_ref.as_ref().map(|r| r.name.clone()) {
-                refs.insert((ConfigKind::ConfigMap, name));
-            }
-            if let Some(name) = from.secret_ref.as_ref().map(|r| r.name.clone()) {
-                refs.insert((ConfigKind::Secret, name));
-            }
-        }
-        for env in c.env.iter().flatten() {
-            let from = env.value_from.as_ref();
-            if let Some(name) = from
-                .and_then(|f| f.config_map_key_ref.as_ref())
-                .map(|r| r.name.clone())
-            {
-                refs.insert((ConfigKind::ConfigMap, name));
-            }
-            if let Some(name) = from
-                .and_then(|f| f.secret_key_ref.as_ref())
-                .map(|r| r.name.clone())
-            {
-                refs.insert((ConfigKind::Secret, name));
-            }
-        }
-    }
-    refs.retain(|(_, name)| !name.is_empty());
-    refs
+/// The ConfigMaps and Secrets a pod mounts or reads into its environment (volumes, and the `env`
+/// and `envFrom` of its containers and init containers), sorted, each once, none unnamed.
+pub fn referenced(pod: &CachedPod) -> impl Iterator<Item = (ConfigKind, &str)> {
+    pod.references.iter().map(|(kind, name)| (*kind, &**name))
 }
 
 /// When an object last changed: the latest write recorded in its managedFields (every write
@@ -300,23 +256,22 @@ pub fn changed_at(meta: &ObjectMeta) -> Option<Timestamp> {
 }
 
 /// When a pod started (its status.startTime, else its creation).
-pub fn started_at(pod: &Pod) -> Option<Timestamp> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .or(pod.metadata.creation_timestamp.as_ref())
-        .map(|t| t.0)
+pub fn started_at(pod: &CachedPod) -> Option<Timestamp> {
+    pod.start_time
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// Sentences naming the pod's ConfigMaps and Secrets that changed after it started.
-pub fn config_changes(pod: &Pod, lookup: impl Fn(ConfigKind, &str) -> Option<ObjectMeta>) -> Vec<String> {
+pub fn config_changes(
+    pod: &CachedPod,
+    lookup: impl Fn(ConfigKind, &str) -> Option<ObjectMeta>,
+) -> Vec<String> {
     let Some(started) = started_at(pod) else {
         return Vec::new();
     };
     referenced(pod)
-        .into_iter()
         .filter_map(|(kind, name)| {
-            let changed = changed_at(&lookup(kind, &name)?)?;
+            let changed = changed_at(&lookup(kind, name)?)?;
             (changed > started).then(|| {
                 format!(
                     "{} {name} changed at {changed}, after the pod started at {started}",
@@ -339,7 +294,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod() -> Pod {
+    fn pod() -> CachedPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {
@@ -356,14 +311,15 @@ mod tests {
 
     #[test]
     fn finds_every_kind_of_reference() {
-        let refs: Vec<(ConfigKind, String)> = referenced(&pod()).into_iter().collect();
+        let pod = pod();
+        let refs: Vec<(ConfigKind, &str)> = referenced(&pod).collect();
         assert_eq!(
             refs,
             [
-                (ConfigKind::ConfigMap, "flags".to_owned()),
-                (ConfigKind::ConfigMap, "web-config".to_owned()),
-                (ConfigKind::Secret, "web-env".to_owned()),
-                (ConfigKind::Secret, "web-tls".to_owned()),
+                (ConfigKind::ConfigMap, "flags"),
+                (ConfigKind::ConfigMap, "web-config"),
+                (ConfigKind::Secret, "web-env"),
+                (ConfigKind::Secret, "web-tls"),
             ]
         );
     }

@@ -3,11 +3,10 @@
 
 use std::{future::Future, pin::Pin};
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::{
     api::quantity,
     observation::{ContainerLimits, PodSignals, Usage},
+    observe::pod::CachedPod,
 };
 
 /// Where resource use comes from (the metrics.k8s.io API in production; fixed data in tests).
@@ -17,48 +16,35 @@ pub trait UsageSource: Send + Sync {
 
 /// Reads the signals of one pod from its spec and status. `config_changed` is filled by the caller,
 /// which knows the ConfigMaps and Secrets.
-pub fn pod_signals(pod: &Pod) -> PodSignals {
+pub fn pod_signals(pod: &CachedPod) -> PodSignals {
     let mut signals = PodSignals {
         pod: pod.metadata.name.clone().unwrap_or_default(),
         ..PodSignals::default()
     };
-    if let Some(spec) = &pod.spec {
-        signals.limits = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
-                ContainerLimits {
-                    container: c.name.clone(),
-                    memory_bytes: limits
-                        .and_then(|l| l.get("memory"))
-                        .and_then(|q| quantity::bytes(&q.0)),
-                    cpu_millis: limits
-                        .and_then(|l| l.get("cpu"))
-                        .and_then(|q| quantity::millicores(&q.0)),
-                }
-            })
-            .collect();
-    }
-    for status in pod
-        .status
+    signals.limits = pod
+        .containers
         .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten())
-    {
+        .map(|c| ContainerLimits {
+            container: c.name.to_string(),
+            memory_bytes: c.memory_limit.as_deref().and_then(quantity::bytes),
+            cpu_millis: c.cpu_limit.as_deref().and_then(quantity::millicores),
+        })
+        .collect();
+    for status in &pod.container_statuses {
         signals.restart_count = signals
             .restart_count
             .saturating_add(u32::try_from(status.restart_count).unwrap_or(0));
-        let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref());
-        if waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff") {
-            signals.crash_looping.push(status.name.clone());
+        if status.state.waiting.as_deref() == Some("CrashLoopBackOff") {
+            signals.crash_looping.push(status.name.to_string());
         }
-        let last = status.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-        let current = status.state.as_ref().and_then(|s| s.terminated.as_ref());
-        for terminated in [last, current].into_iter().flatten() {
+        for terminated in [&status.last_state.terminated, &status.state.terminated]
+            .into_iter()
+            .flatten()
+        {
             if terminated.reason.as_deref() == Some("OOMKilled")
-                && let Some(at) = &terminated.finished_at
+                && let Some(at) = terminated.finished_at
             {
-                signals.oom_killed.push((status.name.clone(), at.0));
+                signals.oom_killed.push((status.name.to_string(), at));
             }
         }
     }
@@ -71,7 +57,7 @@ mod tests {
 
     #[test]
     fn reads_restarts_crash_loops_oom_kills_and_limits() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+        let pod: CachedPod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-a"},
             "spec": {"containers": [
                 {"name": "app", "resources": {"limits": {"memory": "512Mi", "cpu": "500m"}}},
