@@ -133,14 +133,7 @@ pub(super) async fn dereference(
             ));
         }
     };
-    let pods: Vec<Arc<CachedPod>> = ctx
-        .index
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .filter(|p| endpoints::selects(&selector, p.metadata.labels.as_ref()))
-        .collect();
+    let pods: Vec<Arc<CachedPod>> = ctx.index.pods_selected(&namespace, &selector);
     let resolved = match settings.probe.via {
         ProbeVia::Pods => endpoints::for_pods(&template, &selector, pods.iter().map(|p| p.as_ref())),
         ProbeVia::Service => {

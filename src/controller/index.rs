@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     core::v1::{ConfigMap, Secret},
@@ -21,12 +23,50 @@ use crate::{
     },
 };
 
-use super::PolicyRef;
+use super::{
+    PolicyRef,
+    groups::{Groups, split},
+};
+
+/// Pods by namespace and by each of their labels.
+pub(super) fn pod_groups(pod: &CachedPod) -> Vec<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut groups = vec![ns.to_owned()];
+    groups.extend(
+        pod.metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| label_group(ns, k, v)),
+    );
+    groups
+}
+
+fn label_group(ns: &str, key: &str, value: &str) -> String {
+    format!("{ns}\0{key}={value}")
+}
+
+/// Policies by namespace and by the workload they target.
+pub(super) fn policy_groups(policy: &Watched) -> Vec<String> {
+    let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
+    let mut groups = vec![ns.to_owned()];
+    if let Ok(p) = &policy.decoded {
+        groups.push(target_group(ns, p.spec.target_ref.kind, &p.spec.target_ref.name));
+    }
+    groups
+}
+
+fn target_group(ns: &str, kind: TargetKind, name: &str) -> String {
+    format!("{ns}\0{kind:?}/{name}")
+}
 
 /// Maps workloads and pods to the policies that target them.
 #[derive(Clone)]
 pub struct TargetIndex {
     pub(super) policies: Store<Watched>,
+    /// Lookups by namespace, label and target, kept from the watches' events.
+    pub(super) pod_groups: Arc<Groups<CachedPod>>,
+    pub(super) policy_groups: Arc<Groups<Watched>>,
     pub(super) deployments: Store<Deployment>,
     pub(super) statefulsets: Store<StatefulSet>,
     pub(super) pods: Store<CachedPod>,
@@ -35,27 +75,26 @@ pub struct TargetIndex {
 }
 
 impl TargetIndex {
+    /// The policies of `group`, from the cache.
+    fn policies_of(&self, group: &str) -> impl Iterator<Item = Arc<Watched>> + '_ {
+        self.policy_groups.members(group).into_iter().filter_map(|id| {
+            let (ns, name) = split(&id);
+            self.policies.get(&ObjectRef::new(name).within(ns))
+        })
+    }
+
     /// The decoded policies in `namespace` (unreadable ones concern no workload).
-    fn policies_in(&self, namespace: &str) -> Vec<(PolicyRef, AppHealthPolicy)> {
-        self.policies
-            .state()
-            .iter()
-            .filter(|w| w.metadata.namespace.as_deref() == Some(namespace))
-            .filter_map(|w| {
-                w.decoded
-                    .as_ref()
-                    .ok()
-                    .map(|p| (ObjectRef::from_obj(w.as_ref()), p.clone()))
-            })
+    fn policies_in(&self, namespace: &str) -> Vec<(PolicyRef, Arc<Watched>)> {
+        self.policies_of(namespace)
+            .filter(|w| w.decoded.is_ok())
+            .map(|w| (ObjectRef::from_obj(w.as_ref()), w))
             .collect()
     }
 
     /// Policies in `namespace` whose targetRef names this workload.
     pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
-        self.policies_in(namespace)
-            .into_iter()
-            .filter(|(_, p)| p.spec.target_ref.kind == kind && p.spec.target_ref.name == name)
-            .map(|(r, _)| r)
+        self.policies_of(&target_group(namespace, kind, name))
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect()
     }
 
@@ -66,29 +105,50 @@ impl TargetIndex {
         };
         self.policies_in(namespace)
             .into_iter()
-            .filter(|(_, p)| {
-                self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
-                    .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
+            .filter(|(_, w)| {
+                w.decoded.as_ref().is_ok_and(|p| {
+                    self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
+                        .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
+                })
             })
             .map(|(r, _)| r)
             .collect()
+    }
+
+    /// The pods of `namespace` that `selector` selects: looked up through the rarest of its
+    /// `matchLabels` (or the namespace), then checked against the whole selector.
+    pub(super) fn pods_selected(&self, namespace: &str, selector: &LabelSelector) -> Vec<Arc<CachedPod>> {
+        let group = selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| label_group(namespace, k, v))
+            .min_by_key(|g| self.pod_groups.count(g))
+            .unwrap_or_else(|| namespace.to_owned());
+        self.pods_of(&group)
+            .filter(|p| endpoints::selects(selector, p.metadata.labels.as_ref()))
+            .collect()
+    }
+
+    fn pods_of(&self, group: &str) -> impl Iterator<Item = Arc<CachedPod>> + '_ {
+        self.pod_groups.members(group).into_iter().filter_map(|id| {
+            let (ns, name) = split(&id);
+            self.pods.get(&ObjectRef::new(name).within(ns))
+        })
     }
 
     /// Policies that use this ConfigMap or Secret: in their probe (headers, CA) or through the
     /// pods of their target.
     pub fn policies_for_config(&self, kind: ConfigKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
         let pods_using: Vec<Arc<CachedPod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .pods_of(namespace)
             .filter(|p| references::referenced(p).any(|(k, n)| k == kind && n == name))
             .collect();
         let mut refs: Vec<PolicyRef> = pods_using.iter().flat_map(|p| self.policies_for_pod(p)).collect();
         refs.extend(
             self.policies_in(namespace)
                 .into_iter()
-                .filter(|(_, p)| probe_uses(p, kind, name))
+                .filter(|(_, w)| w.decoded.as_ref().is_ok_and(|p| probe_uses(p, kind, name)))
                 .map(|(r, _)| r),
         );
         refs.sort_by(|a, b| a.name.cmp(&b.name));

@@ -48,6 +48,7 @@ use crate::{
 };
 
 mod dereference;
+mod groups;
 mod index;
 mod ladders;
 mod observe;
@@ -329,19 +330,27 @@ async fn run_scope(
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
-    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment);
-    let (statefulsets, statefulset_events) = reflect(&client, ns, slim::statefulset);
+    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment, None);
+    let (statefulsets, statefulset_events) = reflect(&client, ns, slim::statefulset, None);
     // Pods are decoded compact (`CachedPod`): nothing is left to cut.
-    let (pods, pod_events) = reflect(&client, ns, |_: &mut CachedPod| {});
-    let (configmaps, configmap_events) = reflect(&client, ns, slim::config::<ConfigMap>);
-    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>);
+    let pod_groups = Arc::new(groups::Groups::new(index::pod_groups));
+    let (pods, pod_events) = reflect(&client, ns, |_: &mut CachedPod| {}, Some(pod_groups.clone()));
+    let (configmaps, configmap_events) = reflect(&client, ns, slim::config::<ConfigMap>, None);
+    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>, None);
 
     // The policies' own watch, as `Controller::new` would make it, with the policies slimmed.
     let (policy_store, policy_writer) = reflector::store();
+    let policy_groups = Arc::new(groups::Groups::new(index::policy_groups));
+    let grouping = policy_groups.clone();
     let policy_events = reflector::reflector(
         policy_writer,
         watcher(policies, watch_config()).modify(slim::policy),
     )
+    .inspect(move |e| {
+        if let Ok(e) = e {
+            grouping.observe(e);
+        }
+    })
     .applied_objects();
     let controller = Controller::for_stream(policy_events, policy_store).with_config(
         controller::Config::default()
@@ -350,6 +359,8 @@ async fn run_scope(
     );
     let index = TargetIndex {
         policies: controller.store(),
+        pod_groups,
+        policy_groups,
         deployments,
         statefulsets,
         pods,
@@ -486,6 +497,7 @@ fn reflect<K>(
     client: &Client,
     namespace: Option<&str>,
     slim: fn(&mut K),
+    groups: Option<Arc<groups::Groups<K>>>,
 ) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -502,6 +514,11 @@ where
         writer,
         watcher(scoped::<K>(client, namespace), watch_config()).modify(slim),
     )
+    .inspect(move |e| {
+        if let (Some(groups), Ok(e)) = (&groups, e) {
+            groups.observe(e);
+        }
+    })
     .default_backoff()
     .touched_objects()
     .filter_map(|r| async move {

@@ -705,7 +705,23 @@ fn an_index_of_slimmed_objects_answers_the_same() {
     let cached = || pods.iter().map(|(_, c)| c.clone());
     let deployments = [deployment(deployment_statuses()[0].clone())];
     let statefulsets = [statefulset(statefulset_statuses()[0].clone())];
+    let grouped = |policies: &[Watched], pods: &[CachedPod]| {
+        (
+            std::sync::Arc::new(crate::controller::groups::Groups::filled(
+                crate::controller::index::pod_groups,
+                pods,
+            )),
+            std::sync::Arc::new(crate::controller::groups::Groups::filled(
+                crate::controller::index::policy_groups,
+                policies,
+            )),
+        )
+    };
+    let all_pods: Vec<CachedPod> = cached().collect();
+    let (pod_groups, policy_groups) = grouped(&policies, &all_pods);
     let full = TargetIndex {
+        pod_groups,
+        policy_groups,
         policies: store(policies.clone()),
         deployments: store(deployments.clone()),
         statefulsets: store(statefulsets.clone()),
@@ -714,6 +730,8 @@ fn an_index_of_slimmed_objects_answers_the_same() {
         secrets: store(configs::<Secret>()),
     };
     let slim = |pods: Vec<CachedPod>| TargetIndex {
+        pod_groups: grouped(&policies, &pods).0,
+        policy_groups: grouped(&policies, &pods).1,
         policies: store(policies.iter().map(|p| slimmed(p, super::policy))),
         deployments: store(deployments.iter().map(|d| slimmed(d, super::deployment))),
         statefulsets: store(statefulsets.iter().map(|s| slimmed(s, super::statefulset))),
