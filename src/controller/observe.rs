@@ -130,8 +130,9 @@ fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
 
 /// Per pod, what the planner needs: age, readiness, and the verdict on it.
 pub(super) fn pod_facts(target: &Target, verdict: Option<&TargetVerdict>) -> Vec<PodFacts> {
-    let unhealthy: Vec<&String> = verdict.iter().flat_map(|v| v.unhealthy.iter()).collect();
-    let failing: Vec<&String> = verdict.iter().flat_map(|v| v.failing.iter()).collect();
+    let unhealthy: std::collections::HashSet<&String> =
+        verdict.iter().flat_map(|v| v.unhealthy.iter()).collect();
+    let failing: std::collections::HashSet<&String> = verdict.iter().flat_map(|v| v.failing.iter()).collect();
     target
         .pods
         .iter()

@@ -229,9 +229,9 @@ impl Evaluator {
     }
 
     /// Forgets endpoints that are no longer probed or watched (pods that went away).
-    pub fn retain(&mut self, endpoints: &[String]) {
-        self.endpoints
-            .retain(|name, _| endpoints.iter().any(|e| e == name));
+    pub fn retain<'a>(&mut self, endpoints: impl IntoIterator<Item = &'a str>) {
+        let keep: std::collections::HashSet<&str> = endpoints.into_iter().collect();
+        self.endpoints.retain(|name, _| keep.contains(name.as_str()));
     }
 
     /// Samples kept for `endpoint` (for bounds checks).

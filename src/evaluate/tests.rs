@@ -133,7 +133,7 @@ fn forgotten_pods_no_longer_count() {
     run(&mut evaluator, "web-old", "---");
     evaluator.observe(&sample("web-new", t(40), true));
     assert_eq!(evaluator.verdict(t(40)).health, Health::Unhealthy);
-    evaluator.retain(&["web-new".to_owned()]);
+    evaluator.retain(["web-new"]);
     let verdict = evaluator.verdict(t(50));
     assert_eq!(verdict.health, Health::Healthy);
     assert_eq!(verdict.probed, 1);

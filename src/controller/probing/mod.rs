@@ -318,9 +318,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
         };
         let now = self.shared.clock.now();
         self.evaluator.observe_signals(now, &self.job.signals, &usage);
-        let mut names: Vec<String> = self.job.requests.iter().map(|r| r.endpoint.clone()).collect();
-        names.extend(self.job.signals.iter().map(|s| s.pod.clone()));
-        self.evaluator.retain(&names);
+        let names = self.job.requests.iter().map(|r| r.endpoint.as_str());
+        self.evaluator
+            .retain(names.chain(self.job.signals.iter().map(|s| s.pod.as_str())));
         self.behind_note = (self.behind > 0).then(|| BEHIND.to_owned());
         self.behind = 0;
         let verdict = self.evaluator.verdict(now);
