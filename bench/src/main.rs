@@ -269,6 +269,15 @@ async fn run(cli: Cli) -> Result<()> {
             s.name()
         ));
         sections.push(section);
+        // What is done so far, in case the run is cut short; the complete report replaces it.
+        if sections.len() < scenarios.len() {
+            let partial = vec![format!(
+                "Incomplete: {} of {} scenarios ran (the run was cut short, or is still going)",
+                sections.len(),
+                scenarios.len()
+            )];
+            scenario::write_file(&out, &report::render(&machine, &sections, &partial))?;
+        }
     }
     sections.push(Section {
         title: "What the harness reads from the operator".into(),
