@@ -63,15 +63,6 @@ impl ReadCache {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, (version, value));
     }
-
-    /// Entries kept (for tests and bounds).
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Where reads go: the API, through the cache, with the versions the metadata watch has seen.

@@ -6,18 +6,8 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE, condition},
-    support::wait_until,
+    support::{reconciles, wait_until},
 };
-
-/// Reconciles the operator has finished, from its metrics.
-fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
-    metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("apphealth_reconcile_duration_seconds_count "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 /// The first evidence entry of an Unhealthy policy.
 async fn unhealthy_evidence(h: &Harness, policy: &str) -> serde_json::Value {

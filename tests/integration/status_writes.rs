@@ -9,18 +9,8 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE},
-    support::wait_until,
+    support::{reconciles, wait_until},
 };
-
-/// Reconciles the operator has finished, from its metrics.
-fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
-    metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("apphealth_reconcile_duration_seconds_count "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_hour_of_virtual_time_costs_no_api_request_but_the_watches() {

@@ -450,3 +450,13 @@ fn accept_queue_len(addr: SocketAddr) -> usize {
         .and_then(|rx| usize::from_str_radix(&rx, 16).ok())
         .unwrap_or(0)
 }
+
+/// Reconciles the operator has finished, from its metrics.
+pub fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("apphealth_reconcile_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
