@@ -72,6 +72,8 @@ pub struct TargetIndex {
     pub(super) pods: Store<CachedPod>,
     pub(super) configmaps: Store<PartialObjectMeta<ConfigMap>>,
     pub(super) secrets: Store<PartialObjectMeta<Secret>>,
+    /// Whether every store above has been filled.
+    pub(super) synced: super::synced::Synced,
 }
 
 impl TargetIndex {
@@ -177,11 +179,7 @@ impl TargetIndex {
 
     /// Whether every cache has been filled once.
     pub(super) async fn synced(&self) -> bool {
-        self.deployments.wait_until_ready().await.is_ok()
-            && self.statefulsets.wait_until_ready().await.is_ok()
-            && self.pods.wait_until_ready().await.is_ok()
-            && self.configmaps.wait_until_ready().await.is_ok()
-            && self.secrets.wait_until_ready().await.is_ok()
+        self.synced.wait().await
     }
 
     pub(super) fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {

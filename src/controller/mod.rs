@@ -56,6 +56,7 @@ pub mod probing;
 mod reconcile;
 mod remediate;
 pub mod slim;
+mod synced;
 mod writes;
 
 pub use index::TargetIndex;
@@ -330,13 +331,33 @@ async fn run_scope(
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
-    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment, None);
-    let (statefulsets, statefulset_events) = reflect(&client, ns, slim::statefulset, None);
+    // Ready once every cache is filled: the five below and the policies'.
+    let (
+        synced,
+        [
+            deployments_filled,
+            statefulsets_filled,
+            pods_filled,
+            configmaps_filled,
+            secrets_filled,
+            policies_filled,
+        ],
+    ) = synced::Synced::new();
+    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment, None, deployments_filled);
+    let (statefulsets, statefulset_events) =
+        reflect(&client, ns, slim::statefulset, None, statefulsets_filled);
     // Pods are decoded compact (`CachedPod`): nothing is left to cut.
     let pod_groups = Arc::new(groups::Groups::new(index::pod_groups));
-    let (pods, pod_events) = reflect(&client, ns, |_: &mut CachedPod| {}, Some(pod_groups.clone()));
-    let (configmaps, configmap_events) = reflect(&client, ns, slim::config::<ConfigMap>, None);
-    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>, None);
+    let (pods, pod_events) = reflect(
+        &client,
+        ns,
+        |_: &mut CachedPod| {},
+        Some(pod_groups.clone()),
+        pods_filled,
+    );
+    let (configmaps, configmap_events) =
+        reflect(&client, ns, slim::config::<ConfigMap>, None, configmaps_filled);
+    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>, None, secrets_filled);
 
     // The policies' own watch, as `Controller::new` would make it, with the policies slimmed.
     let (policy_store, policy_writer) = reflector::store();
@@ -349,6 +370,7 @@ async fn run_scope(
     .inspect(move |e| {
         if let Ok(e) = e {
             grouping.observe(e);
+            policies_filled.observe(e);
         }
     })
     .applied_objects();
@@ -366,6 +388,7 @@ async fn run_scope(
         pods,
         configmaps,
         secrets,
+        synced,
     };
 
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
@@ -449,10 +472,7 @@ async fn run_scope(
     {
         let (index, readiness, unsynced) = (index.clone(), config.readiness.clone(), scope.unsynced);
         tokio::spawn(async move {
-            if index.synced().await
-                && index.policies.wait_until_ready().await.is_ok()
-                && unsynced.fetch_sub(1, Ordering::SeqCst) == 1
-            {
+            if index.synced().await && unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
                 readiness.caches_synced();
                 readiness.probing_started();
             }
@@ -498,6 +518,7 @@ fn reflect<K>(
     namespace: Option<&str>,
     slim: fn(&mut K),
     groups: Option<Arc<groups::Groups<K>>>,
+    filled: synced::Filled,
 ) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -515,8 +536,11 @@ where
         watcher(scoped::<K>(client, namespace), watch_config()).modify(slim),
     )
     .inspect(move |e| {
-        if let (Some(groups), Ok(e)) = (&groups, e) {
-            groups.observe(e);
+        if let Ok(e) = e {
+            if let Some(groups) = &groups {
+                groups.observe(e);
+            }
+            filled.observe(e);
         }
     })
     .default_backoff()

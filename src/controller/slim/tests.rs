@@ -728,6 +728,7 @@ fn an_index_of_slimmed_objects_answers_the_same() {
         pods: store(cached()),
         configmaps: store(configs::<ConfigMap>()),
         secrets: store(configs::<Secret>()),
+        synced: crate::controller::synced::Synced::filled(),
     };
     let slim = |pods: Vec<CachedPod>| TargetIndex {
         pod_groups: grouped(&policies, &pods).0,
@@ -738,6 +739,7 @@ fn an_index_of_slimmed_objects_answers_the_same() {
         pods: store(pods),
         configmaps: store(configs::<ConfigMap>().iter().map(|m| slimmed(m, config))),
         secrets: store(configs::<Secret>().iter().map(|m| slimmed(m, config))),
+        synced: crate::controller::synced::Synced::filled(),
     };
     let (without_pods, slim) = (slim(Vec::new()), slim(cached().collect()));
     for kind in [TargetKind::Deployment, TargetKind::StatefulSet] {
