@@ -97,10 +97,9 @@ impl Cluster {
     /// Policy `name` over Deployment `target`, probing `GET /healthz` on port `http` every
     /// `period_seconds`; remediation is a dry run (a failing probe never changes the cluster).
     pub fn add_policy(&self, name: &str, target: &str, period_seconds: u64) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
+        self.add_policy_with(
+            name,
+            json!({
                 "targetRef": {"kind": "Deployment", "name": target},
                 "probe": {"http": {"port": "http", "path": "/healthz", "timeoutSeconds": 2},
                           "periodSeconds": period_seconds},
@@ -108,8 +107,44 @@ impl Cluster {
                 "recovery": {"consecutiveSuccesses": 2},
                 "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "5m"}],
                                 "cooldown": "10m", "dryRun": true}
-            }
+            }),
+        )
+    }
+
+    /// Policy `name` with `spec`.
+    pub fn add_policy_with(&self, name: &str, spec: Value) -> Result<()> {
+        self.create(json!({
+            "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec
         }))
+    }
+
+    /// The `status` of condition `type_` of policy `name` ("True", "False", "Unknown"), if set.
+    pub fn condition(&self, name: &str, type_: &str) -> Option<String> {
+        let policy = self
+            .server
+            .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name)?;
+        policy["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .and_then(|c| c["status"].as_str())
+            .map(str::to_string)
+    }
+
+    /// Changes an annotation of Deployment `name` (a watch event for whatever looks at it, nothing
+    /// else).
+    pub fn touch_deployment(&self, name: &str, mark: usize) -> Result<()> {
+        let mut deployment = self
+            .server
+            .get("apps/v1", "Deployment", Some(NS), name)
+            .ok_or_else(|| format!("no Deployment {name}"))?;
+        deployment["metadata"]["annotations"] = json!({"bench/touched": mark.to_string()});
+        self.server
+            .replace(deployment)
+            .map(|_| ())
+            .map_err(|e| format!("touch Deployment {name}: {e}").into())
     }
 
     /// Policies that have a `Ready` condition (the operator has reconciled them at least once).

@@ -368,7 +368,6 @@ impl Farm {
     }
 
     /// Makes target `i` answer 503 (or 200 again).
-    #[allow(dead_code)] // for the detection scenario (issue 8, item 6)
     pub async fn set_failing(&self, i: usize, failing: bool) -> Result<()> {
         self.control(&format!("/fail?target={i}&on={}", u8::from(failing)))
             .await

@@ -47,6 +47,10 @@ enum Scenario {
     Peer,
     /// RSS idle, with 1,000 and 10,000 policies, and with 10,000 realistic pods cached.
     Memory,
+    /// One pod of a 1,000-pod (and a 10-pod) Deployment turns 503: detection and reaction times.
+    Latency,
+    /// No-op reconciles per second with 10,000 policies.
+    Reconcile,
 }
 
 impl Scenario {
@@ -55,6 +59,8 @@ impl Scenario {
             Scenario::Capacity => "capacity",
             Scenario::Peer => "peer",
             Scenario::Memory => "memory",
+            Scenario::Latency => "latency",
+            Scenario::Reconcile => "reconcile",
         }
     }
 }
@@ -68,10 +74,11 @@ struct Cli {
     scenarios: Vec<Scenario>,
     /// Only this case of the scenario: capacity 100x1, 1000x1, 10000x1, 100x100, 1000x1000,
     /// 10000x1000 (pods x policies); peer 200 or 1000 (probes/s); memory idle, policies-1000,
-    /// policies-10000, pods-10000.
+    /// policies-10000, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies).
     #[arg(long)]
     only: Option<String>,
-    /// Short warm-up (3 s) and window (10 s), to try the harness out; figures are rougher.
+    /// Short warm-up (3 s) and window (10 s), and at most 5 latency trials, to try the harness
+    /// out; figures are rougher.
     #[arg(long)]
     quick: bool,
     /// Where the report goes [default: BENCHMARKS.md for the whole suite, else
@@ -181,7 +188,13 @@ fn operator_crd(operator: &Path) -> Result<serde_json::Value> {
 async fn run(cli: Cli) -> Result<()> {
     let began = Instant::now();
     let scenarios = if cli.scenarios.is_empty() {
-        vec![Scenario::Capacity, Scenario::Peer, Scenario::Memory]
+        vec![
+            Scenario::Capacity,
+            Scenario::Peer,
+            Scenario::Memory,
+            Scenario::Latency,
+            Scenario::Reconcile,
+        ]
     } else {
         cli.scenarios.clone()
     };
@@ -252,6 +265,7 @@ async fn run(cli: Cli) -> Result<()> {
         patience: Duration::from_secs(180),
         bench_command: "target/release/apphealth-bench".into(),
         incidents: std::sync::Mutex::default(),
+        quick: cli.quick,
     };
     let only = cli.only.as_deref();
     let mut sections: Vec<Section> = Vec::new();
@@ -262,6 +276,8 @@ async fn run(cli: Cli) -> Result<()> {
             Scenario::Capacity => scenario::capacity::run(&ctx, only).await,
             Scenario::Peer => scenario::peer::run(&ctx, only).await,
             Scenario::Memory => scenario::memory::run(&ctx, only).await,
+            Scenario::Latency => scenario::latency::run(&ctx, only).await,
+            Scenario::Reconcile => scenario::reconcile::run(&ctx, only).await,
         };
         section.notes.push(format!(
             "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",

@@ -2,8 +2,10 @@
 //! the figures of a measurement window between two snapshots.
 
 pub mod capacity;
+pub mod latency;
 pub mod memory;
 pub mod peer;
+pub mod reconcile;
 
 use std::{
     path::{Path, PathBuf},
@@ -49,6 +51,8 @@ pub struct Ctx {
     pub bench_command: String,
     /// What went wrong on the way (a /readyz that lagged behind a started operator), for the report.
     pub incidents: std::sync::Mutex<Vec<String>>,
+    /// `--quick`: shorter windows, fewer trials.
+    pub quick: bool,
 }
 
 impl Ctx {
@@ -134,8 +138,8 @@ impl Layout {
 
 /// An operator started over a [`Layout`], ready, every policy reconciled, probing.
 pub struct Running {
-    /// Kept for the operator's sake: dropping it stops the API server.
-    _cluster: Cluster,
+    /// The API server the operator talks to (dropping it stops the server).
+    pub cluster: Cluster,
     pub operator: Operator,
     /// From the operator's start until every policy had a Ready condition and probes flowed.
     pub startup: Duration,
@@ -154,6 +158,25 @@ struct StartError {
 /// seen (and its diagnostics saved in the case's directory); one that stalled (the operator used
 /// less than half a core meanwhile) is tried once more, as an incident.
 pub async fn start(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running> {
+    let setup = Setup {
+        pods: layout.pods,
+        policies: layout.policies,
+        create: &|cluster, farm| layout.create(cluster, farm),
+    };
+    start_over(ctx, case, &setup).await
+}
+
+/// What a case creates in a fresh test server before the operator starts: `pods` ready pods at
+/// farm targets `0..pods` and `policies` policies, by `create`.
+pub struct Setup<'a> {
+    pub pods: usize,
+    pub policies: usize,
+    pub create: &'a (dyn Fn(&Cluster, &Farm) -> Result<()> + Sync),
+}
+
+/// [`start`] over any [`Setup`].
+pub async fn start_over(ctx: &Ctx, case: &str, setup: &Setup<'_>) -> Result<Running> {
+    let layout = setup;
     match start_once(ctx, case, layout).await {
         Ok(running) => Ok(running),
         Err(StartError { error, stalled: true }) => {
@@ -169,7 +192,7 @@ pub async fn start(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running> {
     }
 }
 
-async fn start_once(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running, StartError> {
+async fn start_once(ctx: &Ctx, case: &str, layout: &Setup<'_>) -> Result<Running, StartError> {
     let plain = |error: crate::Error| StartError {
         error,
         stalled: false,
@@ -177,7 +200,7 @@ async fn start_once(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running, St
     let dir = ctx.case_dir(case).map_err(plain)?;
     ctx.farm.heal_all().await.map_err(plain)?;
     let cluster = Cluster::start(&ctx.crd, &dir).await.map_err(plain)?;
-    layout.create(&cluster, &ctx.farm).map_err(plain)?;
+    (layout.create)(&cluster, &ctx.farm).map_err(plain)?;
     let sent_before = ctx.farm.counts().await.map_err(plain)?.total(layout.pods);
     let started = Instant::now();
     let mut operator = Operator::start(
@@ -254,7 +277,7 @@ async fn start_once(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running, St
         }
     }
     Ok(Running {
-        _cluster: cluster,
+        cluster,
         operator,
         startup,
     })
