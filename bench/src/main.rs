@@ -74,7 +74,7 @@ struct Cli {
     scenarios: Vec<Scenario>,
     /// Only this case of the scenario: capacity 100x1, 1000x1, 10000x1, 100x100, 1000x1000,
     /// 10000x1000 (pods x policies); peer 200 or 1000 (probes/s); memory idle, policies-1000,
-    /// policies-10000, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies).
+    /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies).
     #[arg(long)]
     only: Option<String>,
     /// Short warm-up (3 s) and window (10 s), and at most 5 latency trials, to try the harness

@@ -36,7 +36,8 @@ impl WriteLog {
             return cached.clone();
         };
         if written.latest == *cached {
-            written.superseded.clear();
+            // Caught up: nothing left to recognise (and nothing kept per policy at steady state).
+            map.remove(key);
             return cached.clone();
         }
         if written.superseded.contains(cached) {
@@ -55,6 +56,15 @@ impl WriteLog {
         if written.superseded.len() > KEPT {
             written.superseded.remove(0);
         }
+    }
+
+    /// Policies with writes the cache has not shown yet.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_policy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Forgets a policy (deleted).
@@ -91,6 +101,7 @@ mod tests {
             "the cache still shows the intent"
         );
         assert_eq!(log.current(&key, &status(3)), status(3), "caught up");
+        assert_eq!(log.len(), 0, "a log that caught up keeps nothing");
         assert_eq!(
             log.current(&key, &status(2)),
             status(2),

@@ -156,7 +156,9 @@ pub struct Evaluator {
     capacity: usize,
     /// Paths probed, shared by every sample kept.
     paths: Vec<Arc<str>>,
-    endpoints: BTreeMap<String, EndpointState>,
+    /// Boxed: a map's node has room for 11 entries however few are used, and most policies have
+    /// one or a few endpoints (inline, a lone endpoint's node took 4 KiB).
+    endpoints: BTreeMap<String, Box<EndpointState>>,
     target: Option<(Health, Timestamp)>,
     metrics_note: Option<String>,
 }

@@ -85,7 +85,8 @@ pub struct Probing<K> {
 }
 
 struct Task {
-    job: watch::Sender<ProbeJob>,
+    /// Shared with the task: it keeps the same job, not a copy.
+    job: watch::Sender<Arc<ProbeJob>>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -123,15 +124,15 @@ where
         tasks.retain(|_, t| !t.handle.is_finished());
         if let Some(task) = tasks.get(key) {
             task.job.send_if_modified(|current| {
-                let changed = *current != job;
+                let changed = **current != job;
                 if changed {
-                    *current = job;
+                    *current = Arc::new(job);
                 }
                 changed
             });
             return;
         }
-        let (tx, rx) = watch::channel(job);
+        let (tx, rx) = watch::channel(Arc::new(job));
         let handle = tokio::spawn(run(
             key.clone(),
             rx,
@@ -234,17 +235,10 @@ async fn probe<K>(shared: Arc<Probing<K>>, due: Due, epoch: Instant) -> Finished
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// What a policy's probe task keeps between events.
 struct PolicyProbes<K> {
     key: K,
-    job: ProbeJob,
+    job: Arc<ProbeJob>,
     evaluator: Evaluator,
     schedule: Schedule,
     epoch: Instant,
@@ -345,7 +339,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
         !changed || self.shared.nudge.send(self.key.clone()).is_ok()
     }
 
-    fn adopt(&mut self, job: ProbeJob) {
+    fn adopt(&mut self, job: Arc<ProbeJob>) {
         let now = self.elapsed();
         self.evaluator.reconfigure(&job.settings);
         if job.settings.probe.period != self.job.settings.probe.period {
@@ -358,7 +352,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
 
 async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     key: K,
-    mut jobs: watch::Receiver<ProbeJob>,
+    mut jobs: watch::Receiver<Arc<ProbeJob>>,
     resume: Vec<Evidence>,
     shared: Arc<Probing<K>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
@@ -381,12 +375,21 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         shared,
         verdicts,
     };
-    let requests = p.job.requests.clone();
-    p.schedule.set(&requests, Duration::ZERO);
+    let job = p.job.clone();
+    p.schedule.set(&job.requests, Duration::ZERO);
     let mut ticks = judge_ticks(period);
+    // One timer, moved to each next due time: a new one per wait, held inline, would make every
+    // idle task larger by a timer entry and its alignment.
+    let mut due = Box::pin(tokio::time::sleep_until(Instant::now()));
     loop {
+        let next = p.next_due();
+        if let Some(at) = next
+            && due.deadline() != at
+        {
+            due.as_mut().reset(at);
+        }
         tokio::select! {
-            () = sleep_until(p.next_due()) => p.start_due(),
+            () = &mut due, if next.is_some() => p.start_due(),
             Some(done) = p.in_flight.join_next_with_id() => {
                 let mut changed = p.finished(done);
                 // Fold whatever else finished meanwhile before summing up once.
@@ -407,7 +410,8 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
                     p.verdicts.lock().unwrap_or_else(PoisonError::into_inner).remove(&p.key);
                     return;
                 }
-                let verdict = p.judge().await;
+                // Boxed: held inline, its state would make every idle task that much larger.
+                let verdict = Box::pin(p.judge()).await;
                 p.judged = true;
                 if !p.publish(verdict) {
                     return;
