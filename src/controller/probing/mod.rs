@@ -2,8 +2,9 @@
 //! task per policy, started, updated and stopped by the reconcile as policies appear, change and
 //! disappear.
 //!
-//! Each endpoint is probed once per period at its own phase ([`schedule`]), each probe in a task of
-//! its own, so a slow or hanging endpoint never delays another. How many probes run at once is
+//! Each endpoint is probed once per period at its own phase ([`schedule`]), each probe a future
+//! of its own that the policy's task polls alongside the others, so a slow or hanging endpoint
+//! never delays another. How many probes run at once is
 //! bounded operator-wide (`--max-concurrent-probes`): a probe due while every slot is taken waits
 //! for one, which is counted (`apphealth_probes_delayed_total`, `apphealth_probe_lag_seconds`);
 //! when probes start later than a tenth of the period, the policy's Ready condition says the
@@ -17,14 +18,14 @@ mod schedule;
 use std::{
     collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use tokio::{
     sync::{Semaphore, mpsc, watch},
-    task::JoinSet,
     time::Instant,
 };
 
@@ -202,6 +203,11 @@ fn seed<K: Hash>(key: &K) -> u64 {
     h.finish()
 }
 
+/// The probes of a policy in flight, each polled on its own (a hanging one holds up no other);
+/// futures of the policy's task rather than tasks of their own, so that starting one wakes no
+/// other worker thread. A probe that panicked yields its endpoint, to be freed.
+type InFlight = FuturesUnordered<BoxFuture<'static, Result<Finished, ProbeKey>>>;
+
 /// A probe that finished.
 struct Finished {
     key: ProbeKey,
@@ -242,8 +248,7 @@ struct PolicyProbes<K> {
     evaluator: Evaluator,
     schedule: Schedule,
     epoch: Instant,
-    in_flight: JoinSet<Finished>,
-    keys: HashMap<tokio::task::Id, ProbeKey>,
+    in_flight: InFlight,
     /// Probes delayed or skipped since the last judging, and the note they led to.
     behind: u32,
     behind_note: Option<String>,
@@ -272,23 +277,20 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
         self.behind = self.behind.saturating_add(round.late);
         for due in round.start {
             let key = due.key.clone();
-            let handle = self.in_flight.spawn(probe(self.shared.clone(), due, self.epoch));
-            self.keys.insert(handle.id(), key);
+            let probe = AssertUnwindSafe(probe(self.shared.clone(), due, self.epoch))
+                .catch_unwind()
+                .map(move |done| done.map_err(|_| key));
+            self.in_flight.push(probe.boxed());
         }
     }
 
     /// Folds a finished probe in; true when the verdict may have changed.
-    fn finished(&mut self, done: Result<(tokio::task::Id, Finished), tokio::task::JoinError>) -> bool {
+    fn finished(&mut self, done: Result<Finished, ProbeKey>) -> bool {
         let done = match done {
-            Ok((id, done)) => {
-                self.keys.remove(&id);
-                done
-            }
-            Err(e) => {
-                // A probe task that panicked: free its endpoint for the next round.
-                if let Some(key) = self.keys.remove(&e.id()) {
-                    self.schedule.done(&key);
-                }
+            Ok(done) => done,
+            Err(key) => {
+                // A probe that panicked: free its endpoint for the next round.
+                self.schedule.done(&key);
                 return false;
             }
         };
@@ -367,8 +369,7 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         key,
         job,
         evaluator,
-        in_flight: JoinSet::new(),
-        keys: HashMap::new(),
+        in_flight: InFlight::new(),
         behind: 0,
         behind_note: None,
         judged: false,
@@ -390,10 +391,10 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         }
         tokio::select! {
             () = &mut due, if next.is_some() => p.start_due(),
-            Some(done) = p.in_flight.join_next_with_id() => {
+            Some(done) = p.in_flight.next() => {
                 let mut changed = p.finished(done);
                 // Fold whatever else finished meanwhile before summing up once.
-                while let Some(done) = p.in_flight.try_join_next_with_id() {
+                while let Some(Some(done)) = p.in_flight.next().now_or_never() {
                     changed |= p.finished(done);
                 }
                 // Verdicts are published from the first judging on, when every endpoint has
