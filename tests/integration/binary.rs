@@ -35,7 +35,7 @@ async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() {
     };
     let addr = format!("127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apphealth-operator"))
-        .args(["run", "--namespace", NS, "--http-addr", &addr])
+        .args(["run", "--namespace", NS, "--http-addr", &addr, "--allow-loopback"])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("POD_NAME")
         .env("RUST_LOG", "warn")

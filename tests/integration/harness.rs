@@ -15,6 +15,7 @@ use apphealth_operator::{
     api::AppHealthPolicy,
     clock::{OffsetClock, SystemClock},
     controller,
+    observe::reach::Reach,
 };
 use apphealth_testserver::TestServer;
 use kube::CustomResourceExt;
@@ -186,16 +187,25 @@ impl Harness {
             .unwrap();
     }
 
+    /// The operator's configuration for this harness: its "pods" are on loopback, so
+    /// `--allow-loopback`; the test API server's own address stays refused.
+    pub fn config(&self) -> controller::Config {
+        controller::Config {
+            reach: Reach::new(true, [self.server.addr()]),
+            ..controller::Config::default()
+        }
+    }
+
     /// Starts the operator (all namespaces unless `namespace` is given).
     pub fn start_operator(&mut self, namespace: Option<&str>) {
         self.start_operator_with(controller::Config {
             namespaces: namespace.into_iter().map(str::to_owned).collect(),
-            ..controller::Config::default()
+            ..self.config()
         });
     }
 
-    /// Starts the operator with `config` (its clients are made here, against the test server;
-    /// Notify retries quickly).
+    /// Starts the operator with `config`, made from [`Harness::config`] (its clients are made here,
+    /// against the test server; Notify retries quickly).
     pub fn start_operator_with(&mut self, config: controller::Config) {
         let client = client(&self.server);
         let mut direct = kube::Config::new(self.server.url().parse().unwrap());
