@@ -56,7 +56,7 @@ impl Notifier {
     /// Posts `body` to `url`; retries failures (connection errors, timeouts, 5xx, 429) with
     /// doubling backoff. An address the deny-list refuses is not retried. Errors never contain
     /// the URL.
-    async fn post(&self, url: &Sensitive, id: &str, body: &serde_json::Value) -> Result<u16, String> {
+    pub async fn post(&self, url: &Sensitive, id: &str, body: &serde_json::Value) -> Result<u16, String> {
         let to = destination(url.expose())?;
         // Refused before the first attempt; each attempt checks again on connect.
         self.reach

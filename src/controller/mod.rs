@@ -141,6 +141,8 @@ pub struct Context {
     reads: crate::observe::references::ReadCache,
     ladders: Arc<ladders::Ladders>,
     metrics: Arc<Metrics>,
+    /// What probes may connect to: endpoints it refuses are left out, with the reason in status.
+    reach: Reach,
 }
 
 impl Context {
@@ -447,6 +449,7 @@ async fn run_scope(
         ladders: scope.ladders.clone(),
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         metrics: config.metrics.clone(),
+        reach: config.reach.clone(),
         client,
     });
 

@@ -102,6 +102,12 @@ impl Harness {
         harness
     }
 
+    /// Address `octet` of this harness's block of loopback addresses, 127.0.B.`octet` (the pods of
+    /// `new` take the first ones).
+    pub fn address(&self, octet: u8) -> IpAddr {
+        Ipv4Addr::new(127, 0, self.block, octet).into()
+    }
+
     /// Creates a ready pod of `app` at `ip`, with the `http` container port.
     pub fn add_pod(&self, name: &str, ip: IpAddr, app: &str) {
         self.server
