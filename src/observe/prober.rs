@@ -187,17 +187,17 @@ mod tests {
 
     #[test]
     fn tcp_addresses_are_split_into_host_and_port() {
-        let cases: &[(&str, Result<(&str, u16), ()>)] = &[
-            ("10.0.0.1:8080", Ok(("10.0.0.1", 8080))),
-            ("[fd00::1]:8080", Ok(("fd00::1", 8080))),
-            ("web.shop.svc:80", Ok(("web.shop.svc", 80))),
-            ("10.0.0.1", Err(())),
-            (":80", Err(())),
-            ("10.0.0.1:http", Err(())),
-            ("10.0.0.1:70000", Err(())),
+        let cases = [
+            ("10.0.0.1:8080", Some(("10.0.0.1", 8080))),
+            ("[fd00::1]:8080", Some(("fd00::1", 8080))),
+            ("web.shop.svc:80", Some(("web.shop.svc", 80))),
+            ("10.0.0.1", None),
+            (":80", None),
+            ("10.0.0.1:http", None),
+            ("10.0.0.1:70000", None),
         ];
         for (addr, expected) in cases {
-            assert_eq!(split_host_port(addr).map_err(|_| ()), *expected, "{addr}");
+            assert_eq!(split_host_port(addr).ok(), expected, "{addr}");
         }
     }
 }

@@ -253,7 +253,8 @@ fn refusals_say_what_the_address_is_and_never_a_host_name() {
 
 #[test]
 fn the_api_server_is_found_in_the_kube_config_and_the_pod_environment() {
-    let cases: &[(&str, Option<&str>, Option<&str>, &[(&str, u16)])] = &[
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [(&'a str, u16)]);
+    let cases: &[Case] = &[
         ("https://10.96.0.1", None, None, &[("10.96.0.1", 443)]),
         ("https://[fd00::1]:6443", None, None, &[("fd00::1", 6443)]),
         ("http://127.0.0.1:8080", None, None, &[("127.0.0.1", 8080)]),
