@@ -13,7 +13,7 @@ use crate::{
     clock::{self, Clock},
     evaluate::{Evaluator, TargetVerdict},
     observation::Usage,
-    observe::{prober::HttpProber, request::RequestTemplate},
+    observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
     plan::{self, Budget, Plan, PlanInput},
     report::{self, Observation, Outcome, Readiness, text},
 };
@@ -204,7 +204,9 @@ pub async fn run(
         policy.spec.target_ref.kind.as_str(),
         policy.spec.target_ref.name
     );
-    let prober = HttpProber::new()?;
+    // The URL is one the person running the check could fetch themselves, from their own machine:
+    // loopback is allowed; the rest of the deny-list holds, as in the operator.
+    let prober = HttpProber::new(Reach::with_loopback())?;
     // Header values and CA bundles from Secrets or ConfigMaps cannot be read without a cluster:
     // check mode sends only the headers written in the policy and trusts the system roots.
     let request = RequestTemplate::literal(&settings.probe).request_for_url(&options.url, &options.url);

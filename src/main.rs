@@ -10,7 +10,10 @@ use apphealth_operator::{
     controller,
     leader::LeaderElection,
     metrics::Metrics,
-    observe::prober::install_crypto_provider,
+    observe::{
+        prober::install_crypto_provider,
+        reach::{self, Reach},
+    },
     server::{self, Readiness},
     telemetry::{self, LogFormat},
 };
@@ -102,6 +105,11 @@ struct RunArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "APPHEALTH_HTTP_ADDR")]
     http_addr: std::net::SocketAddr,
+    /// Probe (and post webhooks to) loopback addresses, 127.0.0.0/8 and ::1: for tests and demos
+    /// whose "pods" run on this machine. Off in a cluster, where a pod IP is never loopback and a
+    /// loopback probe would reach the operator's own pod.
+    #[arg(long, env = "APPHEALTH_ALLOW_LOOPBACK")]
+    allow_loopback: bool,
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
@@ -132,6 +140,13 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The API server's own addresses are never probed: read them before the config is consumed.
+    let api_server = reach::api_server_addresses(&reach::api_server_endpoints(
+        &config.cluster_url,
+        std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
+        std::env::var("KUBERNETES_SERVICE_PORT").ok().as_deref(),
+    ))
+    .await;
     let limit = controller::ApiRateLimit {
         qps: args.api_qps,
         burst: args.api_burst,
@@ -177,6 +192,7 @@ async fn run(args: RunArgs) -> ExitCode {
         direct_client: Some(direct_client),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        reach: Reach::new(args.allow_loopback, api_server),
         ..controller::Config::default()
     };
     // One signal stops both the controller (which finishes in-flight reconciles) and the server.

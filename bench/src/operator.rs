@@ -51,6 +51,8 @@ impl Operator {
             .arg(API_QPS.to_string())
             .arg("--api-burst")
             .arg(API_BURST.to_string())
+            // The farm's "pods" listen on 127.0.0.0/8.
+            .arg("--allow-loopback")
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")

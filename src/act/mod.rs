@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
-pub use notify::{Notifier, forbidden_webhook_host};
+pub use notify::Notifier;
 
 use crate::{
     api::{

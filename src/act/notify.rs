@@ -3,64 +3,89 @@
 //! timeout and retries with backoff. A failing webhook never blocks the ladder: the step is
 //! recorded as Failed and the Event says why. Delivery is at least once: every attempt carries the
 //! same `id` (and `Idempotency-Key` header), so a receiver can drop a repeat after a crash.
+//!
+//! The webhook is sent the way probes are (`observe::http`): a new connection per attempt, opened
+//! through the same deny-list after name resolution, no proxy, no redirects. The URL is a secret
+//! (chat webhooks carry their credential in it): it never appears in a message, a log line or the
+//! status; they name the Secret instead.
 
-use std::{net::IpAddr, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use rustls::ClientConfig;
 use serde_json::json;
 
 use super::{ActCtx, ActError, Action, Done, api_error};
-use crate::{api::validate::StepParams, plan::Remediation};
+use crate::{
+    api::{KeyRef, Method, format_duration, validate::StepParams},
+    observe::{
+        http::{Outgoing, destination, exchange},
+        reach::Reach,
+        request::{Sensitive, TlsOptions},
+    },
+    plan::Remediation,
+};
 
 pub struct Notify;
 
-/// Sends webhook requests: no proxy, no redirects, a timeout per attempt.
+/// Sends webhook requests: through the deny-list, no proxy, no redirects, a timeout per attempt.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    client: reqwest::Client,
+    reach: Reach,
+    /// For https webhooks: the system's trust roots (or why they cannot be used).
+    tls: Result<Arc<ClientConfig>, String>,
+    timeout: Duration,
     attempts: u32,
     backoff: Duration,
 }
 
 impl Notifier {
-    pub fn new(timeout: Duration, attempts: u32, backoff: Duration) -> crate::Result<Self> {
+    pub fn new(reach: Reach, timeout: Duration, attempts: u32, backoff: Duration) -> crate::Result<Self> {
         crate::observe::prober::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .user_agent(concat!("apphealth-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::Error::HttpClient(e.to_string()))?;
         Ok(Self {
-            client,
+            reach,
+            tls: crate::observe::tls::client_config(&TlsOptions::default()).map(Arc::new),
+            timeout,
             attempts: attempts.max(1),
             backoff,
         })
     }
 
-    /// Posts `body`; retries failures (connection errors, 5xx, 429) with doubling backoff.
-    async fn post(&self, url: &str, id: &str, body: &serde_json::Value) -> Result<u16, String> {
+    /// Posts `body` to `url`; retries failures (connection errors, timeouts, 5xx, 429) with
+    /// doubling backoff. An address the deny-list refuses is not retried. Errors never contain
+    /// the URL.
+    pub async fn post(&self, url: &Sensitive, id: &str, body: &serde_json::Value) -> Result<u16, String> {
+        let to = destination(url.expose())?;
+        // Refused before the first attempt; each attempt checks again on connect.
+        self.reach
+            .resolve(&to.host, to.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = if to.https { Some(self.tls.clone()?) } else { None };
+        let headers = [
+            ("Idempotency-Key".to_owned(), Sensitive::new(id)),
+            ("Content-Type".to_owned(), Sensitive::new("application/json")),
+        ];
+        let body = body.to_string();
+        let request = Outgoing {
+            url: url.expose(),
+            method: Method::Post,
+            headers: &headers,
+            body: Some(&body),
+        };
         let mut delay = self.backoff;
         let mut last = String::new();
         for attempt in 1..=self.attempts {
-            match self
-                .client
-                .post(url)
-                .header("Idempotency-Key", id)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-            {
-                Ok(resp) if resp.status().is_success() => return Ok(resp.status().as_u16()),
-                Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
-                    last = format!("HTTP {}", resp.status().as_u16());
+            match tokio::time::timeout(self.timeout, exchange(&self.reach, &request, tls.clone())).await {
+                Err(_) => last = format!("timed out after {}", format_duration(self.timeout)),
+                Ok(Err(e)) => last = e,
+                Ok(Ok(answer)) if (200..300).contains(&answer.code) => return Ok(answer.code),
+                Ok(Ok(answer)) if answer.code >= 500 || answer.code == 429 => {
+                    last = format!("HTTP {}", answer.code);
                 }
-                Ok(resp) => return Err(format!("the webhook answered HTTP {}", resp.status().as_u16())),
-                Err(e) => last = e.to_string(),
+                Ok(Ok(answer)) => return Err(format!("the webhook answered HTTP {}", answer.code)),
             }
             if attempt < self.attempts {
                 tokio::time::sleep(delay).await;
@@ -74,27 +99,9 @@ impl Notifier {
     }
 }
 
-/// Why a webhook host is refused: link-local addresses (cloud metadata endpoints live there) and
-/// the unspecified address. Hostnames are not resolved here.
-pub fn forbidden_webhook_host(host: &str) -> Option<&'static str> {
-    let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
-    let link_local = match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-    };
-    if link_local {
-        Some("a link-local address (where cloud metadata services answer)")
-    } else if ip.is_unspecified() {
-        Some("the unspecified address")
-    } else {
-        None
-    }
-}
-
-async fn url(ctx: &ActCtx<'_>, r: &Remediation) -> Result<String, ActError> {
-    let StepParams::Notify { url } = &r.params else {
-        return Err(ActError::Refused("Notify without its parameters".into()));
-    };
+/// The webhook URL in the Secret `url` names, checked: http or https, and not an address the
+/// deny-list refuses when it is written as one (a name is judged when it is resolved).
+async fn url(ctx: &ActCtx<'_>, url: &KeyRef) -> Result<Sensitive, ActError> {
     let ns = &ctx.workload.namespace;
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
         .get_opt(&url.name)
@@ -107,19 +114,17 @@ async fn url(ctx: &ActCtx<'_>, r: &Remediation) -> Result<String, ActError> {
         .data
         .as_ref()
         .and_then(|d| d.get(&url.key))
-        .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())
+        .map(|b| Sensitive::new(String::from_utf8_lossy(&b.0).trim()))
         .ok_or_else(|| ActError::Refused(format!("Secret {} has no key {}", url.name, url.key)))?;
-    let parsed = reqwest::Url::parse(&value)
-        .map_err(|_| ActError::Refused(format!("Secret {} key {} is not a URL", url.name, url.key)))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    let to = destination(value.expose()).map_err(|e| {
+        ActError::Refused(format!(
+            "the webhook URL in Secret {} key {} cannot be used: {e}",
+            url.name, url.key
+        ))
+    })?;
+    if let Some(Err(refused)) = ctx.notifier.reach.check_literal(&to.host, to.port) {
         return Err(ActError::Refused(format!(
-            "the webhook URL in Secret {} must be http or https",
-            url.name
-        )));
-    }
-    if let Some(why) = parsed.host_str().and_then(forbidden_webhook_host) {
-        return Err(ActError::Refused(format!(
-            "the webhook URL in Secret {} points to {why}",
+            "the webhook URL in Secret {} points to an address the operator never posts to: {refused}",
             url.name
         )));
     }
@@ -166,14 +171,14 @@ impl Action for Notify {
 
     fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
         async move {
-            let url = url(ctx, r).await?;
-            let host = reqwest::Url::parse(&url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
+            let StepParams::Notify { url: reference } = &r.params else {
+                return Err(ActError::Refused("Notify without its parameters".into()));
+            };
+            let url = url(ctx, reference).await?;
+            let secret = &reference.name;
             if r.dry_run {
                 return Ok(Done::succeeded(format!(
-                    "would post a summary to the webhook at {host}."
+                    "would post a summary to the webhook in Secret {secret}."
                 )));
             }
             let id = format!("{}/{}", ctx.policy.uid, r.at);
@@ -181,9 +186,9 @@ impl Action for Notify {
                 .notifier
                 .post(&url, &id, &payload(ctx, r, &id))
                 .await
-                .map_err(|e| ActError::Refused(format!("the webhook at {host} failed: {e}")))?;
+                .map_err(|e| ActError::Refused(format!("the webhook in Secret {secret} failed: {e}")))?;
             Ok(Done::succeeded(format!(
-                "Posted a summary to the webhook at {host} (HTTP {code})."
+                "Posted a summary to the webhook in Secret {secret} (HTTP {code})."
             )))
         }
         .boxed()
@@ -196,20 +201,5 @@ impl Action for Notify {
     ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
         // A webhook keeps no mark the operator can read: resuming sends again, with the same id.
         async { Ok(None) }.boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::forbidden_webhook_host;
-
-    #[test]
-    fn link_local_and_unspecified_hosts_are_refused_without_sending_anything() {
-        for host in ["169.254.169.254", "[fe80::1]", "0.0.0.0", "[::]"] {
-            assert!(forbidden_webhook_host(host).is_some(), "{host}");
-        }
-        for host in ["127.0.0.1", "[::1]", "hooks.example", "10.0.0.1"] {
-            assert!(forbidden_webhook_host(host).is_none(), "{host}");
-        }
     }
 }

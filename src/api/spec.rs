@@ -124,7 +124,10 @@ pub struct TargetRef {
     /// Kind of the workload: Deployment or StatefulSet (API group apps/v1).
     pub kind: TargetKind,
     /// Name of the workload, in the policy's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 }
 
@@ -166,7 +169,7 @@ pub struct Probe {
 
     /// Name of the Service in the policy's namespace to probe through; required when via is Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub service: Option<String>,
 
     /// An HTTP(S) request the application must answer. Set http or tcp.
@@ -347,8 +350,11 @@ pub struct HeaderValueFrom {
 /// A key of a Secret or ConfigMap in the policy's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub struct KeyRef {
-    /// Name of the object.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the object, in the policy's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key within its data.
     #[schemars(length(min = 1, max = 253))]

@@ -134,27 +134,19 @@ pub(super) async fn dereference(
         }
     };
     let pods: Vec<Arc<CachedPod>> = ctx.index.pods_selected(&namespace, &selector);
+    let reach = &ctx.reach;
     let resolved = match settings.probe.via {
-        ProbeVia::Pods => endpoints::for_pods(&template, &selector, pods.iter().map(|p| p.as_ref())),
+        ProbeVia::Pods => endpoints::for_pods(&template, &selector, pods.iter().map(|p| p.as_ref()), reach),
         ProbeVia::Service => {
             let name = settings.probe.service.clone().unwrap_or_default();
             let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
             match services.get_opt(&name).await.map_err(Error::Dereference)? {
-                Some(svc) => match endpoints::for_service(&template, &svc) {
-                    Ok(requests) => endpoints::Resolved {
-                        requests,
-                        problems: Vec::new(),
-                    },
-                    Err(problem) => endpoints::Resolved {
-                        requests: Vec::new(),
-                        problems: vec![problem],
-                    },
-                },
+                Some(svc) => endpoints::for_service(&template, &svc, reach),
                 None => endpoints::Resolved {
-                    requests: Vec::new(),
                     problems: vec![format!(
                         "Service {name} was not found in namespace {namespace} (spec.probe.service)"
                     )],
+                    ..endpoints::Resolved::default()
                 },
             }
         }

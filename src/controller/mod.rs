@@ -43,7 +43,9 @@ use crate::{
     api::{TargetKind, watched::Watched},
     clock::Clock,
     metrics::Metrics,
-    observe::{metrics::MetricsApi, pod::CachedPod, prober::HttpProber, references::ConfigKind},
+    observe::{
+        metrics::MetricsApi, pod::CachedPod, prober::HttpProber, reach::Reach, references::ConfigKind,
+    },
     server::Readiness,
 };
 
@@ -90,6 +92,8 @@ pub struct Config {
     pub readiness: Arc<Readiness>,
     /// Lead through a Lease (only the leader probes, acts and writes status); None: always lead.
     pub leader_election: Option<crate::leader::LeaderElection>,
+    /// What probes and webhooks may connect to (`--allow-loopback`, the API server's addresses).
+    pub reach: Reach,
 }
 
 impl Default for Config {
@@ -108,6 +112,7 @@ impl Default for Config {
             metrics: Arc::default(),
             readiness: Arc::default(),
             leader_election: None,
+            reach: Reach::default(),
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct Context {
     reads: crate::observe::references::ReadCache,
     ladders: Arc<ladders::Ladders>,
     metrics: Arc<Metrics>,
+    /// What probes may connect to: endpoints it refuses are left out, with the reason in status.
+    reach: Reach,
 }
 
 impl Context {
@@ -438,12 +445,13 @@ async fn run_scope(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         notifier: Notifier::new(
+            config.reach.clone(),
             config.notify_timeout,
             config.notify_attempts,
             config.notify_backoff,
         )?,
         probes: ProbeTasks::new(Probing {
-            prober: Arc::new(HttpProber::new()?),
+            prober: Arc::new(HttpProber::new(config.reach.clone())?),
             slots: scope.probe_slots.clone(),
             clock: clock.clone(),
             usage: Arc::new(MetricsApi::new(client.clone())),
@@ -464,6 +472,7 @@ async fn run_scope(
         ladders: scope.ladders.clone(),
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         metrics: config.metrics.clone(),
+        reach: config.reach.clone(),
         client,
     });
 

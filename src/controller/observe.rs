@@ -12,7 +12,7 @@ use crate::{
     evaluate::TargetVerdict,
     observe::{references, signals},
     plan::PodFacts,
-    report::{Observation, Readiness},
+    report::{Observation, Readiness, reasons},
 };
 
 pub(super) fn observe(
@@ -79,21 +79,20 @@ fn probe_job(policy: &AppHealthPolicy, target: &Target, ctx: &Context) -> ProbeJ
     }
 }
 
-/// Ready: probing what, every how often, with what remarks; or nothing to probe.
+/// Ready: probing what, every how often, with what remarks; or nothing to probe, and why. An
+/// endpoint the deny-list refuses is named with the reason; when every one is refused, Ready is
+/// False with reason `AddressRefused` (a configuration problem: probing cannot start, so nothing
+/// is judged and nothing remediated).
 fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
     let settings = &target.settings;
-    let mut probed: Vec<&str> = target
-        .resolved
-        .requests
-        .iter()
-        .map(|r| r.endpoint.as_str())
-        .collect();
+    let resolved = &target.resolved;
+    let mut probed: Vec<&str> = resolved.requests.iter().map(|r| r.endpoint.as_str()).collect();
     probed.dedup();
     let probed = probed.len();
-    let remarks: String = target
-        .resolved
-        .problems
+    let remarks: String = resolved
+        .refused
         .iter()
+        .chain(&resolved.problems)
         .map(|p| format!(" Not probed: {p}."))
         .chain(settings.notes.iter().map(|n| format!(" Note: {n}.")))
         .chain(
@@ -105,11 +104,20 @@ fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
         .collect();
     let workload = &target.workload;
     if probed == 0 {
-        let what = match settings.probe.via {
-            ProbeVia::Pods => format!("No ready pods of {workload} to probe"),
-            ProbeVia::Service => "The Service cannot be probed".to_owned(),
+        let refused = !resolved.refused.is_empty();
+        let what = match (settings.probe.via, refused) {
+            (ProbeVia::Pods, false) => format!("No ready pods of {workload} to probe"),
+            (ProbeVia::Pods, true) => {
+                format!("No ready pod of {workload} is at an address the operator may probe")
+            }
+            (ProbeVia::Service, _) => "The Service cannot be probed".to_owned(),
         };
         return Readiness::NoTargets {
+            reason: if refused {
+                reasons::ADDRESS_REFUSED
+            } else {
+                reasons::NO_PODS
+            },
             message: format!("{what}.{remarks}"),
         };
     }

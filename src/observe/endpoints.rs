@@ -1,6 +1,8 @@
 //! Which endpoints a policy probes: the ready pods of its target (at their pod IPs) or its Service
 //! (at its cluster IP). Pure functions over Kubernetes objects; probes never leave the policy's
-//! namespace because only the target's own pods and the named Service are ever resolved.
+//! namespace because only the target's own pods and the named Service are ever resolved. An
+//! address the deny-list refuses ([`Reach`]) is left out here, with the reason, so the policy's
+//! status says why; the prober checks again on every connect.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use kube::core::{Selector, SelectorExt};
 
 use super::{
     pod::CachedPod,
+    reach::Reach,
     request::{ProbeRequest, RequestTemplate},
 };
 use crate::api::validate::PortRef;
@@ -19,6 +22,8 @@ pub struct Resolved {
     pub requests: Vec<ProbeRequest>,
     /// Sentences naming pods that could not be probed and why.
     pub problems: Vec<String>,
+    /// Sentences naming endpoints whose address the deny-list refuses, and why.
+    pub refused: Vec<String>,
 }
 
 /// Whether a workload's selector selects these labels. An empty or invalid selector selects nothing:
@@ -49,11 +54,13 @@ fn container_port(pod: &CachedPod, name: &str) -> Option<u16> {
         })
 }
 
-/// Probe requests for each ready pod selected by `selector`, sorted by pod name.
+/// Probe requests for each ready pod selected by `selector` whose address `reach` allows, sorted
+/// by pod name.
 pub fn for_pods<'a>(
     template: &RequestTemplate,
     selector: &LabelSelector,
     pods: impl IntoIterator<Item = &'a CachedPod>,
+    reach: &Reach,
 ) -> Resolved {
     let mut resolved = Resolved::default();
     let mut selected: Vec<&CachedPod> = pods
@@ -81,13 +88,38 @@ pub fn for_pods<'a>(
                 }
             },
         };
+        if let Some(Err(refused)) = reach.check_literal(ip, port) {
+            resolved.refused.push(format!("pod {name}: {refused}"));
+            continue;
+        }
         resolved.requests.extend(template.requests(&name, ip, port));
     }
     resolved
 }
 
-/// The probe request for a Service, at its cluster IP.
-pub fn for_service(template: &RequestTemplate, service: &Service) -> Result<Vec<ProbeRequest>, String> {
+/// The probe requests for a Service, at its cluster IP if `reach` allows it.
+pub fn for_service(template: &RequestTemplate, service: &Service, reach: &Reach) -> Resolved {
+    let name = service.metadata.name.clone().unwrap_or_default();
+    match service_address(template, service) {
+        Err(problem) => Resolved {
+            problems: vec![problem],
+            ..Resolved::default()
+        },
+        Ok((ip, port)) => match reach.check_literal(ip, port) {
+            Some(Err(refused)) => Resolved {
+                refused: vec![format!("Service {name}: {refused}")],
+                ..Resolved::default()
+            },
+            _ => Resolved {
+                requests: template.requests(&format!("service/{name}"), ip, port),
+                ..Resolved::default()
+            },
+        },
+    }
+}
+
+/// A Service's cluster IP and the probed port.
+fn service_address<'a>(template: &RequestTemplate, service: &'a Service) -> Result<(&'a str, u16), String> {
     let name = service.metadata.name.clone().unwrap_or_default();
     let spec = service
         .spec
@@ -113,7 +145,7 @@ pub fn for_service(template: &RequestTemplate, service: &Service) -> Result<Vec<
             .and_then(|p| u16::try_from(p.port).ok())
             .ok_or_else(|| format!("Service {name} has no port named {port_name:?} (spec.probe port)"))?,
     };
-    Ok(template.requests(&format!("service/{name}"), ip, port))
+    Ok((ip, port))
 }
 
 #[cfg(test)]
@@ -123,6 +155,11 @@ mod tests {
         fixtures::{PolicyExt, policy},
         observe::request::ProbeTarget,
     };
+
+    /// Everything but the deny-list's fixed refusals: the tests' pods are at ordinary addresses.
+    fn open() -> Reach {
+        Reach::with_loopback()
+    }
 
     fn template(p: crate::api::AppHealthPolicy) -> RequestTemplate {
         RequestTemplate::literal(&p.settings().probe)
@@ -158,7 +195,7 @@ mod tests {
             pod("web-d", "web", None, true),
             pod("db-a", "db", Some("10.0.0.9"), true),
         ];
-        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        let resolved = for_pods(&probe, &selector("web"), pods.iter(), &open());
         let urls: Vec<(&str, &str)> = resolved
             .requests
             .iter()
@@ -179,7 +216,7 @@ mod tests {
         let probe = template(policy());
         let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
         assert!(
-            for_pods(&probe, &LabelSelector::default(), pods.iter())
+            for_pods(&probe, &LabelSelector::default(), pods.iter(), &open())
                 .requests
                 .is_empty()
         );
@@ -189,7 +226,7 @@ mod tests {
     fn a_missing_named_port_is_a_problem_naming_the_pod() {
         let probe = template(policy().with_spec(serde_json::json!({"probe": {"http": {"port": "admin"}}})));
         let pods = [pod("web-a", "web", Some("10.0.0.1"), true)];
-        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        let resolved = for_pods(&probe, &selector("web"), pods.iter(), &open());
         assert!(resolved.requests.is_empty());
         assert_eq!(
             resolved.problems,
@@ -201,7 +238,7 @@ mod tests {
     fn ipv6_pod_addresses_are_bracketed() {
         let probe = template(policy());
         let pods = [pod("web-a", "web", Some("fd00::1"), true)];
-        let resolved = for_pods(&probe, &selector("web"), pods.iter());
+        let resolved = for_pods(&probe, &selector("web"), pods.iter(), &open());
         assert_eq!(url(&resolved.requests[0]), "http://[fd00::1]:8080/healthz");
     }
 
@@ -214,17 +251,62 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            url(&for_service(&probe, &svc).unwrap()[0]),
+            url(&for_service(&probe, &svc, &open()).requests[0]),
             "http://10.96.0.10:80/healthz"
         );
         let headless: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web"}, "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}
         }))
         .unwrap();
-        assert!(
-            for_service(&probe, &headless)
-                .unwrap_err()
-                .contains("no cluster IP")
+        let resolved = for_service(&probe, &headless, &open());
+        assert!(resolved.requests.is_empty());
+        assert!(resolved.problems[0].contains("no cluster IP"), "{resolved:?}");
+    }
+
+    #[test]
+    fn pods_at_refused_addresses_are_left_out_and_named_with_the_reason() {
+        let probe = template(policy());
+        let pods = [
+            pod("web-a", "web", Some("10.0.0.1"), true),
+            pod("web-b", "web", Some("169.254.169.254"), true),
+            pod("web-c", "web", Some("127.0.0.1"), true),
+            pod("web-d", "web", Some("::ffff:169.254.169.254"), true),
+            pod("web-e", "web", Some("2852039166"), true),
+        ];
+        let resolved = for_pods(&probe, &selector("web"), pods.iter(), &Reach::default());
+        let probed: Vec<&str> = resolved.requests.iter().map(|r| r.endpoint.as_str()).collect();
+        assert_eq!(probed, ["web-a"]);
+        assert_eq!(
+            resolved.refused,
+            [
+                "pod web-b: refused: 169.254.169.254 is link-local (cloud metadata services answer there); the operator never connects to it",
+                "pod web-c: refused: 127.0.0.1 is loopback; the operator connects to it only with --allow-loopback",
+                "pod web-d: refused: 169.254.169.254 is link-local (cloud metadata services answer there); the operator never connects to it",
+                "pod web-e: refused: 169.254.169.254 is link-local (cloud metadata services answer there); the operator never connects to it",
+            ]
+        );
+        // Loopback pods are probed only with --allow-loopback.
+        let loose = for_pods(&probe, &selector("web"), pods.iter(), &Reach::with_loopback());
+        let probed: Vec<&str> = loose.requests.iter().map(|r| r.endpoint.as_str()).collect();
+        assert_eq!(probed, ["web-a", "web-c"]);
+    }
+
+    #[test]
+    fn a_service_at_the_api_servers_address_is_refused() {
+        let probe = template(policy());
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubernetes"},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 443}]}
+        }))
+        .unwrap();
+        let reach = Reach::new(false, ["10.96.0.1:443".parse().unwrap()]);
+        let resolved = for_service(&probe, &svc, &reach);
+        assert!(resolved.requests.is_empty());
+        assert_eq!(
+            resolved.refused,
+            [
+                "Service kubernetes: refused: 10.96.0.1:443 is the Kubernetes API server; the operator never connects to it"
+            ]
         );
     }
 }

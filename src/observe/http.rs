@@ -1,7 +1,8 @@
 //! One HTTP exchange over a connection of its own, as the kubelet probes: connect, TLS for https,
 //! one request with `Connection: close`, a bounded read of the body, and the connection dropped.
 //! A reused connection would hide an application that no longer accepts new ones. Driven by
-//! hyper's connection-level client: no pool, no proxy, redirects are answers like any other.
+//! hyper's connection-level client: no pool, no proxy, redirects are answers like any other. The
+//! connection is opened by [`Reach::connect`], which refuses what the operator must never reach.
 
 use std::sync::Arc;
 
@@ -13,12 +14,13 @@ use http::{
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, pki_types::ServerName};
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    net::TcpStream,
-};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::request::HttpRequest;
+use super::{
+    reach::Reach,
+    request::{HttpRequest, Sensitive},
+};
+use crate::api::Method;
 
 /// Bytes of a response body read at most; the rest is discarded with the connection.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -32,26 +34,45 @@ pub struct Exchange {
     pub certificate_not_after: Option<jiff::Timestamp>,
 }
 
+/// What one exchange sends: a probe's request, or a webhook's.
+pub struct Outgoing<'a> {
+    pub url: &'a str,
+    pub method: Method,
+    /// Values are never shown: they may come from Secrets.
+    pub headers: &'a [(String, Sensitive)],
+    pub body: Option<&'a str>,
+}
+
+impl<'a> From<&'a HttpRequest> for Outgoing<'a> {
+    fn from(req: &'a HttpRequest) -> Self {
+        Self {
+            url: &req.url,
+            method: req.method,
+            headers: &req.headers,
+            body: req.body.as_deref(),
+        }
+    }
+}
+
 /// Where a URL points.
-struct Destination {
-    https: bool,
+pub struct Destination {
+    pub https: bool,
     /// The host without IPv6 brackets.
-    host: String,
-    port: u16,
+    pub host: String,
+    pub port: u16,
     authority: String,
     path: String,
 }
 
-fn destination(url: &str) -> Result<Destination, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+/// Where `url` points. Errors do not repeat the URL: a webhook's is kept in a Secret.
+pub fn destination(url: &str) -> Result<Destination, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("URL {url:?} is neither http nor https")),
+        _ => return Err("the URL is neither http nor https".into()),
     };
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("URL {url:?} has no host"))?;
+    let authority = uri.authority().ok_or("the URL has no host")?;
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -66,7 +87,7 @@ fn destination(url: &str) -> Result<Destination, String> {
     })
 }
 
-fn request(req: &HttpRequest, to: &Destination) -> Result<Request<Full<Bytes>>, String> {
+fn request(req: &Outgoing<'_>, to: &Destination) -> Result<Request<Full<Bytes>>, String> {
     let method = http::Method::from_bytes(req.method.as_str().as_bytes()).unwrap_or(http::Method::GET);
     let mut builder = Request::builder()
         .method(method)
@@ -74,33 +95,42 @@ fn request(req: &HttpRequest, to: &Destination) -> Result<Request<Full<Bytes>>, 
         .header(HOST, to.authority.as_str())
         .header(USER_AGENT, AGENT)
         .header(CONNECTION, "close");
-    for (name, value) in &req.headers {
+    for (name, value) in req.headers {
         // The value is never part of an error: it may come from a Secret.
         let mut value = HeaderValue::from_str(value.expose())
             .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
         value.set_sensitive(true);
         builder = builder.header(name.as_str(), value);
     }
-    let body = req.body.clone().map(Bytes::from).unwrap_or_default();
+    let body = req
+        .body
+        .map(|b| Bytes::copy_from_slice(b.as_bytes()))
+        .unwrap_or_default();
     builder
         .body(Full::new(body))
         .map_err(|e| format!("the request cannot be built: {e}"))
 }
 
-/// Sends `req` over a new connection; `tls` is the client configuration for https URLs.
-pub async fn exchange(req: &HttpRequest, tls: Option<Arc<ClientConfig>>) -> Result<Exchange, String> {
-    let to = destination(&req.url)?;
+/// Sends `req` over a new connection, if `reach` allows its address; `tls` is the client
+/// configuration for https URLs. Errors never contain the URL.
+pub async fn exchange(
+    reach: &Reach,
+    req: &Outgoing<'_>,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<Exchange, String> {
+    let to = destination(req.url)?;
     let request = request(req, &to)?;
-    let tcp = TcpStream::connect((to.host.as_str(), to.port))
+    let tcp = reach
+        .connect(&to.host, to.port)
         .await
-        .map_err(|e| describe_io(&e))?;
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     if !to.https {
         return over(tcp, request, None).await;
     }
     let config = tls.ok_or("an https URL without TLS settings")?;
     let name = ServerName::try_from(to.host.clone())
-        .map_err(|_| format!("{:?} is not a valid TLS server name", to.host))?;
+        .map_err(|_| "the URL's host is not a valid TLS server name".to_owned())?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await

@@ -5,6 +5,7 @@ pub mod http;
 pub mod metrics;
 pub mod pod;
 pub mod prober;
+pub mod reach;
 pub mod references;
 pub mod request;
 pub mod rollout;

@@ -1,5 +1,6 @@
 //! The prober: a new connection per probe (no pool, no proxy, no redirects), TCP connect probes,
-//! a timeout on every probe, a bound on how much of a body is read, and body checks.
+//! a timeout on every probe, a bound on how much of a body is read, and body checks. Every
+//! connection passes the deny-list of [`Reach`] after name resolution, on the address connected to.
 
 use std::{
     collections::HashMap,
@@ -10,7 +11,8 @@ use std::{
 use rustls::ClientConfig;
 
 use super::{
-    http::{describe_io, exchange},
+    http::exchange,
+    reach::Reach,
     request::{ProbeRequest, ProbeTarget, TlsOptions},
 };
 use crate::{api::validate::BodyChecks, clock::Clock, observation::Sample};
@@ -24,16 +26,21 @@ pub fn install_crypto_provider() {
 }
 
 /// Sends probes. Cheap to clone: TLS configurations are shared.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HttpProber {
     /// TLS client configurations, one per distinct set of TLS options.
     tls: Arc<Mutex<HashMap<TlsOptions, Arc<ClientConfig>>>>,
+    /// What probes may connect to.
+    reach: Reach,
 }
 
 impl HttpProber {
-    pub fn new() -> crate::Result<Self> {
+    pub fn new(reach: Reach) -> crate::Result<Self> {
         install_crypto_provider();
-        Ok(Self::default())
+        Ok(Self {
+            tls: Arc::default(),
+            reach,
+        })
     }
 
     /// Sends one probe and judges the answer. Never fails: a failed probe is a sample too.
@@ -53,9 +60,13 @@ impl HttpProber {
         };
         match &req.target {
             ProbeTarget::Tcp { addr } => {
-                match tokio::time::timeout(req.timeout, tokio::net::TcpStream::connect(addr.as_str())).await {
+                let connect = async {
+                    let (host, port) = split_host_port(addr)?;
+                    self.reach.connect(host, port).await.map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(req.timeout, connect).await {
                     Err(_) => self.timed_out(&mut sample, req.timeout),
-                    Ok(Err(e)) => sample.detail = describe_io(&e),
+                    Ok(Err(detail)) => sample.detail = detail,
                     Ok(Ok(_)) => {
                         sample.ok = true;
                         sample.detail = "connected".into();
@@ -85,7 +96,7 @@ impl HttpProber {
         tls: Option<Arc<ClientConfig>>,
         timeout: Duration,
     ) {
-        match tokio::time::timeout(timeout, exchange(http, tls)).await {
+        match tokio::time::timeout(timeout, exchange(&self.reach, &http.into(), tls)).await {
             Err(_) => self.timed_out(sample, timeout),
             Ok(Err(detail)) => sample.detail = detail,
             Ok(Ok(ex)) => {
@@ -122,6 +133,19 @@ impl HttpProber {
     }
 }
 
+/// The host and port of a TCP probe's `host:port` (`10.0.0.1:8080`, `[fd00::1]:8080`).
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
+    addr.rsplit_once(':')
+        .and_then(|(host, port)| {
+            Some((
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse().ok()?,
+            ))
+        })
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or_else(|| format!("{addr:?} is not host:port"))
+}
+
 /// Checks a body against the policy's response conditions; Err says which one failed.
 pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), String> {
     if checks.is_empty() {
@@ -155,4 +179,25 @@ pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn tcp_addresses_are_split_into_host_and_port() {
+        let cases = [
+            ("10.0.0.1:8080", Some(("10.0.0.1", 8080))),
+            ("[fd00::1]:8080", Some(("fd00::1", 8080))),
+            ("web.shop.svc:80", Some(("web.shop.svc", 80))),
+            ("10.0.0.1", None),
+            (":80", None),
+            ("10.0.0.1:http", None),
+            ("10.0.0.1:70000", None),
+        ];
+        for (addr, expected) in cases {
+            assert_eq!(split_host_port(addr).ok(), expected, "{addr}");
+        }
+    }
 }

@@ -2,9 +2,9 @@
 //! verify against instead of the probed IP, an explicit opt-out of verification, and reading the
 //! served certificate's expiry.
 //!
-//! System roots come from `rustls-platform-verifier` (the platform's store and WebPKI), the same
-//! source reqwest uses by default, so a probe run locally with `check` trusts what the machine
-//! trusts. The crypto provider is always ring, whatever provider the process installed.
+//! System roots come from `rustls-platform-verifier` (the platform's store and WebPKI), so a probe
+//! run locally with `check`, and a Notify webhook, trust what the machine trusts. The crypto
+//! provider is always ring, whatever provider the process installed.
 
 use std::{fmt, sync::Arc};
 

@@ -7,6 +7,8 @@ pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
 pub const INVALID_REFERENCE: &str = "InvalidReference";
 pub const UNREADABLE: &str = "UnreadablePolicy";
 pub const NO_PODS: &str = "NoProbeTargets";
+/// Every endpoint's address is one the operator never connects to (link-local, loopback, …).
+pub const ADDRESS_REFUSED: &str = "AddressRefused";
 pub const SUSPENDED: &str = "Suspended";
 // Healthy
 pub const AWAITING_VERDICT: &str = "AwaitingVerdict";

@@ -39,7 +39,7 @@ pub enum Readiness {
     Probing { message: String },
     /// Ready=False: nothing can be probed right now (no ready pods, no Service), but the policy is
     /// valid and its target exists.
-    NoTargets { message: String },
+    NoTargets { reason: &'static str, message: String },
     /// Ready=False and probing stopped: the verdict is dropped. An Event carries `event` when the
     /// reason is new.
     Stopped {
@@ -144,12 +144,12 @@ pub fn desired_status(
                 message.clone(),
             );
         }
-        Readiness::NoTargets { message } => {
+        Readiness::NoTargets { reason, message } => {
             cond(
                 &mut status,
                 conditions::READY,
                 CondStatus::False,
-                reasons::NO_PODS,
+                reason,
                 message.clone(),
             );
         }

@@ -465,6 +465,14 @@ fn chart_deployment_runs_the_operator_locked_down() {
         !args.iter().any(|a| a.starts_with("--namespace")),
         "all namespaces by default: {args:?}"
     );
+    // Loopback is never probed in a cluster unless asked for.
+    assert!(!args.contains(&"--allow-loopback".to_owned()), "{args:?}");
+    let loopback = render(&["--set".into(), "allowLoopback=true".into()]);
+    let args = strings(
+        &of_kind(&loopback, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+        "args",
+    );
+    assert!(args.contains(&"--allow-loopback".to_owned()), "{args:?}");
     let env: Vec<&str> = container["env"]
         .as_array()
         .expect("env")

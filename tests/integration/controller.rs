@@ -616,7 +616,7 @@ async fn a_list_of_namespaces_is_watched_with_namespaced_calls_only() {
     h.server.create(outside).unwrap();
     h.start_operator_with(apphealth_operator::controller::Config {
         namespaces: vec![NS.into(), "team-b".into()],
-        ..apphealth_operator::controller::Config::default()
+        ..h.config()
     });
     h.wait_condition("web", "Healthy", "True", None).await;
     let requests = h.server.requests();

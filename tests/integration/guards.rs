@@ -63,7 +63,7 @@ async fn the_operator_wide_cap_holds_further_ladders() {
     h.start_operator_with(controller::Config {
         namespaces: vec![NS.into()],
         max_concurrent_remediations: Some(1),
-        ..controller::Config::default()
+        ..h.config()
     });
     h.wait_condition("web", "Healthy", "True", None).await;
     h.wait_condition("shop2", "Healthy", "True", None).await;

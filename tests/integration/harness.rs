@@ -15,6 +15,7 @@ use apphealth_operator::{
     api::AppHealthPolicy,
     clock::{OffsetClock, SystemClock},
     controller,
+    observe::reach::Reach,
 };
 use apphealth_testserver::TestServer;
 use kube::CustomResourceExt;
@@ -99,6 +100,12 @@ impl Harness {
             });
         }
         harness
+    }
+
+    /// Address `octet` of this harness's block of loopback addresses, 127.0.B.`octet` (the pods of
+    /// `new` take the first ones).
+    pub fn address(&self, octet: u8) -> IpAddr {
+        Ipv4Addr::new(127, 0, self.block, octet).into()
     }
 
     /// Creates a ready pod of `app` at `ip`, with the `http` container port.
@@ -186,16 +193,25 @@ impl Harness {
             .unwrap();
     }
 
+    /// The operator's configuration for this harness: its "pods" are on loopback, so
+    /// `--allow-loopback`; the test API server's own address stays refused.
+    pub fn config(&self) -> controller::Config {
+        controller::Config {
+            reach: Reach::new(true, [self.server.addr()]),
+            ..controller::Config::default()
+        }
+    }
+
     /// Starts the operator (all namespaces unless `namespace` is given).
     pub fn start_operator(&mut self, namespace: Option<&str>) {
         self.start_operator_with(controller::Config {
             namespaces: namespace.into_iter().map(str::to_owned).collect(),
-            ..controller::Config::default()
+            ..self.config()
         });
     }
 
-    /// Starts the operator with `config` (its clients are made here, against the test server;
-    /// Notify retries quickly).
+    /// Starts the operator with `config`, made from [`Harness::config`] (its clients are made here,
+    /// against the test server; Notify retries quickly).
     pub fn start_operator_with(&mut self, config: controller::Config) {
         let client = client(&self.server);
         let mut direct = kube::Config::new(self.server.url().parse().unwrap());

@@ -86,7 +86,7 @@ impl Instance {
                 grace: Duration::from_secs(1),
                 ..LeaderElection::new(LEASE_NS, identity)
             }),
-            ..controller::Config::default()
+            ..h.config()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let clock = Arc::new(h.clock.clone());

@@ -17,6 +17,7 @@ mod kubectl_pods;
 mod ladder;
 mod leader;
 mod prober;
+mod reach;
 mod rollback;
 mod scaling;
 mod signals;

@@ -13,6 +13,7 @@ use apphealth_operator::{
     observation::Sample,
     observe::{
         prober::HttpProber,
+        reach::Reach,
         request::{HttpRequest, ProbeRequest, ProbeTarget, Sensitive, TlsOptions},
     },
 };
@@ -45,7 +46,10 @@ fn http(req: &mut ProbeRequest) -> &mut HttpRequest {
 }
 
 async fn probe(req: &ProbeRequest) -> Sample {
-    HttpProber::new().unwrap().probe(req, &SystemClock).await
+    HttpProber::new(Reach::with_loopback())
+        .unwrap()
+        .probe(req, &SystemClock)
+        .await
 }
 
 #[tokio::test]

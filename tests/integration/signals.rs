@@ -201,7 +201,7 @@ async fn header_values_come_from_a_secret_and_never_show_in_status_or_events() {
     h.start_operator_with(apphealth_operator::controller::Config {
         namespaces: vec![NS.to_owned()],
         metrics: metrics.clone(),
-        ..Default::default()
+        ..h.config()
     });
 
     // The Secret does not exist yet: Ready names the field and the Secret.

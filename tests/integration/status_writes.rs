@@ -29,7 +29,7 @@ async fn a_healthy_hour_of_virtual_time_costs_no_api_request_but_the_watches() {
         // Resyncs come quickly, so twelve of them (an hour at the default five minutes) pass here.
         resync: Duration::from_millis(300),
         metrics: metrics.clone(),
-        ..Default::default()
+        ..h.config()
     });
     h.wait_condition("web", "Healthy", "True", None).await;
     // Let the first status land and its echo be reconciled.

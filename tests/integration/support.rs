@@ -34,6 +34,46 @@ where
     }
 }
 
+/// A listener on loopback that only counts the connections it accepts (and drops them): for
+/// asserting that nothing ever connected.
+pub struct CountingListener {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CountingListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CountingListener {
+    /// On 127.0.0.1, at a free port.
+    pub async fn start() -> Self {
+        Self::bind("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On `addr`, which must be a loopback address.
+    pub async fn bind(addr: SocketAddr) -> Self {
+        assert!(addr.ip().is_loopback(), "tests listen on loopback only: {addr}");
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Self { addr, accepted, task }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
 /// How a test server answers.
 #[derive(Clone, Copy, Debug)]
 pub enum Behaviour {

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 
+mod names;
 mod remediation;
 mod triggers;
 
@@ -319,7 +320,14 @@ fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
                 }
                 HeaderSource::Literal(v.clone())
             }
-            (None, Some(from)) => HeaderSource::Secret(from.secret_key_ref.clone()),
+            (None, Some(from)) => {
+                let key = &from.secret_key_ref;
+                names::object(
+                    &format!("spec.probe.http.headers[{i}].valueFrom.secretKeyRef.name"),
+                    &key.name,
+                )?;
+                HeaderSource::Secret(key.clone())
+            }
             _ => {
                 return Err(invalid(
                     format!("spec.probe.http.headers[{i}]"),
@@ -369,11 +377,17 @@ fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
                 Some(super::CaSource {
                     secret_key_ref: Some(k),
                     config_map_key_ref: None,
-                }) => Some(CaRef::Secret(k.clone())),
+                }) => {
+                    names::object("spec.probe.http.tls.ca.secretKeyRef.name", &k.name)?;
+                    Some(CaRef::Secret(k.clone()))
+                }
                 Some(super::CaSource {
                     secret_key_ref: None,
                     config_map_key_ref: Some(k),
-                }) => Some(CaRef::ConfigMap(k.clone())),
+                }) => {
+                    names::object("spec.probe.http.tls.ca.configMapKeyRef.name", &k.name)?;
+                    Some(CaRef::ConfigMap(k.clone()))
+                }
                 Some(_) => {
                     return Err(invalid(
                         "spec.probe.http.tls.ca",
@@ -415,6 +429,7 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     if spec.target_ref.name.is_empty() {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }
+    names::object("spec.targetRef.name", &spec.target_ref.name)?;
     let probe = &spec.probe;
     let service = match (probe.via, &probe.service) {
         (ProbeVia::Service, None) => {
@@ -426,7 +441,11 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         (ProbeVia::Service, Some(name)) if name.is_empty() => {
             return Err(invalid("spec.probe.service", "must name a Service"));
         }
-        (_, service) => service.clone(),
+        (_, Some(name)) => {
+            names::service("spec.probe.service", name)?;
+            Some(name.clone())
+        }
+        (_, None) => None,
     };
     if probe.period_seconds == 0 {
         return Err(invalid("spec.probe.periodSeconds", "must be at least 1"));

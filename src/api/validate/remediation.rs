@@ -258,6 +258,7 @@ fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, In
                 .notify
                 .as_ref()
                 .ok_or_else(|| invalid(f("notify"), "is required when action is Notify"))?;
+            super::names::object(&f("notify.urlSecretRef.name"), &p.url_secret_ref.name)?;
             StepParams::Notify {
                 url: p.url_secret_ref.clone(),
             }

@@ -102,6 +102,49 @@ fn errors_name_the_field_and_the_problem() {
     }
 }
 
+/// A policy reaches only objects of its own namespace: every name it gives is one Kubernetes
+/// allows, so none can change the path of the API request that reads it.
+#[test]
+fn names_cannot_reach_into_another_namespace() {
+    let object = "is not an object name (lowercase letters, digits, '-' and '.'); it names an object in the policy's namespace";
+    let cases = [
+        (
+            serde_json::json!({"targetRef": {"name": "../../other/deployments/web"}}),
+            format!("spec.targetRef.name: \"../../other/deployments/web\" {object}"),
+        ),
+        (
+            serde_json::json!({"probe": {"via": "Service", "service": "web.other.svc.cluster.local"}}),
+            "spec.probe.service: \"web.other.svc.cluster.local\" is not a Service name (lowercase letters, \
+             digits and '-', starting with a letter); it names a Service in the policy's namespace"
+                .to_owned(),
+        ),
+        (
+            serde_json::json!({"probe": {"via": "Service", "service": "other/web"}}),
+            "spec.probe.service: \"other/web\" is not a Service name (lowercase letters, digits and '-', \
+             starting with a letter); it names a Service in the policy's namespace"
+                .to_owned(),
+        ),
+        (
+            serde_json::json!({"probe": {"http": {"headers": [{"name": "Authorization",
+                "valueFrom": {"secretKeyRef": {"name": "../../kube-system/secrets/admin", "key": "token"}}}]}}}),
+            format!(
+                "spec.probe.http.headers[0].valueFrom.secretKeyRef.name: \"../../kube-system/secrets/admin\" {object}"
+            ),
+        ),
+        (
+            serde_json::json!({"probe": {"http": {"scheme": "HTTPS", "tls": {"ca": {"configMapKeyRef": {"name": "ca?watch=1", "key": "ca.crt"}}}}}}),
+            format!("spec.probe.http.tls.ca.configMapKeyRef.name: \"ca?watch=1\" {object}"),
+        ),
+        (
+            serde_json::json!({"remediation": {"steps": [{"action": "Notify", "notify": {"urlSecretRef": {"name": "other/hook", "key": "url"}}}]}}),
+            format!("spec.remediation.steps[0].notify.urlSecretRef.name: \"other/hook\" {object}"),
+        ),
+    ];
+    for (patch, expected) in cases {
+        assert_eq!(problem(patch.clone()), expected, "{patch}");
+    }
+}
+
 #[test]
 fn sample_capacity_follows_the_longest_window_and_is_capped_with_a_note() {
     let s = policy()

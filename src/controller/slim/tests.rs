@@ -334,7 +334,12 @@ fn a_cached_pod_reads_as_the_full_pod() {
         );
         for template in &templates {
             assert_eq!(
-                endpoints::for_pods(template, &selector(), [&cached]),
+                endpoints::for_pods(
+                    template,
+                    &selector(),
+                    [&cached],
+                    &crate::observe::reach::Reach::with_loopback()
+                ),
                 full::for_pods(template, &selector(), [&full]),
                 "{case}, port {:?}",
                 template.probe.port
@@ -392,7 +397,16 @@ fn the_fixture_pod_exercises_every_read() {
     assert_eq!(changes.len(), 5, "{changes:?}");
     let resolved: Vec<usize> = templates()
         .iter()
-        .map(|t| endpoints::for_pods(t, &selector(), [&cached]).requests.len())
+        .map(|t| {
+            endpoints::for_pods(
+                t,
+                &selector(),
+                [&cached],
+                &crate::observe::reach::Reach::with_loopback(),
+            )
+            .requests
+            .len()
+        })
         .collect();
     assert_eq!(resolved, [1, 1, 1, 0]);
     assert!(facts(&cached)[0].ready);
