@@ -296,6 +296,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     sections.push(Section {
+        title: "Where a goal is missed: profiles and reasons".into(),
+        details: include_str!("../MISSED.md").into(),
+        ..Section::default()
+    });
+    sections.push(Section {
         title: "What the harness reads from the operator".into(),
         notes: vec![
             "`apphealth_probes_total{result=\"ok\"|\"fail\"}` (counter): the false failures (`fail`) and \
