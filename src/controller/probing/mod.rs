@@ -216,6 +216,23 @@ struct Finished {
     lag: Duration,
 }
 
+/// The run of judged periods that were late (positive) or on time (negative), after one more.
+fn streak(streak: i32, late: bool) -> i32 {
+    match (late, streak > 0) {
+        (true, true) => streak.saturating_add(1),
+        (true, false) => 1,
+        (false, true) => -1,
+        (false, false) => streak.saturating_sub(1),
+    }
+}
+
+/// Whether the operator says it is not keeping up: after two late periods in a row, until two
+/// on-time periods in a row. One late period (a host that stalled, a burst of work) is not
+/// "behind", and a note that came and went with it would cost two status writes.
+fn says_behind(said: bool, streak: i32) -> bool {
+    if said { streak > -2 } else { streak >= 2 }
+}
+
 /// How late a probe may start before the operator counts as not keeping up: a tenth of the period.
 fn tolerated_lag(period: Duration) -> Duration {
     period / 10
@@ -251,6 +268,8 @@ struct PolicyProbes<K> {
     in_flight: InFlight,
     /// Probes delayed or skipped since the last judging, and the note they led to.
     behind: u32,
+    /// Judged periods in a row with late probes (positive) or without (negative).
+    streak: i32,
     behind_note: Option<String>,
     /// The first judging happened.
     judged: bool,
@@ -317,7 +336,8 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
         let names = self.job.requests.iter().map(|r| r.endpoint.as_str());
         self.evaluator
             .retain(names.chain(self.job.signals.iter().map(|s| s.pod.as_str())));
-        self.behind_note = (self.behind > 0).then(|| BEHIND.to_owned());
+        self.streak = streak(self.streak, self.behind > 0);
+        self.behind_note = says_behind(self.behind_note.is_some(), self.streak).then(|| BEHIND.to_owned());
         self.behind = 0;
         let verdict = self.evaluator.verdict(now);
         self.noted(verdict)
@@ -371,6 +391,7 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
         evaluator,
         in_flight: InFlight::new(),
         behind: 0,
+        streak: 0,
         behind_note: None,
         judged: false,
         shared,

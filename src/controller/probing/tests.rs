@@ -217,6 +217,34 @@ async fn a_failing_pod_is_judged_on_its_own_probes_whatever_the_number_of_pods()
     }
 }
 
+#[test]
+fn behind_is_said_after_two_late_periods_and_unsaid_after_two_on_time() {
+    // Late (true) or on time (false), period after period, and whether the note shows after each.
+    let cases: [(&[bool], &[bool]); 5] = [
+        (&[true], &[false]),
+        (&[true, false, true, false], &[false, false, false, false]),
+        (&[true, true], &[false, true]),
+        (
+            &[true, true, false, true, false, false],
+            &[false, true, true, true, true, false],
+        ),
+        (
+            &[false, true, true, true, false, false, true],
+            &[false, false, true, true, true, false, false],
+        ),
+    ];
+    for (periods, expected) in cases {
+        let (mut run, mut said) = (0, false);
+        let mut shown = Vec::new();
+        for &late in periods {
+            run = streak(run, late);
+            said = says_behind(said, run);
+            shown.push(said);
+        }
+        assert_eq!(shown, expected, "periods {periods:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_operator_that_cannot_keep_up_says_so() {
     // Two slots, 100 ms a probe: 20 probes/s at most, where 100 pods at 10 s want 10/s (fine) and
