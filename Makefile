@@ -85,7 +85,7 @@ e2e: tools
 
 # The benchmark suite (bench/, issue 8): release binaries, blackbox_exporter (the peer) unpacked
 # from its Debian package into target/tools, then every scenario; writes BENCHMARKS.md (about 15
-# minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory) runs one scenario and
+# minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory, latency, reconcile) runs one scenario and
 # writes target/bench/BENCHMARKS.partial.md; BENCH_ARGS passes more, e.g. BENCH_ARGS=--quick.
 SCENARIO ?=
 BENCH_ARGS ?=
