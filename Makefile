@@ -84,8 +84,8 @@ e2e: tools
 	./examples/e2e.sh
 
 # The benchmark suite (bench/, issue 8): release binaries, blackbox_exporter (the peer) unpacked
-# from its Debian package into target/tools, then every scenario; writes BENCHMARKS.md (about 15
-# minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory, latency, reconcile) runs one scenario and
+# from its Debian package into target/tools, then every scenario; writes BENCHMARKS.md (about 30
+# minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory, latency, reconcile, soak) runs one scenario and
 # writes target/bench/BENCHMARKS.partial.md; BENCH_ARGS passes more, e.g. BENCH_ARGS=--quick.
 SCENARIO ?=
 BENCH_ARGS ?=

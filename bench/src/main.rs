@@ -51,6 +51,9 @@ enum Scenario {
     Latency,
     /// No-op reconciles per second with 10,000 policies.
     Reconcile,
+    /// 1,000 policies over pods failing at random for 10 minutes: RSS, missed rounds, ladders,
+    /// repeated actions.
+    Soak,
 }
 
 impl Scenario {
@@ -61,6 +64,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Latency => "latency",
             Scenario::Reconcile => "reconcile",
+            Scenario::Soak => "soak",
         }
     }
 }
@@ -74,7 +78,7 @@ struct Cli {
     scenarios: Vec<Scenario>,
     /// Only this case of the scenario: capacity 100x1, 1000x1, 10000x1, 100x100, 1000x1000,
     /// 10000x1000 (pods x policies); peer 200 or 1000 (probes/s); memory idle, policies-1000,
-    /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies).
+    /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies); soak 1000 (policies).
     #[arg(long)]
     only: Option<String>,
     /// Short warm-up (3 s) and window (10 s), and at most 5 latency trials, to try the harness
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> Result<()> {
             Scenario::Memory,
             Scenario::Latency,
             Scenario::Reconcile,
+            Scenario::Soak,
         ]
     } else {
         cli.scenarios.clone()
@@ -278,6 +283,7 @@ async fn run(cli: Cli) -> Result<()> {
             Scenario::Memory => scenario::memory::run(&ctx, only).await,
             Scenario::Latency => scenario::latency::run(&ctx, only).await,
             Scenario::Reconcile => scenario::reconcile::run(&ctx, only).await,
+            Scenario::Soak => scenario::soak::run(&ctx, only).await,
         };
         section.notes.push(format!(
             "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",

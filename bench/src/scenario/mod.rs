@@ -6,6 +6,7 @@ pub mod latency;
 pub mod memory;
 pub mod peer;
 pub mod reconcile;
+pub mod soak;
 
 use std::{
     path::{Path, PathBuf},
