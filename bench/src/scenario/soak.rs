@@ -363,15 +363,25 @@ async fn replace_evicted(
         pod_target.remove(name);
         failing.remove(target);
         farm.set_failing(*target, false).await?;
-        let app = app(target / PODS_PER_POLICY);
-        let new = format!("{app}-{}-{}", target % PODS_PER_POLICY, next_suffix(name));
-        cluster.add_pod(&new, &app, farm::address(*target)?, farm.port())?;
+        let new = replacement(name, *target);
+        cluster.add_pod(&new, &app(target / PODS_PER_POLICY), farm::address(*target)?, farm.port())?;
         pod_target.insert(new, *target);
     }
     Ok(gone.len())
 }
 
-/// A pod's replacement name suffix: one more than the last.
+/// The name of the pod that replaces `name` on `target`: `soak-IIII-J-rN`, N one more than the
+/// last (every incarnation has a name of its own).
+fn replacement(name: &str, target: usize) -> String {
+    format!(
+        "{}-{}-r{}",
+        app(target / PODS_PER_POLICY),
+        target % PODS_PER_POLICY,
+        next_suffix(name)
+    )
+}
+
+/// A pod's replacement number: one more than the last.
 fn next_suffix(name: &str) -> u32 {
     name.rsplit('-')
         .next()
@@ -491,6 +501,11 @@ mod tests {
         assert_eq!(target_of("web-1"), None);
         assert_eq!(next_suffix("soak-0007-1"), 1);
         assert_eq!(next_suffix("soak-0007-1-r3"), 4);
+        // Every incarnation has a name of its own, on the same target.
+        let first = replacement("soak-0007-1", 15);
+        let second = replacement(&first, 15);
+        assert_eq!((first.as_str(), second.as_str()), ("soak-0007-1-r1", "soak-0007-1-r2"));
+        assert_eq!(target_of(&second), Some(15));
     }
 
     #[test]
