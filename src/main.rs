@@ -193,6 +193,10 @@ async fn run(args: RunArgs) -> ExitCode {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         reach: Reach::new(args.allow_loopback, api_server),
+        own_pod: controller::OwnPod::new(
+            std::env::var("POD_NAMESPACE").ok(),
+            std::env::var("POD_NAME").ok(),
+        ),
         ..controller::Config::default()
     };
     // One signal stops both the controller (which finishes in-flight reconciles) and the server.

@@ -1,6 +1,6 @@
 //! Durations as users write them in a policy: `90s`, `5m`, `1h30m`.
 
-use std::{borrow::Cow, fmt, str::FromStr, sync::LazyLock, time};
+use std::{borrow::Cow, fmt, sync::LazyLock, time};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,18 +16,17 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 #[serde(transparent)]
 pub struct Duration(String);
 
+/// The longest duration a policy may give: ten years (87600h). Longer ones are refused rather than
+/// carried into timestamps and timers that cannot hold them.
+pub const MAX: time::Duration = time::Duration::from_secs(87_600 * 3600);
+
+/// The longest duration string the schema admits (`maxLength`).
+pub const MAX_LENGTH: usize = 32;
+
 impl Duration {
-    /// Parses the string into a non-negative duration.
+    /// Parses the string into a non-negative duration, at most [`MAX`].
     pub fn parse(&self) -> Result<time::Duration, String> {
-        if !matches_pattern(&self.0) {
-            return Err(format!("{:?} is not a duration such as 90s, 5m or 1h30m", self.0));
-        }
-        let parsed = kube::core::Duration::from_str(&self.0)
-            .map_err(|e| format!("{:?} is not a duration such as 90s, 5m or 1h30m: {e}", self.0))?;
-        if parsed.is_negative() {
-            return Err(format!("{:?} must not be negative", self.0));
-        }
-        Ok(parsed.into())
+        parse(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -59,7 +58,7 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "maxLength": 32,
+            "maxLength": MAX_LENGTH,
             "pattern": DURATION_PATTERN,
         })
     }
@@ -70,6 +69,78 @@ fn matches_pattern(s: &str) -> bool {
     static PATTERN: LazyLock<Option<regex::Regex>> =
         LazyLock::new(|| regex::Regex::new(DURATION_PATTERN).ok());
     PATTERN.as_ref().is_some_and(|p| p.is_match(s))
+}
+
+/// Parses what [`DURATION_PATTERN`] admits, exactly and with checked arithmetic: `1.5s` is 1500ms,
+/// and a value too large for a duration (`99999999999999999999h` fits the schema's 32 characters)
+/// is an error, never a panic.
+pub fn parse(s: &str) -> Result<time::Duration, String> {
+    let not_a_duration = || {
+        format!(
+            "{:?} is not a duration such as 90s, 5m or 1h30m",
+            super::bounded(s, 64)
+        )
+    };
+    if s.len() > MAX_LENGTH && s.chars().count() > MAX_LENGTH {
+        return Err(format!(
+            "is {} characters long; a duration has at most {MAX_LENGTH}",
+            s.chars().count()
+        ));
+    }
+    if !matches_pattern(s) {
+        return Err(not_a_duration());
+    }
+    let too_long = || {
+        format!(
+            "{s:?} is longer than {}, the longest duration allowed",
+            format(MAX)
+        )
+    };
+    let mut total: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(not_a_duration)?;
+        let (number, tail) = rest.split_at(number_end);
+        let (unit_nanos, unit_len): (u128, usize) = if tail.starts_with("ms") {
+            (1_000_000, 2)
+        } else if tail.starts_with('s') {
+            (1_000_000_000, 1)
+        } else if tail.starts_with('m') {
+            (60_000_000_000, 1)
+        } else if tail.starts_with('h') {
+            (3_600_000_000_000, 1)
+        } else {
+            return Err(not_a_duration());
+        };
+        rest = &tail[unit_len..];
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let mut nanos = whole
+            .parse::<u128>()
+            .ok()
+            .and_then(|w| w.checked_mul(unit_nanos))
+            .ok_or_else(too_long)?;
+        // The fraction's digits beyond nanosecond precision change nothing.
+        let mut scale = unit_nanos;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            if scale == 0 {
+                break;
+            }
+            nanos = nanos
+                .checked_add(u128::from(digit - b'0') * scale)
+                .ok_or_else(too_long)?;
+        }
+        total = total.checked_add(nanos).ok_or_else(too_long)?;
+    }
+    if total > MAX.as_nanos() {
+        return Err(too_long());
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
+    // Below a second, so it fits.
+    let nanos = (total % 1_000_000_000) as u32;
+    Ok(time::Duration::new(secs, nanos))
 }
 
 /// Formats a duration the way the spec writes them (`1h30m`, `1m30s`, `250ms`, `1.5s`).
@@ -123,6 +194,66 @@ mod tests {
         for text in ["", "5", "m", "5 m", "-1s", "1d", "1.s", "5mm", "1h 30m"] {
             let err = Duration::from(text).parse().expect_err(text);
             assert!(err.contains("not a duration"), "{text}: {err}");
+        }
+    }
+
+    /// kube's parser, used before, multiplied in floating point and panicked when the product did
+    /// not fit a duration, on strings the schema admits (`fuzz/fuzz_targets/duration.rs` keeps
+    /// checking that nothing panics).
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for text in [
+            "99999999999999999999h",
+            "18446744073709551615s",
+            "9999999999999999999999999999999h",
+            "87600h1ms",
+            "5256000m1s",
+        ] {
+            let err = Duration::from(text).parse().expect_err(text);
+            assert!(err.contains("longest duration allowed"), "{text}: {err}");
+        }
+        assert_eq!(Duration::from("87600h").parse(), Ok(MAX));
+        let err = Duration::from(&*"1".repeat(40)).parse().unwrap_err();
+        assert_eq!(err, "is 40 characters long; a duration has at most 32");
+    }
+
+    #[test]
+    fn fractions_are_exact() {
+        let cases = [
+            ("0.1s", 100_000_000),
+            ("1.000000001s", 1_000_000_001),
+            ("0.0000000001s", 0),
+            ("0.5ms", 500_000),
+            ("1.25h", 4_500_000_000_000),
+            ("1m0.5s", 60_500_000_000),
+            ("0s", 0),
+            ("00000000000000000000000001s", 1_000_000_000),
+        ];
+        for (text, nanos) in cases {
+            assert_eq!(
+                Duration::from(text).parse(),
+                Ok(time::Duration::from_nanos(nanos)),
+                "{text}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a policy says, parsing returns; what parses is at most MAX.
+        #[test]
+        fn parsing_never_panics(text in "[0-9.hms]{0,32}|\\PC{0,40}") {
+            if let Ok(d) = Duration::from(text.as_str()).parse() {
+                proptest::prop_assert!(d <= MAX);
+            }
+        }
+
+        /// format → parse gives the duration back, to the millisecond format keeps.
+        #[test]
+        fn format_then_parse_round_trips(ms in 0u64..=MAX.as_millis() as u64) {
+            let d = time::Duration::from_millis(ms);
+            proptest::prop_assert_eq!(Duration::from(format(d).as_str()).parse(), Ok(d));
         }
     }
 

@@ -8,7 +8,7 @@ pub mod status;
 pub mod validate;
 pub mod watched;
 
-pub use duration::{DURATION_PATTERN, Duration, format as format_duration};
+pub use duration::{DURATION_PATTERN, Duration, MAX as MAX_DURATION, format as format_duration};
 pub use remediation::*;
 pub use spec::*;
 pub use status::*;
@@ -26,4 +26,18 @@ pub mod conditions {
     pub const HEALTHY: &str = "Healthy";
     pub const REMEDIATING: &str = "Remediating";
     pub const REMEDIATION_BLOCKED: &str = "RemediationBlocked";
+}
+
+/// `s` cut to at most `max` bytes and a closing "…", at a character boundary: text a policy supplies
+/// (a megabyte name, say) that a message quotes must not make the message, and so the status or
+/// the Event that carries it, unbounded.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max.saturating_sub(1);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
 }

@@ -93,6 +93,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the text, parsing returns a finite, non-negative value or nothing.
+        #[test]
+        fn parsing_never_panics(q in "[0-9.+-]{0,12}(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9+-]{0,4})?|\\PC{0,16}") {
+            if let Some(v) = parse(&q) {
+                proptest::prop_assert!(v.is_finite() && v >= 0.0);
+            }
+            let _ = (bytes(&q), millicores(&q));
+        }
+
+        /// Bytes shown for people read back within the rounding of one decimal.
+        #[test]
+        fn formatted_bytes_parse_back(b in proptest::num::u64::ANY) {
+            let back = bytes(&format_bytes(b)).expect("parses");
+            proptest::prop_assert!((back as f64 - b as f64).abs() <= b as f64 * 0.05 + 0.5);
+        }
+    }
+
     #[test]
     fn formats_bytes_for_people() {
         assert_eq!(format_bytes(512 * 1024 * 1024), "512Mi");

@@ -207,9 +207,9 @@ pub struct HttpProbe {
     /// Port to probe: a number, or the name of a container port (via Pods) or Service port (via Service).
     pub port: IntOrString,
 
-    /// Request path, starting with a slash.
+    /// Request path (and query), starting with a slash; no spaces, control characters or '#'.
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/[^\s#\x00-\x1f\x7f]*$"))]
     pub path: String,
 
     /// HTTP or HTTPS.
@@ -330,9 +330,9 @@ pub struct Header {
     /// Header name.
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
     pub name: String,
-    /// Header value, written in the policy.
+    /// Header value, written in the policy: printable ASCII, spaces and tabs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 4096), regex(pattern = r"^[\t\x20-\x7e]*$"))]
     pub value: Option<String>,
     /// Header value read from a key of a Secret in the policy's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,7 +496,7 @@ pub struct StatusCodes {
     pub window: Duration,
     /// Probe this path for this trigger instead of probe.http.path (it is probed every period, too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/[^\s#\x00-\x1f\x7f]*$"))]
     pub path: Option<String>,
 }
 

@@ -21,7 +21,8 @@ pub struct Watched {
     /// The Ready condition as found in status, read on its own so it is known even when the rest
     /// of the object cannot be read.
     pub ready: Option<Condition>,
-    /// The policy, or "path: problem" (e.g. "spec.remediation.steps[0].action: unknown variant `Reboot`, …").
+    /// The policy, or "path: problem" (e.g. "spec.remediation.steps[0].action: unknown variant `Reboot`, …"),
+    /// at most [`MAX_PROBLEM_BYTES`](super::validate::MAX_PROBLEM_BYTES) and a "…".
     pub decoded: Result<AppHealthPolicy, String>,
 }
 
@@ -42,11 +43,14 @@ impl Watched {
             .and_then(|c| serde_json::from_value(c.clone()).ok());
         let decoded = serde_path_to_error::deserialize::<_, AppHealthPolicy>(&value).map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
+            let problem = if path == "." {
                 e.inner().to_string()
             } else {
                 format!("{path}: {}", e.inner())
-            }
+            };
+            // The error may quote the value (a megabyte string of the wrong type): kept bounded,
+            // in the cache and in the condition that reports it.
+            super::bounded(&problem, super::validate::MAX_PROBLEM_BYTES)
         });
         Ok(Self {
             metadata,

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, runtime::controller::Action as Requeue};
 
-use super::{Context, PolicyRef};
+use super::{Context, OwnPod, PolicyRef};
 use crate::{
     Error, Result,
     act::Workload,
@@ -134,6 +134,21 @@ pub(super) async fn dereference(
         }
     };
     let pods: Vec<Arc<CachedPod>> = ctx.index.pods_selected(&namespace, &selector);
+    if let Some(message) = remediates_operator(
+        &settings.remediation,
+        &workload,
+        pods.iter()
+            .map(|p| p.metadata.name.as_deref().unwrap_or_default()),
+        &namespace,
+        ctx.own_pod.as_ref(),
+    ) {
+        return Ok(stopped(
+            reasons::TARGET_IS_OPERATOR,
+            message.clone(),
+            message,
+            Requeue::requeue(Duration::from_secs(300)),
+        ));
+    }
     let reach = &ctx.reach;
     let resolved = match settings.probe.via {
         ProbeVia::Pods => endpoints::for_pods(&template, &selector, pods.iter().map(|p| p.as_ref()), reach),
@@ -168,4 +183,103 @@ pub(super) async fn dereference(
         resolved,
         rollout,
     })))
+}
+
+/// Why a policy may not act on its target, when the target runs the operator itself: restarting,
+/// rolling back or resizing the operator from its own ladder would cut the ladder short halfway
+/// (and a crash loop of the operator would feed itself). Observing it, collecting diagnostics and
+/// notifying are fine, and so is a dry run. Pure: the operator's pod among the target's pods.
+pub(super) fn remediates_operator<'a>(
+    remediation: &validate::RemediationSettings,
+    workload: &crate::act::Workload,
+    mut pods: impl Iterator<Item = &'a str>,
+    namespace: &str,
+    own: Option<&OwnPod>,
+) -> Option<String> {
+    let own = own.filter(|o| o.namespace == namespace)?;
+    if remediation.dry_run || !pods.any(|p| p == own.name) {
+        return None;
+    }
+    let changing: Vec<&str> = remediation
+        .steps
+        .iter()
+        .map(|s| s.action())
+        .filter(|a| a.changes_target())
+        .map(|a| a.as_str())
+        .collect();
+    (!changing.is_empty()).then(|| {
+        format!(
+            "{workload} runs this operator (pod {}), and spec.remediation.steps would change it ({}); \
+             a policy may only observe, collect diagnostics or notify about the operator itself, or set \
+             spec.remediation.dryRun.",
+            own.name,
+            changing.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        act::Workload,
+        api::validate::{RemediationSettings, StepParams, StepSettings},
+    };
+
+    #[test]
+    fn a_ladder_may_not_change_the_operator_itself() {
+        let own = OwnPod {
+            namespace: "ops".into(),
+            name: "apphealth-operator-7d9-x2".into(),
+        };
+        let workload = Workload {
+            kind: TargetKind::Deployment,
+            namespace: "ops".into(),
+            name: "apphealth-operator".into(),
+        };
+        let step = |params| StepSettings {
+            timeout: Duration::ZERO,
+            params,
+        };
+        let restart = RemediationSettings {
+            steps: vec![step(StepParams::RolloutRestart)],
+            ..RemediationSettings::default()
+        };
+        let notify_only = RemediationSettings {
+            steps: vec![step(StepParams::CollectDiagnostics(Default::default()))],
+            ..RemediationSettings::default()
+        };
+        let dry_run = RemediationSettings {
+            dry_run: true,
+            ..restart.clone()
+        };
+        let pods = ["apphealth-operator-7d9-x2", "apphealth-operator-7d9-y3"];
+        // (ladder, the target's pods, the policy's namespace, the operator's pod, refused)
+        type Case<'a> = (
+            &'a RemediationSettings,
+            &'a [&'a str],
+            &'a str,
+            Option<&'a OwnPod>,
+            bool,
+        );
+        let cases: [Case; 7] = [
+            (&restart, &pods, "ops", Some(&own), true),
+            (&notify_only, &pods, "ops", Some(&own), false),
+            (&dry_run, &pods, "ops", Some(&own), false),
+            (&restart, &pods[1..], "ops", Some(&own), false),
+            (&restart, &pods, "shop", Some(&own), false),
+            (&restart, &pods, "ops", None, false),
+            (&RemediationSettings::default(), &pods, "ops", Some(&own), false),
+        ];
+        for (i, (r, pods, namespace, own, refused)) in cases.into_iter().enumerate() {
+            let message = remediates_operator(r, &workload, pods.iter().copied(), namespace, own);
+            assert_eq!(message.is_some(), refused, "case {i}: {message:?}");
+        }
+        assert_eq!(
+            remediates_operator(&restart, &workload, pods.iter().copied(), "ops", Some(&own)).unwrap(),
+            "Deployment apphealth-operator runs this operator (pod apphealth-operator-7d9-x2), and \
+             spec.remediation.steps would change it (RolloutRestart); a policy may only observe, collect \
+             diagnostics or notify about the operator itself, or set spec.remediation.dryRun."
+        );
+    }
 }

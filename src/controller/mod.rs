@@ -94,6 +94,28 @@ pub struct Config {
     pub leader_election: Option<crate::leader::LeaderElection>,
     /// What probes and webhooks may connect to (`--allow-loopback`, the API server's addresses).
     pub reach: Reach,
+    /// The operator's own pod, when it knows it (POD_NAMESPACE and POD_NAME from the downward API):
+    /// a policy whose target runs it may not remediate it.
+    pub own_pod: Option<OwnPod>,
+}
+
+/// A pod by namespace and name: the operator's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnPod {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl OwnPod {
+    /// From the downward API's variables; None unless both are set.
+    pub fn new(namespace: Option<String>, name: Option<String>) -> Option<Self> {
+        match (namespace, name) {
+            (Some(namespace), Some(name)) if !namespace.is_empty() && !name.is_empty() => {
+                Some(Self { namespace, name })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -113,6 +135,7 @@ impl Default for Config {
             readiness: Arc::default(),
             leader_election: None,
             reach: Reach::default(),
+            own_pod: None,
         }
     }
 }
@@ -144,6 +167,7 @@ pub struct Context {
     metrics: Arc<Metrics>,
     /// What probes may connect to: endpoints it refuses are left out, with the reason in status.
     reach: Reach,
+    own_pod: Option<OwnPod>,
 }
 
 impl Context {
@@ -473,6 +497,7 @@ async fn run_scope(
         direct_client: config.direct_client.clone().unwrap_or_else(|| client.clone()),
         metrics: config.metrics.clone(),
         reach: config.reach.clone(),
+        own_pod: config.own_pod.clone(),
         client,
     });
 

@@ -151,16 +151,12 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+fn truncate(s: String, max: usize) -> String {
     if s.len() > max {
-        let mut cut = max.saturating_sub(1);
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
+        crate::api::bounded(&s, max)
+    } else {
+        s
     }
-    s
 }
 
 #[cfg(test)]

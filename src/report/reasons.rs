@@ -10,6 +10,8 @@ pub const NO_PODS: &str = "NoProbeTargets";
 /// Every endpoint's address is one the operator never connects to (link-local, loopback, …).
 pub const ADDRESS_REFUSED: &str = "AddressRefused";
 pub const SUSPENDED: &str = "Suspended";
+/// The target runs the operator itself, and the ladder would change it.
+pub const TARGET_IS_OPERATOR: &str = "TargetIsOperator";
 // Healthy
 pub const AWAITING_VERDICT: &str = "AwaitingVerdict";
 pub const PROBES_SUCCEEDING: &str = "ProbesSucceeding";

@@ -23,13 +23,13 @@ fn examples(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-fn schema() -> serde_json::Value {
+pub(crate) fn schema() -> serde_json::Value {
     let crd: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(CRD_FILE).unwrap()).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
 /// What the API server would say about `object` at `kubectl apply`: schema errors, then CEL errors.
-fn admission_errors(schema: &serde_json::Value, object: &serde_json::Value) -> Vec<String> {
+pub(crate) fn admission_errors(schema: &serde_json::Value, object: &serde_json::Value) -> Vec<String> {
     let validator = jsonschema::options()
         .build(schema)
         .expect("the CRD schema compiles");

@@ -232,6 +232,14 @@ impl Harness {
         self.operator = Some((stop, task));
     }
 
+    /// Whether the operator started by `start_operator*` is still running (it has not returned or
+    /// panicked).
+    pub fn operator_running(&self) -> bool {
+        self.operator
+            .as_ref()
+            .is_some_and(|(_, task)| !task.is_finished())
+    }
+
     /// Stops the operator gracefully and waits for it.
     pub async fn stop_operator(&mut self) {
         if let Some((stop, task)) = self.operator.take() {

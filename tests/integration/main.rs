@@ -12,6 +12,7 @@ mod crd;
 mod flaky;
 mod guards;
 mod harness;
+mod hostile;
 mod kubectl;
 mod kubectl_pods;
 mod ladder;

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 
+mod limits;
 mod names;
 mod remediation;
 mod triggers;
@@ -25,10 +26,13 @@ pub struct InvalidSpec {
     pub problem: String,
 }
 
+/// Longest problem text kept: a problem quotes what the policy says, which may be a megabyte.
+pub const MAX_PROBLEM_BYTES: usize = 512;
+
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec {
     InvalidSpec {
         field: field.into(),
-        problem: problem.into(),
+        problem: super::bounded(&problem.into(), MAX_PROBLEM_BYTES),
     }
 }
 
@@ -183,9 +187,11 @@ impl SuccessCodes {
         let mut ranges = Vec::with_capacity(codes.len());
         for (i, code) in codes.iter().enumerate() {
             let field = format!("{field}[{i}]");
+            // Three digits, as the schema's pattern has them (u16's parser would take "+200").
             let parse_one = |s: &str| -> Result<u16, InvalidSpec> {
-                s.parse::<u16>()
-                    .ok()
+                Some(s)
+                    .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u16>().ok())
                     .filter(|c| (100..=599).contains(c))
                     .ok_or_else(|| {
                         invalid(
@@ -294,9 +300,17 @@ fn pattern(field: &str, source: &str) -> Result<Pattern, InvalidSpec> {
         .map_err(|e| invalid(field, format!("is not a valid regular expression: {e}")))
 }
 
+/// A request path (and query): it goes into the probe's URL, so it must be one an HTTP request
+/// can carry — no spaces, control characters or fragment, which would only fail every probe.
 fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
     if !p.starts_with('/') {
         return Err(invalid(field, format!("{p:?} must start with /")));
+    }
+    if p.contains('#') || p.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(invalid(
+            field,
+            format!("{p:?} is not a URL path: spaces, control characters and '#' are not allowed"),
+        ));
     }
     Ok(p.to_owned())
 }
@@ -312,10 +326,12 @@ fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
         }
         let value = match (&h.value, &h.value_from) {
             (Some(v), None) => {
-                if http::HeaderValue::from_str(v).is_err() {
+                // What the schema's pattern admits: http would also take bytes beyond ASCII.
+                let printable = v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+                if !printable || http::HeaderValue::from_str(v).is_err() {
                     return Err(invalid(
                         format!("spec.probe.http.headers[{i}].value"),
-                        "contains characters not allowed in a header value",
+                        "contains characters not allowed in a header value (printable ASCII, spaces and tabs)",
                     ));
                 }
                 HeaderSource::Literal(v.clone())
@@ -426,6 +442,7 @@ fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
 
 /// Validates a spec and returns its parsed settings, or the first problem found.
 pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
+    limits::within_limits(spec)?;
     if spec.target_ref.name.is_empty() {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }

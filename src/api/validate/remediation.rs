@@ -287,7 +287,11 @@ pub(super) fn remediation(r: &crate::api::Remediation) -> Result<RemediationSett
         None => None,
         Some(m) => Some((
             at_least_one("spec.remediation.maxRemediations.count", m.count)?,
-            positive_duration("spec.remediation.maxRemediations.window", &m.window)?,
+            super::window(
+                "spec.remediation.maxRemediations.window",
+                &m.window,
+                StdDuration::from_secs(168 * 3600),
+            )?,
         )),
     };
     if let Some(p) = r.max_unhealthy_percent

@@ -173,3 +173,116 @@ fn numeric_port_strings_are_numbers() {
         .settings();
     assert_eq!(s.probe.port, PortRef::Number(8080));
 }
+
+/// `(a+)+$` takes a backtracking engine exponential time on "aaa…a!"; Rust's regex engine is
+/// linear, so the check finishes and answers right (no timing asserted: finishing is the point).
+#[test]
+fn a_catastrophic_pattern_finishes_and_answers_right() {
+    use crate::observe::prober::check_body;
+    let s = policy()
+        .with_spec(serde_json::json!({"probe": {"http": {"response": {"bodyMatches": "^(a+)+$"}}}}))
+        .settings();
+    let Check::Http(http) = &s.probe.check else {
+        panic!("probes HTTP")
+    };
+    let almost = format!("{}!", "a".repeat(64 * 1024));
+    assert_eq!(
+        check_body(&http.response, almost.as_bytes()),
+        Err("body does not match \"^(a+)+$\"".to_owned())
+    );
+    assert_eq!(
+        check_body(&http.response, "a".repeat(64 * 1024).as_bytes()),
+        Ok(())
+    );
+}
+
+/// A pattern that compiles to more than the size limit is an error naming the field, not memory.
+#[test]
+fn patterns_beyond_the_size_limit_are_refused() {
+    for (field, pattern) in [
+        ("bodyMatches", r"\w{500}{500}"),
+        ("bodyNotMatches", r"(\pL{100}){100}"),
+    ] {
+        let spec = policy()
+            .with_spec(serde_json::json!({"probe": {"http": {"response": {field: pattern}}}}))
+            .spec;
+        let err = validate(&spec).expect_err(pattern);
+        assert_eq!(err.field, format!("spec.probe.http.response.{field}"));
+        assert!(
+            err.problem.starts_with("is not a valid regular expression: ")
+                && err.problem.contains("size limit"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn paths_must_be_paths_an_http_request_can_carry() {
+    for (path, ok) in [
+        ("/healthz?verbose=1", true),
+        ("/a%20b", true),
+        ("/a b", false),
+        ("/healthz HTTP/1.1\r\nHost: evil", false),
+        ("/x#fragment", false),
+        ("/nul\u{0}", false),
+    ] {
+        let spec = policy()
+            .with_spec(serde_json::json!({"probe": {"http": {"path": path}}}))
+            .spec;
+        assert_eq!(validate(&spec).is_ok(), ok, "{path:?}");
+    }
+}
+
+/// u16's parser takes "+200", which the schema's pattern refuses: the operator accepts what the
+/// schema does and no more (a property `fuzz/fuzz_targets/status_codes.rs` checks too).
+#[test]
+fn status_codes_are_three_digits() {
+    let codes = |c: &[&str]| SuccessCodes::parse("f", &c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    for bad in ["+200", "200-+399", "0200", " 200", "2e2", "٢٠٠"] {
+        assert!(codes(&[bad]).is_err(), "{bad:?}");
+    }
+    assert!(codes(&["200-399", "503"]).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the codes, parsing returns; what parses is shown in a form that parses back to the
+    /// same codes, and contains exactly the codes listed.
+    #[test]
+    fn status_codes_round_trip(codes in proptest::collection::vec("[0-9+-]{0,8}|[1-5][0-9]{2}(-[1-5][0-9]{2})?", 0..5)) {
+        if let Ok(parsed) = SuccessCodes::parse("f", &codes) {
+            let shown: Vec<String> = parsed.to_string().split(", ").map(str::to_owned).collect();
+            proptest::prop_assert_eq!(SuccessCodes::parse("f", &shown), Ok(parsed.clone()));
+            for code in [99u16, 100, 200, 399, 503, 599, 600] {
+                let listed = codes.iter().any(|c| match c.split_once('-') {
+                    Some((lo, hi)) => (lo.parse::<u16>().unwrap_or(0)..=hi.parse::<u16>().unwrap_or(0)).contains(&code),
+                    None => c.parse::<u16>() == Ok(code),
+                });
+                proptest::prop_assert_eq!(parsed.contains(code), listed);
+            }
+        }
+    }
+
+    /// Any merge patch over a valid policy: validation returns (never panics), and an error names a
+    /// field of the spec with a bounded problem.
+    #[test]
+    fn validation_never_panics_on_odd_values(
+        period in proptest::num::u32::ANY,
+        timeout in proptest::num::u32::ANY,
+        window in "[0-9]{1,25}(ms|s|m|h)|\\PC{0,12}",
+        pattern in "\\PC{0,40}",
+        triggers in 0usize..40,
+    ) {
+        let spec = policy().with_spec(serde_json::json!({
+            "probe": {"periodSeconds": period, "http": {"timeoutSeconds": timeout,
+                      "response": {"bodyMatches": pattern}}},
+            "triggers": vec![serde_json::json!({"errorRate": {"percent": 50, "window": window}}); triggers],
+            "remediation": {"cooldown": window},
+        })).spec;
+        if let Err(e) = validate(&spec) {
+            proptest::prop_assert!(e.field.starts_with("spec."));
+            proptest::prop_assert!(e.problem.len() <= MAX_PROBLEM_BYTES + 3);
+        }
+    }
+}

@@ -363,3 +363,59 @@ fn scale_and_diagnostics_effects_are_kept() {
     assert!(status.scale_restore.is_none());
     assert_eq!(reasons_of(&events), ["ScaleRestored"]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// The status merge settles: from any recorded conditions and any health, a second pass over
+    /// its own result changes nothing (so the steady state writes nothing), and a later pass keeps
+    /// each condition's lastTransitionTime while its status holds.
+    #[test]
+    fn a_second_pass_changes_nothing(
+        recorded in proptest::collection::vec(
+            (
+                proptest::sample::select(vec!["Ready", "Healthy", "Remediating", "RemediationBlocked", "Other"]),
+                proptest::sample::select(vec!["True", "False", "Unknown", ""]),
+                "[A-Za-z]{0,12}",
+            ),
+            0..6,
+        ),
+        health in proptest::sample::select(vec![Health::Healthy, Health::Unhealthy, Health::Unknown]),
+        readiness in 0u8..3,
+        with_verdict: bool,
+    ) {
+        let mut old = AppHealthPolicyStatus::default();
+        for (type_, status, reason) in recorded {
+            if old.conditions.iter().all(|c| c.type_ != type_) {
+                old.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: type_.into(),
+                    status: status.into(),
+                    reason,
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(t(-60)),
+                });
+            }
+        }
+        let mut observed = seen(health);
+        observed.verdict = with_verdict.then(|| verdict(health));
+        observed.readiness = match readiness {
+            0 => observed.readiness,
+            1 => Readiness::NoTargets { reason: reasons::NO_PODS, message: "no ready pods".into() },
+            _ => Readiness::Stopped {
+                reason: reasons::INVALID_SPEC,
+                message: "invalid".into(),
+                event: "invalid".into(),
+            },
+        };
+        let (first, _) = desired_status(&old, &observed, None, None, t(0));
+        let (second, _) = desired_status(&first, &observed, None, None, t(0));
+        proptest::prop_assert_eq!(&second, &first);
+        let (later, _) = desired_status(&first, &observed, None, None, t(3600));
+        for c in &later.conditions {
+            if let Some(before) = first.conditions.iter().find(|b| b.type_ == c.type_ && b.status == c.status) {
+                proptest::prop_assert_eq!(&before.last_transition_time, &c.last_transition_time);
+            }
+        }
+    }
+}
