@@ -92,17 +92,24 @@
 //! - **`managedFields`** record who wrote an object and when. Every create, update, patch or apply that
 //!   changes an object sets or refreshes one entry per (manager, operation, subresource): `manager`,
 //!   `operation` (`Apply` for server-side apply, else `Update`), `apiVersion` (of the request), `time` (RFC
-//!   3339, seconds), `fieldsType: FieldsV1`, `fieldsV1: {}`, and `subresource` (`status`, `scale`) for
+//!   3339, seconds), `fieldsType: FieldsV1`, `fieldsV1` (see below), and `subresource` (`status`, `scale`) for
 //!   subresource writes; entries are sorted like the API server does (operation, time, manager). The
 //!   manager is the `fieldManager` parameter (at most 128 printable bytes, else 422), else the
 //!   User-Agent up to its first `/` (`kubectl/v1.33.0 (...)` gives `kubectl`; kubectl itself passes
 //!   `kubectl-client-side-apply`, `kubectl-edit`, ...), else `unknown` (kube-rs sends no User-Agent, so
 //!   give `PostParams`/`PatchParams` a `field_manager`). Direct writes through [`TestServer::create`],
 //!   [`TestServer::replace`] and [`TestServer::patch_status`] are by [`TEST_MANAGER`] (`testserver`); the
-//!   namespaces that exist from the start by `kube-apiserver`. Field ownership is not tracked (hence
-//!   `fieldsV1: {}` and no entries dropped for owning nothing), `managedFields` in request bodies are
-//!   ignored, and entries change only with the object: unlike Kubernetes, a write (or a first apply by a
-//!   new manager) that would change nothing but ownership is a no-op. `kubectl get -o yaml` hides them
+//!   namespaces that exist from the start by `kube-apiserver`. Only appliers' ownership is tracked: an
+//!   `Apply` entry's `fieldsV1` is the field set of the manager's last applied configuration (`f:` fields,
+//!   `k:{"type":"Ready"}` list-map elements with `.`, atomic lists as `{}`; `apiVersion`, `kind` and
+//!   server-set metadata left out); `Update` entries have `fieldsV1: {}` and are never dropped for owning
+//!   nothing. When an apply drops a field that the manager applied before, the field is removed unless
+//!   another applier (of any subresource) still applies it: a co-owned field stays and only the dropping
+//!   manager's ownership ends (for a dropped map or list-map element, only the fields nobody else applies
+//!   go). Fields set by `Update` writes do not keep a dropped field. `managedFields` in request bodies are
+//!   ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
+//!   (a first apply by a new manager, or a co-owned field dropped): that is recorded with a new
+//!   resourceVersion, as in Kubernetes. `kubectl get -o yaml` hides them
 //!   as usual; `--show-managed-fields` shows them.
 //! - **Clock**: every time the server stamps (`creationTimestamp`, `managedFields[].time`, CRD condition
 //!   times, metrics timestamps) and the "now" of table ages come from one clock: real time unless a test
@@ -110,8 +117,9 @@
 //!   [`TestServer::now`] reads it, [`TestServer::reset_clock`] returns to real time).
 //! - **Server-side apply**, simplified: the server remembers the last configuration each field manager
 //!   applied per object and subresource; fields applied before but omitted now are removed, then the new
-//!   configuration is merged in (list-maps by key, see below; other lists replaced). Field ownership is
-//!   not tracked, so there are never conflicts between managers; `force` is accepted and ignored.
+//!   configuration is merged in (list-maps by key, see below; other lists replaced). A field another
+//!   applier co-owns is kept (see `managedFields`). There are never conflicts between managers (a
+//!   different value simply wins); `force` is accepted and ignored.
 //! - **List-map keys** (strategic merge and apply): `containers`, `initContainers`, `ephemeralContainers`,
 //!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
 //!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
@@ -137,7 +145,8 @@
 //! Authentication and authorization, admission, defaulting, schema validation (including CRD
 //! `openAPIV3Schema` and pruning; events are not validated either), version conversion (but for events),
 //! garbage collection and owner references,
-//! finalizers and `deletionTimestamp` (deletes are immediate), field ownership in `managedFields` and apply
+//! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
+//! writes (their `fieldsV1` is `{}`), set-lists (`finalizers` is atomic here, not `v:` elements) and apply
 //! conflicts,
 //! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
 //! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions
@@ -155,6 +164,7 @@ mod convert;
 pub mod error;
 mod eviction;
 mod exec;
+mod fields;
 mod http;
 pub mod jsonpath;
 mod metrics;

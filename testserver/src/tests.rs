@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Fault, TestServer};
 
+mod apply;
 mod events;
 mod exec;
 mod managed_fields;
