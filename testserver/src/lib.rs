@@ -31,7 +31,9 @@
 //!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
 //!   with a 410 `Expired` Status; from "now" when the version is absent or `0`; streaming lists with
 //!   `sendInitialEvents=true` end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
-//!   `timeoutSeconds`; selector transitions become ADDED/DELETED like the watch cache), create (with
+//!   `allowWatchBookmarks=true` gets a BOOKMARK with the resourceVersion the watch has reached every minute
+//!   ([`TestServer::set_bookmark_interval`]); `timeoutSeconds`; [`TestServer::end_watches`] ends open
+//!   watches, as an API server restart does; selector transitions become ADDED/DELETED like the watch cache), create (with
 //!   `generateName`), replace, delete (returns the object; also delete-collection), patch (JSON merge,
 //!   JSON patch, a strategic-merge subset for built-ins, server-side apply); any `dryRun` write runs
 //!   against a throw-away copy of the state.
@@ -175,6 +177,7 @@ mod resize;
 pub mod selector;
 pub mod store;
 pub mod table;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
@@ -281,6 +284,8 @@ impl TestServer {
             metrics: metrics::Metrics::default(),
             pods: pods::PodExtras::default(),
             watch_lag: std::sync::Mutex::new(std::time::Duration::ZERO),
+            bookmark_interval: std::sync::Mutex::new(watch::DEFAULT_BOOKMARK_INTERVAL),
+            cut_watches: tokio::sync::watch::Sender::new(0),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -526,6 +531,22 @@ impl TestServer {
             .watch_lag
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = lag;
+    }
+
+    /// How often watches that allow bookmarks (`allowWatchBookmarks=true`) get a BOOKMARK with the
+    /// resourceVersion they have reached (one minute unless set; for watches opened afterwards).
+    pub fn set_bookmark_interval(&self, every: std::time::Duration) {
+        *self
+            .shared
+            .bookmark_interval
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = every;
+    }
+
+    /// End every open watch, as an API server restart does: clients resume from the last resourceVersion
+    /// they saw, or get 410 Gone and relist if [`Self::compact_history`] dropped it.
+    pub fn end_watches(&self) {
+        self.shared.cut_watches.send_modify(|n| *n += 1);
     }
 
     /// Remove the fault hook.

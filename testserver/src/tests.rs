@@ -23,6 +23,7 @@ mod managed_fields;
 mod metrics;
 mod pods;
 mod policy;
+mod watch;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
