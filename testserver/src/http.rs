@@ -16,7 +16,8 @@ use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Filter, PatchType, Store, Sub};
-use crate::table::{self, IncludeObject};
+use crate::table::IncludeObject;
+use crate::view::{View, wants_table};
 use crate::{Fault, RecordedRequest};
 
 /// The fault hook type.
@@ -155,18 +156,6 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
             .trim()
             .to_ascii_lowercase(),
     )
-}
-
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|part| {
-            let params: Vec<&str> = part.split(';').map(str::trim).collect();
-            params.contains(&"as=Table") && params.iter().any(|p| p.starts_with("g=meta.k8s.io"))
-        })
 }
 
 /// `unicode.IsPrint` of Go, near enough: no control characters, no whitespace but the ASCII space.
@@ -412,8 +401,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         return Err(not_found_path());
     }
     let media = media_type(&parts.headers);
-    let table = wants_table(&parts.headers);
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
+    let view = View::of_request(&parts.headers, include);
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
@@ -433,12 +422,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     } = target;
     let ns = namespace.as_deref();
     let respond = |code: u16, obj: Value| -> Response {
-        if table && sub == Sub::Main && obj.get("kind").and_then(Value::as_str) == Some(rt.kind.as_str()) {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            json_response(code, &table::table(&rt, &[obj], rv, include, store.now()))
+        if sub == Sub::Main && obj.get("kind").and_then(Value::as_str) == Some(rt.kind.as_str()) {
+            json_response(code, &view.object(&rt, obj, store.now()))
         } else {
             json_response(code, &obj)
         }
@@ -447,24 +432,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         (&Method::GET, None) => {
             let filter = filter(&namespace, &query)?;
             if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-                return crate::watch::watch(shared, rt, filter, &query, table, include);
+                return crate::watch::watch(shared, rt, filter, &query, view);
             }
             let (items, rv) = store.list(&rt, &filter);
-            if table {
-                return Ok(json_response(
-                    200,
-                    &table::table(&rt, &items, Some(rv.to_string()), include, store.now()),
-                ));
-            }
-            Ok(json_response(
-                200,
-                &json!({
-                    "kind": rt.list_kind,
-                    "apiVersion": rt.api_version(),
-                    "metadata": {"resourceVersion": rv.to_string()},
-                    "items": items,
-                }),
-            ))
+            Ok(json_response(200, &view.list(&rt, items, rv, store.now())))
         }
         (&Method::GET, Some(name)) => Ok(respond(200, store.get_sub(&rt, ns, &name, sub)?)),
         (&Method::POST, None) => {

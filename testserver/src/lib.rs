@@ -129,6 +129,10 @@
 //!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column);
 //!   events get the API server's event columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; with `-o wide`
 //!   SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME).
+//! - **Metadata only** (`Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`, as
+//!   kube's `Api<PartialObjectMeta<_>>` asks) for get, list and watch: `meta.k8s.io/v1`
+//!   `PartialObjectMetadata` objects (lists: `PartialObjectMetadataList`) with only `apiVersion`, `kind`
+//!   and `metadata`.
 //! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422, and
 //!   for evictions 429 (TooManyRequests) and 500.
 //! - **Resource metrics** (`metrics.k8s.io/v1beta1`, as metrics-server serves it), off until
@@ -177,6 +181,7 @@ mod resize;
 pub mod selector;
 pub mod store;
 pub mod table;
+mod view;
 mod watch;
 
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ mod apply;
 mod events;
 mod exec;
 mod managed_fields;
+mod metadata;
 mod metrics;
 mod pods;
 mod policy;

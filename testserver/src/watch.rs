@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::http::Shared;
 use crate::registry::ResourceType;
 use crate::store::{Event, EventKind, Filter, present};
-use crate::table::{self, IncludeObject};
+use crate::view::View;
 
 /// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -96,24 +96,13 @@ pub fn watch(
     rt: ResourceType,
     filter: Filter,
     query: &HashMap<String, String>,
-    table: bool,
-    include: IncludeObject,
+    view: View,
 ) -> Result<Response, ApiError> {
     let opts = Options::parse(shared, query)?;
     let render = {
         let rt = rt.clone();
         let clock = shared.store.clock().clone();
-        move |obj: Value| -> Value {
-            if table {
-                let rv = obj
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                table::table(&rt, &[obj], rv, include, clock.now())
-            } else {
-                obj
-            }
-        }
+        move |obj: Value| -> Value { view.object(&rt, obj, clock.now()) }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     match shared.store.watch(&rt, &filter, opts.from_rv) {

@@ -89,7 +89,10 @@ async fn ended_watches_resume_and_after_compaction_relist() {
     // Ended with the history compacted past what the watcher saw (a change it does not watch): the
     // resumed watch gets 410 Gone and the watcher relists.
     let elsewhere: Api<ConfigMap> = Api::namespaced(client(&server).await, "other");
-    elsewhere.create(&PostParams::default(), &cm("x", json!({}))).await.unwrap();
+    elsewhere
+        .create(&PostParams::default(), &cm("x", json!({})))
+        .await
+        .unwrap();
     server.compact_history();
     server.end_watches();
     expect_event(&mut rx, "init").await;
