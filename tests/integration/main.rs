@@ -18,6 +18,7 @@ mod ladder;
 mod leader;
 mod prober;
 mod reach;
+mod relist;
 mod rollback;
 mod scaling;
 mod signals;
