@@ -148,13 +148,16 @@
 //!   events can be delivered late, like a lagging watch cache ([`TestServer::set_watch_lag`]).
 //!
 //! # Deliberately skipped
-//! Authentication and authorization, admission, defaulting, schema validation (including CRD
-//! `openAPIV3Schema` and pruning; events are not validated either), version conversion (but for events),
+//! Authentication and authorization, admission, defaulting, schema validation (events are not validated
+//! either; for CRDs: no `openAPIV3Schema` checks of types, `enum`, `minimum`/`maximum`, `pattern`,
+//! `maxLength` or `required`, no CEL `x-kubernetes-validations` rules, no pruning of unknown fields, and
+//! `fieldValidation` (`Strict`/`Warn`) is ignored), version conversion (but for events),
 //! garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
 //! writes (their `fieldsV1` is `{}`), set-lists (`finalizers` is atomic here, not `v:` elements) and apply
 //! conflicts,
-//! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
+//! pagination, aggregated discovery, OpenAPI documents (`/openapi/v2` and `/openapi/v3` answer 404, so
+//! `kubectl apply` needs `--validate=false` and `kubectl explain` does not work), controllers (nothing creates pods for a
 //! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions
 //! compute budgets themselves), the pod subresources `attach`, `portforward`, `proxy`, `binding` and
 //! `ephemeralcontainers`, SPDY for exec (WebSocket only; no fallback), a node for exec and logs (no
