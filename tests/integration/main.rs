@@ -19,6 +19,7 @@ mod ladder;
 mod leader;
 mod prober;
 mod reach;
+mod relist;
 mod rollback;
 mod scaling;
 mod signals;

@@ -1,24 +1,23 @@
 //! The HTTP layer: routing of Kubernetes API paths, content negotiation, watch streaming.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{EventKind, Filter, PatchType, Store, Sub, present};
-use crate::table::{self, IncludeObject};
+use crate::store::{Filter, PatchType, Store, Sub};
+use crate::table::IncludeObject;
+use crate::view::{View, wants_table};
 use crate::{Fault, RecordedRequest};
 
 /// The fault hook type.
@@ -26,8 +25,6 @@ pub type FaultHook = Arc<dyn Fn(&RecordedRequest) -> Option<Fault> + Send + Sync
 
 /// Request bodies larger than this are refused.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
-/// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
-const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Longest `fieldManager` the API server accepts (bytes).
 const FIELD_MANAGER_MAX_LENGTH: usize = 128;
 /// The field manager of writes with neither `fieldManager` nor a User-Agent (kube-rs sends none).
@@ -51,6 +48,10 @@ pub struct Shared {
     pub pods: PodExtras,
     /// How late live watch events are delivered (a lagging watch cache); zero by default.
     pub watch_lag: Mutex<Duration>,
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK.
+    pub bookmark_interval: Mutex<Duration>,
+    /// Bumped to end every open watch.
+    pub cut_watches: tokio::sync::watch::Sender<u64>,
 }
 
 pub fn json_response(code: u16, body: &Value) -> Response {
@@ -155,18 +156,6 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
             .trim()
             .to_ascii_lowercase(),
     )
-}
-
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|part| {
-            let params: Vec<&str> = part.split(';').map(str::trim).collect();
-            params.contains(&"as=Table") && params.iter().any(|p| p.starts_with("g=meta.k8s.io"))
-        })
 }
 
 /// `unicode.IsPrint` of Go, near enough: no control characters, no whitespace but the ASCII space.
@@ -412,8 +401,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         return Err(not_found_path());
     }
     let media = media_type(&parts.headers);
-    let table = wants_table(&parts.headers);
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
+    let view = View::of_request(&parts.headers, include);
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
@@ -433,12 +422,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     } = target;
     let ns = namespace.as_deref();
     let respond = |code: u16, obj: Value| -> Response {
-        if table && sub == Sub::Main && obj.get("kind").and_then(Value::as_str) == Some(rt.kind.as_str()) {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            json_response(code, &table::table(&rt, &[obj], rv, include, store.now()))
+        if sub == Sub::Main && obj.get("kind").and_then(Value::as_str) == Some(rt.kind.as_str()) {
+            json_response(code, &view.object(&rt, obj, store.now()))
         } else {
             json_response(code, &obj)
         }
@@ -447,24 +432,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         (&Method::GET, None) => {
             let filter = filter(&namespace, &query)?;
             if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-                return watch(shared, rt, filter, &query, table, include);
+                return crate::watch::watch(shared, rt, filter, &query, view);
             }
             let (items, rv) = store.list(&rt, &filter);
-            if table {
-                return Ok(json_response(
-                    200,
-                    &table::table(&rt, &items, Some(rv.to_string()), include, store.now()),
-                ));
-            }
-            Ok(json_response(
-                200,
-                &json!({
-                    "kind": rt.list_kind,
-                    "apiVersion": rt.api_version(),
-                    "metadata": {"resourceVersion": rv.to_string()},
-                    "items": items,
-                }),
-            ))
+            Ok(json_response(200, &view.list(&rt, items, rv, store.now())))
         }
         (&Method::GET, Some(name)) => Ok(respond(200, store.get_sub(&rt, ns, &name, sub)?)),
         (&Method::POST, None) => {
@@ -537,152 +508,6 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "method {m} is not supported on this path"
         ))),
-    }
-}
-
-fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
-fn watch(
-    shared: &Arc<Shared>,
-    rt: ResourceType,
-    filter: Filter,
-    query: &HashMap<String, String>,
-    table: bool,
-    include: IncludeObject,
-) -> Result<Response, ApiError> {
-    let send_initial = query.get("sendInitialEvents").map(String::as_str) == Some("true");
-    let rv_param = query
-        .get("resourceVersion")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let from_rv = if send_initial || rv_param.is_empty() || rv_param == "0" {
-        None
-    } else {
-        Some(
-            rv_param
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?,
-        )
-    };
-    let timeout = match query.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(
-            t.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
-        ),
-        None => DEFAULT_WATCH_TIMEOUT,
-    };
-    let render = {
-        let rt = rt.clone();
-        let clock = shared.store.clock().clone();
-        move |obj: Value| -> Value {
-            if table {
-                let rv = obj
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                table::table(&rt, &[obj], rv, include, clock.now())
-            } else {
-                obj
-            }
-        }
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    match shared.store.watch(&rt, &filter, from_rv) {
-        Err(e) => {
-            // Like the API server: 200 and an ERROR event, so clients re-list.
-            let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
-        }
-        Ok(start) => {
-            let mut shutdown = shared.shutdown.clone();
-            let key = rt.store_key();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let mut lines: Vec<Bytes> = Vec::new();
-                for obj in start.initial {
-                    lines.push(watch_line("ADDED", &render(obj)));
-                }
-                if send_initial {
-                    let bookmark = json!({
-                        "kind": rt.kind, "apiVersion": rt.api_version(),
-                        "metadata": {"resourceVersion": start.rv.to_string(),
-                                     "annotations": {"k8s.io/initial-events-end": "true"}},
-                    });
-                    lines.push(watch_line("BOOKMARK", &bookmark));
-                }
-                for ev in &start.replay {
-                    if let Some((kind, obj)) = classify(&rt, ev, &filter) {
-                        lines.push(watch_line(kind, &render(obj)));
-                    }
-                }
-                for line in lines {
-                    if tx.send(line).await.is_err() {
-                        return;
-                    }
-                }
-                let mut live = start.live;
-                let deadline = tokio::time::sleep(timeout);
-                tokio::pin!(deadline);
-                loop {
-                    let ev = tokio::select! {
-                        _ = &mut deadline => break,
-                        _ = shutdown.wait_for(|stop| *stop) => break,
-                        _ = tx.closed() => break,
-                        ev = live.recv() => ev,
-                    };
-                    match ev {
-                        Ok(ev) if ev.key == key && ev.rv > start.rv => {
-                            let lag = *shared.watch_lag.lock().unwrap_or_else(PoisonError::into_inner);
-                            if !lag.is_zero() {
-                                tokio::time::sleep(lag).await;
-                            }
-                            if let Some((kind, obj)) = classify(&rt, &ev, &filter) {
-                                if tx.send(watch_line(kind, &render(obj))).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        Ok(_) => {}
-                        // Too slow or shutting down: end the stream; the client resumes from its last version.
-                        Err(RecvError::Lagged(_) | RecvError::Closed) => break,
-                    }
-                }
-            });
-        }
-    }
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-cache, private")
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// Which watch event (if any) a watcher of `rt` with `filter` sees for a stored change, and the object
-/// as served at the version of `rt`.
-fn classify(rt: &ResourceType, ev: &crate::store::Event, filter: &Filter) -> Option<(&'static str, Value)> {
-    let object = present(rt, ev.object.clone());
-    let now = filter.matches(&object);
-    match ev.kind {
-        EventKind::Added | EventKind::Deleted => now.then_some((ev.kind.as_str(), object)),
-        EventKind::Modified => {
-            let before = ev
-                .old
-                .as_ref()
-                .map_or(now, |o| filter.matches(&present(rt, o.clone())));
-            match (before, now) {
-                (true, true) => Some(("MODIFIED", object)),
-                (false, true) => Some(("ADDED", object)),
-                (true, false) => Some(("DELETED", object)),
-                (false, false) => None,
-            }
-        }
     }
 }
 

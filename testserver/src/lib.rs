@@ -31,7 +31,9 @@
 //!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
 //!   with a 410 `Expired` Status; from "now" when the version is absent or `0`; streaming lists with
 //!   `sendInitialEvents=true` end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
-//!   `timeoutSeconds`; selector transitions become ADDED/DELETED like the watch cache), create (with
+//!   `allowWatchBookmarks=true` gets a BOOKMARK with the resourceVersion the watch has reached every minute
+//!   ([`TestServer::set_bookmark_interval`]); `timeoutSeconds`; [`TestServer::end_watches`] ends open
+//!   watches, as an API server restart does; selector transitions become ADDED/DELETED like the watch cache), create (with
 //!   `generateName`), replace, delete (returns the object; also delete-collection), patch (JSON merge,
 //!   JSON patch, a strategic-merge subset for built-ins, server-side apply); any `dryRun` write runs
 //!   against a throw-away copy of the state.
@@ -92,17 +94,24 @@
 //! - **`managedFields`** record who wrote an object and when. Every create, update, patch or apply that
 //!   changes an object sets or refreshes one entry per (manager, operation, subresource): `manager`,
 //!   `operation` (`Apply` for server-side apply, else `Update`), `apiVersion` (of the request), `time` (RFC
-//!   3339, seconds), `fieldsType: FieldsV1`, `fieldsV1: {}`, and `subresource` (`status`, `scale`) for
+//!   3339, seconds), `fieldsType: FieldsV1`, `fieldsV1` (see below), and `subresource` (`status`, `scale`) for
 //!   subresource writes; entries are sorted like the API server does (operation, time, manager). The
 //!   manager is the `fieldManager` parameter (at most 128 printable bytes, else 422), else the
 //!   User-Agent up to its first `/` (`kubectl/v1.33.0 (...)` gives `kubectl`; kubectl itself passes
 //!   `kubectl-client-side-apply`, `kubectl-edit`, ...), else `unknown` (kube-rs sends no User-Agent, so
 //!   give `PostParams`/`PatchParams` a `field_manager`). Direct writes through [`TestServer::create`],
 //!   [`TestServer::replace`] and [`TestServer::patch_status`] are by [`TEST_MANAGER`] (`testserver`); the
-//!   namespaces that exist from the start by `kube-apiserver`. Field ownership is not tracked (hence
-//!   `fieldsV1: {}` and no entries dropped for owning nothing), `managedFields` in request bodies are
-//!   ignored, and entries change only with the object: unlike Kubernetes, a write (or a first apply by a
-//!   new manager) that would change nothing but ownership is a no-op. `kubectl get -o yaml` hides them
+//!   namespaces that exist from the start by `kube-apiserver`. Only appliers' ownership is tracked: an
+//!   `Apply` entry's `fieldsV1` is the field set of the manager's last applied configuration (`f:` fields,
+//!   `k:{"type":"Ready"}` list-map elements with `.`, atomic lists as `{}`; `apiVersion`, `kind` and
+//!   server-set metadata left out); `Update` entries have `fieldsV1: {}` and are never dropped for owning
+//!   nothing. When an apply drops a field that the manager applied before, the field is removed unless
+//!   another applier (of any subresource) still applies it: a co-owned field stays and only the dropping
+//!   manager's ownership ends (for a dropped map or list-map element, only the fields nobody else applies
+//!   go). Fields set by `Update` writes do not keep a dropped field. `managedFields` in request bodies are
+//!   ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
+//!   (a first apply by a new manager, or a co-owned field dropped): that is recorded with a new
+//!   resourceVersion, as in Kubernetes. `kubectl get -o yaml` hides them
 //!   as usual; `--show-managed-fields` shows them.
 //! - **Clock**: every time the server stamps (`creationTimestamp`, `managedFields[].time`, CRD condition
 //!   times, metrics timestamps) and the "now" of table ages come from one clock: real time unless a test
@@ -110,8 +119,9 @@
 //!   [`TestServer::now`] reads it, [`TestServer::reset_clock`] returns to real time).
 //! - **Server-side apply**, simplified: the server remembers the last configuration each field manager
 //!   applied per object and subresource; fields applied before but omitted now are removed, then the new
-//!   configuration is merged in (list-maps by key, see below; other lists replaced). Field ownership is
-//!   not tracked, so there are never conflicts between managers; `force` is accepted and ignored.
+//!   configuration is merged in (list-maps by key, see below; other lists replaced). A field another
+//!   applier co-owns is kept (see `managedFields`). There are never conflicts between managers (a
+//!   different value simply wins); `force` is accepted and ignored.
 //! - **List-map keys** (strategic merge and apply): `containers`, `initContainers`, `ephemeralContainers`,
 //!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
 //!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
@@ -119,6 +129,10 @@
 //!   printer columns (JSONPath subset, `date` columns as ages), Age (unless the CRD has an Age column);
 //!   events get the API server's event columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; with `-o wide`
 //!   SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME).
+//! - **Metadata only** (`Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`, as
+//!   kube's `Api<PartialObjectMeta<_>>` asks) for get, list and watch: `meta.k8s.io/v1`
+//!   `PartialObjectMetadata` objects (lists: `PartialObjectMetadataList`) with only `apiVersion`, `kind`
+//!   and `metadata`.
 //! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422, and
 //!   for evictions 429 (TooManyRequests) and 500.
 //! - **Resource metrics** (`metrics.k8s.io/v1beta1`, as metrics-server serves it), off until
@@ -134,12 +148,16 @@
 //!   events can be delivered late, like a lagging watch cache ([`TestServer::set_watch_lag`]).
 //!
 //! # Deliberately skipped
-//! Authentication and authorization, admission, defaulting, schema validation (including CRD
-//! `openAPIV3Schema` and pruning; events are not validated either), version conversion (but for events),
+//! Authentication and authorization, admission, defaulting, schema validation (events are not validated
+//! either; for CRDs: no `openAPIV3Schema` checks of types, `enum`, `minimum`/`maximum`, `pattern`,
+//! `maxLength` or `required`, no CEL `x-kubernetes-validations` rules, no pruning of unknown fields, and
+//! `fieldValidation` (`Strict`/`Warn`) is ignored), version conversion (but for events),
 //! garbage collection and owner references,
-//! finalizers and `deletionTimestamp` (deletes are immediate), field ownership in `managedFields` and apply
+//! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
+//! writes (their `fieldsV1` is `{}`), set-lists (`finalizers` is atomic here, not `v:` elements) and apply
 //! conflicts,
-//! pagination, aggregated discovery, OpenAPI documents, controllers (nothing creates pods for a
+//! pagination, aggregated discovery, OpenAPI documents (`/openapi/v2` and `/openapi/v3` answer 404, so
+//! `kubectl apply` needs `--validate=false` and `kubectl explain` does not work), controllers (nothing creates pods for a
 //! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions
 //! compute budgets themselves), the pod subresources `attach`, `portforward`, `proxy`, `binding` and
 //! `ephemeralcontainers`, SPDY for exec (WebSocket only; no fallback), a node for exec and logs (no
@@ -155,6 +173,7 @@ mod convert;
 pub mod error;
 mod eviction;
 mod exec;
+mod fields;
 mod http;
 pub mod jsonpath;
 mod metrics;
@@ -165,6 +184,8 @@ mod resize;
 pub mod selector;
 pub mod store;
 pub mod table;
+mod view;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
@@ -271,6 +292,8 @@ impl TestServer {
             metrics: metrics::Metrics::default(),
             pods: pods::PodExtras::default(),
             watch_lag: std::sync::Mutex::new(std::time::Duration::ZERO),
+            bookmark_interval: std::sync::Mutex::new(watch::DEFAULT_BOOKMARK_INTERVAL),
+            cut_watches: tokio::sync::watch::Sender::new(0),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -516,6 +539,22 @@ impl TestServer {
             .watch_lag
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = lag;
+    }
+
+    /// How often watches that allow bookmarks (`allowWatchBookmarks=true`) get a BOOKMARK with the
+    /// resourceVersion they have reached (one minute unless set; for watches opened afterwards).
+    pub fn set_bookmark_interval(&self, every: std::time::Duration) {
+        *self
+            .shared
+            .bookmark_interval
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = every;
+    }
+
+    /// End every open watch, as an API server restart does: clients resume from the last resourceVersion
+    /// they saw, or get 410 Gone and relist if [`Self::compact_history`] dropped it.
+    pub fn end_watches(&self) {
+        self.shared.cut_watches.send_modify(|n| *n += 1);
     }
 
     /// Remove the fault hook.

@@ -304,41 +304,60 @@ fn strip_directives(v: &Value) -> Value {
 }
 
 /// Server-side apply, step 1: remove from `current` every field that the same manager applied last time
-/// (`previous`) but omits now (`applied`). List-map elements are identified by their merge key.
-pub fn remove_unapplied(current: &mut Value, previous: &Value, applied: &Value) {
+/// (`previous`) but omits now (`applied`), unless another applier still applies it (`others`: the other
+/// managers' last applied configurations at the same place): as in structured-merge-diff, a co-owned
+/// field stays and only this manager's ownership of it ends. A dropped map is walked, so that only its
+/// fields nobody else applies are removed. List-map elements are identified by their merge key.
+pub fn remove_unapplied(current: &mut Value, previous: &Value, applied: &Value, others: &[&Value]) {
     let (Value::Object(prev), Value::Object(cur)) = (previous, &mut *current) else {
         return;
     };
     let empty = Map::new();
     let now = applied.as_object().unwrap_or(&empty);
     for (k, pv) in prev {
-        match now.get(k) {
-            None => {
-                cur.remove(k);
+        let nv = now.get(k).unwrap_or(&Value::Null);
+        let co: Vec<&Value> = others
+            .iter()
+            .filter_map(|o| o.get(k))
+            .filter(|v| !v.is_null())
+            .collect();
+        if nv.is_null() && co.is_empty() {
+            cur.remove(k);
+            continue;
+        }
+        match (pv, cur.get_mut(k)) {
+            (Value::Object(_), Some(cv)) if nv.is_object() || nv.is_null() => {
+                remove_unapplied(cv, pv, nv, &co);
             }
-            Some(nv) => match (pv, nv, cur.get_mut(k)) {
-                (Value::Object(_), Value::Object(_), Some(cv)) => remove_unapplied(cv, pv, nv),
-                (Value::Array(pa), Value::Array(na), Some(Value::Array(ca))) => {
-                    if let Some(key) = merge_key(k, pa, na) {
-                        for pe in pa {
-                            let Some(kv) = pe.get(key) else { continue };
-                            let cur_idx = find_by_key(ca, key, kv);
-                            match (find_by_key(na, key, kv), cur_idx) {
-                                (None, Some(ci)) => {
-                                    ca.remove(ci);
-                                }
-                                (Some(ni), Some(ci)) => {
-                                    if let (Some(ne), Some(ce)) = (na.get(ni), ca.get_mut(ci)) {
-                                        remove_unapplied(ce, pe, ne);
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
+            (Value::Array(pa), Some(Value::Array(ca))) => {
+                let na: &[Value] = nv.as_array().map_or(&[], Vec::as_slice);
+                if let Some(key) = merge_key(k, pa, na) {
+                    remove_unapplied_elements(ca, pa, na, key, &co);
                 }
-                _ => {}
-            },
+            }
+            _ => {}
+        }
+    }
+}
+
+/// [`remove_unapplied`] for the elements of a list-map: an element this manager no longer applies is
+/// removed unless another applier has an element with the same key, then its fields are walked.
+fn remove_unapplied_elements(ca: &mut Vec<Value>, pa: &[Value], na: &[Value], key: &str, co: &[&Value]) {
+    for pe in pa {
+        let Some(kv) = pe.get(key) else { continue };
+        let Some(ci) = find_by_key(ca, key, kv) else {
+            continue;
+        };
+        let others: Vec<&Value> = co
+            .iter()
+            .filter_map(|o| o.as_array())
+            .filter_map(|items| find_by_key(items, key, kv).and_then(|i| items.get(i)))
+            .collect();
+        let now = find_by_key(na, key, kv).and_then(|i| na.get(i));
+        if now.is_none() && others.is_empty() {
+            ca.remove(ci);
+        } else if let Some(ce) = ca.get_mut(ci) {
+            remove_unapplied(ce, pe, now.unwrap_or(&Value::Null), &others);
         }
     }
 }
@@ -548,7 +567,7 @@ mod tests {
             "phase": "Failing",
             "conditions": [{"type": "Ready", "status": "False", "reason": "ProbeFailed"}]
         }});
-        remove_unapplied(&mut cur, &prev, &now);
+        remove_unapplied(&mut cur, &prev, &now, &[]);
         apply_merge(&mut cur, &now);
         assert_eq!(
             cur,
@@ -567,12 +586,12 @@ mod tests {
         let mut cur = json!({"spec": {"a": {"x": 1, "y": 2}, "list": [1, 2], "keep": true}});
         let prev = json!({"spec": {"a": {"x": 1, "y": 2}, "list": [1, 2]}});
         let now = json!({"spec": {"a": {"x": 5}, "list": [3]}});
-        remove_unapplied(&mut cur, &prev, &now);
+        remove_unapplied(&mut cur, &prev, &now, &[]);
         apply_merge(&mut cur, &now);
         assert_eq!(cur, json!({"spec": {"a": {"x": 5}, "list": [3], "keep": true}}));
         // First apply (no previous): plain merge.
         let mut fresh = json!({});
-        remove_unapplied(&mut fresh, &json!({}), &now);
+        remove_unapplied(&mut fresh, &json!({}), &now, &[]);
         apply_merge(&mut fresh, &now);
         assert_eq!(fresh, now);
     }

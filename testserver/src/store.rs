@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::convert;
 use crate::error::ApiError;
+use crate::fields;
 use crate::patch;
 use crate::registry::{Registry, ResourceType, StoreKey};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -241,6 +242,8 @@ struct Write<'a> {
     manager: &'a str,
     operation: &'static str,
     time: String,
+    /// `fieldsV1` of the entry: what an apply owns (its applied configuration); `{}` for other writes.
+    fields: Option<Value>,
 }
 
 fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -249,7 +252,7 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 
 /// Set or refresh the `managedFields` entry of the writer's (manager, operation, subresource) in `meta`,
 /// then sort the entries like the API server (operation, time, manager, apiVersion, subresource).
-/// Field ownership is not tracked: `fieldsV1` is always `{}`.
+/// Only appliers' ownership is tracked: `fieldsV1` of other writes is `{}`.
 fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &str, sub: Sub) {
     let mut entries: Vec<Value> = meta
         .get("managedFields")
@@ -267,7 +270,7 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
     entry.insert("apiVersion".into(), json!(api_version));
     entry.insert("time".into(), json!(w.time));
     entry.insert("fieldsType".into(), json!("FieldsV1"));
-    entry.insert("fieldsV1".into(), json!({}));
+    entry.insert("fieldsV1".into(), w.fields.clone().unwrap_or_else(|| json!({})));
     if !sub.name().is_empty() {
         entry.insert("subresource".into(), json!(sub.name()));
     }
@@ -287,6 +290,19 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
             .then_with(|| str_of(p, "subresource").cmp(str_of(q, "subresource")))
     });
     meta.insert("managedFields".into(), Value::Array(entries));
+}
+
+/// Whether an apply changes what its manager owns (its entry's `fieldsV1`, or a first entry): then the
+/// write is recorded even if the object stays the same, as in Kubernetes.
+fn ownership_changed(meta: &Map<String, Value>, w: &Write<'_>, sub: Sub) -> bool {
+    let Some(fields) = &w.fields else { return false };
+    let entries = meta.get("managedFields").and_then(Value::as_array);
+    !entries.into_iter().flatten().any(|e| {
+        str_of(e, "manager") == w.manager
+            && str_of(e, "operation") == w.operation
+            && str_of(e, "subresource") == sub.name()
+            && e.get("fieldsV1") == Some(fields)
+    })
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -727,7 +743,7 @@ impl State {
         self.prepare_special(rt, &mut new, Some(&old), &w.time)?;
         let new = with_type(rt, new);
         let old_typed = with_type(rt, old.clone());
-        if new == old_typed {
+        if new == old_typed && !ownership_changed(&old_meta, w, sub) {
             return Ok(present(rt, new));
         }
         let mut new = new;
@@ -929,6 +945,7 @@ impl Store {
             manager,
             operation: if apply { OPERATION_APPLY } else { OPERATION_UPDATE },
             time: self.clock.now_rfc3339(),
+            fields: None,
         }
     }
 
@@ -1074,7 +1091,7 @@ impl Store {
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        let w = self.write(manager, *ptype == PatchType::Apply);
+        let mut w = self.write(manager, *ptype == PatchType::Apply);
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
             Ok(c) => present(rt, c),
@@ -1089,6 +1106,7 @@ impl Store {
                     if let Ok(meta) = metadata_mut(&mut applied) {
                         meta.entry("name").or_insert_with(|| json!(name));
                     }
+                    w.fields = Some(fields::fields_v1(&applied));
                     let created = st.create(&self.events, rt, ns, applied.clone(), &w)?;
                     let okey = State::object_key(rt, ns, name);
                     st.applied.insert(
@@ -1137,8 +1155,15 @@ impl Store {
                 let okey = State::object_key(rt, ns, name);
                 let akey = (rt.store_key(), okey.0, okey.1, sub.name(), manager.to_string());
                 let previous = st.applied.get(&akey).cloned().unwrap_or(Value::Null);
+                let others: Vec<&Value> = st
+                    .applied
+                    .iter()
+                    .filter(|(k, _)| k.0 == akey.0 && k.1 == akey.1 && k.2 == akey.2 && **k != akey)
+                    .map(|(_, v)| v)
+                    .collect();
                 let mut v = view;
-                patch::remove_unapplied(&mut v, &previous, &applied);
+                patch::remove_unapplied(&mut v, &previous, &applied, &others);
+                w.fields = Some(fields::fields_v1(&applied));
                 patch::apply_merge(&mut v, &applied);
                 let result = st.update(&self.events, rt, ns, name, sub, v, &w)?;
                 st.applied.insert(akey, applied);

@@ -16,12 +16,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Fault, TestServer};
 
+mod apply;
 mod events;
 mod exec;
 mod managed_fields;
+mod metadata;
 mod metrics;
 mod pods;
 mod policy;
+mod watch;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -1,0 +1,243 @@
+//! Watch streams: initial events, replay from a resourceVersion, live events, bookmarks, and the ways a
+//! watch ends (timeout, shutdown, [`crate::TestServer::end_watches`], a lagging client).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::Sender;
+
+use crate::error::ApiError;
+use crate::http::Shared;
+use crate::registry::ResourceType;
+use crate::store::{Event, EventKind, Filter, present};
+use crate::view::View;
+
+/// Watches without `timeoutSeconds` end after this long (the API server picks 30-60 minutes).
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK unless a test sets otherwise
+/// (the API server sends them about once a minute).
+pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// A BOOKMARK's object: only kind, apiVersion and the resourceVersion the watch has reached.
+fn bookmark(rt: &ResourceType, rv: u64, annotations: Option<Value>) -> Bytes {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(a) = annotations {
+        metadata["annotations"] = a;
+    }
+    watch_line(
+        "BOOKMARK",
+        &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": metadata}),
+    )
+}
+
+/// What a watch request asked for, besides the resource and its filter.
+struct Options {
+    send_initial: bool,
+    from_rv: Option<u64>,
+    timeout: Duration,
+    bookmarks: Option<Duration>,
+}
+
+impl Options {
+    fn parse(shared: &Shared, query: &HashMap<String, String>) -> Result<Options, ApiError> {
+        let send_initial = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+        let rv_param = query
+            .get("resourceVersion")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let from_rv = if send_initial || rv_param.is_empty() || rv_param == "0" {
+            None
+        } else {
+            Some(
+                rv_param
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?,
+            )
+        };
+        let timeout = match query.get("timeoutSeconds") {
+            Some(t) => Duration::from_secs(
+                t.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
+            ),
+            None => DEFAULT_WATCH_TIMEOUT,
+        };
+        let bookmarks = (query.get("allowWatchBookmarks").map(String::as_str) == Some("true")).then(|| {
+            *shared
+                .bookmark_interval
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
+        Ok(Options {
+            send_initial,
+            from_rv,
+            timeout,
+            bookmarks,
+        })
+    }
+}
+
+/// Serve a watch of `rt`: a 200 streaming one JSON event per line.
+pub fn watch(
+    shared: &Arc<Shared>,
+    rt: ResourceType,
+    filter: Filter,
+    query: &HashMap<String, String>,
+    view: View,
+) -> Result<Response, ApiError> {
+    let opts = Options::parse(shared, query)?;
+    let render = {
+        let rt = rt.clone();
+        let clock = shared.store.clock().clone();
+        move |obj: Value| -> Value { view.object(&rt, obj, clock.now()) }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    match shared.store.watch(&rt, &filter, opts.from_rv) {
+        Err(e) => {
+            // Like the API server: 200 and an ERROR event, so clients re-list.
+            let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
+        }
+        Ok(start) => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut lines: Vec<Bytes> = Vec::new();
+                for obj in start.initial {
+                    lines.push(watch_line("ADDED", &render(obj)));
+                }
+                if opts.send_initial {
+                    let end = json!({"k8s.io/initial-events-end": "true"});
+                    lines.push(bookmark(&rt, start.rv, Some(end)));
+                }
+                for ev in &start.replay {
+                    if let Some((kind, obj)) = classify(&rt, ev, &filter) {
+                        lines.push(watch_line(kind, &render(obj)));
+                    }
+                }
+                for line in lines {
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+                let live = Live {
+                    shared,
+                    rt,
+                    filter,
+                    tx,
+                    rv: start.rv,
+                };
+                live.serve(start.live, &opts, render).await;
+            });
+        }
+    }
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The live part of a watch.
+struct Live {
+    shared: Arc<Shared>,
+    rt: ResourceType,
+    filter: Filter,
+    tx: Sender<Bytes>,
+    /// The resourceVersion the watch has reached: every change up to it has been sent (or filtered out).
+    rv: u64,
+}
+
+impl Live {
+    async fn serve(
+        mut self,
+        mut live: tokio::sync::broadcast::Receiver<Arc<Event>>,
+        opts: &Options,
+        render: impl Fn(Value) -> Value,
+    ) {
+        let mut shutdown = self.shared.shutdown.clone();
+        let mut cut = self.shared.cut_watches.subscribe();
+        let key = self.rt.store_key();
+        let deadline = tokio::time::sleep(opts.timeout);
+        tokio::pin!(deadline);
+        let every = opts.bookmarks.unwrap_or(DEFAULT_BOOKMARK_INTERVAL);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            let ev = tokio::select! {
+                _ = &mut deadline => break,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = cut.changed() => break,
+                _ = self.tx.closed() => break,
+                _ = ticker.tick(), if opts.bookmarks.is_some() => None,
+                ev = live.recv() => Some(ev),
+            };
+            let Some(ev) = ev else {
+                if self.tx.send(bookmark(&self.rt, self.rv, None)).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            match ev {
+                Ok(ev) if ev.rv > self.rv => {
+                    self.rv = ev.rv;
+                    if ev.key != key {
+                        continue;
+                    }
+                    let lag = *self
+                        .shared
+                        .watch_lag
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if !lag.is_zero() {
+                        tokio::time::sleep(lag).await;
+                    }
+                    if let Some((kind, obj)) = classify(&self.rt, &ev, &self.filter) {
+                        if self.tx.send(watch_line(kind, &render(obj))).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                // Too slow or shutting down: end the stream; the client resumes from its last version.
+                Err(RecvError::Lagged(_) | RecvError::Closed) => break,
+            }
+        }
+    }
+}
+
+/// Which watch event (if any) a watcher of `rt` with `filter` sees for a stored change, and the object
+/// as served at the version of `rt`.
+fn classify(rt: &ResourceType, ev: &crate::store::Event, filter: &Filter) -> Option<(&'static str, Value)> {
+    let object = present(rt, ev.object.clone());
+    let now = filter.matches(&object);
+    match ev.kind {
+        EventKind::Added | EventKind::Deleted => now.then_some((ev.kind.as_str(), object)),
+        EventKind::Modified => {
+            let before = ev
+                .old
+                .as_ref()
+                .map_or(now, |o| filter.matches(&present(rt, o.clone())));
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", object)),
+                (false, true) => Some(("ADDED", object)),
+                (true, false) => Some(("DELETED", object)),
+                (false, false) => None,
+            }
+        }
+    }
+}
