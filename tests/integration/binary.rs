@@ -173,12 +173,16 @@ async fn secret_header_values_and_webhook_urls_never_reach_logs_status_or_events
 
     h.wait_condition("web", "Healthy", "True", None).await;
     h.set_all(Mode::Status(503));
-    let policy = wait_until("both Notify steps recorded with their results", PATIENCE, || async {
-        let policy = h.policy("web");
-        let records = notify_records(&policy);
-        // The intent (Pending) is recorded before the step runs: wait for both outcomes.
-        (records.len() == 2 && records.iter().all(|r| r["result"] != "Pending")).then_some(policy)
-    })
+    let policy = wait_until(
+        "both Notify steps recorded with their results",
+        PATIENCE,
+        || async {
+            let policy = h.policy("web");
+            let records = notify_records(&policy);
+            // The intent (Pending) is recorded before the step runs: wait for both outcomes.
+            (records.len() == 2 && records.iter().all(|r| r["result"] != "Pending")).then_some(policy)
+        },
+    )
     .await;
     child.kill().await.unwrap();
 

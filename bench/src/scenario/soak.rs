@@ -364,7 +364,12 @@ async fn replace_evicted(
         failing.remove(target);
         farm.set_failing(*target, false).await?;
         let new = replacement(name, *target);
-        cluster.add_pod(&new, &app(target / PODS_PER_POLICY), farm::address(*target)?, farm.port())?;
+        cluster.add_pod(
+            &new,
+            &app(target / PODS_PER_POLICY),
+            farm::address(*target)?,
+            farm.port(),
+        )?;
         pod_target.insert(new, *target);
     }
     Ok(gone.len())
@@ -504,7 +509,10 @@ mod tests {
         // Every incarnation has a name of its own, on the same target.
         let first = replacement("soak-0007-1", 15);
         let second = replacement(&first, 15);
-        assert_eq!((first.as_str(), second.as_str()), ("soak-0007-1-r1", "soak-0007-1-r2"));
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("soak-0007-1-r1", "soak-0007-1-r2")
+        );
         assert_eq!(target_of(&second), Some(15));
     }
 
