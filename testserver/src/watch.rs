@@ -111,6 +111,8 @@ pub fn watch(
             let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
         }
         Ok(start) => {
+            // Subscribed now, before the response goes out: a watch a client holds is always cut.
+            let cut = shared.cut_watches.subscribe();
             let shared = shared.clone();
             tokio::spawn(async move {
                 let mut lines: Vec<Bytes> = Vec::new();
@@ -137,6 +139,7 @@ pub fn watch(
                     filter,
                     tx,
                     rv: start.rv,
+                    cut,
                 };
                 live.serve(start.live, &opts, render).await;
             });
@@ -161,6 +164,8 @@ struct Live {
     tx: Sender<Bytes>,
     /// The resourceVersion the watch has reached: every change up to it has been sent (or filtered out).
     rv: u64,
+    /// Changes when [`crate::TestServer::end_watches`] is called.
+    cut: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Live {
@@ -171,7 +176,6 @@ impl Live {
         render: impl Fn(Value) -> Value,
     ) {
         let mut shutdown = self.shared.shutdown.clone();
-        let mut cut = self.shared.cut_watches.subscribe();
         let key = self.rt.store_key();
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
@@ -181,7 +185,7 @@ impl Live {
             let ev = tokio::select! {
                 _ = &mut deadline => break,
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                _ = cut.changed() => break,
+                _ = self.cut.changed() => break,
                 _ = self.tx.closed() => break,
                 _ = ticker.tick(), if opts.bookmarks.is_some() => None,
                 ev = live.recv() => Some(ev),
