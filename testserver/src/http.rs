@@ -52,6 +52,8 @@ pub struct Shared {
     pub bookmark_interval: Mutex<Duration>,
     /// Bumped to end every open watch.
     pub cut_watches: tokio::sync::watch::Sender<u64>,
+    /// Off while the server is unreachable (see [`crate::outage`]).
+    pub reachable: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn json_response(code: u16, body: &Value) -> Response {
@@ -61,6 +63,22 @@ pub fn json_response(code: u16, body: &Value) -> Response {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(bytes))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// 429 as the API server's priority and fairness answers a throttled request.
+fn throttled(retry_after_seconds: u32) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "Too many requests, please try again later.",
+        "reason": "TooManyRequests",
+        "details": {"retryAfterSeconds": retry_after_seconds},
+        "code": 429
+    });
+    let mut resp = json_response(429, &body);
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after_seconds.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    resp
 }
 
 fn error_response(e: &ApiError) -> Response {
@@ -102,17 +120,25 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     if let Some(Fault::Delay(by)) = &fault {
         tokio::time::sleep(*by).await;
     }
+    let answer_late = match &fault {
+        Some(Fault::AnswerLate(by)) => Some(*by),
+        _ => None,
+    };
     let resp = match fault {
         Some(Fault::Status {
             code,
             reason,
             message,
         }) => error_response(&ApiError::new(code, reason, message)),
-        None | Some(Fault::Delay(_)) => match dispatch(&shared, req).await {
+        Some(Fault::Throttle { retry_after_seconds }) => throttled(retry_after_seconds),
+        None | Some(Fault::Delay(_) | Fault::AnswerLate(_)) => match dispatch(&shared, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
     };
+    if let Some(by) = answer_late {
+        tokio::time::sleep(by).await;
+    }
     rec.status = resp.status().as_u16();
     tracing::info!(
         method = %rec.method,

@@ -143,9 +143,13 @@
 //!   `creationTimestamp` = now, the pod's labels if the pod exists), `timestamp` = now, `window` = `30s`,
 //!   `containers: [{name, usage: {cpu, memory}}]`; `labelSelector` (on those labels) and `fieldSelector`
 //!   work. Writes and watch get 405; `nodes` is an empty list. `kubectl top pod` works against it.
-//! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook can answer
-//!   any request with an error instead, or serve it late ([`TestServer::set_fault_hook`]); live watch
-//!   events can be delivered late, like a lagging watch cache ([`TestServer::set_watch_lag`]).
+//! - **Observation and faults**: every request is recorded ([`TestServer::requests`]); a hook
+//!   ([`TestServer::set_fault_hook`]) can answer any request with an error `Status` instead, throttle
+//!   it (429 `TooManyRequests` with `Retry-After`, as priority and fairness does), serve it late, or
+//!   serve it at once and hold the answer back (a write that took effect but whose client never
+//!   heard); live watch events can be delivered late, like a lagging watch cache
+//!   ([`TestServer::set_watch_lag`]); [`TestServer::set_reachable`] cuts every connection and
+//!   closes new ones until it is switched back (an API server that is down or partitioned away).
 //!
 //! # Deliberately skipped
 //! Authentication and authorization, admission, defaulting, schema validation (events are not validated
@@ -177,6 +181,7 @@ mod fields;
 mod http;
 pub mod jsonpath;
 mod metrics;
+mod outage;
 pub mod patch;
 mod pods;
 pub mod registry;
@@ -243,6 +248,15 @@ pub enum Fault {
     },
     /// Serve the request normally, but only after this long (a slow API server).
     Delay(std::time::Duration),
+    /// Serve the request at once (its effect is stored and watched), but hold the answer back this
+    /// long: a client stopped meanwhile never learns that its write succeeded.
+    AnswerLate(std::time::Duration),
+    /// Answer 429 `TooManyRequests` with a `Retry-After` header of this many seconds, as the API
+    /// server's priority and fairness does when a request is throttled.
+    Throttle {
+        /// The `Retry-After` header and `details.retryAfterSeconds`.
+        retry_after_seconds: u32,
+    },
 }
 
 struct Guard {
@@ -283,6 +297,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (reachable, reachable_rx) = tokio::sync::watch::channel(true);
         let shared = Arc::new(Shared {
             store: store::Store::new(),
             requests: std::sync::Mutex::new(Vec::new()),
@@ -294,12 +309,14 @@ impl TestServer {
             watch_lag: std::sync::Mutex::new(std::time::Duration::ZERO),
             bookmark_interval: std::sync::Mutex::new(watch::DEFAULT_BOOKMARK_INTERVAL),
             cut_watches: tokio::sync::watch::Sender::new(0),
+            reachable,
         });
         let app = axum::Router::new()
             .fallback(http::handle)
             .with_state(shared.clone());
         let mut signal = stop_rx;
         tokio::spawn(async move {
+            let listener = outage::Switched::new(listener, reachable_rx);
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = signal.wait_for(|stop| *stop).await;
             });
@@ -555,6 +572,17 @@ impl TestServer {
     /// they saw, or get 410 Gone and relist if [`Self::compact_history`] dropped it.
     pub fn end_watches(&self) {
         self.shared.cut_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Makes the server unreachable (`false`) or reachable again (`true`), like a network partition
+    /// or an API server that is down: while unreachable, every open connection is cut (watches
+    /// included; the client's next read or write fails) and new connections are closed as soon as
+    /// they are accepted, so clients see transport errors rather than HTTP answers. The state is kept.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.shared.reachable.send_replace(reachable);
+        if !reachable {
+            self.end_watches();
+        }
     }
 
     /// Remove the fault hook.

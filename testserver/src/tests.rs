@@ -19,6 +19,7 @@ use crate::{Fault, TestServer};
 mod apply;
 mod events;
 mod exec;
+mod faults;
 mod managed_fields;
 mod metadata;
 mod metrics;
