@@ -44,6 +44,10 @@ pub enum Error {
     #[error("could not write the policy's status: {0}")]
     Report(#[source] kube::Error),
 
+    /// Carrying out a remediation, when the API failed transiently: its intent stays Pending.
+    #[error("could not finish a remediation: {0}")]
+    Act(#[from] act::ActError),
+
     #[error("could not serialize {what}: {source}")]
     Serialize {
         what: &'static str,
@@ -87,6 +91,7 @@ impl Error {
             Self::Kube(_) => "kube",
             Self::Dereference(_) => "dereference",
             Self::Report(_) => "report",
+            Self::Act(_) => "act",
             Self::Serialize { .. } => "serialize",
             Self::PolicyFile { .. } => "policy_file",
             Self::PolicyParse { .. } => "policy_parse",

@@ -1,7 +1,8 @@
 //! RestartPods: evicts the unhealthy pods through the Eviction API, so PodDisruptionBudgets hold;
 //! their controller replaces them. An eviction a budget refuses (HTTP 429) is a hold, tried again
-//! later. The mark: each pod named in the record is gone, terminating, or was created after the
-//! decision (a replacement).
+//! later; a 429 that throttles (with `Retry-After`) is a transient failure, resumed under the mark.
+//! The mark: each pod named in the record is gone, terminating, or was created after the decision
+//! (a replacement).
 
 use std::time::Duration;
 
@@ -16,6 +17,36 @@ pub struct RestartPods;
 
 /// How long after a refused eviction it is tried again.
 const RETRY: Duration = Duration::from_secs(30);
+
+/// Whether a 429 is the API server throttling the request (it says when to try again), rather than
+/// the eviction being refused (a disruption budget, or a pod still being processed): the first is
+/// a transient failure like a 503, the second a hold.
+fn throttled(s: &kube::core::Status) -> bool {
+    s.details.as_ref().is_some_and(|d| {
+        d.retry_after_seconds > 0 && !d.causes.iter().any(|c| c.reason == "DisruptionBudget")
+    })
+}
+
+/// Throttled evictions are tried again after the wait the API server asks for (at most this
+/// long), this many times, before the failure counts as transient.
+const THROTTLED_WAIT_MAX: Duration = Duration::from_secs(60);
+const THROTTLED_TRIES: u32 = 3;
+
+/// Evicts `name`, waiting out throttling (429 with `Retry-After`) as kube's client does for its
+/// other requests; a budget's refusal is returned at once.
+async fn evict(evictions: &Api<Pod>, name: &str) -> kube::Result<()> {
+    let mut tries = 1;
+    loop {
+        match evictions.evict(name, &EvictParams::default()).await {
+            Err(kube::Error::Api(s)) if s.code == 429 && throttled(&s) && tries < THROTTLED_TRIES => {
+                let asked = s.details.as_ref().map_or(1, |d| d.retry_after_seconds);
+                tokio::time::sleep(Duration::from_secs(u64::from(asked)).min(THROTTLED_WAIT_MAX)).await;
+                tries += 1;
+            }
+            result => return result.map(|_| ()),
+        }
+    }
+}
 
 /// Whether `pod` (by name) has been restarted since `r` was decided.
 async fn restarted(pods: &Api<Pod>, name: &str, r: &Remediation, ns: &str) -> Result<bool, ActError> {
@@ -58,10 +89,10 @@ impl Action for RestartPods {
                     evicted.push(name.clone());
                     continue;
                 }
-                match evictions.evict(name, &EvictParams::default()).await {
+                match evict(&evictions, name).await {
                     Ok(_) => evicted.push(name.clone()),
                     Err(kube::Error::Api(s)) if s.code == 404 => evicted.push(name.clone()),
-                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                    Err(kube::Error::Api(s)) if s.code == 429 && !throttled(&s) => {
                         let done = if evicted.is_empty() {
                             String::new()
                         } else {
@@ -106,5 +137,42 @@ impl Action for RestartPods {
             ))))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use serde_json::json;
+
+    use super::throttled;
+
+    fn status(details: serde_json::Value) -> Status {
+        serde_json::from_value(
+            json!({"status": "Failure", "reason": "TooManyRequests", "code": 429, "details": details}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_budget_refuses_and_priority_and_fairness_throttles() {
+        let budget = json!([{"reason": "DisruptionBudget", "message": "needs 2 healthy pods"}]);
+        assert!(
+            throttled(&status(json!({"retryAfterSeconds": 1}))),
+            "Retry-After, no budget"
+        );
+        assert!(
+            !throttled(&status(json!({"causes": budget}))),
+            "a budget's refusal"
+        );
+        assert!(
+            !throttled(&status(json!({"retryAfterSeconds": 5, "causes": budget}))),
+            "a budget's refusal with a hint"
+        );
+        assert!(!throttled(&status(json!({}))), "still being processed");
+        assert!(
+            !throttled(&Status::failure("x", "TooManyRequests").with_code(429)),
+            "no details"
+        );
     }
 }

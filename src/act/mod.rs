@@ -26,6 +26,7 @@ use crate::{
     api::{
         self, AppHealthPolicyStatus, Evidence, RemediationRecord, RemediationResult, ScaleRestore, TargetKind,
     },
+    clock,
     plan::Remediation,
     report::{Effect, Outcome},
 };
@@ -163,6 +164,31 @@ pub(crate) fn api_error(
     }
 }
 
+impl ActError {
+    /// A failure that says nothing about the action: the API server answered 5xx or 429
+    /// (throttled, after the client's own retries), or did not answer at all.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => match source {
+                kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                _ => false,
+            },
+            Self::Forbidden { .. } | Self::Refused(_) => false,
+        }
+    }
+}
+
+/// However short a step's timeout, a remediation whose API calls fail transiently is tried again
+/// (resumed under its mark) for at least this long before it is recorded as failed.
+pub const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether a failure of `r` at `now` is to be tried again rather than recorded: it is transient
+/// and the step's time (at least [`RETRY_WINDOW`]) is not up.
+pub fn retry_later(r: &Remediation, error: &ActError, now: Timestamp) -> bool {
+    error.is_transient() && now < clock::after(r.at, r.timeout.max(RETRY_WINDOW))
+}
+
 /// One remediation the operator can perform.
 pub trait Action: Send + Sync {
     /// The Event reason when it succeeds, e.g. `RolloutRestarted`.
@@ -268,8 +294,9 @@ fn outcome(r: &Remediation, done: Result<Done, ActError>, resumed: bool) -> Outc
 }
 
 /// Runs a remediation: first the diagnostics of pods it is about to restart, when the ladder
-/// collects them, then the action itself.
-pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
+/// collects them, then the action itself. A transient failure within the step's time is returned
+/// as an error: the recorded intent stays Pending and is resumed under its mark.
+pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActError> {
     let mut effects = Vec::new();
     // Evidence first; a capture that fails is said, but does not keep the target broken.
     let mut first = String::new();
@@ -282,18 +309,22 @@ pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
             Err(e) => first = format!("Diagnostics could not be captured first ({e}). "),
         }
     }
-    let mut out = outcome(r, action(r.action()).apply(ctx, r).await, false);
+    let done = match action(r.action()).apply(ctx, r).await {
+        Err(e) if retry_later(r, &e, ctx.now) => return Err(e),
+        done => done,
+    };
+    let mut out = outcome(r, done, false);
     if let Some(message) = out.record.as_mut().and_then(|rec| rec.message.as_mut()) {
         message.insert_str(0, &first);
     }
     effects.append(&mut out.effects);
     out.effects = effects;
-    out
+    Ok(out)
 }
 
 /// Completes a remediation recorded as Pending: if its mark shows it ran, records that; otherwise
-/// runs it now with the same mark.
-pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
+/// runs it now with the same mark. Transient failures are returned as for [`run`].
+pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActError> {
     let implementation = action(r.action());
     let done = match implementation.applied(ctx, r).await {
         Ok(Some(mut done)) => {
@@ -311,7 +342,10 @@ pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Outcome {
         }),
         Err(e) => Err(e),
     };
-    outcome(r, done, true)
+    match done {
+        Err(e) if retry_later(r, &e, ctx.now) => Err(e),
+        done => Ok(outcome(r, done, true)),
+    }
 }
 
 /// Puts back what ScaleOut raised.
@@ -325,5 +359,62 @@ pub async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Outcome {
         action_reason: scale::ScaleOut.reason(),
         resumed: false,
         effects: vec![Effect::ScaleRestoreDone { restored, message }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::core::Status;
+
+    use super::*;
+    use crate::api::validate::StepParams;
+
+    fn api(code: u16) -> ActError {
+        ActError::Api {
+            verb: "create",
+            resource: "pods/eviction",
+            source: kube::Error::Api(Box::new(Status::failure("x", "y").with_code(code))),
+        }
+    }
+
+    #[test]
+    fn transient_failures_within_the_steps_time_are_tried_again() {
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let r = |timeout: u64| Remediation {
+            step: 1,
+            of: 1,
+            params: StepParams::RolloutRestart,
+            timeout: Duration::from_secs(timeout),
+            pods: Vec::new(),
+            capture_first: Vec::new(),
+            at,
+            dry_run: false,
+        };
+        let later = |secs: u64| clock::after(at, Duration::from_secs(secs));
+        let forbidden = ActError::Forbidden {
+            verb: "create",
+            resource: "pods/eviction",
+            namespace: "shop".into(),
+        };
+        let cases: [(&str, ActError, u64, u64, bool); 9] = [
+            ("500", api(500), 600, 10, true),
+            ("503", api(503), 600, 10, true),
+            ("429 after the client's retries", api(429), 600, 10, true),
+            ("404 is an answer", api(404), 600, 10, false),
+            ("422 is an answer", api(422), 600, 10, false),
+            ("403 is an answer", forbidden, 600, 10, false),
+            ("refused", ActError::Refused("no".into()), 600, 10, false),
+            ("the step's time is up", api(500), 600, 600, false),
+            ("a short step still gets the retry window", api(500), 1, 299, true),
+        ];
+        for (what, error, timeout, elapsed, want) in cases {
+            assert_eq!(retry_later(&r(timeout), &error, later(elapsed)), want, "{what}");
+        }
+        assert!(
+            !retry_later(&r(1), &api(500), later(300)),
+            "the retry window ends"
+        );
     }
 }

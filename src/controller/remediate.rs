@@ -112,13 +112,16 @@ pub(super) async fn act(
             let intent = super::reconcile::write(ctx, key, api, &intent).await?;
             // What led here is told now, not after an action that may take a while (or never end).
             super::reconcile::publish(ctx, policy, events).await;
-            let outcome = act::run(&act_ctx(&intent, next_step(target, r)), r).await;
+            let outcome = act::run(&act_ctx(&intent, next_step(target, r)), r).await?;
             desired(&intent, Some(&outcome))
         }
-        Plan::Act(r) => desired(old, Some(&act::run(&act_ctx(old, next_step(target, r)), r).await)),
+        Plan::Act(r) => desired(
+            old,
+            Some(&act::run(&act_ctx(old, next_step(target, r)), r).await?),
+        ),
         Plan::Resume(r) => desired(
             old,
-            Some(&act::resume(&act_ctx(old, next_step(target, r)), r).await),
+            Some(&act::resume(&act_ctx(old, next_step(target, r)), r).await?),
         ),
         Plan::Skip { held, remediation } => {
             let why = text::hold_message(&held.hold, Some(remediation), held.until);
