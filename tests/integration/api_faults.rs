@@ -87,11 +87,14 @@ async fn recovered(h: &Harness) {
     h.assert_no_writes_over("web-a", 2).await;
 }
 
+/// A request: method and path.
+type Request = (String, String);
+
 /// A hook that applies `fault` to the first `times` attempts of each distinct request (method and
 /// path, watches left alone), and logs when each attempt arrived.
 #[derive(Clone, Default)]
 struct FirstAttempts {
-    seen: Arc<Mutex<HashMap<(String, String), Vec<Instant>>>>,
+    seen: Arc<Mutex<HashMap<Request, Vec<Instant>>>>,
 }
 
 impl FirstAttempts {
@@ -114,7 +117,7 @@ impl FirstAttempts {
     }
 
     /// The requests that were faulted and then tried again, with the gaps between attempts.
-    fn retried(&self, times: usize) -> Vec<((String, String), Vec<Duration>)> {
+    fn retried(&self, times: usize) -> Vec<(Request, Vec<Duration>)> {
         self.seen
             .lock()
             .unwrap()
