@@ -182,6 +182,11 @@ impl TargetIndex {
         self.synced.wait().await
     }
 
+    /// Whether every cache is filled now.
+    pub(super) fn is_synced(&self) -> bool {
+        self.synced.is_filled()
+    }
+
     pub(super) fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments.get(&ObjectRef::new(name).within(namespace))
     }

@@ -513,7 +513,21 @@ async fn run_scope(
         });
     }
     let forget = ctx.clone();
-    controller
+    let shutdown = shutdown.shared();
+    // kube-runtime holds the first reconcile until the policy cache is filled, and its graceful
+    // shutdown stops reading the watch that would fill it: a stop asked for before then would wait
+    // for good. Nothing has been reconciled yet, so such a stop ends at once.
+    let early_stop = {
+        let (shutdown, index) = (shutdown.clone(), index.clone());
+        async move {
+            shutdown.await;
+            if index.is_synced() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("stopping before the caches were filled");
+        }
+    };
+    let run = controller
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -531,8 +545,11 @@ async fn run_scope(
                     Err(e) => tracing::warn!(error = %e, "reconcile failed"),
                 }
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = run => {}
+        () = early_stop => {}
+    }
     Ok(())
 }
 

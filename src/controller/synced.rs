@@ -45,6 +45,11 @@ impl Synced {
         Self::new::<0>().0
     }
 
+    /// Whether every cache is filled now.
+    pub(super) fn is_filled(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Waits until every cache is filled: true, or false if that can no longer happen (every
     /// watch stream was dropped first, at shutdown).
     pub(super) async fn wait(&self) -> bool {

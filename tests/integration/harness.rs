@@ -251,6 +251,15 @@ impl Harness {
         }
     }
 
+    /// Kills the operator, as SIGKILL would: whatever it was doing stops where it is (requests in
+    /// flight included), and nothing it held in memory survives.
+    pub async fn kill_operator(&mut self) {
+        if let Some((_, task)) = self.operator.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Merges `status` (`{"status": {...}}`) into policy `name`'s status, as an operator that
     /// stopped would have left it.
     pub fn seed_status(&self, name: &str, status: Value) {

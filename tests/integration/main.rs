@@ -7,6 +7,7 @@ mod chart;
 mod check;
 mod controller;
 mod crash;
+mod crash_points;
 mod crd;
 #[path = "../../examples/flaky-app/app.rs"]
 #[allow(dead_code)]

@@ -136,10 +136,12 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             Err(e) => error_response(&e),
         },
     };
+    rec.status = resp.status().as_u16();
     if let Some(by) = answer_late {
+        // Served: the log says so now; only the client has yet to hear it.
+        answered.store(rec.status, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(by).await;
     }
-    rec.status = resp.status().as_u16();
     tracing::info!(
         method = %rec.method,
         path = %rec.path,
