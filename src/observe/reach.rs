@@ -13,6 +13,7 @@
 //! spell, whatever the system resolver would make of them.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
@@ -234,6 +235,9 @@ pub struct Reach {
     /// address rather than by IP: the API server's IP may be a node's, whose other ports (a pod on
     /// the host network) are fair to probe, and in tests it is 127.0.0.1 beside the "pods".
     api_server: Arc<[SocketAddr]>,
+    /// Names resolved from this table instead of the system resolver (tests: no DNS query leaves
+    /// the machine, and a name can be made not to resolve); None: the system resolver.
+    hosts: Option<Arc<BTreeMap<String, Vec<IpAddr>>>>,
 }
 
 impl Reach {
@@ -244,6 +248,15 @@ impl Reach {
                 .into_iter()
                 .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
                 .collect(),
+            hosts: None,
+        }
+    }
+
+    /// Resolves names from `hosts` only: a name not in it does not resolve.
+    pub fn with_hosts<S: Into<String>>(self, hosts: impl IntoIterator<Item = (S, Vec<IpAddr>)>) -> Self {
+        Self {
+            hosts: Some(Arc::new(hosts.into_iter().map(|(k, v)| (k.into(), v)).collect())),
+            ..self
         }
     }
 
@@ -279,10 +292,23 @@ impl Reach {
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Unreachable> {
         let addrs: Vec<SocketAddr> = match literal(host) {
             Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(Unreachable::Unresolved)?
-                .collect(),
+            None => match &self.hosts {
+                Some(table) => table
+                    .get(host)
+                    .ok_or_else(|| {
+                        Unreachable::Unresolved(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such host",
+                        ))
+                    })?
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .collect(),
+                None => tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(Unreachable::Unresolved)?
+                    .collect(),
+            },
         };
         if let Some(refused) = addrs.iter().find_map(|a| self.check(*a).err()) {
             return Err(Unreachable::Refused(refused));

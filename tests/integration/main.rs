@@ -27,3 +27,4 @@ mod scaling;
 mod signals;
 mod status_writes;
 mod support;
+mod target_faults;

@@ -124,6 +124,58 @@ async fn a_hanging_server_times_out() {
 }
 
 #[tokio::test]
+async fn an_answer_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+    // Every byte comes well within the timeout; the whole answer does not.
+    let server = BadServer::start(Behaviour::Trickle(Duration::from_millis(50))).await;
+    let sample = probe(&request(server.url("/"), Duration::from_millis(500), &["200"])).await;
+    assert!(!sample.ok);
+    assert_eq!(sample.detail, "timed out after 500ms");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_fails_and_says_so() {
+    let server = BadServer::start(Behaviour::Garbage).await;
+    let sample = probe(&request(server.url("/"), Duration::from_secs(2), &["200"])).await;
+    assert!(!sample.ok);
+    assert!(
+        sample.detail.to_lowercase().contains("invalid") || sample.detail.contains("parse"),
+        "detail should say the answer was not HTTP: {}",
+        sample.detail
+    );
+}
+
+/// A prober whose names resolve from a table: `web.shop.svc` is 127.0.0.1, nothing else
+/// resolves, and no DNS query leaves the machine.
+async fn probe_with_hosts(req: &ProbeRequest) -> Sample {
+    let reach =
+        Reach::with_loopback().with_hosts([("web.shop.svc", vec![std::net::Ipv4Addr::LOCALHOST.into()])]);
+    HttpProber::new(reach).unwrap().probe(req, &SystemClock).await
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_fails_and_says_so() {
+    let server = BadServer::start(Behaviour::Status(200)).await;
+    let known = format!("http://web.shop.svc:{}/", server.addr.port());
+    let sample = probe_with_hosts(&request(known, Duration::from_secs(2), &["200"])).await;
+    assert!(sample.ok, "a name in the table resolves: {}", sample.detail);
+
+    let unknown = format!("http://gone.shop.svc:{}/", server.addr.port());
+    let sample = probe_with_hosts(&request(unknown, Duration::from_secs(2), &["200"])).await;
+    assert!(!sample.ok);
+    assert!(
+        sample.detail.contains("name resolution failed"),
+        "{}",
+        sample.detail
+    );
+    assert!(
+        !sample.detail.contains("gone.shop.svc"),
+        "the name is not repeated: {}",
+        sample.detail
+    );
+    assert_eq!(server.hits(), 1, "only the name that resolved was probed");
+}
+
+#[tokio::test]
 async fn a_reset_connection_fails_with_a_clear_detail() {
     let server = BadServer::start(Behaviour::Reset).await;
     let sample = probe(&request(server.url("/"), Duration::from_secs(2), &["200"])).await;

@@ -90,6 +90,10 @@ pub enum Behaviour {
     Redirect(&'static str),
     /// 200 echoing the request head in the body... and recording it.
     Echo,
+    /// A 200 answer sent one byte at a time, this long apart.
+    Trickle(Duration),
+    /// Bytes that are not HTTP.
+    Garbage,
 }
 
 /// A raw HTTP/1.1 server on 127.0.0.1 that misbehaves on purpose.
@@ -108,7 +112,13 @@ impl Drop for BadServer {
 
 impl BadServer {
     pub async fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::bind("127.0.0.1:0".parse().unwrap(), behaviour).await
+    }
+
+    /// On `addr`, which must be a loopback address.
+    pub async fn bind(addr: SocketAddr, behaviour: Behaviour) -> Self {
+        assert!(addr.ip().is_loopback(), "tests listen on loopback only: {addr}");
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let last_request = Arc::new(std::sync::Mutex::new(String::new()));
@@ -177,6 +187,17 @@ async fn serve(
         }
         Behaviour::Hang => {
             std::future::pending::<()>().await;
+        }
+        Behaviour::Trickle(gap) => {
+            for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok" {
+                stream.write_all(&[*byte]).await?;
+                tokio::time::sleep(gap).await;
+            }
+        }
+        Behaviour::Garbage => {
+            stream
+                .write_all(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02 not http at all\r\n\r\n")
+                .await?;
         }
         Behaviour::Reset => {
             // A zero linger makes the close a TCP reset, which is the point of this behaviour.
