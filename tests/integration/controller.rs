@@ -188,12 +188,21 @@ fn seed_pending_intent(h: &Harness, at: &str) {
     );
 }
 
+/// Now, in whole seconds, as status holds it: a mark recorded a moment ago (a fixed date would
+/// age, and a step decided long ago is past its timeout).
+fn just_now() -> String {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_recording_intent_completes_the_action_once() {
     let mut h = Harness::new(1).await;
     h.set_all(Mode::Status(503));
     h.create_policy("web", json!({}));
-    let at = "2026-11-25T10:00:00Z";
+    let now = just_now();
+    let at = now.as_str();
     seed_pending_intent(&h, at);
     h.start_operator(Some(NS));
 
@@ -216,7 +225,8 @@ async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it
     let mut h = Harness::new(1).await;
     h.set_all(Mode::Status(503));
     h.create_policy("web", json!({}));
-    let at = "2026-11-25T10:00:00Z";
+    let now = just_now();
+    let at = now.as_str();
     seed_pending_intent(&h, at);
     // The action itself had already landed.
     let mut deployment = h.deployment();
