@@ -16,6 +16,7 @@ mod guards;
 mod harness;
 mod hostile;
 mod kubectl;
+mod kubectl_fidelity;
 mod kubectl_pods;
 mod ladder;
 mod leader;

@@ -1,0 +1,143 @@
+//! What `kubectl` shows of the test server's Kubernetes semantics that the operator depends on:
+//! server-side apply keeping a field another manager still applies, `generation` moving only with
+//! the spec, watch bookmarks, and `410 Gone` for a resourceVersion older than the history.
+
+use std::time::Duration;
+
+use apphealth_testserver::TestServer;
+use serde_json::Value;
+
+use crate::kubectl::Scratch;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn config_map(data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: default\ndata: {data}\n"
+    )
+}
+
+fn apply(scratch: &Scratch, manager: &str, manifest: &str) {
+    let file = scratch.file(&format!("{manager}.yaml"), manifest);
+    let file = file.to_str().unwrap();
+    scratch.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager",
+        manager,
+        "-f",
+        file,
+    ]);
+}
+
+fn data(scratch: &Scratch) -> Value {
+    let out = scratch.ok(&["get", "configmap", "shared", "-o", "jsonpath={.data}"]);
+    if out.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn server_side_apply_keeps_a_field_another_manager_still_applies() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+    apply(&scratch, "alpha", &config_map("{x: '1', z: '2'}"));
+    apply(&scratch, "beta", &config_map("{z: '2'}"));
+    // alpha stops applying z: beta still applies it, so it stays.
+    apply(&scratch, "alpha", &config_map("{x: '1'}"));
+    assert_eq!(data(&scratch), serde_json::json!({"x": "1", "z": "2"}));
+    let out = scratch.ok(&[
+        "get",
+        "configmap",
+        "shared",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let cm: Value = serde_json::from_str(&out).unwrap();
+    let owners: Vec<(&str, bool)> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let z = m["fieldsV1"]["f:data"]["f:z"].is_object();
+            (m["manager"].as_str().unwrap(), z)
+        })
+        .collect();
+    assert!(owners.contains(&("alpha", false)), "{owners:?}");
+    assert!(owners.contains(&("beta", true)), "{owners:?}");
+    // beta stops too: nobody applies z any more, and it goes.
+    apply(&scratch, "beta", &config_map("{}"));
+    assert_eq!(data(&scratch), serde_json::json!({"x": "1"}));
+}
+
+#[test]
+fn generation_moves_with_the_spec_only() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n\
+        spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      \
+        labels: {app: web}\n    spec:\n      containers:\n        - {name: web, image: 'example/web:1'}\n";
+    let file = scratch.file("web.yaml", deployment);
+    scratch.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let generation = || {
+        scratch.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    assert_eq!(generation(), "1");
+    scratch.ok(&["label", "deployment", "web", "team=shop"]);
+    scratch.ok(&["annotate", "deployment", "web", "note=hello"]);
+    assert_eq!(generation(), "1", "metadata changes leave generation alone");
+    scratch.ok(&["scale", "deployment", "web", "--replicas", "3"]);
+    assert_eq!(generation(), "2", "a spec change bumps it");
+}
+
+#[test]
+fn raw_watches_show_bookmarks_and_410_gone() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    server.set_bookmark_interval(Duration::from_millis(200));
+    let scratch = Scratch::new(&server);
+    apply(&scratch, "alpha", &config_map("{x: '1'}"));
+    let rv = scratch.ok(&[
+        "get",
+        "configmap",
+        "shared",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion={rv}"
+    );
+    let out = scratch.ok(&["get", "--raw", &path]);
+    assert!(out.contains(r#""type":"BOOKMARK""#), "{out}");
+
+    apply(&scratch, "alpha", &config_map("{x: '2'}"));
+    server.compact_history();
+    let path = format!("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion={rv}");
+    let out = scratch.ok(&["get", "--raw", &path]);
+    assert!(out.contains(r#""type":"ERROR""#), "{out}");
+    assert!(out.contains(r#""code":410"#) && out.contains("Expired"), "{out}");
+}
