@@ -19,20 +19,13 @@ use std::{
 };
 
 use futures::{FutureExt, StreamExt, stream};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Secret},
-};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     api::ListParams,
-    core::PartialObjectMeta,
     runtime::{
-        Controller, WatchStreamExt,
         controller::{self, Action as Requeue},
         events::{Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
-        watcher,
+        reflector::{self, ObjectRef},
     },
 };
 use tokio::sync::mpsc;
@@ -40,12 +33,10 @@ use tokio::sync::mpsc;
 use crate::{
     Error, Result,
     act::{MANAGER, Notifier},
-    api::{TargetKind, watched::Watched},
+    api::watched::Watched,
     clock::Clock,
     metrics::Metrics,
-    observe::{
-        metrics::MetricsApi, pod::CachedPod, prober::HttpProber, reach::Reach, references::ConfigKind,
-    },
+    observe::{metrics::MetricsApi, prober::HttpProber, reach::Reach},
     server::Readiness,
 };
 
@@ -59,11 +50,13 @@ mod reconcile;
 mod remediate;
 pub mod slim;
 mod synced;
+mod watches;
 mod writes;
 
 pub use index::TargetIndex;
 use probing::{ProbeTasks, Probing};
 use reconcile::reconcile;
+use watches::{Watches, scoped, watch};
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -248,17 +241,6 @@ async fn ensure_crd(api: &Api<Watched>) -> Result<()> {
     }
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Runs the operator until `shutdown` resolves. With leader election, waits for the lease first,
 /// leads until `shutdown` (then releases the lease for a standby) or until the lease is lost (an
 /// error: the process should restart as a standby).
@@ -351,122 +333,20 @@ struct Scope {
     unsynced: Arc<AtomicUsize>,
 }
 
-async fn run_scope(
+/// The reconcile's shared state for one scope.
+fn context(
     client: Client,
-    config: Config,
-    scope: Scope,
+    config: &Config,
+    scope: &Scope,
     clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let ns = scope.namespace.as_deref();
-    let policies: Api<Watched> = scoped(&client, ns);
-    ensure_crd(&policies).await?;
-
-    // Ready once every cache is filled: the five below and the policies'.
-    let (
-        synced,
-        [
-            deployments_filled,
-            statefulsets_filled,
-            pods_filled,
-            configmaps_filled,
-            secrets_filled,
-            policies_filled,
-        ],
-    ) = synced::Synced::new();
-    let (deployments, deployment_events) = reflect(&client, ns, slim::deployment, None, deployments_filled);
-    let (statefulsets, statefulset_events) =
-        reflect(&client, ns, slim::statefulset, None, statefulsets_filled);
-    // Pods are decoded compact (`CachedPod`): nothing is left to cut.
-    let pod_groups = Arc::new(groups::Groups::new(index::pod_groups));
-    let (pods, pod_events) = reflect(
-        &client,
-        ns,
-        |_: &mut CachedPod| {},
-        Some(pod_groups.clone()),
-        pods_filled,
-    );
-    let (configmaps, configmap_events) =
-        reflect(&client, ns, slim::config::<ConfigMap>, None, configmaps_filled);
-    let (secrets, secret_events) = reflect(&client, ns, slim::config::<Secret>, None, secrets_filled);
-
-    // The policies' own watch, as `Controller::new` would make it, with the policies slimmed.
-    let (policy_store, policy_writer) = reflector::store();
-    let policy_groups = Arc::new(groups::Groups::new(index::policy_groups));
-    let grouping = policy_groups.clone();
-    let policy_events = reflector::reflector(
-        policy_writer,
-        watcher(policies, watch_config()).modify(slim::policy),
-    )
-    .inspect(move |e| {
-        if let Ok(e) = e {
-            grouping.observe(e);
-            policies_filled.observe(e);
-        }
-    })
-    .applied_objects();
-    let controller = Controller::for_stream(policy_events, policy_store).with_config(
-        controller::Config::default()
-            .debounce(Duration::from_millis(200))
-            .concurrency(config.max_concurrent_reconciles.max(1)),
-    );
-    let index = TargetIndex {
-        policies: controller.store(),
-        pod_groups,
-        policy_groups,
-        deployments,
-        statefulsets,
-        pods,
-        configmaps,
-        secrets,
-        synced,
-    };
-
-    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
-    let triggers = {
-        let (i1, i2, i3, i4, i5) = (
-            index.clone(),
-            index.clone(),
-            index.clone(),
-            index.clone(),
-            index.clone(),
-        );
-        let deployment_triggers = deployment_events.flat_map(move |d: Deployment| {
-            let ns = d.namespace().unwrap_or_default();
-            stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
-        });
-        let statefulset_triggers = statefulset_events.flat_map(move |s: StatefulSet| {
-            let ns = s.namespace().unwrap_or_default();
-            stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
-        });
-        let pod_triggers = pod_events.flat_map(move |p: CachedPod| stream::iter(i3.policies_for_pod(&p)));
-        let configmap_triggers = configmap_events.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
-            let ns = c.namespace().unwrap_or_default();
-            stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))
-        });
-        let secret_triggers = secret_events.flat_map(move |c: PartialObjectMeta<Secret>| {
-            let ns = c.namespace().unwrap_or_default();
-            stream::iter(i5.policies_for_config(ConfigKind::Secret, &ns, &c.name_any()))
-        });
-        stream::select_all([
-            deployment_triggers.boxed(),
-            statefulset_triggers.boxed(),
-            pod_triggers.boxed(),
-            configmap_triggers.boxed(),
-            secret_triggers.boxed(),
-            stream::unfold(
-                nudge_rx,
-                |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
-            )
-            .boxed(),
-        ])
-    };
-
+    index: &TargetIndex,
+    nudge: mpsc::UnboundedSender<PolicyRef>,
+) -> Result<Context> {
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: config.instance.clone(),
     };
-    let ctx = Arc::new(Context {
+    Ok(Context {
         recorder: Recorder::new(client.clone(), reporter),
         notifier: Notifier::new(
             config.reach.clone(),
@@ -479,7 +359,7 @@ async fn run_scope(
             slots: scope.probe_slots.clone(),
             clock: clock.clone(),
             usage: Arc::new(MetricsApi::new(client.clone())),
-            nudge: nudge_tx,
+            nudge,
             alive: {
                 let policies = index.policies.clone();
                 Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
@@ -499,7 +379,33 @@ async fn run_scope(
         reach: config.reach.clone(),
         own_pod: config.own_pod.clone(),
         client,
-    });
+    })
+}
+
+async fn run_scope(
+    client: Client,
+    config: Config,
+    scope: Scope,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let ns = scope.namespace.as_deref();
+    let policies: Api<Watched> = scoped(&client, ns);
+    ensure_crd(&policies).await?;
+
+    let Watches {
+        controller,
+        index,
+        triggers: changes,
+    } = watch(&client, ns, policies, config.max_concurrent_reconciles);
+    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
+    let nudges = stream::unfold(
+        nudge_rx,
+        |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
+    );
+    let triggers = stream::select(changes, nudges);
+
+    let ctx = Arc::new(context(client, &config, &scope, clock, &index, nudge_tx)?);
 
     // Ready once every cache has been filled (the leader also once it probes: the probe tasks
     // start with the first reconciles).
@@ -551,56 +457,6 @@ async fn run_scope(
         () = early_stop => {}
     }
     Ok(())
-}
-
-/// Lists are read in pages of this many objects, so a namespace of thousands of pods is never held
-/// whole in one response (kube-runtime's default too; said here because memory depends on it).
-const PAGE_SIZE: u32 = 500;
-
-fn watch_config() -> watcher::Config {
-    watcher::Config::default().page_size(PAGE_SIZE)
-}
-
-/// A reflector for `K`, caching each object as `slim` cuts it down, and the stream of (slimmed)
-/// objects it sees change. For `PartialObjectMeta<_>` only metadata is requested (values of
-/// Secrets are never cached).
-fn reflect<K>(
-    client: &Client,
-    namespace: Option<&str>,
-    slim: fn(&mut K),
-    groups: Option<Arc<groups::Groups<K>>>,
-    filled: synced::Filled,
-) -> (Store<K>, impl futures::Stream<Item = K> + Send + 'static)
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let events = reflector::reflector(
-        writer,
-        watcher(scoped::<K>(client, namespace), watch_config()).modify(slim),
-    )
-    .inspect(move |e| {
-        if let Ok(e) = e {
-            if let Some(groups) = &groups {
-                groups.observe(e);
-            }
-            filled.observe(e);
-        }
-    })
-    .default_backoff()
-    .touched_objects()
-    .filter_map(|r| async move {
-        r.map_err(|e| tracing::warn!(error = %e, kind = std::any::type_name::<K>(), "watch error"))
-            .ok()
-    });
-    (store, events)
 }
 
 /// A failed reconcile is retried with a backoff of its own policy's (5s doubling to 5m): one
