@@ -21,6 +21,7 @@ mod kubectl_pods;
 mod ladder;
 mod leader;
 mod prober;
+mod prober_tls;
 mod reach;
 mod relist;
 mod rollback;
