@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS},
+    harness::{Harness, NS, restarted_at},
     ladder::base64_encode,
     support::{Answer, AnsweringServer},
 };
@@ -293,6 +293,79 @@ async fn a_restarted_operator_picks_the_ladder_up_where_status_left_it() {
         h.writes_to("/deployments/web"),
         0,
         "the step's timeout still runs: no second restart"
+    );
+    h.stop_operator().await;
+}
+
+/// Seeds status as an operator would leave it had it crashed right after recording its intent.
+fn seed_pending_intent(h: &Harness, at: &str) {
+    h.seed_status(
+        "web",
+        json!({"status": {
+            "ladder": {"step": 1, "startedAt": at},
+            "history": [{"action": "RolloutRestart", "step": 1, "at": at, "result": "Pending"}]
+        }}),
+    );
+}
+
+/// Now, in whole seconds, as status holds it: a mark recorded a moment ago (a fixed date would
+/// age, and a step decided long ago is past its timeout).
+fn just_now() -> String {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_recording_intent_completes_the_action_once() {
+    let mut h = Harness::new(1).await;
+    h.set_all(Mode::Status(503));
+    h.create_policy("web", json!({}));
+    let now = just_now();
+    let at = now.as_str();
+    seed_pending_intent(&h, at);
+    h.start_operator(Some(NS));
+
+    let policy = h.wait_remediation_result("web", "Succeeded").await;
+    assert_eq!(
+        restarted_at(&h.deployment()).as_deref(),
+        Some(at),
+        "the action ran with its recorded mark"
+    );
+    assert_eq!(policy["status"]["history"][0]["at"], at);
+    h.wait_event("web", "RemediationResumed").await;
+    // The target stays unhealthy, but the step is still within its timeout: no second action.
+    h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(h.writes_to("/deployments/web"), 1, "resumed once, not repeated");
+    h.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it() {
+    let mut h = Harness::new(1).await;
+    h.set_all(Mode::Status(503));
+    h.create_policy("web", json!({}));
+    let now = just_now();
+    let at = now.as_str();
+    seed_pending_intent(&h, at);
+    // The action itself had already landed.
+    let mut deployment = h.deployment();
+    deployment["spec"]["template"]["metadata"]["annotations"] = json!({"apphealth.io/restartedAt": at});
+    h.server.replace(deployment).unwrap();
+    h.server.clear_requests();
+    h.start_operator(Some(NS));
+
+    let policy = h.wait_remediation_result("web", "Succeeded").await;
+    let message = policy["status"]["history"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("found applied after an operator restart; not repeated"),
+        "{message}"
+    );
+    h.wait_condition("web", "Healthy", "False", None).await;
+    assert_eq!(
+        h.writes_to("/deployments/"),
+        0,
+        "the Deployment must not be patched again"
     );
     h.stop_operator().await;
 }
