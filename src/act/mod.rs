@@ -329,7 +329,7 @@ pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActErr
     let done = match implementation.applied(ctx, r).await {
         Ok(Some(mut done)) => {
             done.message = format!(
-                "{} (step {}) was found applied after an operator restart; not repeated. {}",
+                "{} (step {}) was found applied when resumed (after an operator restart or a failed API call); not repeated. {}",
                 r.action().as_str(),
                 r.step,
                 done.message
@@ -337,7 +337,10 @@ pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActErr
             Ok(done)
         }
         Ok(None) => implementation.apply(ctx, r).await.map(|mut done| {
-            done.message = format!("Completed after an operator restart. {}", done.message);
+            done.message = format!(
+                "Completed when resumed (after an operator restart or a failed API call). {}",
+                done.message
+            );
             done
         }),
         Err(e) => Err(e),

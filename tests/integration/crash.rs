@@ -82,7 +82,7 @@ async fn restart_pods_before_and_after_the_eviction() {
         record["message"]
             .as_str()
             .unwrap()
-            .contains("found applied after an operator restart"),
+            .contains("found applied when resumed"),
         "{record}"
     );
     assert_eq!(requests(&h, "POST", "/eviction"), 0);
@@ -358,7 +358,9 @@ async fn a_crash_after_acting_but_before_recording_the_result_does_not_repeat_it
     let policy = h.wait_remediation_result("web", "Succeeded").await;
     let message = policy["status"]["history"][0]["message"].as_str().unwrap();
     assert!(
-        message.contains("found applied after an operator restart; not repeated"),
+        message.contains(
+            "found applied when resumed (after an operator restart or a failed API call); not repeated"
+        ),
         "{message}"
     );
     h.wait_condition("web", "Healthy", "False", None).await;
