@@ -152,4 +152,35 @@ mod tests {
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["message"], "pods \"x\" not found");
     }
+
+    #[test]
+    fn apply_conflicts_as_the_api_server_words_them() {
+        let one = ApiError::apply_conflict(&[("mgr".into(), ".spec.x".into())]).to_status();
+        assert_eq!(one["code"], 409);
+        assert_eq!(one["reason"], "Conflict");
+        assert_eq!(
+            one["message"],
+            "Apply failed with 1 conflict: conflict with \"mgr\": .spec.x"
+        );
+        assert_eq!(
+            one["details"],
+            json!({"causes": [{"reason": "FieldManagerConflict", "message": "conflict with \"mgr\"", "field": ".spec.x"}]})
+        );
+        let several = ApiError::apply_conflict(&[
+            ("a".into(), ".spec.size".into()),
+            ("a".into(), ".spec.x".into()),
+            ("c".into(), ".spec.settings.c".into()),
+        ]);
+        assert_eq!(
+            several.message,
+            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.size\n- .spec.x\nconflicts with \"c\":\n- .spec.settings.c"
+        );
+        assert_eq!(several.causes.len(), 3);
+        assert!(
+            ApiError::not_found("pods", "x")
+                .to_status()
+                .get("details")
+                .is_none()
+        );
+    }
 }

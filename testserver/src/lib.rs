@@ -109,8 +109,11 @@
 //!   `Update` entries have `fieldsV1: {}` and are never dropped for owning nothing. When an apply drops a field that the manager applied before, the field is removed unless
 //!   another applier (of any subresource) still applies it: a co-owned field stays and only the dropping
 //!   manager's ownership ends (for a dropped map or list-map element, only the fields nobody else applies
-//!   go). Fields set by `Update` writes do not keep a dropped field. `managedFields` in request bodies are
-//!   ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
+//!   go). Fields set by `Update` writes do not keep a dropped field, but an `Update` write takes every
+//!   field it changes, adds or removes away from the appliers (as in Kubernetes, where updates always
+//!   force): dropping it from a later apply then removes nothing, and applying it again conflicts with
+//!   nobody (a lease an update cleared can be applied by another holder). `managedFields` in request
+//!   bodies are ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
 //!   (a first apply by a new manager, or a co-owned field dropped): that is recorded with a new
 //!   resourceVersion, as in Kubernetes. `kubectl get -o yaml` hides them
 //!   as usual; `--show-managed-fields` shows them.
@@ -130,7 +133,8 @@
 //!   "mgr"`, `field`); setting the value the field already has is no conflict (both own it then). With
 //!   `force=true` the applier takes the fields over: they leave the other appliers' entries (and their
 //!   remembered configurations, so dropping them later removes nothing of the new owner's). Fields set
-//!   by `Update` writes never conflict, since their ownership is not tracked. `testserver/src/tests/smd.rs`
+//!   by `Update` writes never conflict, since their ownership is not tracked (the appliers lose them,
+//!   see `managedFields`). `testserver/src/tests/smd.rs`
 //!   checks all of this against Kubernetes' own structured-merge-diff library (`smd-apply`, built by
 //!   `make tools`) on a table of apply sequences; `null` values in applied configurations are ignored
 //!   here (structured-merge-diff owns them) and list-map element order is not compared.

@@ -2,7 +2,7 @@
 //! history, the last configuration applied by each server-side-apply field manager, `metadata.managedFields`
 //! write times per field manager, and the [`Clock`] that stamps them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -261,7 +261,13 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 /// Set or refresh the `managedFields` entry of the writer's (manager, operation, subresource) in `meta`,
 /// then sort the entries like the API server (operation, time, manager, apiVersion, subresource).
 /// Only appliers' ownership is tracked: `fieldsV1` of other writes is `{}`.
-fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &str, sub: Sub) {
+fn record_manager(
+    meta: &mut Map<String, Value>,
+    w: &Write<'_>,
+    disowned: &[(String, &'static str, Value)],
+    api_version: &str,
+    sub: Sub,
+) {
     let mut entries: Vec<Value> = meta
         .get("managedFields")
         .and_then(Value::as_array)
@@ -272,7 +278,7 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
             && str_of(e, "operation") == w.operation
             && str_of(e, "subresource") == sub.name())
     });
-    for (manager, subresource, fields) in &w.transferred {
+    for (manager, subresource, fields) in w.transferred.iter().chain(disowned) {
         let theirs = |e: &Value| {
             str_of(e, "manager") == manager
                 && str_of(e, "operation") == OPERATION_APPLY
@@ -684,7 +690,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
         meta.remove("managedFields");
-        record_manager(meta, w, &rt.api_version(), Sub::Main);
+        record_manager(meta, w, &[], &rt.api_version(), Sub::Main);
         if rt.has_status {
             if let Value::Object(m) = &mut obj {
                 m.remove("status");
@@ -825,6 +831,11 @@ impl State {
         let rv = self.rv + 1;
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
         let bump = spec_changed(&old, &new);
+        let disowned = if w.operation == OPERATION_UPDATE {
+            self.disowned(rt, ns, name, &old, &new)
+        } else {
+            Default::default()
+        };
         {
             let meta = metadata_mut(&mut new)?;
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
@@ -832,9 +843,10 @@ impl State {
                 "generation".into(),
                 json!(if bump { generation + 1 } else { generation }),
             );
-            record_manager(meta, w, &rt.api_version(), sub);
+            record_manager(meta, w, &disowned.1, &rt.api_version(), sub);
         }
         self.after_write(rt, &new)?;
+        self.applied.extend(disowned.0);
         self.rv = rv;
         let key = rt.store_key();
         self.objects
@@ -852,6 +864,58 @@ impl State {
             },
         );
         Ok(present(rt, new))
+    }
+
+    /// What an `Update` write (`old` → `new`) takes from the appliers of the object, as in
+    /// structured-merge-diff, where updates always force: every field it changes, adds or removes
+    /// leaves their applied configurations (so dropping it from a later apply removes nothing, and
+    /// applying it again conflicts with nobody). Returns the configurations to store once the write
+    /// succeeds and, for `managedFields`, their appliers' `fieldsV1` now.
+    #[allow(clippy::type_complexity)]
+    fn disowned(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        old: &Value,
+        new: &Value,
+    ) -> (Vec<(AppliedKey, Value)>, Vec<(String, &'static str, Value)>) {
+        let okey = Self::object_key(rt, ns, name);
+        let store_key = rt.store_key();
+        let appliers: Vec<(&AppliedKey, &Value)> = self
+            .applied
+            .iter()
+            .filter(|(k, _)| k.0 == store_key && k.1 == okey.0 && k.2 == okey.1)
+            .collect();
+        if appliers.is_empty() {
+            return Default::default();
+        }
+        let before = fields::leaves(old);
+        let after = fields::leaves(new);
+        let touched: BTreeSet<fields::FieldPath> = before
+            .iter()
+            .filter(|(p, v)| after.get(*p) != Some(*v))
+            .map(|(p, _)| p.clone())
+            .chain(after.keys().filter(|p| !before.contains_key(*p)).cloned())
+            .collect();
+        let mut configs = Vec::new();
+        let mut entries = Vec::new();
+        for (key, config) in appliers {
+            let lost: Vec<fields::FieldPath> = fields::owned_paths(&fields::fields_v1(config))
+                .into_iter()
+                .filter(|p| touched.contains(p))
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let mut config = config.clone();
+            for path in &lost {
+                fields::remove_path(&mut config, path);
+            }
+            entries.push((key.4.clone(), key.3, fields::fields_v1(&config)));
+            configs.push((key.clone(), config));
+        }
+        (configs, entries)
     }
 
     fn delete(

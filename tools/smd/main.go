@@ -8,7 +8,10 @@
 //	 "apiVersion": "<the managers' API version>",
 //	 "cases": [{"name": "...", "steps": [{"manager": "m", "force": false, "object": {...}}]}]}
 //
-// Output (stdout, JSON): for every case and step, the object after the step, each manager's
+// A step with "operation": "update" is a write other than an apply (object: the whole object
+// written), which takes over the fields it changes, adds or removes.
+//
+// Output (stdout, JSON): for every case and step, the object after the step, each applier's
 // fieldsV1 (as the API server serializes managedFields), and the conflict if the step was refused,
 // with the message and causes the API server answers with (409 Conflict). A refused step leaves the
 // object and the managers as they were. As the API server does, apiVersion, kind and server-set
@@ -41,10 +44,17 @@ type caseSpec struct {
 }
 
 type step struct {
-	Manager string                 `json:"manager"`
-	Force   bool                   `json:"force"`
-	Object  map[string]interface{} `json:"object"`
+	Manager string `json:"manager"`
+	// "update" for a write that is not an apply (create, update, patch: Object is the whole
+	// object written); else an apply of the configuration Object.
+	Operation string                 `json:"operation"`
+	Force     bool                   `json:"force"`
+	Object    map[string]interface{} `json:"object"`
 }
+
+// updater is the key of a manager's Update entry, beside its Apply entry (the API server keys
+// them by manager and operation too).
+func updater(manager string) string { return manager + "\x00update" }
 
 type cause struct {
 	Reason  string `json:"reason"`
@@ -142,7 +152,7 @@ func run(in input) ([]caseResult, error) {
 	strip := stripped()
 	results := []caseResult{}
 	for _, c := range in.Cases {
-		updater := &merge.Updater{Converter: sameVersion{}}
+		smd := &merge.Updater{Converter: sameVersion{}}
 		live, err := pt.FromUnstructured(map[string]interface{}{})
 		if err != nil {
 			return nil, err
@@ -154,7 +164,13 @@ func run(in input) ([]caseResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s, step %d: %v", c.Name, i+1, err)
 			}
-			newObject, newManagers, err := updater.Apply(live, config, version, managers.Copy(), s.Manager, s.Force)
+			var newObject *typed.TypedValue
+			var newManagers fieldpath.ManagedFields
+			if s.Operation == "update" {
+				newObject, newManagers, err = smd.Update(live, config, version, managers.Copy(), updater(s.Manager))
+			} else {
+				newObject, newManagers, err = smd.Apply(live, config, version, managers.Copy(), s.Manager, s.Force)
+			}
 			sr := stepResult{}
 			if err != nil {
 				cs, ok := err.(merge.Conflicts)
@@ -177,6 +193,10 @@ func run(in input) ([]caseResult, error) {
 			sr.Object = live.AsValue().Unstructured()
 			sr.ManagedFields = map[string]json.RawMessage{}
 			for m, set := range managers {
+				if !set.Applied() {
+					// Update entries: the test server does not track what updates own.
+					continue
+				}
 				fields, err := set.Set().ToJSON()
 				if err != nil {
 					return nil, err
