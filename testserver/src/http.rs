@@ -492,7 +492,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                             "PATCH request with apply-patch content type requires fieldManager",
                         ));
                     }
-                    PatchType::Apply
+                    PatchType::Apply {
+                        force: matches!(query.get("force").map(String::as_str), Some("true" | "1")),
+                    }
                 }
                 other => {
                     return Err(ApiError::unsupported_media_type(format!(

@@ -103,13 +103,17 @@
 //!   [`TestServer::replace`] and [`TestServer::patch_status`] are by [`TEST_MANAGER`] (`testserver`); the
 //!   namespaces that exist from the start by `kube-apiserver`. Only appliers' ownership is tracked: an
 //!   `Apply` entry's `fieldsV1` is the field set of the manager's last applied configuration (`f:` fields,
-//!   `k:{"type":"Ready"}` list-map elements with `.`, atomic lists as `{}`; `apiVersion`, `kind` and
-//!   server-set metadata left out); `Update` entries have `fieldsV1: {}` and are never dropped for owning
-//!   nothing. When an apply drops a field that the manager applied before, the field is removed unless
+//!   `k:{"type":"Ready"}` list-map elements with `.`, atomic lists and empty maps as `{}`, empty list-maps
+//!   not at all; `apiVersion`, `kind`, the metadata map itself and server-set metadata left out), less
+//!   the fields forced applies took from it; an applier left owning nothing has no entry.
+//!   `Update` entries have `fieldsV1: {}` and are never dropped for owning nothing. When an apply drops a field that the manager applied before, the field is removed unless
 //!   another applier (of any subresource) still applies it: a co-owned field stays and only the dropping
 //!   manager's ownership ends (for a dropped map or list-map element, only the fields nobody else applies
-//!   go). Fields set by `Update` writes do not keep a dropped field. `managedFields` in request bodies are
-//!   ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
+//!   go). Fields set by `Update` writes do not keep a dropped field, but an `Update` write takes every
+//!   field it changes, adds or removes away from the appliers (as in Kubernetes, where updates always
+//!   force): dropping it from a later apply then removes nothing, and applying it again conflicts with
+//!   nobody (a lease an update cleared can be applied by another holder). `managedFields` in request
+//!   bodies are ignored. A write that changes nothing is a no-op, except an apply that changes what its manager owns
 //!   (a first apply by a new manager, or a co-owned field dropped): that is recorded with a new
 //!   resourceVersion, as in Kubernetes. `kubectl get -o yaml` hides them
 //!   as usual; `--show-managed-fields` shows them.
@@ -120,8 +124,20 @@
 //! - **Server-side apply**, simplified: the server remembers the last configuration each field manager
 //!   applied per object and subresource; fields applied before but omitted now are removed, then the new
 //!   configuration is merged in (list-maps by key, see below; other lists replaced). A field another
-//!   applier co-owns is kept (see `managedFields`). There are never conflicts between managers (a
-//!   different value simply wins); `force` is accepted and ignored.
+//!   applier co-owns is kept (see `managedFields`). **Conflicts**: an apply that adds or changes a field
+//!   (a scalar, an atomic list, a list-map element) that another applier owns, of any subresource, is
+//!   refused with 409 `Conflict`, message `Apply failed with 1 conflict: conflict with "mgr": .spec.x`
+//!   (several: `Apply failed with 3 conflicts: conflicts with "a":\n- .spec.size\n- .spec.x\nconflicts
+//!   with "c":\n- .spec.settings.c`, by manager; list-map elements as `.spec.conditions[type="Ready"]`)
+//!   and one `details.causes` entry per field (`reason: FieldManagerConflict`, `message: conflict with
+//!   "mgr"`, `field`); setting the value the field already has is no conflict (both own it then). With
+//!   `force=true` the applier takes the fields over: they leave the other appliers' entries (and their
+//!   remembered configurations, so dropping them later removes nothing of the new owner's). Fields set
+//!   by `Update` writes never conflict, since their ownership is not tracked (the appliers lose them,
+//!   see `managedFields`). `testserver/src/tests/smd.rs`
+//!   checks all of this against Kubernetes' own structured-merge-diff library (`smd-apply`, built by
+//!   `make tools`) on a table of apply sequences; `null` values in applied configurations are ignored
+//!   here (structured-merge-diff owns them) and list-map element order is not compared.
 //! - **List-map keys** (strategic merge and apply): `containers`, `initContainers`, `ephemeralContainers`,
 //!   `env`, `volumes`, `volumeMounts`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or
 //!   `port` for service ports); `conditions` by `type`; `ownerReferences` by `uid`.
@@ -158,8 +174,8 @@
 //! `fieldValidation` (`Strict`/`Warn`) is ignored), version conversion (but for events),
 //! garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
-//! writes (their `fieldsV1` is `{}`), set-lists (`finalizers` is atomic here, not `v:` elements) and apply
-//! conflicts,
+//! writes (their `fieldsV1` is `{}`, so applies never conflict with them), set-lists (`finalizers` is
+//! atomic here, not `v:` elements), list-map keys from a CRD's schema (the fixed keys below are used),
 //! pagination, aggregated discovery, OpenAPI documents (`/openapi/v2` and `/openapi/v3` answer 404, so
 //! `kubectl apply` needs `--validate=false` and `kubectl explain` does not work), controllers (nothing creates pods for a
 //! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions

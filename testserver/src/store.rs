@@ -2,7 +2,7 @@
 //! history, the last configuration applied by each server-side-apply field manager, `metadata.managedFields`
 //! write times per field manager, and the [`Clock`] that stamps them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -93,7 +93,12 @@ pub enum PatchType {
     /// `application/strategic-merge-patch+json`.
     Strategic,
     /// `application/apply-patch+yaml` (server-side apply; the field manager is the one of the write).
-    Apply,
+    /// `force` (the `force=true` parameter) takes over fields other appliers own instead of failing
+    /// with a conflict.
+    Apply {
+        /// Whether conflicts are overridden.
+        force: bool,
+    },
 }
 
 /// Filters of a list or watch.
@@ -244,6 +249,9 @@ struct Write<'a> {
     time: String,
     /// `fieldsV1` of the entry: what an apply owns (its applied configuration); `{}` for other writes.
     fields: Option<Value>,
+    /// Other appliers' Apply entries whose fields a forced apply took over: (manager, subresource,
+    /// their `fieldsV1` now; an entry left owning nothing is dropped).
+    transferred: Vec<(String, &'static str, Value)>,
 }
 
 fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -253,7 +261,13 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 /// Set or refresh the `managedFields` entry of the writer's (manager, operation, subresource) in `meta`,
 /// then sort the entries like the API server (operation, time, manager, apiVersion, subresource).
 /// Only appliers' ownership is tracked: `fieldsV1` of other writes is `{}`.
-fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &str, sub: Sub) {
+fn record_manager(
+    meta: &mut Map<String, Value>,
+    w: &Write<'_>,
+    disowned: &[(String, &'static str, Value)],
+    api_version: &str,
+    sub: Sub,
+) {
     let mut entries: Vec<Value> = meta
         .get("managedFields")
         .and_then(Value::as_array)
@@ -264,6 +278,18 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
             && str_of(e, "operation") == w.operation
             && str_of(e, "subresource") == sub.name())
     });
+    for (manager, subresource, fields) in w.transferred.iter().chain(disowned) {
+        let theirs = |e: &Value| {
+            str_of(e, "manager") == manager
+                && str_of(e, "operation") == OPERATION_APPLY
+                && str_of(e, "subresource") == *subresource
+        };
+        if fields.as_object().is_none_or(Map::is_empty) {
+            entries.retain(|e| !theirs(e));
+        } else if let Some(e) = entries.iter_mut().find(|e| theirs(e)) {
+            e["fieldsV1"] = fields.clone();
+        }
+    }
     let mut entry = Map::new();
     entry.insert("manager".into(), json!(w.manager));
     entry.insert("operation".into(), json!(w.operation));
@@ -274,7 +300,14 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
     if !sub.name().is_empty() {
         entry.insert("subresource".into(), json!(sub.name()));
     }
-    entries.push(Value::Object(entry));
+    // As in structured-merge-diff, an applier that owns nothing has no entry.
+    let owns_nothing = w
+        .fields
+        .as_ref()
+        .is_some_and(|f| f.as_object().is_none_or(Map::is_empty));
+    if !(w.operation == OPERATION_APPLY && owns_nothing) {
+        entries.push(Value::Object(entry));
+    }
     let seconds = |e: &Value| {
         e.get("time")
             .and_then(Value::as_str)
@@ -297,12 +330,60 @@ fn record_manager(meta: &mut Map<String, Value>, w: &Write<'_>, api_version: &st
 fn ownership_changed(meta: &Map<String, Value>, w: &Write<'_>, sub: Sub) -> bool {
     let Some(fields) = &w.fields else { return false };
     let entries = meta.get("managedFields").and_then(Value::as_array);
-    !entries.into_iter().flatten().any(|e| {
+    let entry = entries.into_iter().flatten().find(|e| {
         str_of(e, "manager") == w.manager
             && str_of(e, "operation") == w.operation
             && str_of(e, "subresource") == sub.name()
-            && e.get("fieldsV1") == Some(fields)
-    })
+    });
+    let owns_nothing = fields.as_object().is_none_or(Map::is_empty);
+    match entry {
+        Some(e) => e.get("fieldsV1") != Some(fields) || owns_nothing,
+        None => !owns_nothing,
+    }
+}
+
+/// Apply conflicts, as structured-merge-diff finds them: the fields the apply adds or changes
+/// (`before` → `after`) that other appliers of the same object (any subresource) own. Without
+/// `force` they fail the apply (409); with it they pass to the applier: the other appliers'
+/// configurations without those fields are returned, to be stored once the write succeeds. Fields
+/// set by `Update` writes are not tracked, so they never conflict.
+fn apply_conflicts(
+    applied: &HashMap<AppliedKey, Value>,
+    akey: &AppliedKey,
+    before: &Value,
+    after: &Value,
+    force: bool,
+) -> Result<Vec<(AppliedKey, Value)>, ApiError> {
+    let changed = fields::changed(before, after);
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut others: Vec<(&AppliedKey, &Value)> = applied
+        .iter()
+        .filter(|(k, _)| k.0 == akey.0 && k.1 == akey.1 && k.2 == akey.2 && *k != akey)
+        .collect();
+    others.sort_by(|p, q| p.0.4.cmp(&q.0.4).then(p.0.3.cmp(q.0.3)));
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    let mut taken = Vec::new();
+    for (key, config) in others {
+        let lost: Vec<fields::FieldPath> = fields::owned_paths(&fields::fields_v1(config))
+            .into_iter()
+            .filter(|p| changed.contains(p))
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        let mut config = config.clone();
+        for path in &lost {
+            conflicts.push((key.4.clone(), fields::path_string(path)));
+            fields::remove_path(&mut config, path);
+        }
+        taken.push((key.clone(), config));
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(ApiError::apply_conflict(&conflicts));
+    }
+    Ok(taken)
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -609,7 +690,7 @@ impl State {
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
         meta.remove("managedFields");
-        record_manager(meta, w, &rt.api_version(), Sub::Main);
+        record_manager(meta, w, &[], &rt.api_version(), Sub::Main);
         if rt.has_status {
             if let Value::Object(m) = &mut obj {
                 m.remove("status");
@@ -750,6 +831,11 @@ impl State {
         let rv = self.rv + 1;
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
         let bump = spec_changed(&old, &new);
+        let disowned = if w.operation == OPERATION_UPDATE {
+            self.disowned(rt, ns, name, &old, &new)
+        } else {
+            Default::default()
+        };
         {
             let meta = metadata_mut(&mut new)?;
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
@@ -757,9 +843,10 @@ impl State {
                 "generation".into(),
                 json!(if bump { generation + 1 } else { generation }),
             );
-            record_manager(meta, w, &rt.api_version(), sub);
+            record_manager(meta, w, &disowned.1, &rt.api_version(), sub);
         }
         self.after_write(rt, &new)?;
+        self.applied.extend(disowned.0);
         self.rv = rv;
         let key = rt.store_key();
         self.objects
@@ -777,6 +864,58 @@ impl State {
             },
         );
         Ok(present(rt, new))
+    }
+
+    /// What an `Update` write (`old` → `new`) takes from the appliers of the object, as in
+    /// structured-merge-diff, where updates always force: every field it changes, adds or removes
+    /// leaves their applied configurations (so dropping it from a later apply removes nothing, and
+    /// applying it again conflicts with nobody). Returns the configurations to store once the write
+    /// succeeds and, for `managedFields`, their appliers' `fieldsV1` now.
+    #[allow(clippy::type_complexity)]
+    fn disowned(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        old: &Value,
+        new: &Value,
+    ) -> (Vec<(AppliedKey, Value)>, Vec<(String, &'static str, Value)>) {
+        let okey = Self::object_key(rt, ns, name);
+        let store_key = rt.store_key();
+        let appliers: Vec<(&AppliedKey, &Value)> = self
+            .applied
+            .iter()
+            .filter(|(k, _)| k.0 == store_key && k.1 == okey.0 && k.2 == okey.1)
+            .collect();
+        if appliers.is_empty() {
+            return Default::default();
+        }
+        let before = fields::leaves(old);
+        let after = fields::leaves(new);
+        let touched: BTreeSet<fields::FieldPath> = before
+            .iter()
+            .filter(|(p, v)| after.get(*p) != Some(*v))
+            .map(|(p, _)| p.clone())
+            .chain(after.keys().filter(|p| !before.contains_key(*p)).cloned())
+            .collect();
+        let mut configs = Vec::new();
+        let mut entries = Vec::new();
+        for (key, config) in appliers {
+            let lost: Vec<fields::FieldPath> = fields::owned_paths(&fields::fields_v1(config))
+                .into_iter()
+                .filter(|p| touched.contains(p))
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let mut config = config.clone();
+            for path in &lost {
+                fields::remove_path(&mut config, path);
+            }
+            entries.push((key.4.clone(), key.3, fields::fields_v1(&config)));
+            configs.push((key.clone(), config));
+        }
+        (configs, entries)
     }
 
     fn delete(
@@ -946,6 +1085,7 @@ impl Store {
             operation: if apply { OPERATION_APPLY } else { OPERATION_UPDATE },
             time: self.clock.now_rfc3339(),
             fields: None,
+            transferred: Vec::new(),
         }
     }
 
@@ -1091,12 +1231,12 @@ impl Store {
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        let mut w = self.write(manager, *ptype == PatchType::Apply);
+        let mut w = self.write(manager, matches!(ptype, PatchType::Apply { .. }));
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
             Ok(c) => present(rt, c),
             Err(e) => {
-                if let (PatchType::Apply, Sub::Main) = (ptype, sub) {
+                if let (PatchType::Apply { .. }, Sub::Main) = (ptype, sub) {
                     let mut applied = body.clone();
                     if rt.has_status {
                         if let Value::Object(m) = &mut applied {
@@ -1136,7 +1276,7 @@ impl Store {
                 v
             }
             PatchType::Json => patch::json_patch(&view, body)?,
-            PatchType::Apply => {
+            PatchType::Apply { force } => {
                 if !body.is_object() {
                     return Err(ApiError::bad_request("apply configuration must be an object"));
                 }
@@ -1161,12 +1301,18 @@ impl Store {
                     .filter(|(k, _)| k.0 == akey.0 && k.1 == akey.1 && k.2 == akey.2 && **k != akey)
                     .map(|(_, v)| v)
                     .collect();
-                let mut v = view;
+                let mut v = view.clone();
                 patch::remove_unapplied(&mut v, &previous, &applied, &others);
                 w.fields = Some(fields::fields_v1(&applied));
                 patch::apply_merge(&mut v, &applied);
+                let taken = apply_conflicts(&st.applied, &akey, &view, &v, *force)?;
+                for (key, config) in &taken {
+                    w.transferred
+                        .push((key.4.clone(), key.3, fields::fields_v1(config)));
+                }
                 let result = st.update(&self.events, rt, ns, name, sub, v, &w)?;
                 st.applied.insert(akey, applied);
+                st.applied.extend(taken);
                 return Ok(result);
             }
         };
@@ -1432,8 +1578,17 @@ mod tests {
     fn apply_tracks_managers_per_subresource() {
         let s = Store::new();
         let t = rt(&s);
-        let apply =
-            |sub, body: Value, m: &str| s.patch(&t, Some("ns"), "a", sub, &PatchType::Apply, &body, m);
+        let apply = |sub, body: Value, m: &str| {
+            s.patch(
+                &t,
+                Some("ns"),
+                "a",
+                sub,
+                &PatchType::Apply { force: false },
+                &body,
+                m,
+            )
+        };
         assert_eq!(
             apply(Sub::Status, json!({"status": {}}), "m").unwrap_err().code,
             404
@@ -1550,7 +1705,7 @@ mod tests {
                 Some("ns"),
                 "c",
                 Sub::Main,
-                &PatchType::Apply,
+                &PatchType::Apply { force: false },
                 &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"b": "1"}}),
                 "editor",
             )
@@ -1570,7 +1725,17 @@ mod tests {
     fn apply_create_status_and_scale_entries() {
         let (s, _) = clocked();
         let t = rt(&s);
-        let apply = |sub, body: Value| s.patch(&t, Some("ns"), "a", sub, &PatchType::Apply, &body, "ssa");
+        let apply = |sub, body: Value| {
+            s.patch(
+                &t,
+                Some("ns"),
+                "a",
+                sub,
+                &PatchType::Apply { force: false },
+                &body,
+                "ssa",
+            )
+        };
         let d = apply(
             Sub::Main,
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 1}}),

@@ -25,6 +25,7 @@ mod metadata;
 mod metrics;
 mod pods;
 mod policy;
+mod smd;
 mod watch;
 
 const DEADLINE: Duration = Duration::from_secs(10);
