@@ -10,12 +10,13 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::admission::{Admission, FieldValidation};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Filter, PatchType, Store, Sub};
+use crate::store::{Filter, PatchType, Store, Sub, Writer};
 use crate::table::IncludeObject;
 use crate::view::{View, wants_table};
 use crate::{Fault, RecordedRequest};
@@ -63,6 +64,17 @@ pub fn json_response(code: u16, body: &Value) -> Response {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(bytes))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The admission's warnings as `Warning: 299 - "…"` headers, as the API server sends them.
+fn warn(mut resp: Response, admission: &Admission) -> Response {
+    for text in admission.warnings() {
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append(header::WARNING, value);
+        }
+    }
+    resp
 }
 
 /// 429 as the API server's priority and fairness answers a throttled request.
@@ -456,6 +468,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             json_response(code, &obj)
         }
     };
+    let admission = Admission::new(FieldValidation::parse(
+        query.get("fieldValidation").map(String::as_str),
+    )?);
     match (&parts.method, name) {
         (&Method::GET, None) => {
             let filter = filter(&namespace, &query)?;
@@ -474,12 +489,22 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                     .map(str::to_string)
             });
             let manager = field_manager(&query, &parts.headers)?;
-            Ok(respond(201, store.create(&rt, ns.as_deref(), body, &manager)?))
+            let by = Writer {
+                manager: &manager,
+                admission: Some(&admission),
+            };
+            let created = store.create(&rt, ns.as_deref(), body, by)?;
+            Ok(warn(respond(201, created), &admission))
         }
         (&Method::PUT, Some(name)) => {
             let manager = field_manager(&query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
-            Ok(respond(200, store.replace(&rt, ns, &name, sub, body, &manager)?))
+            let by = Writer {
+                manager: &manager,
+                admission: Some(&admission),
+            };
+            let replaced = store.replace(&rt, ns, &name, sub, body, by)?;
+            Ok(warn(respond(200, replaced), &admission))
         }
         (&Method::PATCH, Some(name)) => {
             let ptype = match media.as_deref() {
@@ -508,8 +533,12 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             let manager = field_manager(&query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
             let existed = store.get(&rt, ns, &name).is_ok();
-            let obj = store.patch(&rt, ns, &name, sub, &ptype, &body, &manager)?;
-            Ok(respond(if existed { 200 } else { 201 }, obj))
+            let by = Writer {
+                manager: &manager,
+                admission: Some(&admission),
+            };
+            let obj = store.patch(&rt, ns, &name, sub, &ptype, &body, by)?;
+            Ok(warn(respond(if existed { 200 } else { 201 }, obj), &admission))
         }
         (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
         (&Method::DELETE, None) => {

@@ -189,6 +189,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
 
+pub mod admission;
 mod convert;
 pub mod error;
 mod eviction;

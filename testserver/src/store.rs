@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use crate::admission::{Admission, Checks};
 use crate::convert;
 use crate::error::ApiError;
 use crate::fields;
@@ -149,6 +150,33 @@ struct State {
     compacted: HashMap<StoreKey, u64>,
     applied: HashMap<AppliedKey, Value>,
     rng: u64,
+    /// Compiled admission checks by (CRD name, version, the CRD's resourceVersion).
+    checks: HashMap<(String, String, String), Arc<Checks>>,
+}
+
+/// Who writes, and for a write over HTTP its admission (custom resources are pruned and validated
+/// against their CRD); direct writes (a plain manager name) are stored as given.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// The field manager.
+    pub manager: &'a str,
+    /// The request's admission, None for a write straight into storage.
+    pub admission: Option<&'a Admission>,
+}
+
+impl<'a> From<&'a str> for Writer<'a> {
+    fn from(manager: &'a str) -> Self {
+        Self {
+            manager,
+            admission: None,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for Writer<'a> {
+    fn from(manager: &'a String) -> Self {
+        Self::from(manager.as_str())
+    }
 }
 
 /// The shared store.
@@ -252,6 +280,8 @@ struct Write<'a> {
     /// Other appliers' Apply entries whose fields a forced apply took over: (manager, subresource,
     /// their `fieldsV1` now; an entry left owning nothing is dropped).
     transferred: Vec<(String, &'static str, Value)>,
+    /// Admission of a write over HTTP; None for a write straight into storage.
+    admission: Option<&'a Admission>,
 }
 
 fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -608,6 +638,47 @@ impl State {
         Ok(())
     }
 
+    /// Prunes and validates a custom resource written over HTTP against its CRD (see
+    /// [`crate::admission`]); anything else passes as it is.
+    fn admit(
+        &mut self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+        w: &Write<'_>,
+    ) -> Result<(), ApiError> {
+        let (Some(admission), Some(crd_name)) = (w.admission, rt.crd.as_deref()) else {
+            return Ok(());
+        };
+        let Some(crd_rt) = self
+            .registry
+            .by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let Ok(crd) = self.current(&crd_rt, None, crd_name) else {
+            return Ok(());
+        };
+        let key = (
+            crd_name.to_string(),
+            rt.version.clone(),
+            meta_str(&crd, "resourceVersion").unwrap_or_default().to_string(),
+        );
+        let checks = match self.checks.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let Some(c) = Checks::of(&crd, &rt.version) else {
+                    return Ok(());
+                };
+                self.checks.retain(|k, _| k.0 != key.0 || k.1 != key.1);
+                self.checks.insert(key, c.clone());
+                c
+            }
+        };
+        checks.admit(rt, obj, old, admission)
+    }
+
     fn after_write(&mut self, rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
         {
@@ -697,6 +768,7 @@ impl State {
             }
         }
         self.prepare_special(rt, &mut obj, None, &w.time)?;
+        self.admit(rt, &mut obj, None, w)?;
         let obj = with_type(rt, obj);
         self.after_write(rt, &obj)?;
         self.rv = rv;
@@ -822,6 +894,7 @@ impl State {
             };
         }
         self.prepare_special(rt, &mut new, Some(&old), &w.time)?;
+        self.admit(rt, &mut new, Some(&old), w)?;
         let new = with_type(rt, new);
         let old_typed = with_type(rt, old.clone());
         if new == old_typed && !ownership_changed(&old_meta, w, sub) {
@@ -1055,6 +1128,7 @@ impl Store {
                 compacted: HashMap::new(),
                 applied: HashMap::new(),
                 rng: seed,
+                checks: HashMap::new(),
             }),
             events,
             clock,
@@ -1079,9 +1153,10 @@ impl Store {
         self.clock.now()
     }
 
-    fn write<'a>(&self, manager: &'a str, apply: bool) -> Write<'a> {
+    fn write<'a>(&self, by: Writer<'a>, apply: bool) -> Write<'a> {
         Write {
-            manager,
+            manager: by.manager,
+            admission: by.admission,
             operation: if apply { OPERATION_APPLY } else { OPERATION_UPDATE },
             time: self.clock.now_rfc3339(),
             fields: None,
@@ -1149,14 +1224,14 @@ impl Store {
     }
 
     /// Create, recording an `Update` by `manager` in `managedFields`.
-    pub fn create(
+    pub fn create<'a>(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
         obj: Value,
-        manager: &str,
+        by: impl Into<Writer<'a>>,
     ) -> Result<Value, ApiError> {
-        let w = self.write(manager, false);
+        let w = self.write(by.into(), false);
         self.lock().create(&self.events, rt, ns, obj, &w)
     }
 
@@ -1184,16 +1259,16 @@ impl Store {
     }
 
     /// Replace (PUT) the object or a subresource; a change records an `Update` by `manager`.
-    pub fn replace(
+    pub fn replace<'a>(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
         sub: Sub,
         obj: Value,
-        manager: &str,
+        by: impl Into<Writer<'a>>,
     ) -> Result<Value, ApiError> {
-        let w = self.write(manager, false);
+        let w = self.write(by.into(), false);
         self.lock().update(&self.events, rt, ns, name, sub, obj, &w)
     }
 
@@ -1215,7 +1290,7 @@ impl Store {
     /// Patch the object or a subresource; a change records an `Update` by `manager` (an `Apply` for
     /// [`PatchType::Apply`], which also creates a missing object).
     #[allow(clippy::too_many_arguments)]
-    pub fn patch(
+    pub fn patch<'a>(
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
@@ -1223,7 +1298,7 @@ impl Store {
         sub: Sub,
         ptype: &PatchType,
         body: &Value,
-        manager: &str,
+        by: impl Into<Writer<'a>>,
     ) -> Result<Value, ApiError> {
         if *ptype == PatchType::Strategic && !rt.supports_strategic_merge() {
             return Err(ApiError::unsupported_media_type(
@@ -1231,7 +1306,7 @@ impl Store {
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        let mut w = self.write(manager, matches!(ptype, PatchType::Apply { .. }));
+        let mut w = self.write(by.into(), matches!(ptype, PatchType::Apply { .. }));
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
             Ok(c) => present(rt, c),
@@ -1250,7 +1325,7 @@ impl Store {
                     let created = st.create(&self.events, rt, ns, applied.clone(), &w)?;
                     let okey = State::object_key(rt, ns, name);
                     st.applied.insert(
-                        (rt.store_key(), okey.0, okey.1, sub.name(), manager.to_string()),
+                        (rt.store_key(), okey.0, okey.1, sub.name(), w.manager.to_string()),
                         applied,
                     );
                     return Ok(created);
@@ -1293,7 +1368,7 @@ impl Store {
                     }
                 }
                 let okey = State::object_key(rt, ns, name);
-                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), manager.to_string());
+                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), w.manager.to_string());
                 let previous = st.applied.get(&akey).cloned().unwrap_or(Value::Null);
                 let others: Vec<&Value> = st
                     .applied

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Fault, TestServer};
 
+mod admission;
 mod apply;
 mod events;
 mod exec;

@@ -1,0 +1,229 @@
+//! Custom resources written over HTTP are pruned and validated against their CRD's schema and
+//! CEL rules, as the API server does; writes through the `TestServer` methods are not.
+
+use serde_json::{Value, json};
+
+use super::raw_request;
+use crate::TestServer;
+
+fn gadget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "required": ["mode"],
+                            "properties": {
+                                "replicas": {"type": "integer", "minimum": 1, "maximum": 10},
+                                "mode": {"type": "string", "enum": ["A", "B"]},
+                                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8},
+                                "items": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                            },
+                            "x-kubernetes-validations": [
+                                {"rule": "!has(self.replicas) || self.replicas <= 5 || self.mode == 'B'",
+                                 "message": "replicas above 5 need mode B"}
+                            ]
+                        },
+                        "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+                    }
+                }}
+            }]
+        }
+    })
+}
+
+fn gadget(spec: Value) -> Value {
+    json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+           "metadata": {"name": "g", "namespace": "default"}, "spec": spec})
+}
+
+const PATH: &str = "/apis/example.com/v1/namespaces/default/gadgets";
+
+async fn server() -> TestServer {
+    let server = TestServer::start().await.unwrap();
+    server.create(gadget_crd()).unwrap();
+    server
+}
+
+/// Sends `method path` with a JSON body; returns (status code, headers in lower case, body).
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, String, Value) {
+    let body = body.to_string();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_request(server, &request).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let code = head[9..12].parse().unwrap();
+    (
+        code,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+async fn post(server: &TestServer, query: &str, obj: &Value) -> (u16, String, Value) {
+    send(server, "POST", &format!("{PATH}{query}"), "application/json", obj).await
+}
+
+#[tokio::test]
+async fn unknown_fields_are_pruned_warned_of_or_refused() {
+    let server = server().await;
+    let obj = gadget(json!({"mode": "A", "colour": "red", "extra": {"anything": 1}}));
+    let (code, _, body) = post(&server, "?fieldValidation=Strict", &obj).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "Gadget in version \"v1\" cannot be handled as a Gadget: strict decoding error: unknown field \"spec.colour\""
+    );
+    assert!(
+        server
+            .get("example.com/v1", "Gadget", Some("default"), "g")
+            .is_none()
+    );
+
+    let (code, head, body) = post(&server, "", &obj).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        head.contains("warning: 299 - \"unknown field \\\"spec.colour\\\"\""),
+        "{head}"
+    );
+    assert!(body["spec"].get("colour").is_none(), "pruned: {body}");
+    assert_eq!(
+        body["spec"]["extra"],
+        json!({"anything": 1}),
+        "kept where the schema preserves"
+    );
+
+    let obj = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "h", "namespace": "default"}, "spec": {"mode": "B", "size": 3}});
+    let (code, head, body) = post(&server, "?fieldValidation=Ignore", &obj).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(!head.contains("warning:"), "{head}");
+    assert!(body["spec"].get("size").is_none(), "{body}");
+
+    let (code, _, body) = post(&server, "?fieldValidation=Loud", &obj).await;
+    assert_eq!(code, 400, "{body}");
+}
+
+#[tokio::test]
+async fn schema_and_cel_violations_get_422_as_the_api_server_words_them() {
+    let server = server().await;
+    let cases = [
+        (
+            json!({"mode": "A", "replicas": 0}),
+            "spec.replicas",
+            "FieldValueInvalid",
+            "Gadget.example.com \"g\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ),
+        (
+            json!({"mode": "C"}),
+            "spec.mode",
+            "FieldValueNotSupported",
+            "Gadget.example.com \"g\" is invalid: spec.mode: Unsupported value: \"C\": supported values: \"A\", \"B\"",
+        ),
+        (
+            json!({"replicas": 2}),
+            "spec.mode",
+            "FieldValueRequired",
+            "Gadget.example.com \"g\" is invalid: spec.mode: Required value",
+        ),
+        (
+            json!({"mode": "A", "name": "Ab"}),
+            "spec.name",
+            "FieldValueInvalid",
+            "Gadget.example.com \"g\" is invalid: spec.name: Invalid value: \"Ab\": spec.name in body should match '^[a-z]+$'",
+        ),
+        (
+            json!({"mode": "A", "name": "abcdefghij"}),
+            "spec.name",
+            "FieldValueTooLong",
+            "Gadget.example.com \"g\" is invalid: spec.name: Too long: may not be more than 8 bytes",
+        ),
+        (
+            json!({"mode": "A", "items": ["a", "b", "c"]}),
+            "spec.items",
+            "FieldValueTooMany",
+            "Gadget.example.com \"g\" is invalid: spec.items: Too many: 3: must have at most 2 items",
+        ),
+        (
+            json!({"mode": "A", "replicas": 7}),
+            "spec",
+            "FieldValueInvalid",
+            "Gadget.example.com \"g\" is invalid: spec: Invalid value: \"object\": replicas above 5 need mode B",
+        ),
+    ];
+    for (spec, field, reason, message) in cases {
+        let (code, _, body) = post(&server, "", &gadget(spec.clone())).await;
+        assert_eq!(code, 422, "{spec}: {body}");
+        assert_eq!(body["reason"], "Invalid");
+        assert_eq!(body["message"], message, "{spec}");
+        let cause = &body["details"]["causes"][0];
+        assert_eq!(
+            (cause["field"].as_str(), cause["reason"].as_str()),
+            (Some(field), Some(reason)),
+            "{spec}"
+        );
+    }
+    assert!(
+        server
+            .get("example.com/v1", "Gadget", Some("default"), "g")
+            .is_none()
+    );
+    let (code, _, body) = post(&server, "", &gadget(json!({"mode": "B", "replicas": 7}))).await;
+    assert_eq!(code, 201, "valid: {body}");
+}
+
+#[tokio::test]
+async fn direct_writes_are_stored_as_given_and_unchanged_values_ratchet() {
+    let server = server().await;
+    // Straight into storage: as an object admitted under an older schema would be.
+    server
+        .create(gadget(json!({"mode": "C", "replicas": 0})))
+        .unwrap();
+    let item = format!("{PATH}/g");
+    // A status write leaves the invalid spec as it was: allowed.
+    let status = json!({"status": {"phase": "Running"}});
+    let (code, _, body) = send(
+        &server,
+        "PATCH",
+        &format!("{item}/status"),
+        "application/merge-patch+json",
+        &status,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // So is a spec change that leaves the invalid values alone.
+    let patch = json!({"spec": {"name": "ok"}});
+    let (code, _, body) = send(&server, "PATCH", &item, "application/merge-patch+json", &patch).await;
+    assert_eq!(code, 200, "{body}");
+    // A new invalid value is not.
+    let patch = json!({"spec": {"replicas": 11}});
+    let (code, _, body) = send(&server, "PATCH", &item, "application/merge-patch+json", &patch).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "spec.replicas");
+    assert_eq!(
+        body["details"]["causes"].as_array().unwrap().len(),
+        1,
+        "spec.mode ratchets: {body}"
+    );
+}
