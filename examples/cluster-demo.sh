@@ -29,8 +29,8 @@ for ip in 127.0.9.1 127.0.9.2; do
 done
 
 echo "== kubectl apply: the CRD, Deployment shop/web and its two pods, the policy"
-k apply --server-side --validate=false -f crds/
-k apply --server-side --validate=false -f - <<YAML
+k apply --server-side -f crds/
+k apply --server-side -f - <<YAML
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: shop}
@@ -57,13 +57,13 @@ for ip in 127.0.9.1 127.0.9.2; do
     -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$ip\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}"
   i=$((i + 1))
 done
-k apply --server-side --validate=false -f - <<YAML
+k apply --server-side -f - <<YAML
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web, namespace: shop}
 spec: {minAvailable: 2, selector: {matchLabels: {app: web}}}
 YAML
-k apply --server-side --validate=false -f examples/policies/ladder-demo.yaml
+k apply --server-side -f examples/policies/ladder-demo.yaml
 
 echo "== the operator starts"
 metrics_addr="127.0.0.1:${DEMO_METRICS_PORT:-18090}"

@@ -208,7 +208,7 @@ fn kubectl_drives_the_test_server() {
     assert!(Path::new(CRD).exists(), "{CRD} is missing");
 
     // CRD, then a custom resource of it and a Deployment, all by server-side apply.
-    let out = scratch.ok(&["apply", "--server-side", "--validate=false", "-f", CRD]);
+    let out = scratch.ok(&["apply", "--server-side", "-f", CRD]);
     assert!(
         out.contains("apphealthpolicies.apphealth.io serverside-applied"),
         "{out}"
@@ -222,13 +222,7 @@ fn kubectl_drives_the_test_server() {
     let policy = scratch.file("policy.yaml", POLICY);
     let deployment = scratch.file("deployment.yaml", DEPLOYMENT);
     for f in [&policy, &deployment] {
-        let out = scratch.ok(&[
-            "apply",
-            "--server-side",
-            "--validate=false",
-            "-f",
-            f.to_str().expect("utf-8 path"),
-        ]);
+        let out = scratch.ok(&["apply", "--server-side", "-f", f.to_str().expect("utf-8 path")]);
         assert!(out.contains("serverside-applied"), "{out}");
     }
     let ahp = server
@@ -407,22 +401,9 @@ fn kubectl_drives_the_test_server() {
         "cm2.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  k: two\n",
     );
-    scratch.ok(&[
-        "apply",
-        "--server-side",
-        "--validate=false",
-        "-f",
-        mine.to_str().expect("utf-8 path"),
-    ]);
+    scratch.ok(&["apply", "--server-side", "-f", mine.to_str().expect("utf-8 path")]);
     let theirs = theirs.to_str().expect("utf-8 path");
-    let out = scratch.run(&[
-        "apply",
-        "--server-side",
-        "--validate=false",
-        "--field-manager=other",
-        "-f",
-        theirs,
-    ]);
+    let out = scratch.run(&["apply", "--server-side", "--field-manager=other", "-f", theirs]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -432,7 +413,6 @@ fn kubectl_drives_the_test_server() {
     scratch.ok(&[
         "apply",
         "--server-side",
-        "--validate=false",
         "--field-manager=other",
         "--force-conflicts",
         "-f",
@@ -488,7 +468,7 @@ fn kubectl_describe_shows_events_and_top_reads_metrics() {
     let scratch = Scratch::new(&server);
 
     // A custom resource, and Events about it published the way the operator does.
-    scratch.ok(&["apply", "--server-side", "--validate=false", "-f", CRD]);
+    scratch.ok(&["apply", "--server-side", "-f", CRD]);
     scratch.ok(&[
         "wait",
         "--for=condition=established",
@@ -499,7 +479,6 @@ fn kubectl_describe_shows_events_and_top_reads_metrics() {
     scratch.ok(&[
         "apply",
         "--server-side",
-        "--validate=false",
         "-f",
         policy.to_str().expect("utf-8 path"),
     ]);

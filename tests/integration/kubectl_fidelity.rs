@@ -26,15 +26,7 @@ fn config_map(data: &str) -> String {
 fn apply(scratch: &Scratch, manager: &str, manifest: &str) {
     let file = scratch.file(&format!("{manager}.yaml"), manifest);
     let file = file.to_str().unwrap();
-    scratch.ok(&[
-        "apply",
-        "--server-side",
-        "--validate=false",
-        "--field-manager",
-        manager,
-        "-f",
-        file,
-    ]);
+    scratch.ok(&["apply", "--server-side", "--field-manager", manager, "-f", file]);
 }
 
 fn data(scratch: &Scratch) -> Value {
@@ -89,13 +81,7 @@ fn generation_moves_with_the_spec_only() {
         spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      \
         labels: {app: web}\n    spec:\n      containers:\n        - {name: web, image: 'example/web:1'}\n";
     let file = scratch.file("web.yaml", deployment);
-    scratch.ok(&[
-        "apply",
-        "--server-side",
-        "--validate=false",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    scratch.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
     let generation = || {
         scratch.ok(&[
             "get",
@@ -140,4 +126,73 @@ fn raw_watches_show_bookmarks_and_410_gone() {
     let out = scratch.ok(&["get", "--raw", &path]);
     assert!(out.contains(r#""type":"ERROR""#), "{out}");
     assert!(out.contains(r#""code":410"#) && out.contains("Expired"), "{out}");
+}
+
+const CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/apphealthpolicies.apphealth.io.yaml"
+);
+
+fn policy(extra: &str, period: u32) -> String {
+    format!(
+        "apiVersion: apphealth.io/v1alpha1\nkind: AppHealthPolicy\nmetadata:\n  name: web\n  namespace: default\n\
+         spec:\n  targetRef: {{kind: Deployment, name: web}}\n{extra}  probe:\n    http: {{port: 8080, path: /healthz}}\n    \
+         periodSeconds: {period}\n    via: Service\n  triggers:\n    - consecutiveFailures: {{threshold: 3}}\n"
+    )
+}
+
+fn stderr_of(scratch: &Scratch, args: &[&str]) -> String {
+    let out = scratch.run(args);
+    assert!(!out.status.success(), "kubectl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn kubectl_validates_with_the_servers_openapi_and_explains_the_crd() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+    // Default validation: kubectl reads /openapi/v3, sees that the server validates fields, and
+    // sends fieldValidation=Strict.
+    scratch.ok(&["apply", "-f", CRD]);
+    let valid = scratch.file("valid.yaml", &policy("", 10).replace("    via: Service\n", ""));
+    scratch.ok(&["apply", "-f", valid.to_str().unwrap()]);
+
+    let unknown = scratch.file(
+        "unknown.yaml",
+        &policy("  colour: red\n", 10).replace("    via: Service\n", ""),
+    );
+    let err = stderr_of(&scratch, &["apply", "-f", unknown.to_str().unwrap()]);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.colour""#),
+        "{err}"
+    );
+    let out = scratch.run(&["apply", "--validate=warn", "-f", unknown.to_str().unwrap()]);
+    assert!(out.status.success());
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains(r#"Warning: unknown field "spec.colour""#),
+        "{warned}"
+    );
+    let spec = scratch.ok(&["get", "apphealthpolicy", "web", "-o", "jsonpath={.spec}"]);
+    assert!(!spec.contains("colour"), "pruned: {spec}");
+
+    // The schema's bounds and its CEL rules, worded as the API server words them.
+    let zero = scratch.file("zero.yaml", &policy("", 0).replace("    via: Service\n", ""));
+    let err = stderr_of(&scratch, &["apply", "-f", zero.to_str().unwrap()]);
+    assert!(
+        err.contains(r#"The AppHealthPolicy "web" is invalid: spec.probe.periodSeconds: Invalid value: 0"#),
+        "{err}"
+    );
+    let no_service = scratch.file("cel.yaml", &policy("", 10));
+    let err = stderr_of(&scratch, &["apply", "-f", no_service.to_str().unwrap()]);
+    assert!(
+        err.contains("probe.service is required when probe.via is Service"),
+        "{err}"
+    );
+
+    // kubectl explain reads the CRD's schema from /openapi/v3.
+    let explained = scratch.ok(&["explain", "apphealthpolicies.spec.probe"]);
+    assert!(explained.contains("KIND:       AppHealthPolicy"), "{explained}");
+    assert!(explained.contains("periodSeconds"), "{explained}");
 }

@@ -36,13 +36,7 @@ spec:
   maxReplicas: 5
 "#,
     );
-    scratch.ok(&[
-        "apply",
-        "--server-side",
-        "--validate=false",
-        "-f",
-        pods.to_str().expect("utf-8 path"),
-    ]);
+    scratch.ok(&["apply", "--server-side", "-f", pods.to_str().expect("utf-8 path")]);
     server
         .patch_status(
             "v1",

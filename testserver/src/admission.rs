@@ -129,6 +129,7 @@ impl Checks {
                         reason: "FieldValueInvalid",
                         field: e.field_path.trim_start_matches('.').to_string(),
                         message: format!("Invalid value: \"object\": {}", e.message),
+                        cel: true,
                     })
                     .collect();
             }
@@ -153,13 +154,19 @@ struct Cause {
     reason: &'static str,
     field: String,
     message: String,
+    /// From a CEL rule: its field may be one the rule names, not where the rule sits.
+    cel: bool,
 }
 
 impl Cause {
-    /// The JSON pointer of the value it is about (for a missing field, the field itself).
+    /// The JSON pointer of the value whose change it is held against: the field itself (present
+    /// or not) for the schema's checks; for a CEL rule, whose error names a field of its choosing,
+    /// the whole top-level section (`spec`, `status`), so a rule ratchets only when that section is
+    /// unchanged (stricter than the API server, which looks at the rule's own object).
     fn pointer(&self) -> String {
         let mut out = String::new();
-        for part in self.field.split('.').filter(|p| !p.is_empty()) {
+        let parts = self.field.split('.').filter(|p| !p.is_empty());
+        for part in parts.take(if self.cel { 1 } else { usize::MAX }) {
             let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
             out.push('/');
             out.push_str(&name.replace('~', "~0").replace('/', "~1"));
@@ -200,6 +207,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
         reason: "FieldValueInvalid",
         field: field.clone(),
         message: format!("Invalid value: {value}: {what}"),
+        cel: false,
     };
     match e.kind() {
         ValidationErrorKind::Required { property } => Cause {
@@ -210,6 +218,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
                 None => field.clone(),
             },
             message: "Required value".into(),
+            cel: false,
         },
         ValidationErrorKind::Enum { options } => {
             let supported: Vec<String> = options
@@ -223,6 +232,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
                     "Unsupported value: {value}: supported values: {}",
                     supported.join(", ")
                 ),
+                cel: false,
             }
         }
         ValidationErrorKind::Minimum { limit } => invalid(format!(
@@ -244,6 +254,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
             reason: "FieldValueTooLong",
             field: field.clone(),
             message: format!("Too long: may not be more than {limit} bytes"),
+            cel: false,
         },
         ValidationErrorKind::MinLength { limit } => {
             invalid(format!("{field} in body should be at least {limit} chars long"))
@@ -255,6 +266,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
                 "Too many: {}: must have at most {limit} items",
                 e.instance().as_array().map_or(0, Vec::len)
             ),
+            cel: false,
         },
         ValidationErrorKind::MinItems { limit } => {
             invalid(format!("{field} in body should have at least {limit} items"))
@@ -281,6 +293,7 @@ fn invalid(rt: &ResourceType, obj: &Value, causes: &[Cause]) -> ApiError {
     };
     let message = format!("{}.{} \"{name}\" is invalid: {list}", rt.kind, rt.group);
     let mut e = ApiError::invalid(message);
+    e.object = Some(Box::new((name.to_string(), rt.group.clone(), rt.kind.clone())));
     e.causes = causes
         .iter()
         .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))

@@ -14,6 +14,9 @@ pub struct ApiError {
     pub message: String,
     /// `details.causes` of the `Status` (each with `reason`, `message`, `field`); most errors have none.
     pub causes: Vec<Value>,
+    /// `details.name`, `details.group` and `details.kind` of the object concerned, when they are
+    /// told (kubectl words a 422 as `The Kind "name" is invalid: …` with them).
+    pub object: Option<Box<(String, String, String)>>,
 }
 
 impl ApiError {
@@ -24,6 +27,7 @@ impl ApiError {
             reason: reason.into(),
             message: message.into(),
             causes: Vec::new(),
+            object: None,
         }
     }
 
@@ -134,6 +138,11 @@ impl ApiError {
         });
         if !self.causes.is_empty() {
             status["details"] = json!({"causes": self.causes});
+        }
+        if let Some((name, group, kind)) = self.object.as_deref() {
+            status["details"]["name"] = json!(name);
+            status["details"]["group"] = json!(group);
+            status["details"]["kind"] = json!(kind);
         }
         status
     }

@@ -355,6 +355,12 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     let registry = || shared.store.registry();
     let (group, version, rest): (String, String, &[String]) = match seg_refs.as_slice() {
         ["version"] if is_get => return Ok(json_response(200, &version_info())),
+        ["openapi", "v3"] if is_get => return Ok(json_response(200, &crate::openapi::root(&shared.store))),
+        ["openapi", "v3", rest @ ..] if is_get => {
+            return crate::openapi::group_version(&shared.store, &rest.join("/"))
+                .map(|doc| json_response(200, &doc))
+                .ok_or_else(not_found_path);
+        }
         ["healthz" | "readyz" | "livez"] if is_get => {
             return Ok(Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain")

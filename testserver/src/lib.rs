@@ -198,6 +198,7 @@ mod fields;
 mod http;
 pub mod jsonpath;
 mod metrics;
+mod openapi;
 mod outage;
 pub mod patch;
 mod pods;

@@ -445,6 +445,11 @@ impl Registry {
             .find(|t| t.group == group && t.version == version && t.kind == kind)
     }
 
+    /// Every type served.
+    pub fn types(&self) -> impl Iterator<Item = &ResourceType> {
+        self.types.values()
+    }
+
     /// Whether any type is served under `group/version`.
     pub fn has_group_version(&self, group: &str, version: &str) -> bool {
         self.types
