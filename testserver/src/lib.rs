@@ -25,7 +25,12 @@
 //! - **Discovery**: `/version` (v1.33.0), `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` in the legacy (non-aggregated) forms, which kubectl falls back to; pods
 //!   list their subresources `status`, `eviction` (`policy/v1` Eviction), `exec`, `log` and `resize`.
-//!   `/openapi/*` answers 404 (use `kubectl --validate=false`).
+//!   `/openapi/v3` lists one document per served group-version (`/openapi/v3/api/v1`,
+//!   `/openapi/v3/apis/{group}/{version}?hash=…`), each with its kinds' schemas in
+//!   `components.schemas` (tagged `x-kubernetes-group-version-kind`; a CRD's `openAPIV3Schema`, an
+//!   open schema for built-in kinds) and their item paths, whose PATCH and PUT take `fieldValidation`:
+//!   so `kubectl apply` leaves validation to the server (its default `--validate=strict` sends
+//!   `fieldValidation=Strict`) and `kubectl explain` reads a CRD's fields and descriptions.
 //! - **Verbs**: get, list (label selectors: `=`, `==`, `!=`, `in`, `notin`, exists, `!`, `>`, `<`; field
 //!   selectors on any dotted path with `=`, `==`, `!=`; `limit`/`continue` ignored: everything in one
 //!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
@@ -167,17 +172,32 @@
 //!   ([`TestServer::set_watch_lag`]); [`TestServer::set_reachable`] cuts every connection and
 //!   closes new ones until it is switched back (an API server that is down or partitioned away).
 //!
+//! - **Admission of custom resources** written over HTTP (create, replace, patch, apply; main resource
+//!   and subresources): fields the CRD's schema does not declare are pruned (kept below
+//!   `x-kubernetes-preserve-unknown-fields`; `metadata` keeps only `ObjectMeta`'s fields) —
+//!   `fieldValidation=Strict` refuses them (400 `Kind in version "v" cannot be handled as a Kind:
+//!   strict decoding error: unknown field "spec.x"`), `Warn` (the default) names each in a
+//!   `Warning: 299 - …` header, `Ignore` says nothing; then the object is checked against the schema
+//!   (types, `enum`, bounds, `pattern`, lengths, item counts, `required`) and its CEL
+//!   `x-kubernetes-validations` rules (with `oldSelf` on updates): 422 `Invalid`, `Kind.group "name"
+//!   is invalid: field: …` with one cause per problem (`FieldValueInvalid`, `FieldValueRequired`,
+//!   `FieldValueNotSupported`, `FieldValueTooLong`, `FieldValueTooMany`) and the object's name, group
+//!   and kind in `details`, as kubectl prints them. Updates ratchet as the API server has since 1.30:
+//!   a schema violation whose value did not change is let through; a CEL violation only when its
+//!   top-level section (`spec`, `status`) did not change, which is stricter than the API server's
+//!   per-rule ratcheting. Writes through [`TestServer::create`], [`TestServer::replace`] and
+//!   [`TestServer::patch_status`] are not admitted: they put objects straight into storage, as an
+//!   object admitted under an older schema would be.
+//!
 //! # Deliberately skipped
-//! Authentication and authorization, admission, defaulting, schema validation (events are not validated
-//! either; for CRDs: no `openAPIV3Schema` checks of types, `enum`, `minimum`/`maximum`, `pattern`,
-//! `maxLength` or `required`, no CEL `x-kubernetes-validations` rules, no pruning of unknown fields, and
-//! `fieldValidation` (`Strict`/`Warn`) is ignored), version conversion (but for events),
+//! Authentication and authorization, admission webhooks, defaulting, validation of built-in kinds
+//! (and of events), `/openapi/v2` (kubectl asks for it, in protobuf, only when `/openapi/v3` fails),
+//! duplicate-field detection of `fieldValidation`, version conversion (but for events),
 //! garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
 //! writes (their `fieldsV1` is `{}`, so applies never conflict with them), set-lists (`finalizers` is
 //! atomic here, not `v:` elements), list-map keys from a CRD's schema (the fixed keys below are used),
-//! pagination, aggregated discovery, OpenAPI documents (`/openapi/v2` and `/openapi/v3` answer 404, so
-//! `kubectl apply` needs `--validate=false` and `kubectl explain` does not work), controllers (nothing creates pods for a
+//! pagination, aggregated discovery, controllers (nothing creates pods for a
 //! deployment or updates status on its own: PDB and HPA status is whatever a test writes, and evictions
 //! compute budgets themselves), the pod subresources `attach`, `portforward`, `proxy`, `binding` and
 //! `ephemeralcontainers`, SPDY for exec (WebSocket only; no fallback), a node for exec and logs (no
