@@ -69,6 +69,7 @@ impl Admission {
 pub struct Checks {
     schema: Value,
     validator: jsonschema::Validator,
+    rules: kube_core::cel::CompiledSchema,
 }
 
 impl std::fmt::Debug for Checks {
@@ -87,7 +88,12 @@ impl Checks {
             .pointer("/schema/openAPIV3Schema")?
             .clone();
         let validator = jsonschema::options().build(&schema).ok()?;
-        Some(Arc::new(Self { schema, validator }))
+        let rules = kube_core::cel::compile_schema(&schema);
+        Some(Arc::new(Self {
+            schema,
+            validator,
+            rules,
+        }))
     }
 
     /// Admits `obj` (prunes it in place) or says why not.
@@ -121,7 +127,7 @@ impl Checks {
         }
         let mut causes: Vec<Cause> = self.validator.iter_errors(obj).map(|e| cause(&e)).collect();
         if causes.is_empty() {
-            if let Err(errors) = kube_core::cel::Validator::new().validate(&self.schema, obj, old) {
+            if let Err(errors) = kube_core::cel::validate_compiled(&self.rules, obj, old) {
                 causes = errors
                     .into_vec()
                     .into_iter()
