@@ -104,9 +104,24 @@ impl Checks {
         old: Option<&Value>,
         admission: &Admission,
     ) -> Result<(), ApiError> {
+        let before = old.is_some().then(|| obj.clone());
         let mut unknown = Vec::new();
         if let Value::Object(root) = obj {
             prune_root(&self.schema, root, &mut unknown);
+        }
+        // Unknown fields the stored object already has are not the request's: the API server prunes
+        // the request body, so they survive (a status write leaves a spec stored before alone).
+        if let (Some(old), Some(before)) = (old, &before) {
+            unknown.retain(|field| {
+                let at = pointer_of(field, usize::MAX);
+                match (old.pointer(&at), before.pointer(&at)) {
+                    (Some(was), Some(is)) if was == is => {
+                        restore(obj, &at, is.clone());
+                        false
+                    }
+                    _ => true,
+                }
+            });
         }
         match admission.validation {
             FieldValidation::Strict if !unknown.is_empty() => {
@@ -170,22 +185,37 @@ impl Cause {
     /// the whole top-level section (`spec`, `status`), so a rule ratchets only when that section is
     /// unchanged (stricter than the API server, which looks at the rule's own object).
     fn pointer(&self) -> String {
-        let mut out = String::new();
-        let parts = self.field.split('.').filter(|p| !p.is_empty());
-        for part in parts.take(if self.cel { 1 } else { usize::MAX }) {
-            let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+        pointer_of(&self.field, if self.cel { 1 } else { usize::MAX })
+    }
+}
+
+/// The JSON pointer of a field named as the API server names it (`spec.steps[0].action`), cut
+/// after `depth` names.
+fn pointer_of(field: &str, depth: usize) -> String {
+    let mut out = String::new();
+    for part in field.split('.').filter(|p| !p.is_empty()).take(depth) {
+        let (name, indexes) = part.split_once('[').unwrap_or((part, ""));
+        out.push('/');
+        out.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        for index in indexes
+            .split('[')
+            .map(|i| i.trim_end_matches(']'))
+            .filter(|i| !i.is_empty())
+        {
             out.push('/');
-            out.push_str(&name.replace('~', "~0").replace('/', "~1"));
-            for index in indexes
-                .split('[')
-                .map(|i| i.trim_end_matches(']'))
-                .filter(|i| !i.is_empty())
-            {
-                out.push('/');
-                out.push_str(index);
-            }
+            out.push_str(index);
         }
-        out
+    }
+    out
+}
+
+/// Puts `value` back at `pointer` in `obj` (its parent exists: only unknown leaves were pruned).
+fn restore(obj: &mut Value, pointer: &str, value: Value) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    if let Some(Value::Object(map)) = obj.pointer_mut(parent) {
+        map.insert(key.replace("~1", "/").replace("~0", "~"), value);
     }
 }
 

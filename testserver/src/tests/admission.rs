@@ -227,3 +227,38 @@ async fn direct_writes_are_stored_as_given_and_unchanged_values_ratchet() {
         "spec.mode ratchets: {body}"
     );
 }
+
+#[tokio::test]
+async fn unknown_fields_stored_before_survive_later_writes() {
+    let server = server().await;
+    server
+        .create(gadget(json!({"mode": "A", "legacy": true})))
+        .unwrap();
+    let item = format!("{PATH}/g");
+    let status = json!({"status": {"phase": "Running"}});
+    let (code, head, body) = send(
+        &server,
+        "PATCH",
+        &format!("{item}/status"),
+        "application/merge-patch+json",
+        &status,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !head.contains("warning:"),
+        "nothing of the request was unknown: {head}"
+    );
+    assert_eq!(
+        body["spec"]["legacy"], true,
+        "the stored spec is left alone: {body}"
+    );
+
+    let patch = json!({"spec": {"colour": "red"}});
+    let (code, head, body) = send(&server, "PATCH", &item, "application/merge-patch+json", &patch).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(head.contains("unknown field \\\"spec.colour\\\""), "{head}");
+    assert!(!head.contains("spec.legacy"), "{head}");
+    assert_eq!(body["spec"]["legacy"], true);
+    assert!(body["spec"].get("colour").is_none(), "{body}");
+}
