@@ -87,7 +87,9 @@ impl Checks {
             .find(|v| v["name"] == version)?
             .pointer("/schema/openAPIV3Schema")?
             .clone();
-        let validator = jsonschema::options().build(&schema).ok()?;
+        let mut nullable = schema.clone();
+        allow_null(&mut nullable);
+        let validator = jsonschema::options().build(&nullable).ok()?;
         let rules = kube_core::cel::compile_schema(&schema);
         Some(Arc::new(Self {
             schema,
@@ -387,6 +389,36 @@ fn prune_root(schema: &Value, root: &mut Map<String, Value>, unknown: &mut Vec<S
     }
 }
 
+/// `nullable: true` as JSON Schema says it: `null` joins the allowed types.
+fn allow_null(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.get("nullable") == Some(&Value::Bool(true)) {
+                if let Some(Value::String(t)) = map.get("type").cloned() {
+                    map.insert("type".into(), json!([t, "null"]));
+                }
+                if let Some(Value::Array(options)) = map.get_mut("enum") {
+                    options.push(Value::Null);
+                }
+            }
+            map.values_mut().for_each(allow_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_null),
+        _ => {}
+    }
+}
+
+/// Drops the `null` values of fields that are not `nullable`, as the API server does (silently).
+fn drop_nulls(schema: &Value, map: &mut Map<String, Value>) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    map.retain(|k, v| {
+        !v.is_null()
+            || properties
+                .and_then(|p| p.get(k))
+                .is_some_and(|s| s["nullable"] == true)
+    });
+}
+
 fn preserves(schema: &Value) -> bool {
     schema["x-kubernetes-preserve-unknown-fields"] == true
 }
@@ -395,6 +427,7 @@ fn preserves(schema: &Value) -> bool {
 fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
+            drop_nulls(schema, map);
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             if properties.is_none() && additional.is_none() {

@@ -262,3 +262,24 @@ async fn unknown_fields_stored_before_survive_later_writes() {
     assert_eq!(body["spec"]["legacy"], true);
     assert!(body["spec"].get("colour").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn nulls_are_kept_where_nullable_and_dropped_elsewhere() {
+    let server = TestServer::start().await.unwrap();
+    let mut crd = gadget_crd();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["note"] =
+        json!({"type": "string", "nullable": true});
+    server.create(crd).unwrap();
+    let (code, _, body) = post(
+        &server,
+        "",
+        &gadget(json!({"mode": "A", "note": null, "name": null})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body["spec"]["note"].is_null() && body["spec"].get("note").is_some(),
+        "kept: {body}"
+    );
+    assert!(body["spec"].get("name").is_none(), "dropped: {body}");
+}
