@@ -175,7 +175,8 @@
 //! - **Admission of custom resources** written over HTTP (create, replace, patch, apply; main resource
 //!   and subresources): fields the CRD's schema does not declare are pruned (kept below
 //!   `x-kubernetes-preserve-unknown-fields`; `metadata` keeps only `ObjectMeta`'s fields; those the
-//!   stored object already has survive, as the API server prunes only the request) —
+//!   stored object already has survive, as the API server prunes only the request; `null` is kept
+//!   where the schema says `nullable` and dropped elsewhere) —
 //!   `fieldValidation=Strict` refuses them (400 `Kind in version "v" cannot be handled as a Kind:
 //!   strict decoding error: unknown field "spec.x"`), `Warn` (the default) names each in a
 //!   `Warning: 299 - …` header, `Ignore` says nothing; then the object is checked against the schema
