@@ -107,8 +107,16 @@ fn filter(namespace: &Option<String>, query: &HashMap<String, String>) -> Result
     })
 }
 
+/// `end_watches` as it stood when a request arrived.
+#[derive(Clone)]
+struct CutSince(tokio::sync::watch::Receiver<u64>);
+
 /// The axum handler for every request.
-pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub async fn handle(State(shared): State<Arc<Shared>>, mut req: Request) -> Response {
+    // A watch is cut by every `end_watches` after it arrived, even one made while it was still
+    // being set up (the hook, a fault's delay, the store).
+    req.extensions_mut()
+        .insert(CutSince(shared.cut_watches.subscribe()));
     let mut rec = RecordedRequest {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
@@ -481,7 +489,11 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         (&Method::GET, None) => {
             let filter = filter(&namespace, &query)?;
             if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-                return crate::watch::watch(shared, rt, filter, &query, view);
+                let cut = parts
+                    .extensions
+                    .get::<CutSince>()
+                    .map_or_else(|| shared.cut_watches.subscribe(), |c| c.0.clone());
+                return crate::watch::watch(shared, rt, filter, &query, view, cut);
             }
             let (items, rv) = store.list(&rt, &filter);
             Ok(json_response(200, &view.list(&rt, items, rv, store.now())))

@@ -90,13 +90,15 @@ impl Options {
     }
 }
 
-/// Serve a watch of `rt`: a 200 streaming one JSON event per line.
+/// Serve a watch of `rt`: a 200 streaming one JSON event per line, until `cut` (subscribed to
+/// [`crate::TestServer::end_watches`] when the request arrived) changes.
 pub fn watch(
     shared: &Arc<Shared>,
     rt: ResourceType,
     filter: Filter,
     query: &HashMap<String, String>,
     view: View,
+    cut: tokio::sync::watch::Receiver<u64>,
 ) -> Result<Response, ApiError> {
     let opts = Options::parse(shared, query)?;
     let render = {
@@ -111,8 +113,6 @@ pub fn watch(
             let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
         }
         Ok(start) => {
-            // Subscribed now, before the response goes out: a watch a client holds is always cut.
-            let cut = shared.cut_watches.subscribe();
             let shared = shared.clone();
             tokio::spawn(async move {
                 let mut lines: Vec<Bytes> = Vec::new();
