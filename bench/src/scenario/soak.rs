@@ -36,7 +36,8 @@ const BLAME_WINDOW: Duration = Duration::from_secs(60);
 /// How long every ladder may take to end once every target is healed.
 const SETTLE: Duration = Duration::from_secs(180);
 
-/// A deterministic generator (xorshift64*): the same failures every run.
+/// A deterministic generator (xorshift64*): the same draws every run (which targets they fail
+/// depends on which are healthy at the time).
 struct Rng(u64);
 
 impl Rng {
@@ -162,8 +163,9 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
                     "{POLICIES} policies, each over a Deployment of {PODS_PER_POLICY} ready pods on farm targets, \
                      probing every {PERIOD_SECONDS} s (`consecutiveFailures: 3`), ladder `RestartPods` (20 s) → \
                      `RolloutRestart` (1 m), cooldown 10 s. Each second each healthy target starts answering \
-                     503 with probability {FAIL_PROBABILITY} for {}–{} s (a seeded generator: the same \
-                     failures every run); {} failures started. An evicted pod is replaced at once by a \
+                     503 with probability {FAIL_PROBABILITY} for {}–{} s (a seeded generator, though \
+                     which targets are healthy to fail depends on timing, so the count varies a little \
+                     between runs); {} failures started. An evicted pod is replaced at once by a \
                      new pod at the same address that answers 200 (what its ReplicaSet would do).",
                     FAIL_FOR.0, FAIL_FOR.1, s.failures_started
                 ),
