@@ -26,7 +26,7 @@ use self::cases::{Admission, Case, OPERATOR, TOLERATED, VICTIM, Verdict};
 use crate::{
     crd::{admission_errors, schema},
     harness::{Harness, NS, PATIENCE, condition},
-    support::wait_until,
+    support::{gauge, wait_until},
 };
 
 /// Longest Ready message the operator may write for a policy, whatever the policy says.
@@ -127,15 +127,6 @@ fn policies_by_reason(metrics: &Metrics) -> BTreeMap<String, i64> {
         .filter_map(|(reason, n)| Some((reason.to_owned(), n.trim().parse().ok()?)))
         .filter(|(_, n)| *n != 0)
         .collect()
-}
-
-fn gauge(metrics: &Metrics, name: &str) -> i64 {
-    metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Ready's (reason, message) of policy `name`, once it has one.

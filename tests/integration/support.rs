@@ -521,3 +521,13 @@ pub fn reconciles(metrics: &apphealth_operator::metrics::Metrics) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// The value of gauge `name` in the operator's metrics (0 while absent).
+pub fn gauge(metrics: &apphealth_operator::metrics::Metrics, name: &str) -> i64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}

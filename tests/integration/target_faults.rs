@@ -15,17 +15,8 @@ use serde_json::json;
 
 use crate::{
     harness::{Harness, NS, PATIENCE, condition},
-    support::{BadServer, Behaviour, wait_until},
+    support::{BadServer, Behaviour, gauge, wait_until},
 };
-
-fn gauge(metrics: &Metrics, name: &str) -> i64 {
-    metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_pods_fail_their_probes_and_the_healthy_one_keeps_its_schedule() {

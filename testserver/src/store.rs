@@ -284,6 +284,14 @@ struct Write<'a> {
     admission: Option<&'a Admission>,
 }
 
+/// The paths an applier's configuration owns that are among `paths`.
+fn owned_among(config: &Value, paths: &BTreeSet<fields::FieldPath>) -> Vec<fields::FieldPath> {
+    fields::owned_paths(&fields::fields_v1(config))
+        .into_iter()
+        .filter(|p| paths.contains(p))
+        .collect()
+}
+
 fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
     v.get(field).and_then(Value::as_str).unwrap_or_default()
 }
@@ -396,10 +404,7 @@ fn apply_conflicts(
     let mut conflicts: Vec<(String, String)> = Vec::new();
     let mut taken = Vec::new();
     for (key, config) in others {
-        let lost: Vec<fields::FieldPath> = fields::owned_paths(&fields::fields_v1(config))
-            .into_iter()
-            .filter(|p| changed.contains(p))
-            .collect();
+        let lost = owned_among(config, &changed);
         if lost.is_empty() {
             continue;
         }
@@ -974,10 +979,7 @@ impl State {
         let mut configs = Vec::new();
         let mut entries = Vec::new();
         for (key, config) in appliers {
-            let lost: Vec<fields::FieldPath> = fields::owned_paths(&fields::fields_v1(config))
-                .into_iter()
-                .filter(|p| touched.contains(p))
-                .collect();
+            let lost = owned_among(config, &touched);
             if lost.is_empty() {
                 continue;
             }
