@@ -195,4 +195,14 @@ fn kubectl_validates_with_the_servers_openapi_and_explains_the_crd() {
     let explained = scratch.ok(&["explain", "apphealthpolicies.spec.probe"]);
     assert!(explained.contains("KIND:       AppHealthPolicy"), "{explained}");
     assert!(explained.contains("periodSeconds"), "{explained}");
+    // The v2 form comes from /openapi/v2 in protobuf. As on a cluster, values that may be null
+    // have no type there.
+    let v2 = scratch.ok(&[
+        "explain",
+        "apphealthpolicies.spec.probe",
+        "--output=plaintext-openapiv2",
+    ]);
+    assert!(v2.contains("RESOURCE: probe <Object>"), "{v2}");
+    assert!(v2.contains("periodSeconds\t<integer>"), "{v2}");
+    assert!(v2.contains("http\t<>"), "{v2}");
 }

@@ -66,6 +66,24 @@ pub fn json_response(code: u16, body: &Value) -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+/// `GET /openapi/v2`: protobuf when the client asks for it (kubectl does), JSON otherwise.
+fn openapi_v2_response(store: &crate::store::Store, headers: &HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !crate::openapi_v2::PROTOBUF_ACCEPT
+        .iter()
+        .any(|pb| accept.contains(pb))
+    {
+        return json_response(200, &crate::openapi_v2::document(store));
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, crate::openapi_v2::PROTOBUF)
+        .body(Body::from(crate::openapi_v2::protobuf(store)))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
 /// The admission's warnings as `Warning: 299 - "…"` headers, as the API server sends them.
 fn warn(mut resp: Response, admission: &Admission) -> Response {
     for text in admission.warnings() {
@@ -363,6 +381,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     let registry = || shared.store.registry();
     let (group, version, rest): (String, String, &[String]) = match seg_refs.as_slice() {
         ["version"] if is_get => return Ok(json_response(200, &version_info())),
+        ["openapi", "v2"] if is_get => return Ok(openapi_v2_response(&shared.store, &parts.headers)),
         ["openapi", "v3"] if is_get => return Ok(json_response(200, &crate::openapi::root(&shared.store))),
         ["openapi", "v3", rest @ ..] if is_get => {
             return crate::openapi::group_version(&shared.store, &rest.join("/"))

@@ -31,6 +31,10 @@
 //!   open schema for built-in kinds) and their item paths, whose PATCH and PUT take `fieldValidation`:
 //!   so `kubectl apply` leaves validation to the server (its default `--validate=strict` sends
 //!   `fieldValidation=Strict`) and `kubectl explain` reads a CRD's fields and descriptions.
+//!   `/openapi/v2` is one Swagger 2.0 document of every kind, as JSON or as the protobuf kubectl asks
+//!   for (`kubectl explain --output=plaintext-openapiv2`); a CRD's schema is converted for it as the
+//!   API server converts it (junctors dropped; values that may be null or keep unknown fields
+//!   untyped).
 //! - **Verbs**: get, list (label selectors: `=`, `==`, `!=`, `in`, `notin`, exists, `!`, `>`, `<`; field
 //!   selectors on any dotted path with `=`, `==`, `!=`; `limit`/`continue` ignored: everything in one
 //!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
@@ -193,9 +197,8 @@
 //!
 //! # Deliberately skipped
 //! Authentication and authorization, admission webhooks, defaulting, validation of built-in kinds
-//! (and of events), `/openapi/v2` (kubectl asks for it, in protobuf, only when `/openapi/v3` fails),
-//! duplicate-field detection of `fieldValidation`, version conversion (but for events),
-//! garbage collection and owner references,
+//! (and of events), ETags and gzip for `/openapi`, duplicate-field detection of `fieldValidation`,
+//! version conversion (but for events), garbage collection and owner references,
 //! finalizers and `deletionTimestamp` (deletes are immediate), ownership of fields set by `Update`
 //! writes (their `fieldsV1` is `{}`, so applies never conflict with them), set-lists (`finalizers` is
 //! atomic here, not `v:` elements), list-map keys from a CRD's schema (the fixed keys below are used),
@@ -221,6 +224,7 @@ mod http;
 pub mod jsonpath;
 mod metrics;
 mod openapi;
+mod openapi_v2;
 mod outage;
 pub mod patch;
 mod pods;

@@ -34,7 +34,7 @@ fn schema_name(rt: &ResourceType) -> String {
 }
 
 /// Every group-version's document, by its root key.
-fn documents(store: &Store) -> BTreeMap<String, Value> {
+pub(crate) fn documents(store: &Store) -> BTreeMap<String, Value> {
     let registry = store.registry();
     let crds: HashMap<String, Value> = registry
         .by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")

@@ -24,6 +24,7 @@ mod faults;
 mod managed_fields;
 mod metadata;
 mod metrics;
+mod openapi;
 mod pods;
 mod policy;
 mod smd;
@@ -450,6 +451,11 @@ async fn deployments_scale_and_direct_state_access() {
 }
 
 async fn raw_request(server: &TestServer, request: &str) -> String {
+    String::from_utf8_lossy(&raw_request_bytes(server, request).await).into_owned()
+}
+
+/// The whole answer, head and body, as bytes (for bodies that are not text).
+async fn raw_request_bytes(server: &TestServer, request: &str) -> Vec<u8> {
     let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -457,7 +463,7 @@ async fn raw_request(server: &TestServer, request: &str) -> String {
         .await
         .unwrap()
         .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[tokio::test]
