@@ -9,7 +9,7 @@ use super::{EndpointState, Fired, Kept};
 use crate::{
     api::{
         format_duration, quantity,
-        validate::{MemoryThreshold, TriggerSettings},
+        validate::{MemoryThreshold, SuccessCodes, TriggerSettings},
     },
     clock,
     observation::{ContainerLimits, ContainerUsage},
@@ -77,75 +77,17 @@ fn fire(trigger: &TriggerSettings, state: &EndpointState, now: Timestamp, primar
             count,
             window,
             path,
-        } => {
-            let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
-            for code in in_window(state, path, *window, now)
-                .filter_map(Kept::code)
-                .filter(|c| codes.contains(*c))
-            {
-                *seen.entry(code).or_default() += 1;
-            }
-            let total: u32 = seen.values().sum();
-            (total >= *count).then(|| {
-                let parts: Vec<String> = seen.iter().map(|(code, n)| format!("{n} × {code}")).collect();
-                let tally = if seen.len() > 1 {
-                    format!(" ({total} in all)")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{}{} in the last {}{tally}, threshold {count}",
-                    parts.join(", "),
-                    on_path(path, primary),
-                    format_duration(*window)
-                )
-            })
-        }
+        } => status_codes(state, codes, *count, *window, path, primary, now),
         TriggerSettings::SlowResponses {
             threshold,
             count,
             window,
-        } => {
-            let slow: Vec<&Kept> = in_window(state, primary, *window, now)
-                .filter(|s| s.timed_out || s.latency() > *threshold)
-                .collect();
-            let n = u32::try_from(slow.len()).unwrap_or(u32::MAX);
-            (n >= *count).then(|| {
-                let timeouts = slow.iter().filter(|s| s.timed_out).count();
-                let slowest = slow.iter().filter(|s| !s.timed_out).map(|s| s.latency()).max();
-                let mut detail = Vec::new();
-                if let Some(slowest) = slowest {
-                    detail.push(format!("slowest {}", format_duration(round_ms(slowest))));
-                }
-                if timeouts > 0 {
-                    detail.push(format!("{timeouts} timed out"));
-                }
-                format!(
-                    "{n} responses slower than {} in the last {} ({}), threshold {count}",
-                    format_duration(*threshold),
-                    format_duration(*window),
-                    detail.join(", ")
-                )
-            })
-        }
+        } => slow_responses(state, *threshold, *count, *window, primary, now),
         TriggerSettings::ErrorRate {
             percent,
             window,
             min_samples,
-        } => {
-            let (mut total, mut failed) = (0u32, 0u32);
-            for s in in_window(state, primary, *window, now) {
-                total += 1;
-                failed += u32::from(!s.ok);
-            }
-            let rate = (failed * 100).checked_div(total).unwrap_or(0);
-            (total >= *min_samples && total > 0 && failed * 100 >= percent * total).then(|| {
-                format!(
-                    "{rate}% of {total} probes failed in the last {} ({failed} failed), threshold {percent}%",
-                    format_duration(*window)
-                )
-            })
-        }
+        } => error_rate(state, *percent, *window, *min_samples, primary, now),
         TriggerSettings::Memory { threshold, for_ } => {
             pressure(&state.memory, *for_, now).map(|(obs, held)| {
                 let limit = match threshold {
@@ -167,50 +109,145 @@ fn fire(trigger: &TriggerSettings, state: &EndpointState, now: Timestamp, primar
                 format_duration(*for_)
             )
         }),
-        TriggerSettings::Restarts { count, window } => {
-            if let Some(container) = state.crash_looping.first() {
-                return Some(format!("container {container} is in CrashLoopBackOff"));
-            }
-            let start = window_start(now, *window);
-            let n = u32::try_from(
-                state
-                    .restarts
-                    .iter()
-                    .filter(|t| start.is_none_or(|s| **t > s))
-                    .count(),
-            )
-            .unwrap_or(u32::MAX);
-            (n >= *count).then(|| {
-                format!(
-                    "{n} restarts in the last {}, threshold {count}",
-                    format_duration(*window)
-                )
-            })
-        }
+        TriggerSettings::Restarts { count, window } => restarts(state, *count, *window, now),
         TriggerSettings::OomKilled { within } => state
             .oom_killed
             .iter()
             .filter(|(_, at)| clock::until(*at, now) < *within)
             .max_by_key(|(_, at)| *at)
             .map(|(container, at)| format!("container {container} was OOMKilled at {at}")),
-        TriggerSettings::CertificateExpiresWithin { within } => {
-            let not_after = state.certificate_not_after?;
-            let left = clock::until(now, not_after);
-            if not_after <= now {
-                Some(format!("the certificate expired at {not_after}"))
-            } else {
-                (left < *within).then(|| {
-                    format!(
-                        "the certificate expires at {not_after} (in {}), threshold {}",
-                        format_duration(Duration::from_secs(left.as_secs())),
-                        format_duration(*within)
-                    )
-                })
-            }
-        }
+        TriggerSettings::CertificateExpiresWithin { within } => certificate(state, *within, now),
         TriggerSettings::ConfigChanged => {
             (!state.config_changed.is_empty()).then(|| state.config_changed.join("; "))
         }
+    }
+}
+
+/// `count` answers with one of `codes` on `path` within `window`, tallied by code.
+fn status_codes(
+    state: &EndpointState,
+    codes: &SuccessCodes,
+    count: u32,
+    window: Duration,
+    path: &str,
+    primary: &str,
+    now: Timestamp,
+) -> Option<String> {
+    let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
+    for code in in_window(state, path, window, now)
+        .filter_map(Kept::code)
+        .filter(|c| codes.contains(*c))
+    {
+        *seen.entry(code).or_default() += 1;
+    }
+    let total: u32 = seen.values().sum();
+    (total >= count).then(|| {
+        let parts: Vec<String> = seen.iter().map(|(code, n)| format!("{n} × {code}")).collect();
+        let tally = if seen.len() > 1 {
+            format!(" ({total} in all)")
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{} in the last {}{tally}, threshold {count}",
+            parts.join(", "),
+            on_path(path, primary),
+            format_duration(window)
+        )
+    })
+}
+
+/// `count` probes of the primary path slower than `threshold` (or timed out) within `window`.
+fn slow_responses(
+    state: &EndpointState,
+    threshold: Duration,
+    count: u32,
+    window: Duration,
+    primary: &str,
+    now: Timestamp,
+) -> Option<String> {
+    let slow: Vec<&Kept> = in_window(state, primary, window, now)
+        .filter(|s| s.timed_out || s.latency() > threshold)
+        .collect();
+    let n = u32::try_from(slow.len()).unwrap_or(u32::MAX);
+    (n >= count).then(|| {
+        let timeouts = slow.iter().filter(|s| s.timed_out).count();
+        let slowest = slow.iter().filter(|s| !s.timed_out).map(|s| s.latency()).max();
+        let mut detail = Vec::new();
+        if let Some(slowest) = slowest {
+            detail.push(format!("slowest {}", format_duration(round_ms(slowest))));
+        }
+        if timeouts > 0 {
+            detail.push(format!("{timeouts} timed out"));
+        }
+        format!(
+            "{n} responses slower than {} in the last {} ({}), threshold {count}",
+            format_duration(threshold),
+            format_duration(window),
+            detail.join(", ")
+        )
+    })
+}
+
+/// At least `percent` of the primary path's probes within `window` failed, over `min_samples`.
+fn error_rate(
+    state: &EndpointState,
+    percent: u32,
+    window: Duration,
+    min_samples: u32,
+    primary: &str,
+    now: Timestamp,
+) -> Option<String> {
+    let (mut total, mut failed) = (0u32, 0u32);
+    for s in in_window(state, primary, window, now) {
+        total += 1;
+        failed += u32::from(!s.ok);
+    }
+    let rate = (failed * 100).checked_div(total).unwrap_or(0);
+    (total >= min_samples && total > 0 && failed * 100 >= percent * total).then(|| {
+        format!(
+            "{rate}% of {total} probes failed in the last {} ({failed} failed), threshold {percent}%",
+            format_duration(window)
+        )
+    })
+}
+
+/// A container in CrashLoopBackOff, or `count` restarts within `window`.
+fn restarts(state: &EndpointState, count: u32, window: Duration, now: Timestamp) -> Option<String> {
+    if let Some(container) = state.crash_looping.first() {
+        return Some(format!("container {container} is in CrashLoopBackOff"));
+    }
+    let start = window_start(now, window);
+    let n = u32::try_from(
+        state
+            .restarts
+            .iter()
+            .filter(|t| start.is_none_or(|s| **t > s))
+            .count(),
+    )
+    .unwrap_or(u32::MAX);
+    (n >= count).then(|| {
+        format!(
+            "{n} restarts in the last {}, threshold {count}",
+            format_duration(window)
+        )
+    })
+}
+
+/// The serving certificate expired, or expires within `within`.
+fn certificate(state: &EndpointState, within: Duration, now: Timestamp) -> Option<String> {
+    let not_after = state.certificate_not_after?;
+    let left = clock::until(now, not_after);
+    if not_after <= now {
+        Some(format!("the certificate expired at {not_after}"))
+    } else {
+        (left < within).then(|| {
+            format!(
+                "the certificate expires at {not_after} (in {}), threshold {}",
+                format_duration(Duration::from_secs(left.as_secs())),
+                format_duration(within)
+            )
+        })
     }
 }
 
