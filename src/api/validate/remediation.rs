@@ -125,8 +125,13 @@ impl ScaleOutSettings {
     }
 }
 
+/// `spec.remediation.steps[i].<name>`.
+fn field(i: usize, name: &str) -> String {
+    format!("spec.remediation.steps[{i}].{name}")
+}
+
 fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, InvalidSpec> {
-    let f = |name: &str| format!("spec.remediation.steps[{i}].{name}");
+    let f = |name: &str| field(i, name);
     let blocks = [
         (
             "collectDiagnostics",
@@ -148,30 +153,10 @@ fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, In
         }
     }
     let params = match step.action {
-        Action::CollectDiagnostics => {
-            let p = step.collect_diagnostics.clone().unwrap_or_default();
-            let exec = match &p.exec {
-                None => None,
-                Some(e) => {
-                    if e.command.is_empty() || e.command.iter().any(String::is_empty) {
-                        return Err(invalid(
-                            f("collectDiagnostics.exec.command"),
-                            "must name a command, with no empty argument",
-                        ));
-                    }
-                    Some(ExecSettings {
-                        container: e.container.clone(),
-                        command: e.command.clone(),
-                        timeout: positive_duration(&f("collectDiagnostics.exec.timeout"), &e.timeout)?,
-                    })
-                }
-            };
-            StepParams::CollectDiagnostics(DiagnosticsSettings {
-                log_lines: at_least_one(&f("collectDiagnostics.logLines"), p.log_lines)?,
-                previous: p.previous,
-                exec,
-            })
-        }
+        Action::CollectDiagnostics => StepParams::CollectDiagnostics(diagnostics(
+            i,
+            &step.collect_diagnostics.clone().unwrap_or_default(),
+        )?),
         Action::Rollback => StepParams::Rollback {
             within: positive_duration(
                 &f("rollback.within"),
@@ -186,37 +171,7 @@ fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, In
                 .scale_up
                 .as_ref()
                 .ok_or_else(|| invalid(f("scaleUp"), "is required when action is ScaleUp"))?;
-            if p.memory_percent.is_none() && p.cpu_percent.is_none() {
-                return Err(invalid(f("scaleUp"), "must set memoryPercent or cpuPercent"));
-            }
-            let max_memory = match (p.memory_percent, &p.max_memory) {
-                (None, _) => 0,
-                (Some(_), None) => {
-                    return Err(invalid(f("scaleUp.maxMemory"), "is required with memoryPercent"));
-                }
-                (Some(_), Some(m)) => crate::api::quantity::bytes(m).filter(|b| *b > 0).ok_or_else(|| {
-                    invalid(f("scaleUp.maxMemory"), format!("{m:?} is not a size such as 2Gi"))
-                })?,
-            };
-            let max_millicores = match (p.cpu_percent, &p.max_cpu) {
-                (None, _) => 0,
-                (Some(_), None) => return Err(invalid(f("scaleUp.maxCpu"), "is required with cpuPercent")),
-                (Some(_), Some(c)) => crate::api::quantity::millicores(c)
-                    .filter(|m| *m > 0)
-                    .ok_or_else(|| {
-                        invalid(
-                            f("scaleUp.maxCpu"),
-                            format!("{c:?} is not a CPU amount such as 2 or 500m"),
-                        )
-                    })?,
-            };
-            StepParams::ScaleUp(ScaleUpSettings {
-                memory_percent: p.memory_percent.unwrap_or(0),
-                cpu_percent: p.cpu_percent.unwrap_or(0),
-                max_memory,
-                max_millicores,
-                in_place: p.in_place,
-            })
+            StepParams::ScaleUp(scale_up(i, p)?)
         }
         Action::RestartPods => StepParams::RestartPods {
             max_unavailable: at_least_one(
@@ -230,28 +185,7 @@ fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, In
                 .scale_out
                 .as_ref()
                 .ok_or_else(|| invalid(f("scaleOut"), "is required when action is ScaleOut"))?;
-            let target = match (p.by, p.to) {
-                (Some(by), None) => by,
-                (None, Some(to)) => to,
-                _ => return Err(invalid(f("scaleOut"), "must set exactly one of: by, to")),
-            };
-            at_least_one(&f("scaleOut.maxReplicas"), p.max_replicas)?;
-            if p.max_replicas < target {
-                let which = if p.by.is_some() { "by" } else { "to" };
-                return Err(invalid(
-                    f("scaleOut.maxReplicas"),
-                    format!(
-                        "must be at least scaleOut.{which} ({} < {target})",
-                        p.max_replicas
-                    ),
-                ));
-            }
-            StepParams::ScaleOut(ScaleOutSettings {
-                by: p.by.map(|b| at_least_one(&f("scaleOut.by"), b)).transpose()?,
-                to: p.to.map(|t| at_least_one(&f("scaleOut.to"), t)).transpose()?,
-                max_replicas: p.max_replicas,
-                restore_after: duration(&f("scaleOut.restoreAfter"), &p.restore_after)?,
-            })
+            StepParams::ScaleOut(scale_out(i, p)?)
         }
         Action::Notify => {
             let p = step
@@ -273,6 +207,95 @@ fn step(i: usize, step: &crate::api::RemediationStep) -> Result<StepSettings, In
         None => default_timeout,
     };
     Ok(StepSettings { timeout, params })
+}
+
+fn diagnostics(
+    i: usize,
+    p: &crate::api::remediation::CollectDiagnosticsParams,
+) -> Result<DiagnosticsSettings, InvalidSpec> {
+    let f = |name: &str| field(i, name);
+    let exec = match &p.exec {
+        None => None,
+        Some(e) => {
+            if e.command.is_empty() || e.command.iter().any(String::is_empty) {
+                return Err(invalid(
+                    f("collectDiagnostics.exec.command"),
+                    "must name a command, with no empty argument",
+                ));
+            }
+            Some(ExecSettings {
+                container: e.container.clone(),
+                command: e.command.clone(),
+                timeout: positive_duration(&f("collectDiagnostics.exec.timeout"), &e.timeout)?,
+            })
+        }
+    };
+    Ok(DiagnosticsSettings {
+        log_lines: at_least_one(&f("collectDiagnostics.logLines"), p.log_lines)?,
+        previous: p.previous,
+        exec,
+    })
+}
+
+fn scale_up(i: usize, p: &crate::api::remediation::ScaleUpParams) -> Result<ScaleUpSettings, InvalidSpec> {
+    let f = |name: &str| field(i, name);
+    if p.memory_percent.is_none() && p.cpu_percent.is_none() {
+        return Err(invalid(f("scaleUp"), "must set memoryPercent or cpuPercent"));
+    }
+    let max_memory = match (p.memory_percent, &p.max_memory) {
+        (None, _) => 0,
+        (Some(_), None) => {
+            return Err(invalid(f("scaleUp.maxMemory"), "is required with memoryPercent"));
+        }
+        (Some(_), Some(m)) => crate::api::quantity::bytes(m)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| invalid(f("scaleUp.maxMemory"), format!("{m:?} is not a size such as 2Gi")))?,
+    };
+    let max_millicores = match (p.cpu_percent, &p.max_cpu) {
+        (None, _) => 0,
+        (Some(_), None) => return Err(invalid(f("scaleUp.maxCpu"), "is required with cpuPercent")),
+        (Some(_), Some(c)) => crate::api::quantity::millicores(c)
+            .filter(|m| *m > 0)
+            .ok_or_else(|| {
+                invalid(
+                    f("scaleUp.maxCpu"),
+                    format!("{c:?} is not a CPU amount such as 2 or 500m"),
+                )
+            })?,
+    };
+    Ok(ScaleUpSettings {
+        memory_percent: p.memory_percent.unwrap_or(0),
+        cpu_percent: p.cpu_percent.unwrap_or(0),
+        max_memory,
+        max_millicores,
+        in_place: p.in_place,
+    })
+}
+
+fn scale_out(i: usize, p: &crate::api::remediation::ScaleOutParams) -> Result<ScaleOutSettings, InvalidSpec> {
+    let f = |name: &str| field(i, name);
+    let target = match (p.by, p.to) {
+        (Some(by), None) => by,
+        (None, Some(to)) => to,
+        _ => return Err(invalid(f("scaleOut"), "must set exactly one of: by, to")),
+    };
+    at_least_one(&f("scaleOut.maxReplicas"), p.max_replicas)?;
+    if p.max_replicas < target {
+        let which = if p.by.is_some() { "by" } else { "to" };
+        return Err(invalid(
+            f("scaleOut.maxReplicas"),
+            format!(
+                "must be at least scaleOut.{which} ({} < {target})",
+                p.max_replicas
+            ),
+        ));
+    }
+    Ok(ScaleOutSettings {
+        by: p.by.map(|b| at_least_one(&f("scaleOut.by"), b)).transpose()?,
+        to: p.to.map(|t| at_least_one(&f("scaleOut.to"), t)).transpose()?,
+        max_replicas: p.max_replicas,
+        restore_after: duration(&f("scaleOut.restoreAfter"), &p.restore_after)?,
+    })
 }
 
 /// Parses `spec.remediation`.
