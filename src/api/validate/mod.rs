@@ -9,6 +9,7 @@ use super::{AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 
 mod limits;
 mod names;
+mod probe;
 mod remediation;
 mod triggers;
 
@@ -315,131 +316,6 @@ fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
     Ok(p.to_owned())
 }
 
-fn http_settings(http: &super::HttpProbe) -> Result<HttpSettings, InvalidSpec> {
-    let mut headers = Vec::with_capacity(http.headers.len());
-    for (i, h) in http.headers.iter().enumerate() {
-        if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-            return Err(invalid(
-                format!("spec.probe.http.headers[{i}].name"),
-                format!("{:?} is not a valid header name", h.name),
-            ));
-        }
-        let value = match (&h.value, &h.value_from) {
-            (Some(v), None) => {
-                // What the schema's pattern admits: http would also take bytes beyond ASCII.
-                let printable = v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
-                if !printable || http::HeaderValue::from_str(v).is_err() {
-                    return Err(invalid(
-                        format!("spec.probe.http.headers[{i}].value"),
-                        "contains characters not allowed in a header value (printable ASCII, spaces and tabs)",
-                    ));
-                }
-                HeaderSource::Literal(v.clone())
-            }
-            (None, Some(from)) => {
-                let key = &from.secret_key_ref;
-                names::object(
-                    &format!("spec.probe.http.headers[{i}].valueFrom.secretKeyRef.name"),
-                    &key.name,
-                )?;
-                HeaderSource::Secret(key.clone())
-            }
-            _ => {
-                return Err(invalid(
-                    format!("spec.probe.http.headers[{i}]"),
-                    "must set exactly one of: value, valueFrom",
-                ));
-            }
-        };
-        headers.push(HeaderSetting {
-            name: h.name.clone(),
-            value,
-        });
-    }
-    let response = match &http.response {
-        None => BodyChecks::default(),
-        Some(r) => BodyChecks {
-            must_match: r
-                .body_matches
-                .as_deref()
-                .map(|p| pattern("spec.probe.http.response.bodyMatches", p))
-                .transpose()?,
-            must_not_match: r
-                .body_not_matches
-                .as_deref()
-                .map(|p| pattern("spec.probe.http.response.bodyNotMatches", p))
-                .transpose()?,
-            json: r
-                .json
-                .iter()
-                .enumerate()
-                .map(|(i, j)| {
-                    if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
-                        return Err(invalid(
-                            format!("spec.probe.http.response.json[{i}].pointer"),
-                            format!("{:?} is not a JSON pointer such as /status", j.pointer),
-                        ));
-                    }
-                    Ok((j.pointer.clone(), j.equals.clone()))
-                })
-                .collect::<Result<_, _>>()?,
-        },
-    };
-    let tls = match &http.tls {
-        None => TlsSettings::default(),
-        Some(t) => {
-            let ca = match &t.ca {
-                None => None,
-                Some(super::CaSource {
-                    secret_key_ref: Some(k),
-                    config_map_key_ref: None,
-                }) => {
-                    names::object("spec.probe.http.tls.ca.secretKeyRef.name", &k.name)?;
-                    Some(CaRef::Secret(k.clone()))
-                }
-                Some(super::CaSource {
-                    secret_key_ref: None,
-                    config_map_key_ref: Some(k),
-                }) => {
-                    names::object("spec.probe.http.tls.ca.configMapKeyRef.name", &k.name)?;
-                    Some(CaRef::ConfigMap(k.clone()))
-                }
-                Some(_) => {
-                    return Err(invalid(
-                        "spec.probe.http.tls.ca",
-                        "must set exactly one of: secretKeyRef, configMapKeyRef",
-                    ));
-                }
-            };
-            if ca.is_some() && t.insecure_skip_verify {
-                return Err(invalid(
-                    "spec.probe.http.tls",
-                    "ca and insecureSkipVerify exclude each other",
-                ));
-            }
-            TlsSettings {
-                ca,
-                server_name: t.server_name.clone(),
-                insecure_skip_verify: t.insecure_skip_verify,
-            }
-        }
-    };
-    if http.tls.is_some() && http.scheme != Scheme::Https {
-        return Err(invalid("spec.probe.http.tls", "is only used with scheme HTTPS"));
-    }
-    Ok(HttpSettings {
-        path: path("spec.probe.http.path", &http.path)?,
-        extra_paths: Vec::new(),
-        scheme: http.scheme,
-        method: http.method,
-        headers,
-        body: http.body.clone(),
-        success_codes: SuccessCodes::parse("spec.probe.http.successCodes", &http.success_codes)?,
-        response,
-        tls,
-    })
-}
-
 /// Validates a spec and returns its parsed settings, or the first problem found.
 pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
     limits::within_limits(spec)?;
@@ -447,63 +323,34 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }
     names::object("spec.targetRef.name", &spec.target_ref.name)?;
-    let probe = &spec.probe;
-    let service = match (probe.via, &probe.service) {
-        (ProbeVia::Service, None) => {
-            return Err(invalid(
-                "spec.probe.service",
-                "is required when spec.probe.via is Service",
-            ));
-        }
-        (ProbeVia::Service, Some(name)) if name.is_empty() => {
-            return Err(invalid("spec.probe.service", "must name a Service"));
-        }
-        (_, Some(name)) => {
-            names::service("spec.probe.service", name)?;
-            Some(name.clone())
-        }
-        (_, None) => None,
+    let mut probe = probe::probe(&spec.probe)?;
+    let triggers = triggers_of(spec, &mut probe)?;
+    let (sample_capacity, notes) = sample_capacity(&probe, &triggers, spec.probe.period_seconds);
+    let recovery = RecoverySettings {
+        consecutive_successes: at_least_one(
+            "spec.recovery.consecutiveSuccesses",
+            spec.recovery.consecutive_successes,
+        )?,
+        healthy_delay: duration("spec.recovery.healthyDelay", &spec.recovery.healthy_delay)?,
     };
-    if probe.period_seconds == 0 {
-        return Err(invalid("spec.probe.periodSeconds", "must be at least 1"));
-    }
-    let (check, port_ref, timeout_seconds, timeout_field) = match (&probe.http, &probe.tcp) {
-        (Some(http), None) => (
-            Check::Http(Box::new(http_settings(http)?)),
-            port("spec.probe.http.port", &http.port)?,
-            http.timeout_seconds,
-            "spec.probe.http.timeoutSeconds",
-        ),
-        (None, Some(tcp)) => (
-            Check::Tcp,
-            port("spec.probe.tcp.port", &tcp.port)?,
-            tcp.timeout_seconds,
-            "spec.probe.tcp.timeoutSeconds",
-        ),
-        _ => return Err(invalid("spec.probe", "must set exactly one of: http, tcp")),
-    };
-    if timeout_seconds == 0 {
-        return Err(invalid(timeout_field, "must be at least 1"));
-    }
-    if timeout_seconds > probe.period_seconds {
-        return Err(invalid(
-            timeout_field,
-            format!(
-                "must be at most spec.probe.periodSeconds ({timeout_seconds} > {})",
-                probe.period_seconds
-            ),
-        ));
-    }
-    let mut probe_settings = ProbeSettings {
-        via: probe.via,
-        service,
-        port: port_ref,
-        timeout: StdDuration::from_secs(timeout_seconds.into()),
-        period: StdDuration::from_secs(probe.period_seconds.into()),
-        check,
-    };
+    let remediation = remediation::remediation(&spec.remediation)?;
+    Ok(Settings {
+        probe,
+        triggers,
+        recovery,
+        remediation,
+        sample_capacity,
+        notes,
+    })
+}
 
-    let primary = probe_settings.primary_path().to_owned();
+/// The triggers (a failure threshold when none are listed), each checked against the probe; the
+/// status-code paths they watch besides the probe's join the probed paths.
+fn triggers_of(
+    spec: &AppHealthPolicySpec,
+    probe: &mut ProbeSettings,
+) -> Result<Vec<TriggerSettings>, InvalidSpec> {
+    let primary = probe.primary_path().to_owned();
     let mut triggers = spec
         .triggers
         .iter()
@@ -516,7 +363,7 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         });
     }
     for (i, t) in triggers.iter().enumerate() {
-        match (t, &mut probe_settings.check) {
+        match (t, &mut probe.check) {
             (TriggerSettings::StatusCodes { path, .. }, Check::Http(http))
                 if *path != http.path && !http.extra_paths.contains(path) =>
             {
@@ -534,48 +381,33 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
             _ => {}
         }
     }
+    Ok(triggers)
+}
 
-    // Keep enough samples for the longest window at this period (every path is probed each
-    // period), within a fixed bound per endpoint.
-    let paths = probe_settings.paths().len();
+/// Enough samples for the longest window at this period (every path is probed each period),
+/// within a fixed bound per endpoint; a note when the bound cuts a window short.
+fn sample_capacity(
+    probe: &ProbeSettings,
+    triggers: &[TriggerSettings],
+    period_seconds: u32,
+) -> (usize, Vec<String>) {
+    let paths = probe.paths().len();
     let longest = triggers
         .iter()
         .filter_map(TriggerSettings::sample_window)
         .max()
         .unwrap_or_default();
-    let rounds =
-        usize::try_from(longest.as_secs().div_ceil(u64::from(probe.period_seconds))).unwrap_or(usize::MAX);
+    let rounds = usize::try_from(longest.as_secs().div_ceil(u64::from(period_seconds))).unwrap_or(usize::MAX);
     let needed = rounds.saturating_add(2).saturating_mul(paths);
-    let mut notes = Vec::new();
-    let sample_capacity = if needed > MAX_SAMPLES_PER_ENDPOINT {
-        notes.push(format!(
-            "a window of {} at a {}s period needs {needed} samples per pod; only the last {MAX_SAMPLES_PER_ENDPOINT} are kept",
+    if needed > MAX_SAMPLES_PER_ENDPOINT {
+        let note = format!(
+            "a window of {} at a {period_seconds}s period needs {needed} samples per pod; only the last {MAX_SAMPLES_PER_ENDPOINT} are kept",
             super::format_duration(longest),
-            probe.period_seconds
-        ));
-        MAX_SAMPLES_PER_ENDPOINT
+        );
+        (MAX_SAMPLES_PER_ENDPOINT, vec![note])
     } else {
-        needed.max(paths * 4)
-    };
-
-    let recovery = RecoverySettings {
-        consecutive_successes: at_least_one(
-            "spec.recovery.consecutiveSuccesses",
-            spec.recovery.consecutive_successes,
-        )?,
-        healthy_delay: duration("spec.recovery.healthyDelay", &spec.recovery.healthy_delay)?,
-    };
-
-    let remediation = remediation::remediation(&spec.remediation)?;
-
-    Ok(Settings {
-        probe: probe_settings,
-        triggers,
-        recovery,
-        remediation,
-        sample_capacity,
-        notes,
-    })
+        (needed.max(paths * 4), Vec::new())
+    }
 }
 
 #[cfg(test)]
