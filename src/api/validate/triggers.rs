@@ -173,25 +173,7 @@ pub(super) fn trigger(
 ) -> Result<TriggerSettings, InvalidSpec> {
     let f = |name: &str| format!("spec.triggers[{i}].{name}");
     let max_window = StdDuration::from_secs(3600);
-    let set = [
-        t.consecutive_failures.is_some(),
-        t.status_codes.is_some(),
-        t.slow_responses.is_some(),
-        t.error_rate.is_some(),
-        t.memory.is_some(),
-        t.cpu.is_some(),
-        t.restarts.is_some(),
-        t.oom_killed.is_some(),
-        t.certificate_expires_within.is_some(),
-        t.config_changed.is_some(),
-    ];
-    if set.iter().filter(|s| **s).count() != 1 {
-        return Err(invalid(
-            format!("spec.triggers[{i}]"),
-            "must set exactly one of: consecutiveFailures, statusCodes, slowResponses, errorRate, memory, cpu, \
-             restarts, oomKilled, certificateExpiresWithin, configChanged",
-        ));
-    }
+    exactly_one_kind(i, t)?;
     Ok(if let Some(cf) = &t.consecutive_failures {
         TriggerSettings::ConsecutiveFailures {
             threshold: at_least_one(&f("consecutiveFailures.threshold"), cf.threshold)?,
@@ -222,21 +204,7 @@ pub(super) fn trigger(
             min_samples: at_least_one(&f("errorRate.minSamples"), er.min_samples)?,
         }
     } else if let Some(m) = &t.memory {
-        let threshold = match (m.percent_of_limit, &m.bytes) {
-            (Some(p), None) if (1..=100).contains(&p) => MemoryThreshold::PercentOfLimit(p),
-            (Some(_), None) => return Err(invalid(f("memory.percentOfLimit"), "must be between 1 and 100")),
-            (None, Some(b)) => {
-                MemoryThreshold::Bytes(crate::api::quantity::bytes(b).filter(|b| *b > 0).ok_or_else(
-                    || invalid(f("memory.bytes"), format!("{b:?} is not a size such as 512Mi")),
-                )?)
-            }
-            _ => {
-                return Err(invalid(
-                    f("memory"),
-                    "must set exactly one of: percentOfLimit, bytes",
-                ));
-            }
-        };
+        let threshold = memory_threshold(i, m)?;
         TriggerSettings::Memory {
             threshold,
             for_: duration(&f("memory.for"), &m.for_)?,
@@ -268,5 +236,48 @@ pub(super) fn trigger(
         }
     } else {
         TriggerSettings::ConfigChanged
+    })
+}
+
+/// A trigger sets exactly one kind.
+fn exactly_one_kind(i: usize, t: &crate::api::Trigger) -> Result<(), InvalidSpec> {
+    let set = [
+        t.consecutive_failures.is_some(),
+        t.status_codes.is_some(),
+        t.slow_responses.is_some(),
+        t.error_rate.is_some(),
+        t.memory.is_some(),
+        t.cpu.is_some(),
+        t.restarts.is_some(),
+        t.oom_killed.is_some(),
+        t.certificate_expires_within.is_some(),
+        t.config_changed.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(invalid(
+            format!("spec.triggers[{i}]"),
+            "must set exactly one of: consecutiveFailures, statusCodes, slowResponses, errorRate, memory, cpu, \
+             restarts, oomKilled, certificateExpiresWithin, configChanged",
+        ));
+    }
+    Ok(())
+}
+
+fn memory_threshold(i: usize, m: &crate::api::MemoryTrigger) -> Result<MemoryThreshold, InvalidSpec> {
+    let f = |name: &str| format!("spec.triggers[{i}].{name}");
+    Ok(match (m.percent_of_limit, &m.bytes) {
+        (Some(p), None) if (1..=100).contains(&p) => MemoryThreshold::PercentOfLimit(p),
+        (Some(_), None) => return Err(invalid(f("memory.percentOfLimit"), "must be between 1 and 100")),
+        (None, Some(b)) => MemoryThreshold::Bytes(
+            crate::api::quantity::bytes(b)
+                .filter(|b| *b > 0)
+                .ok_or_else(|| invalid(f("memory.bytes"), format!("{b:?} is not a size such as 512Mi")))?,
+        ),
+        _ => {
+            return Err(invalid(
+                f("memory"),
+                "must set exactly one of: percentOfLimit, bytes",
+            ));
+        }
     })
 }
