@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::{api::core::v1::Service, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::{Api, runtime::controller::Action as Requeue};
 
 use super::{Context, OwnPod, PolicyRef};
@@ -12,7 +12,7 @@ use crate::{
     Error, Result,
     act::Workload,
     api::{AppHealthPolicy, ProbeVia, TargetKind, format_duration, validate},
-    observe::{endpoints, pod::CachedPod, references, rollout},
+    observe::{endpoints, pod::CachedPod, references, request::RequestTemplate, rollout},
     report::{Readiness, reasons},
 };
 
@@ -59,29 +59,10 @@ pub(super) async fn dereference(
     ctx: &Context,
 ) -> Result<Dereferenced> {
     let namespace = policy.metadata.namespace.clone().unwrap_or_default();
-    let settings = match validate::validate(&policy.spec) {
-        Ok(s) => Arc::new(s),
-        Err(invalid) => {
-            let message =
-                format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
-            return Ok(stopped(
-                reasons::INVALID_SPEC,
-                message.clone(),
-                message,
-                Requeue::await_change(),
-            ));
-        }
+    let settings = match settings(policy) {
+        Ok(settings) => settings,
+        Err(stopped) => return Ok(stopped),
     };
-    if policy.spec.suspend {
-        let message =
-            "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
-        return Ok(stopped(
-            reasons::SUSPENDED,
-            message.clone(),
-            message,
-            Requeue::await_change(),
-        ));
-    }
     if !ctx.index.synced().await {
         return Ok(Dereferenced::NotSynced);
     }
@@ -149,14 +130,59 @@ pub(super) async fn dereference(
             Requeue::requeue(Duration::from_secs(300)),
         ));
     }
+    let resolved = resolve(ctx, &settings, &template, &selector, &pods, &namespace).await?;
+    let rollout = rollout_of(ctx, target.kind, &namespace, &target.name);
+    Ok(Dereferenced::Found(Box::new(Target {
+        settings,
+        workload,
+        pods,
+        resolved,
+        rollout,
+    })))
+}
+
+/// The spec's settings, or why the policy stops here: its spec is invalid, or it is suspended.
+fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Settings>, Dereferenced> {
+    let settings = validate::validate(&policy.spec).map_err(|invalid| {
+        let message =
+            format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
+        stopped(
+            reasons::INVALID_SPEC,
+            message.clone(),
+            message,
+            Requeue::await_change(),
+        )
+    })?;
+    if policy.spec.suspend {
+        let message =
+            "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
+        return Err(stopped(
+            reasons::SUSPENDED,
+            message.clone(),
+            message,
+            Requeue::await_change(),
+        ));
+    }
+    Ok(Arc::new(settings))
+}
+
+/// The endpoints to probe: the selected pods, or the Service the probe goes through.
+async fn resolve(
+    ctx: &Context,
+    settings: &validate::Settings,
+    template: &RequestTemplate,
+    selector: &LabelSelector,
+    pods: &[Arc<CachedPod>],
+    namespace: &str,
+) -> Result<endpoints::Resolved> {
     let reach = &ctx.reach;
-    let resolved = match settings.probe.via {
-        ProbeVia::Pods => endpoints::for_pods(&template, &selector, pods.iter().map(|p| p.as_ref()), reach),
+    Ok(match settings.probe.via {
+        ProbeVia::Pods => endpoints::for_pods(template, selector, pods.iter().map(|p| p.as_ref()), reach),
         ProbeVia::Service => {
             let name = settings.probe.service.clone().unwrap_or_default();
-            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+            let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
             match services.get_opt(&name).await.map_err(Error::Dereference)? {
-                Some(svc) => endpoints::for_service(&template, &svc, reach),
+                Some(svc) => endpoints::for_service(template, &svc, reach),
                 None => endpoints::Resolved {
                     problems: vec![format!(
                         "Service {name} was not found in namespace {namespace} (spec.probe.service)"
@@ -165,24 +191,21 @@ pub(super) async fn dereference(
                 },
             }
         }
-    };
-    let rollout = match target.kind {
+    })
+}
+
+/// Why the workload is mid-rollout, from the cached Deployment or StatefulSet.
+fn rollout_of(ctx: &Context, kind: TargetKind, namespace: &str, name: &str) -> Option<String> {
+    match kind {
         TargetKind::Deployment => ctx
             .index
-            .deployment(&namespace, &target.name)
+            .deployment(namespace, name)
             .and_then(|d| rollout::deployment(&d)),
         TargetKind::StatefulSet => ctx
             .index
-            .statefulset(&namespace, &target.name)
+            .statefulset(namespace, name)
             .and_then(|s| rollout::statefulset(&s)),
-    };
-    Ok(Dereferenced::Found(Box::new(Target {
-        settings,
-        workload,
-        pods,
-        resolved,
-        rollout,
-    })))
+    }
 }
 
 /// Why a policy may not act on its target, when the target runs the operator itself: restarting,
