@@ -12,7 +12,7 @@ use crate::{
     },
     clock::{self, Clock},
     evaluate::{Evaluator, TargetVerdict},
-    observation::Usage,
+    observation::{Sample, Usage},
     observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
     plan::{self, Budget, Plan, PlanInput},
     report::{self, Observation, Outcome, Readiness, text},
@@ -189,6 +189,10 @@ fn decide(plan: &Plan, target: &str) -> (String, Option<Outcome>) {
     }
 }
 
+fn io(e: std::io::Error) -> Error {
+    Error::Usage(format!("could not write output: {e}"))
+}
+
 /// Runs the check, writing a line per probe and per decision to `out`.
 pub async fn run(
     policy: &AppHealthPolicy,
@@ -210,14 +214,6 @@ pub async fn run(
     // Header values and CA bundles from Secrets or ConfigMaps cannot be read without a cluster:
     // check mode sends only the headers written in the policy and trusts the system roots.
     let request = RequestTemplate::literal(&settings.probe).request_for_url(&options.url, &options.url);
-    let mut evaluator = Evaluator::new(&settings);
-    // The ladder is kept in a status of its own, advanced by the same function as the controller's.
-    let mut status = AppHealthPolicyStatus::default();
-    let mut report = CheckReport::default();
-    let mut last: Option<TargetVerdict> = None;
-    let mut last_decision = String::new();
-
-    let io = |e: std::io::Error| Error::Usage(format!("could not write output: {e}"));
     writeln!(
         out,
         "checking policy {name} against {} every {} (timeout {}), standing in for {target}\n{}\nnothing is ever changed in check mode",
@@ -231,20 +227,54 @@ pub async fn run(
         writeln!(out, "note: {note}").map_err(io)?;
     }
 
+    let mut session = Session::new(&settings, target, &options.url);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while options.probes.is_none_or(|max| report.probes < max) {
+    while options.probes.is_none_or(|max| session.report.probes < max) {
         ticks.tick().await;
         let sample = prober.probe(&request, clock.as_ref()).await;
-        report.probes += 1;
-        evaluator.observe(&sample);
-        let now = clock.now();
-        evaluator.observe_signals(
+        session.round(&sample, clock.now(), out)?;
+    }
+    Ok(session.report)
+}
+
+/// What a check carries from one probe to the next: the evaluator's windows, the ladder's status
+/// (advanced by the same function as the controller's), and what was last printed.
+struct Session<'a> {
+    settings: &'a Settings,
+    target: String,
+    url: &'a str,
+    evaluator: Evaluator,
+    status: AppHealthPolicyStatus,
+    report: CheckReport,
+    last: Option<TargetVerdict>,
+    last_decision: String,
+}
+
+impl<'a> Session<'a> {
+    fn new(settings: &'a Settings, target: String, url: &'a str) -> Self {
+        Self {
+            settings,
+            target,
+            url,
+            evaluator: Evaluator::new(settings),
+            status: AppHealthPolicyStatus::default(),
+            report: CheckReport::default(),
+            last: None,
+            last_decision: String::new(),
+        }
+    }
+
+    /// One probe: its line, the verdict when it changes, and the plan when it changes.
+    fn round(&mut self, sample: &Sample, now: jiff::Timestamp, out: &mut (dyn Write + Send)) -> Result<()> {
+        self.report.probes += 1;
+        self.evaluator.observe(sample);
+        self.evaluator.observe_signals(
             now,
             &[],
             &Usage::Unavailable("check mode reads nothing from a cluster".into()),
         );
-        let verdict = evaluator.verdict(now);
+        let verdict = self.evaluator.verdict(now);
         writeln!(
             out,
             "{}  {:<4} {:<40} {:>6}ms",
@@ -254,7 +284,7 @@ pub async fn run(
             sample.latency.as_millis()
         )
         .map_err(io)?;
-        if last.as_ref().is_none_or(|l| verdict.differs_from(l)) && verdict.health != Health::Unknown {
+        if self.last.as_ref().is_none_or(|l| verdict.differs_from(l)) && verdict.health != Health::Unknown {
             writeln!(
                 out,
                 "verdict: {} — {}",
@@ -262,38 +292,44 @@ pub async fn run(
                 verdict.summary()
             )
             .map_err(io)?;
-            report.verdicts.push(verdict.health);
+            self.report.verdicts.push(verdict.health);
         }
-        let now = clock::whole_seconds(now);
+        let decision = self.advance(&verdict, clock::whole_seconds(now));
+        if !decision.is_empty() && decision != self.last_decision {
+            writeln!(out, "plan: {decision}").map_err(io)?;
+            self.report.decisions.push(decision.clone());
+        }
+        self.last_decision = decision;
+        self.last = Some(verdict);
+        Ok(())
+    }
+
+    /// Plans as the controller would, moves the ladder's status on, and says what was decided.
+    fn advance(&mut self, verdict: &TargetVerdict, now: jiff::Timestamp) -> String {
+        let remediation = &self.settings.remediation;
         let plan = plan::plan(&PlanInput {
-            settings: &settings.remediation,
+            settings: remediation,
             suspended: false,
             health: verdict.health,
             pods: &[],
-            status: &status,
+            status: &self.status,
             rollout: None,
             budget: Budget::default(),
             now,
         });
-        let (decision, done) = decide(&plan, &target);
+        let (decision, done) = decide(&plan, &self.target);
         let seen = Observation {
             generation: None,
             readiness: Readiness::Probing {
-                message: format!("Probing {}.", options.url),
+                message: format!("Probing {}.", self.url),
             },
             verdict: Some(verdict.clone()),
-            dry_run: settings.remediation.dry_run,
-            steps: u32::try_from(settings.remediation.steps.len()).unwrap_or(u32::MAX),
-            workload: target.clone(),
-            diagnostics_retention: settings.remediation.diagnostics_retention,
+            dry_run: remediation.dry_run,
+            steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
+            workload: self.target.clone(),
+            diagnostics_retention: remediation.diagnostics_retention,
         };
-        status = report::desired_status(&status, &seen, Some(&plan), done.as_ref(), now).0;
-        if !decision.is_empty() && decision != last_decision {
-            writeln!(out, "plan: {decision}").map_err(io)?;
-            report.decisions.push(decision.clone());
-        }
-        last_decision = decision;
-        last = Some(verdict);
+        self.status = report::desired_status(&self.status, &seen, Some(&plan), done.as_ref(), now).0;
+        decision
     }
-    Ok(report)
 }
