@@ -131,6 +131,39 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The operator's client, and one without kube's retries for the writes it retries itself;
+/// both under the API rate limit.
+fn clients(
+    config: kube::Config,
+    limit: controller::ApiRateLimit,
+    metrics: &Arc<Metrics>,
+) -> Result<(kube::Client, kube::Client), apphealth_operator::Error> {
+    let mut direct = config.clone();
+    direct.default_retry = false;
+    Ok((
+        controller::rate_limited_client(config, limit, Some(metrics.clone()))?,
+        controller::rate_limited_client(direct, limit, Some(metrics.clone()))?,
+    ))
+}
+
+/// Leader election when `--lease-namespace` is given: this instance's identity and the lease's
+/// timings.
+fn leader_election(args: &RunArgs) -> Option<LeaderElection> {
+    args.lease_namespace.clone().map(|namespace| {
+        let identity = args
+            .instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("apphealth-operator-{}", std::process::id()));
+        LeaderElection {
+            lease_name: args.lease_name.clone(),
+            duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
+            grace: Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
+            ..LeaderElection::new(namespace, identity)
+        }
+    })
+}
+
 async fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
     let config = match kube::Config::infer().await {
@@ -152,15 +185,7 @@ async fn run(args: RunArgs) -> ExitCode {
         burst: args.api_burst,
     };
     let metrics = Arc::new(Metrics::default());
-    let mut direct = config.clone();
-    direct.default_retry = false;
-    let clients = controller::rate_limited_client(config, limit, Some(metrics.clone())).and_then(|c| {
-        Ok((
-            c,
-            controller::rate_limited_client(direct, limit, Some(metrics.clone()))?,
-        ))
-    });
-    let (client, direct_client) = match clients {
+    let (client, direct_client) = match clients(config, limit, &metrics) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -168,19 +193,7 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let readiness = Arc::new(Readiness::default());
-    let leader_election = args.lease_namespace.map(|namespace| {
-        let identity = args
-            .instance
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| format!("apphealth-operator-{}", std::process::id()));
-        LeaderElection {
-            lease_name: args.lease_name.clone(),
-            duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
-            grace: Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
-            ..LeaderElection::new(namespace, identity)
-        }
-    });
+    let leader_election = leader_election(&args);
     let config = controller::Config {
         leader_election,
         namespaces: args.namespace,
