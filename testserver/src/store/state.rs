@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::managed::{OPERATION_UPDATE, Write, owned_among, ownership_changed, record_manager};
@@ -307,97 +307,15 @@ impl State {
         w: &Write<'_>,
     ) -> Result<Value, ApiError> {
         let old = self.current(rt, ns, name)?;
-        if !candidate.is_object() {
-            return Err(ApiError::bad_request("object must be a JSON object"));
-        }
-        let candidate = if sub == Sub::Scale {
-            candidate
-        } else {
-            check_type(rt, &candidate)?;
-            convert::to_storage(rt, candidate)
-        };
-        if let Some(body_name) = meta_str(&candidate, "name").filter(|n| !n.is_empty()) {
-            if body_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                )));
-            }
-        }
-        if let Some(body_rv) = meta_str(&candidate, "resourceVersion").filter(|r| !r.is_empty()) {
-            if Some(body_rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::conflict(&rt.qualified(), name));
-            }
-        }
-        let mut new = match sub {
-            Sub::Main => {
-                let mut new = candidate;
-                if rt.has_status {
-                    if let Value::Object(m) = &mut new {
-                        match old.get("status") {
-                            Some(s) => m.insert("status".into(), s.clone()),
-                            None => m.remove("status"),
-                        };
-                    }
-                }
-                new
-            }
-            Sub::Status => {
-                let mut new = old.clone();
-                if let Value::Object(m) = &mut new {
-                    match candidate.get("status") {
-                        Some(s) if !s.is_null() => m.insert("status".into(), s.clone()),
-                        _ => m.remove("status"),
-                    };
-                }
-                new
-            }
-            Sub::Resize => crate::resize::apply(&old, &candidate, name)?,
-            Sub::Scale => {
-                let spec = rt
-                    .scale
-                    .as_ref()
-                    .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
-                let replicas = candidate
-                    .pointer("/spec/replicas")
-                    .filter(|r| r.is_u64())
-                    .cloned()
-                    .ok_or_else(|| ApiError::invalid("Scale is invalid: spec.replicas: Required value"))?;
-                let mut new = old.clone();
-                set_path(&mut new, &spec.spec_replicas_path, replicas);
-                new
-            }
-        };
+        let candidate = checked_candidate(rt, name, &old, candidate, sub)?;
+        let mut new = merged(rt, name, &old, candidate, sub)?;
         // Server-managed metadata always comes from the stored object.
         let old_meta = old
             .get("metadata")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        {
-            let meta = metadata_mut(&mut new)?;
-            if sub != Sub::Main {
-                *meta = old_meta.clone();
-            }
-            for f in [
-                "name",
-                "namespace",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "resourceVersion",
-            ] {
-                match old_meta.get(f) {
-                    Some(v) => meta.insert(f.into(), v.clone()),
-                    None => meta.remove(f),
-                };
-            }
-            // Server-owned too: managedFields in the body are ignored, so a write that would only
-            // refresh a time is a no-op.
-            match old_meta.get("managedFields") {
-                Some(v) => meta.insert("managedFields".into(), v.clone()),
-                None => meta.remove("managedFields"),
-            };
-        }
+        keep_server_metadata(&mut new, &old_meta, sub)?;
         self.prepare_special(rt, &mut new, Some(&old), &w.time)?;
         self.admit(rt, &mut new, Some(&old), w)?;
         let new = with_type(rt, new);
@@ -551,4 +469,107 @@ impl State {
         }
         Ok(present(rt, obj))
     }
+}
+
+/// The body of an update, checked against the URL and the stored object (`resourceVersion` as a
+/// precondition) and in storage form.
+fn checked_candidate(
+    rt: &ResourceType,
+    name: &str,
+    old: &Value,
+    candidate: Value,
+    sub: Sub,
+) -> Result<Value, ApiError> {
+    if !candidate.is_object() {
+        return Err(ApiError::bad_request("object must be a JSON object"));
+    }
+    let candidate = if sub == Sub::Scale {
+        candidate
+    } else {
+        check_type(rt, &candidate)?;
+        convert::to_storage(rt, candidate)
+    };
+    if let Some(body_name) = meta_str(&candidate, "name").filter(|n| !n.is_empty()) {
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    if let Some(body_rv) = meta_str(&candidate, "resourceVersion").filter(|r| !r.is_empty()) {
+        if Some(body_rv) != meta_str(old, "resourceVersion") {
+            return Err(ApiError::conflict(&rt.qualified(), name));
+        }
+    }
+    Ok(candidate)
+}
+
+/// The object an update of `sub` makes of `old`: the main resource keeps its status, the status
+/// subresource changes only status, resize only resources, scale only the replicas.
+fn merged(rt: &ResourceType, name: &str, old: &Value, candidate: Value, sub: Sub) -> Result<Value, ApiError> {
+    Ok(match sub {
+        Sub::Main => {
+            let mut new = candidate;
+            if rt.has_status {
+                if let Value::Object(m) = &mut new {
+                    match old.get("status") {
+                        Some(s) => m.insert("status".into(), s.clone()),
+                        None => m.remove("status"),
+                    };
+                }
+            }
+            new
+        }
+        Sub::Status => {
+            let mut new = old.clone();
+            if let Value::Object(m) = &mut new {
+                match candidate.get("status") {
+                    Some(s) if !s.is_null() => m.insert("status".into(), s.clone()),
+                    _ => m.remove("status"),
+                };
+            }
+            new
+        }
+        Sub::Resize => crate::resize::apply(old, &candidate, name)?,
+        Sub::Scale => {
+            let spec = rt
+                .scale
+                .as_ref()
+                .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
+            let replicas = candidate
+                .pointer("/spec/replicas")
+                .filter(|r| r.is_u64())
+                .cloned()
+                .ok_or_else(|| ApiError::invalid("Scale is invalid: spec.replicas: Required value"))?;
+            let mut new = old.clone();
+            set_path(&mut new, &spec.spec_replicas_path, replicas);
+            new
+        }
+    })
+}
+
+/// Server-managed metadata (identity, times, generation, resourceVersion, managedFields) as stored;
+/// a subresource write keeps all of the stored metadata.
+fn keep_server_metadata(new: &mut Value, old_meta: &Map<String, Value>, sub: Sub) -> Result<(), ApiError> {
+    let meta = metadata_mut(new)?;
+    if sub != Sub::Main {
+        *meta = old_meta.clone();
+    }
+    // managedFields is server-owned too: what a body says is ignored, so a write that would only
+    // refresh a time is a no-op.
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "resourceVersion",
+        "managedFields",
+    ] {
+        match old_meta.get(f) {
+            Some(v) => meta.insert(f.into(), v.clone()),
+            None => meta.remove(f),
+        };
+    }
+    Ok(())
 }
