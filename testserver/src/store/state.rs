@@ -194,6 +194,37 @@ impl State {
         Ok(())
     }
 
+    /// The name of a new object: its own, or `generateName` with a random suffix no object of the
+    /// type and namespace has.
+    fn name_for(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: String,
+        generate: &str,
+    ) -> Result<String, ApiError> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        if generate.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                rt.kind
+            )));
+        }
+        let key = rt.store_key();
+        loop {
+            let candidate = format!("{generate}{}", self.random_suffix());
+            let exists = self
+                .objects
+                .get(&key)
+                .is_some_and(|m| m.contains_key(&Self::object_key(rt, ns, &candidate)));
+            if !exists {
+                return Ok(candidate);
+            }
+        }
+    }
+
     pub(super) fn create(
         &mut self,
         events: &broadcast::Sender<Arc<Event>>,
@@ -219,35 +250,9 @@ impl State {
             }
             _ => {}
         }
-        let mut name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let generate = meta
-            .get("generateName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if name.is_empty() {
-            if generate.is_empty() {
-                return Err(ApiError::invalid(format!(
-                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
-                    rt.kind
-                )));
-            }
-            loop {
-                let candidate = format!("{generate}{}", self.random_suffix());
-                let exists = self
-                    .objects
-                    .get(&key)
-                    .is_some_and(|m| m.contains_key(&Self::object_key(rt, url_ns.as_deref(), &candidate)));
-                if !exists {
-                    name = candidate;
-                    break;
-                }
-            }
-        }
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let generate = meta_str(&obj, "generateName").unwrap_or_default().to_string();
+        let name = self.name_for(rt, url_ns.as_deref(), name, &generate)?;
         let okey = Self::object_key(rt, url_ns.as_deref(), &name);
         if self.objects.get(&key).is_some_and(|m| m.contains_key(&okey)) {
             return Err(ApiError::already_exists(&rt.qualified(), &name));
