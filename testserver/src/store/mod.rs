@@ -10,21 +10,21 @@ use tokio::sync::broadcast;
 
 use crate::admission::{Admission, Checks};
 use crate::error::ApiError;
-use crate::fields;
 use crate::patch;
 use crate::registry::{Registry, ResourceType, StoreKey};
 use crate::selector::{FieldSelector, LabelSelector};
 
+mod apply;
 mod clock;
 mod managed;
 mod object;
 mod state;
 
 pub use clock::{Clock, ClockFn, rfc3339};
+use managed::Write;
 pub use managed::{BOOTSTRAP_MANAGER, OPERATION_APPLY, OPERATION_UPDATE};
-use managed::{Write, apply_conflicts};
+use object::meta_str;
 pub use object::{get_path, present, scale_view, with_type};
-use object::{meta_str, metadata_mut};
 
 /// How many events of each resource type are kept for watches that resume from a resourceVersion.
 pub const HISTORY_PER_TYPE: usize = 4096;
@@ -186,6 +186,15 @@ impl<'a> From<&'a String> for Writer<'a> {
     fn from(manager: &'a String) -> Self {
         Self::from(manager.as_str())
     }
+}
+
+/// The object (and part of it) a write addresses.
+#[derive(Clone, Copy)]
+struct Addressed<'a> {
+    rt: &'a ResourceType,
+    ns: Option<&'a str>,
+    name: &'a str,
+    sub: Sub,
 }
 
 /// The shared store.
@@ -399,31 +408,14 @@ impl Store {
             ));
         }
         let mut w = self.write(by.into(), matches!(ptype, PatchType::Apply { .. }));
+        let at = Addressed { rt, ns, name, sub };
         let mut st = self.lock();
         let current = match st.current(rt, ns, name) {
             Ok(c) => present(rt, c),
-            Err(e) => {
-                if let (PatchType::Apply { .. }, Sub::Main) = (ptype, sub) {
-                    let mut applied = body.clone();
-                    if rt.has_status {
-                        if let Value::Object(m) = &mut applied {
-                            m.remove("status");
-                        }
-                    }
-                    if let Ok(meta) = metadata_mut(&mut applied) {
-                        meta.entry("name").or_insert_with(|| json!(name));
-                    }
-                    w.fields = Some(fields::fields_v1(&applied));
-                    let created = st.create(&self.events, rt, ns, applied.clone(), &w)?;
-                    let okey = State::object_key(rt, ns, name);
-                    st.applied.insert(
-                        (rt.store_key(), okey.0, okey.1, sub.name(), w.manager.to_string()),
-                        applied,
-                    );
-                    return Ok(created);
-                }
-                return Err(e);
+            Err(_) if matches!((ptype, sub), (PatchType::Apply { .. }, Sub::Main)) => {
+                return self.apply_create(&mut st, &at, body, &mut w);
             }
+            Err(e) => return Err(e),
         };
         let view = match sub {
             Sub::Scale => {
@@ -443,45 +435,7 @@ impl Store {
                 v
             }
             PatchType::Json => patch::json_patch(&view, body)?,
-            PatchType::Apply { force } => {
-                if !body.is_object() {
-                    return Err(ApiError::bad_request("apply configuration must be an object"));
-                }
-                let mut applied = body.clone();
-                if let Value::Object(m) = &mut applied {
-                    match sub {
-                        Sub::Main if rt.has_status => {
-                            m.remove("status");
-                        }
-                        Sub::Status => m.retain(|k, _| {
-                            matches!(k.as_str(), "status" | "apiVersion" | "kind" | "metadata")
-                        }),
-                        _ => {}
-                    }
-                }
-                let okey = State::object_key(rt, ns, name);
-                let akey = (rt.store_key(), okey.0, okey.1, sub.name(), w.manager.to_string());
-                let previous = st.applied.get(&akey).cloned().unwrap_or(Value::Null);
-                let others: Vec<&Value> = st
-                    .applied
-                    .iter()
-                    .filter(|(k, _)| k.0 == akey.0 && k.1 == akey.1 && k.2 == akey.2 && **k != akey)
-                    .map(|(_, v)| v)
-                    .collect();
-                let mut v = view.clone();
-                patch::remove_unapplied(&mut v, &previous, &applied, &others);
-                w.fields = Some(fields::fields_v1(&applied));
-                patch::apply_merge(&mut v, &applied);
-                let taken = apply_conflicts(&st.applied, &akey, &view, &v, *force)?;
-                for (key, config) in &taken {
-                    w.transferred
-                        .push((key.4.clone(), key.3, fields::fields_v1(config)));
-                }
-                let result = st.update(&self.events, rt, ns, name, sub, v, &w)?;
-                st.applied.insert(akey, applied);
-                st.applied.extend(taken);
-                return Ok(result);
-            }
+            PatchType::Apply { force } => return self.apply_update(&mut st, &at, view, body, *force, &mut w),
         };
         let updated = st.update(&self.events, rt, ns, name, sub, candidate, &w)?;
         match sub {
