@@ -12,14 +12,18 @@ use serde_json::{Value, json};
 
 use crate::admission::{Admission, FieldValidation};
 use crate::error::ApiError;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Filter, PatchType, Store, Sub, Writer};
 use crate::table::IncludeObject;
-use crate::view::{View, wants_table};
+use crate::view::View;
 use crate::{Fault, RecordedRequest};
+
+mod route;
+
+use route::{Route, route};
 
 /// The fault hook type.
 pub type FaultHook = Arc<dyn Fn(&RecordedRequest) -> Option<Fault> + Send + Sync + 'static>;
@@ -63,24 +67,6 @@ pub fn json_response(code: u16, body: &Value) -> Response {
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(bytes))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-/// `GET /openapi/v2`: protobuf when the client asks for it (kubectl does), JSON otherwise.
-fn openapi_v2_response(store: &crate::store::Store, headers: &HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !crate::openapi_v2::PROTOBUF_ACCEPT
-        .iter()
-        .any(|pb| accept.contains(pb))
-    {
-        return json_response(200, &crate::openapi_v2::document(store));
-    }
-    Response::builder()
-        .header(header::CONTENT_TYPE, crate::openapi_v2::PROTOBUF)
-        .body(Body::from(crate::openapi_v2::protobuf(store)))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
@@ -376,83 +362,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect::<Result<_, _>>()?;
-    let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let is_get = parts.method == Method::GET;
-    let registry = || shared.store.registry();
-    let (group, version, rest): (String, String, &[String]) = match seg_refs.as_slice() {
-        ["version"] if is_get => return Ok(json_response(200, &version_info())),
-        ["openapi", "v2"] if is_get => return Ok(openapi_v2_response(&shared.store, &parts.headers)),
-        ["openapi", "v3"] if is_get => return Ok(json_response(200, &crate::openapi::root(&shared.store))),
-        ["openapi", "v3", rest @ ..] if is_get => {
-            return crate::openapi::group_version(&shared.store, &rest.join("/"))
-                .map(|doc| json_response(200, &doc))
-                .ok_or_else(not_found_path);
-        }
-        ["healthz" | "readyz" | "livez"] if is_get => {
-            return Ok(Response::builder()
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::from("ok"))
-                .unwrap_or_else(|_| Response::new(Body::empty())));
-        }
-        ["api"] if is_get => return Ok(json_response(200, &registry().api_versions(&shared.address))),
-        ["api", v] if is_get => {
-            let mut list = registry().api_resource_list("", v).ok_or_else(not_found_path)?;
-            if !shared.pods.resize_enabled() {
-                pods::hide_resize(&mut list);
-            }
-            return Ok(json_response(200, &list));
-        }
-        ["apis"] if is_get => {
-            let mut list = registry().api_group_list();
-            if shared.metrics.enabled() {
-                if let Some(groups) = list.get_mut("groups").and_then(Value::as_array_mut) {
-                    groups.push(Metrics::group_entry());
-                }
-            }
-            return Ok(json_response(200, &list));
-        }
-        ["apis", metrics::GROUP, rest @ ..] if shared.metrics.enabled() => {
-            let body = match rest {
-                [] if is_get => Metrics::api_group(),
-                [metrics::VERSION] if is_get => Metrics::api_resource_list(),
-                [] | [metrics::VERSION] => {
-                    return Err(ApiError::method_not_allowed(format!(
-                        "method {} is not supported on this path",
-                        parts.method
-                    )));
-                }
-                [metrics::VERSION, rest @ ..] => shared.metrics.serve(
-                    &shared.store,
-                    &parts.method,
-                    rest,
-                    &query,
-                    wants_table(&parts.headers),
-                )?,
-                _ => return Err(not_found_path()),
-            };
-            return Ok(json_response(200, &body));
-        }
-        ["apis", g] if is_get => {
-            return registry()
-                .api_group(g)
-                .map(|l| json_response(200, &l))
-                .ok_or_else(not_found_path);
-        }
-        ["apis", g, v] if is_get => {
-            return registry()
-                .api_resource_list(g, v)
-                .map(|l| json_response(200, &l))
-                .ok_or_else(not_found_path);
-        }
-        ["api", v, ..] if segs.len() > 2 => {
-            (String::new(), (*v).to_string(), segs.get(2..).unwrap_or_default())
-        }
-        ["apis", g, v, ..] if segs.len() > 3 => (
-            (*g).to_string(),
-            (*v).to_string(),
-            segs.get(3..).unwrap_or_default(),
-        ),
-        _ => return Err(not_found_path()),
+    let (group, version, rest) = match route(shared, &parts, &segs, &query)? {
+        Route::Answered(response) => return Ok(response),
+        Route::Resource { group, version, rest } => (group, version, rest),
     };
     if let (
         true,
@@ -470,6 +382,17 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
         return pods::serve(shared, parts, body, &query, ns, name, sub).await;
     }
     let target = resolve_target(&shared.store, &group, &version, rest)?;
+    serve_resource(shared, parts, body, &query, target).await
+}
+
+/// A request on a resource type, an object or its subresource.
+async fn serve_resource(
+    shared: &Arc<Shared>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    query: &HashMap<String, String>,
+    target: Target,
+) -> Result<Response, ApiError> {
     if target.sub == Sub::Resize && !shared.pods.resize_enabled() {
         return Err(not_found_path());
     }
@@ -506,13 +429,13 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     )?);
     match (&parts.method, name) {
         (&Method::GET, None) => {
-            let filter = filter(&namespace, &query)?;
+            let filter = filter(&namespace, query)?;
             if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
                 let cut = parts
                     .extensions
                     .get::<CutSince>()
                     .map_or_else(|| shared.cut_watches.subscribe(), |c| c.0.clone());
-                return crate::watch::watch(shared, rt, filter, &query, view, cut);
+                return crate::watch::watch(shared, rt, filter, query, view, cut);
             }
             let (items, rv) = store.list(&rt, &filter);
             Ok(json_response(200, &view.list(&rt, items, rv, store.now())))
@@ -525,7 +448,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                     .and_then(Value::as_str)
                     .map(str::to_string)
             });
-            let manager = field_manager(&query, &parts.headers)?;
+            let manager = field_manager(query, &parts.headers)?;
             let by = Writer {
                 manager: &manager,
                 admission: Some(&admission),
@@ -534,7 +457,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             Ok(warn(respond(201, created), &admission))
         }
         (&Method::PUT, Some(name)) => {
-            let manager = field_manager(&query, &parts.headers)?;
+            let manager = field_manager(query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
             let by = Writer {
                 manager: &manager,
@@ -544,30 +467,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             Ok(warn(respond(200, replaced), &admission))
         }
         (&Method::PATCH, Some(name)) => {
-            let ptype = match media.as_deref() {
-                Some("application/merge-patch+json") => PatchType::Merge,
-                Some("application/json-patch+json") => PatchType::Json,
-                Some("application/strategic-merge-patch+json") => PatchType::Strategic,
-                Some("application/apply-patch+yaml" | "application/apply-patch+json") => {
-                    if query.get("fieldManager").is_none_or(String::is_empty) {
-                        return Err(ApiError::bad_request(
-                            "PATCH request with apply-patch content type requires fieldManager",
-                        ));
-                    }
-                    PatchType::Apply {
-                        force: matches!(query.get("force").map(String::as_str), Some("true" | "1")),
-                    }
-                }
-                other => {
-                    return Err(ApiError::unsupported_media_type(format!(
-                        "the body of the request was in an unknown format ({}) - accepted media types include: \
-                         application/json-patch+json, application/merge-patch+json, \
-                         application/apply-patch+yaml, application/strategic-merge-patch+json",
-                        other.unwrap_or("none")
-                    )));
-                }
-            };
-            let manager = field_manager(&query, &parts.headers)?;
+            let ptype = patch_type(media.as_deref(), query)?;
+            let manager = field_manager(query, &parts.headers)?;
             let body = parse_body(&bytes, media.as_deref())?;
             let existed = store.get(&rt, ns, &name).is_ok();
             let by = Writer {
@@ -578,38 +479,68 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             Ok(warn(respond(if existed { 200 } else { 201 }, obj), &admission))
         }
         (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
-        (&Method::DELETE, None) => {
-            let filter = filter(&namespace, &query)?;
-            let (items, _) = store.list(&rt, &filter);
-            let mut deleted = Vec::new();
-            for item in items {
-                let n = item
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
-                if let Ok(d) = store.delete(&rt, ins, n) {
-                    deleted.push(d);
-                }
-            }
-            Ok(json_response(
-                200,
-                &json!({
-                    "kind": rt.list_kind, "apiVersion": rt.api_version(),
-                    "metadata": {"resourceVersion": store.resource_version().to_string()},
-                    "items": deleted,
-                }),
-            ))
-        }
+        (&Method::DELETE, None) => delete_collection(store, &rt, &filter(&namespace, query)?),
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "method {m} is not supported on this path"
         ))),
     }
 }
 
+/// The patch type a PATCH request's `Content-Type` names; apply needs a field manager.
+fn patch_type(media: Option<&str>, query: &HashMap<String, String>) -> Result<PatchType, ApiError> {
+    Ok(match media {
+        Some("application/merge-patch+json") => PatchType::Merge,
+        Some("application/json-patch+json") => PatchType::Json,
+        Some("application/strategic-merge-patch+json") => PatchType::Strategic,
+        Some("application/apply-patch+yaml" | "application/apply-patch+json") => {
+            if query.get("fieldManager").is_none_or(String::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PATCH request with apply-patch content type requires fieldManager",
+                ));
+            }
+            PatchType::Apply {
+                force: matches!(query.get("force").map(String::as_str), Some("true" | "1")),
+            }
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({}) - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, \
+                 application/apply-patch+yaml, application/strategic-merge-patch+json",
+                other.unwrap_or("none")
+            )));
+        }
+    })
+}
+
+/// `DELETE` on a collection: every object the filter selects, deleted and listed.
+fn delete_collection(store: &Store, rt: &ResourceType, filter: &Filter) -> Result<Response, ApiError> {
+    let (items, _) = store.list(rt, filter);
+    let mut deleted = Vec::new();
+    for item in items {
+        let n = item
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
+        if let Ok(d) = store.delete(rt, ins, n) {
+            deleted.push(d);
+        }
+    }
+    Ok(json_response(
+        200,
+        &json!({
+            "kind": rt.list_kind, "apiVersion": rt.api_version(),
+            "metadata": {"resourceVersion": store.resource_version().to_string()},
+            "items": deleted,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::wants_table;
 
     #[test]
     fn decoding_and_negotiation() {
