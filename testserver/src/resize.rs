@@ -175,6 +175,21 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
         };
         ApiError::invalid(format!("Pod \"{name}\" is invalid: {all}"))
     };
+    let errs = shape_errors(old, candidate);
+    if !errs.is_empty() {
+        return Err(invalid(errs));
+    }
+    let mut new = with_resources(old, candidate);
+    let errs = resize_errors(old, &new);
+    if !errs.is_empty() {
+        return Err(invalid(errs));
+    }
+    keep_equal_quantities(old, &mut new);
+    Ok(new)
+}
+
+/// Containers added, removed, renamed or reordered: a resize changes none of that.
+fn shape_errors(old: &Value, candidate: &Value) -> Vec<String> {
     let mut errs = Vec::new();
     for field in LISTS {
         let (o, n) = (containers(old, field), containers(candidate, field));
@@ -192,9 +207,11 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
             }
         }
     }
-    if !errs.is_empty() {
-        return Err(invalid(errs));
-    }
+    errs
+}
+
+/// `old` with the containers' `resources` and `resizePolicy` of `candidate`.
+fn with_resources(old: &Value, candidate: &Value) -> Value {
     let mut new = old.clone();
     for field in LISTS {
         let from = containers(candidate, field);
@@ -215,11 +232,19 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
             }
         }
     }
+    new
+}
+
+/// What the API server refuses in a resize of `old` to `new`: a QoS class change, resources of
+/// non-sidecar init containers, removed requests or limits, requests above limits, and changes
+/// to anything but cpu and memory.
+fn resize_errors(old: &Value, new: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
     let old_qos = old
         .pointer("/status/qosClass")
         .and_then(Value::as_str)
         .unwrap_or_else(|| qos_class(old));
-    let new_qos = qos_class(&new);
+    let new_qos = qos_class(new);
     if old_qos != new_qos {
         errs.push(format!(
             "spec: Invalid value: \"{new_qos}\": Pod QOS Class may not change as a result of resizing"
@@ -229,7 +254,7 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
     for field in LISTS {
         for (i, (o, n)) in containers(old, field)
             .iter()
-            .zip(containers(&new, field))
+            .zip(containers(new, field))
             .enumerate()
         {
             let path = format!("spec.{field}[{i}]");
@@ -269,13 +294,15 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
     if !only_cpu_memory {
         errs.push("spec: Forbidden: only cpu and memory resources are mutable".into());
     }
-    if !errs.is_empty() {
-        return Err(invalid(errs));
-    }
-    // Equal quantities written differently ("1" and "1000m") are no change.
+    errs
+}
+
+/// Equal quantities written differently ("1" and "1000m") are no change: such containers keep
+/// the stored `resources`.
+fn keep_equal_quantities(old: &Value, new: &mut Value) {
     for field in LISTS {
         for (i, o) in containers(old, field).iter().enumerate() {
-            let unchanged = containers(&new, field).get(i).is_some_and(|n| {
+            let unchanged = containers(new, field).get(i).is_some_and(|n| {
                 ["requests", "limits"].iter().all(|s| {
                     let (a, b) = (section(o, s), section(n, s));
                     a.map(Map::len) == b.map(Map::len)
@@ -298,7 +325,6 @@ pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiErr
             }
         }
     }
-    Ok(new)
 }
 
 #[cfg(test)]
