@@ -227,14 +227,52 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         (Duration::from_secs(30), scenario::PERIOD)
     };
-    let operator_version = Command::new(&operator)
+    let machine = machine(&operator, &cli, warmup, window, ticks_per_second);
+    let ctx = Ctx {
+        farm,
+        operator,
+        blackbox: cli.blackbox.clone(),
+        crd,
+        work: cli.work_dir.clone(),
+        ticks_per_second,
+        warmup,
+        window,
+        patience: Duration::from_secs(180),
+        bench_command: "target/release/apphealth-bench".into(),
+        incidents: std::sync::Mutex::default(),
+        quick: cli.quick,
+    };
+    let only = cli.only.as_deref();
+    let mut sections = run_scenarios(&ctx, &scenarios, only, &machine, &out).await?;
+    sections.push(Section {
+        title: "Where a goal is missed: profiles and reasons".into(),
+        details: include_str!("../MISSED.md").into(),
+        ..Section::default()
+    });
+    sections.push(harness_section());
+    let incidents = ctx
+        .incidents
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let closing = closing(began, &incidents);
+    let text = report::render(&machine, &sections, &closing);
+    scenario::write_file(&out, &text)?;
+    println!("{text}");
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// What the report says about the machine and the setup.
+fn machine(operator: &Path, cli: &Cli, warmup: Duration, window: Duration, ticks_per_second: f64) -> Machine {
+    let operator_version = Command::new(operator)
         .arg("--version")
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let limits = process::open_files_limits().map_or("unknown".into(), |(s, h)| format!("{s} (hard {h})"));
-    let machine = Machine::gather(vec![
+    Machine::gather(vec![
         format!(
             "Operator under test: {operator_version}, the release binary, run as `apphealth-operator run \
              --api-qps {} --api-burst {}` (the client-side API rate limit raised from its defaults of 5/s, \
@@ -257,56 +295,12 @@ async fn run(cli: Cli) -> Result<()> {
         "The machine is shared: other work may run meanwhile. CPU figures are the measured process's own \
          CPU time and are little affected; lag and achieved rates can be."
             .into(),
-    ]);
-    let ctx = Ctx {
-        farm,
-        operator,
-        blackbox: cli.blackbox.clone(),
-        crd,
-        work: cli.work_dir.clone(),
-        ticks_per_second,
-        warmup,
-        window,
-        patience: Duration::from_secs(180),
-        bench_command: "target/release/apphealth-bench".into(),
-        incidents: std::sync::Mutex::default(),
-        quick: cli.quick,
-    };
-    let only = cli.only.as_deref();
-    let mut sections: Vec<Section> = Vec::new();
-    for s in &scenarios {
-        let started = Instant::now();
-        eprintln!("bench: scenario {}", s.name());
-        let mut section = match s {
-            Scenario::Capacity => scenario::capacity::run(&ctx, only).await,
-            Scenario::Peer => scenario::peer::run(&ctx, only).await,
-            Scenario::Memory => scenario::memory::run(&ctx, only).await,
-            Scenario::Latency => scenario::latency::run(&ctx, only).await,
-            Scenario::Reconcile => scenario::reconcile::run(&ctx, only).await,
-            Scenario::Soak => scenario::soak::run(&ctx, only).await,
-        };
-        section.notes.push(format!(
-            "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",
-            started.elapsed().as_secs(),
-            s.name()
-        ));
-        sections.push(section);
-        // What is done so far, in case the run is cut short; the complete report replaces it.
-        if sections.len() < scenarios.len() {
-            let partial = vec![format!(
-                "Incomplete: {} of {} scenarios ran (the run was cut short, or is still going)",
-                sections.len(),
-                scenarios.len()
-            )];
-            scenario::write_file(&out, &report::render(&machine, &sections, &partial))?;
-        }
-    }
-    sections.push(Section {
-        title: "Where a goal is missed: profiles and reasons".into(),
-        details: include_str!("../MISSED.md").into(),
-        ..Section::default()
-    });
-    sections.push(Section {
+    ])
+}
+
+/// The section on what the harness reads from the operator.
+fn harness_section() -> Section {
+    Section {
         title: "What the harness reads from the operator".into(),
         notes: vec![
             "`apphealth_probes_total{result=\"ok\"|\"fail\"}` (counter): the false failures (`fail`) and \
@@ -331,13 +325,12 @@ async fn run(cli: Cli) -> Result<()> {
                 .into(),
         ],
         ..Section::default()
-    });
-    let incidents = ctx
-        .incidents
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let closing = vec![
+    }
+}
+
+/// The report's closing lines: load, duration, incidents, how to reproduce.
+fn closing(began: Instant, incidents: &[String]) -> Vec<String> {
+    vec![
         format!(
             "Load average at the end: {}; the run took {} s",
             report::load_average(),
@@ -351,10 +344,44 @@ async fn run(cli: Cli) -> Result<()> {
         "Reproduce: `make bench` (everything), `make bench SCENARIO=capacity` (one scenario), or the \
          command in a row (after `make bench` built the binaries)"
             .into(),
-    ];
-    let text = report::render(&machine, &sections, &closing);
-    scenario::write_file(&out, &text)?;
-    println!("{text}");
-    eprintln!("bench: wrote {}", out.display());
-    Ok(())
+    ]
+}
+
+/// Runs each scenario in turn; after each, the report so far is written to `out`.
+async fn run_scenarios(
+    ctx: &Ctx,
+    scenarios: &[Scenario],
+    only: Option<&str>,
+    machine: &Machine,
+    out: &Path,
+) -> Result<Vec<Section>> {
+    let mut sections: Vec<Section> = Vec::new();
+    for s in scenarios {
+        let started = Instant::now();
+        eprintln!("bench: scenario {}", s.name());
+        let mut section = match s {
+            Scenario::Capacity => scenario::capacity::run(ctx, only).await,
+            Scenario::Peer => scenario::peer::run(ctx, only).await,
+            Scenario::Memory => scenario::memory::run(ctx, only).await,
+            Scenario::Latency => scenario::latency::run(ctx, only).await,
+            Scenario::Reconcile => scenario::reconcile::run(ctx, only).await,
+            Scenario::Soak => scenario::soak::run(ctx, only).await,
+        };
+        section.notes.push(format!(
+            "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",
+            started.elapsed().as_secs(),
+            s.name()
+        ));
+        sections.push(section);
+        // What is done so far, in case the run is cut short; the complete report replaces it.
+        if sections.len() < scenarios.len() {
+            let partial = vec![format!(
+                "Incomplete: {} of {} scenarios ran (the run was cut short, or is still going)",
+                sections.len(),
+                scenarios.len()
+            )];
+            scenario::write_file(out, &report::render(machine, &sections, &partial))?;
+        }
+    }
+    Ok(sections)
 }
