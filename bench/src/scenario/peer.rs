@@ -106,100 +106,127 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
             )
             .into()),
         };
-        let op_text = |w: &Window| {
-            format!(
-                "operator: {} µs CPU per probe ({} probes/CPU-s) at {}/s",
-                num(cpu_per_probe(w) * 1e6, 0),
-                num(w.probes_per_cpu_second(), 0),
-                num(w.probes_per_second(), 0)
-            )
-        };
-        let peer_text = |p: &PeerWindow| {
-            format!(
-                "blackbox_exporter: {} µs CPU per probe ({} probes/CPU-s) at {}/s",
-                num(p.cpu_per_probe() * 1e6, 0),
-                num(p.probes() / p.cpu_seconds, 0),
-                num(p.probes() / p.seconds, 0)
-            )
-        };
-        let figure = format!("CPU per probe at {rate} probes/s, operator vs blackbox_exporter");
-        let goal = "operator ≥ 10× less".to_string();
-        let row = match (&operator, &peer) {
-            (Ok((w, _)), Ok(p)) => {
-                let ratio = p.cpu_per_probe() / cpu_per_probe(w);
-                Row {
-                    figure,
-                    goal,
-                    measured: if ratio >= 1.0 {
-                        format!("{}; {}× less CPU per probe", op_text(w), num(ratio, 1))
-                    } else {
-                        format!("{}; {}× more CPU per probe", op_text(w), num(1.0 / ratio, 1))
-                    },
-                    peer: peer_text(p),
-                    outcome: Outcome::from(ratio >= GOAL_RATIO && w.probes > 0.0),
-                    command,
-                }
-            }
-            (Ok((w, _)), Err(e)) => Row {
-                figure,
-                goal,
-                measured: op_text(w),
-                peer: format!("n/a: {e}"),
-                outcome: Outcome::NotJudged,
-                command,
-            },
-            (Err(e), peer) => Row {
-                figure,
-                goal,
-                measured: format!("failed: {e}"),
-                peer: peer.as_ref().map_or_else(|e| format!("n/a: {e}"), peer_text),
-                outcome: Outcome::Missed,
-                command,
-            },
-        };
-        section.rows.push(row);
-        if let Ok((w, _)) = &operator {
-            let _ = writeln!(
-                details,
-                "| {rate}/s | operator ({}) | {} | {} | {} | {} | {} µs | {} / — |",
-                layout.describe(),
-                num(targets as f64, 0),
-                num(w.probes_per_second(), 1),
-                num(w.cpu_seconds, 2),
-                num(w.probes_per_cpu_second(), 0),
-                num(cpu_per_probe(w) * 1e6, 0),
-                num(w.failed, 0)
-            );
-        }
-        if let Ok(p) = &peer {
-            let _ = writeln!(
-                details,
-                "| {rate}/s | blackbox_exporter | {} | {} | {} | {} | {} µs | {} / {} |",
-                num(targets as f64, 0),
-                num(p.probes() / p.seconds, 1),
-                num(p.cpu_seconds, 2),
-                num(p.probes() / p.cpu_seconds, 0),
-                num(p.cpu_per_probe() * 1e6, 0),
-                num(p.failed as f64, 0),
-                num(p.dropped as f64, 0)
-            );
-            if p.farm_requests != p.ok + p.failed {
-                eprintln!(
-                    "bench: peer {rate}/s: the farm answered {} requests for {} probes",
-                    p.farm_requests,
-                    p.ok + p.failed
-                );
-            }
-        }
+        section.rows.push(row(rate, &operator, &peer, command));
+        write_details(&mut details, rate, targets, layout, &operator, &peer);
     }
     section.details = details;
-    section.notes = vec![
+    section.notes = notes(ctx, version.as_deref());
+    section
+}
+
+/// The operator's and blackbox_exporter's CPU per probe at one rate, side by side.
+fn row(
+    rate: usize,
+    operator: &Result<(Window, Duration)>,
+    peer: &Result<PeerWindow>,
+    command: String,
+) -> Row {
+    let op_text = |w: &Window| {
+        format!(
+            "operator: {} µs CPU per probe ({} probes/CPU-s) at {}/s",
+            num(cpu_per_probe(w) * 1e6, 0),
+            num(w.probes_per_cpu_second(), 0),
+            num(w.probes_per_second(), 0)
+        )
+    };
+    let peer_text = |p: &PeerWindow| {
+        format!(
+            "blackbox_exporter: {} µs CPU per probe ({} probes/CPU-s) at {}/s",
+            num(p.cpu_per_probe() * 1e6, 0),
+            num(p.probes() / p.cpu_seconds, 0),
+            num(p.probes() / p.seconds, 0)
+        )
+    };
+    let figure = format!("CPU per probe at {rate} probes/s, operator vs blackbox_exporter");
+    let goal = "operator ≥ 10× less".to_string();
+    match (operator, peer) {
+        (Ok((w, _)), Ok(p)) => {
+            let ratio = p.cpu_per_probe() / cpu_per_probe(w);
+            Row {
+                figure,
+                goal,
+                measured: if ratio >= 1.0 {
+                    format!("{}; {}× less CPU per probe", op_text(w), num(ratio, 1))
+                } else {
+                    format!("{}; {}× more CPU per probe", op_text(w), num(1.0 / ratio, 1))
+                },
+                peer: peer_text(p),
+                outcome: Outcome::from(ratio >= GOAL_RATIO && w.probes > 0.0),
+                command,
+            }
+        }
+        (Ok((w, _)), Err(e)) => Row {
+            figure,
+            goal,
+            measured: op_text(w),
+            peer: format!("n/a: {e}"),
+            outcome: Outcome::NotJudged,
+            command,
+        },
+        (Err(e), peer) => Row {
+            figure,
+            goal,
+            measured: format!("failed: {e}"),
+            peer: peer.as_ref().map_or_else(|e| format!("n/a: {e}"), peer_text),
+            outcome: Outcome::Missed,
+            command,
+        },
+    }
+}
+
+/// Each side's line in the details table.
+fn write_details(
+    details: &mut String,
+    rate: usize,
+    targets: usize,
+    layout: Layout,
+    operator: &Result<(Window, Duration)>,
+    peer: &Result<PeerWindow>,
+) {
+    if let Ok((w, _)) = operator {
+        let _ = writeln!(
+            details,
+            "| {rate}/s | operator ({}) | {} | {} | {} | {} | {} µs | {} / — |",
+            layout.describe(),
+            num(targets as f64, 0),
+            num(w.probes_per_second(), 1),
+            num(w.cpu_seconds, 2),
+            num(w.probes_per_cpu_second(), 0),
+            num(cpu_per_probe(w) * 1e6, 0),
+            num(w.failed, 0)
+        );
+    }
+    if let Ok(p) = peer {
+        let _ = writeln!(
+            details,
+            "| {rate}/s | blackbox_exporter | {} | {} | {} | {} | {} µs | {} / {} |",
+            num(targets as f64, 0),
+            num(p.probes() / p.seconds, 1),
+            num(p.cpu_seconds, 2),
+            num(p.probes() / p.cpu_seconds, 0),
+            num(p.cpu_per_probe() * 1e6, 0),
+            num(p.failed as f64, 0),
+            num(p.dropped as f64, 0)
+        );
+        if p.farm_requests != p.ok + p.failed {
+            eprintln!(
+                "bench: peer {rate}/s: the farm answered {} requests for {} probes",
+                p.farm_requests,
+                p.ok + p.failed
+            );
+        }
+    }
+}
+
+/// How each side is run and measured.
+fn notes(ctx: &Ctx, version: Option<&str>) -> Vec<String> {
+    vec![
         format!(
             "blackbox_exporter: {} (the Debian package `prometheus-blackbox-exporter`, unpacked into \
              target/tools/blackbox by tools/install-blackbox.sh, not installed), listening on 127.0.0.1, \
              module `http_2xx` (prober http, timeout 2s, preferred_ip_protocol ip4); it opens a new \
              connection per probe.",
-            version.as_deref().unwrap_or("not found")
+            version.unwrap_or("not found")
         ),
         format!(
             "The scrape loop sends `GET /probe?module=http_2xx&target=http://127.1.x.y:PORT/healthz` at \
@@ -217,8 +244,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
             ctx.warmup.as_secs(),
             ctx.window.as_secs()
         ),
-    ];
-    section
+    ]
 }
 
 async fn blackbox(ctx: &Ctx, rate: usize, targets: usize) -> Result<PeerWindow> {
