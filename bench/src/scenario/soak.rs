@@ -100,87 +100,13 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
                 num((POLICIES * PODS_PER_POLICY) as f64, 0),
                 s.minutes
             );
-            let (slope, last) = (slope(&s.rss), s.rss.last().map_or(0, |r| r.1));
-            let growth = slope * (s.minutes / 2.0);
-            section.rows.push(Row {
-                figure: format!("{what}: RSS over the second half"),
-                goal: "flat (grows < 5 %)".into(),
-                measured: format!(
-                    "slope {} KiB/min ({} over the half; RSS at the end {})",
-                    num(slope, 1),
-                    mib(growth.max(0.0) as u64),
-                    mib(last)
-                ),
-                peer: String::new(),
-                outcome: Outcome::from(growth < 0.05 * last as f64),
-                command: command.clone(),
-            });
-            section.rows.push(Row {
-                figure: format!("{what}: probe rounds missed"),
-                goal: "0 skipped; achieved ≥ 99 % of due".into(),
-                measured: format!(
-                    "{} skipped, {} delayed; {} of {} due ({:.1} %); p99 lag {}",
-                    num(s.skipped, 0),
-                    num(s.delayed, 0),
-                    num(s.probed, 0),
-                    num(s.due, 0),
-                    100.0 * s.probed / s.due.max(1.0),
-                    s.lag_p99_ms.map_or("n/a".into(), |l| format!("{l:.1} ms"))
-                ),
-                peer: String::new(),
-                outcome: Outcome::from(s.skipped == 0.0 && s.probed >= 0.99 * s.due),
-                command: command.clone(),
-            });
-            section.rows.push(Row {
-                figure: format!(
-                    "{what}: ladders still open {} s after every target healed",
-                    SETTLE.as_secs()
-                ),
-                goal: "0".into(),
-                measured: num(s.stuck as f64, 0),
-                peer: String::new(),
-                outcome: Outcome::from(s.stuck == 0),
-                command: command.clone(),
-            });
-            section.rows.push(Row {
-                figure: format!("{what}: repeated or wrong actions"),
-                goal: "0".into(),
-                measured: format!(
-                    "{} pods evicted twice, {} evictions of pods that had not failed; {} evictions, {} rolling restarts in all",
-                    s.evicted_twice, s.wrong_evictions, s.evictions, s.rollout_restarts
-                ),
-                peer: String::new(),
-                outcome: Outcome::from(s.evicted_twice == 0 && s.wrong_evictions == 0),
-                command,
-            });
+            section.rows.extend(rows(&s, &what, &command));
             let mut details = String::from("| Minute | RSS |\n|---|---|\n");
             for (minute, kib) in s.rss.iter().step_by(6) {
                 let _ = writeln!(details, "| {minute:.1} | {} |", mib(*kib));
             }
             section.details = details;
-            section.notes = vec![
-                format!(
-                    "{POLICIES} policies, each over a Deployment of {PODS_PER_POLICY} ready pods on farm targets, \
-                     probing every {PERIOD_SECONDS} s (`consecutiveFailures: 3`), ladder `RestartPods` (20 s) → \
-                     `RolloutRestart` (1 m), cooldown 10 s. Each second each healthy target starts answering \
-                     503 with probability {FAIL_PROBABILITY} for {}–{} s (a seeded generator, though \
-                     which targets are healthy to fail depends on timing, so the count varies a little \
-                     between runs); {} failures started. An evicted pod is replaced at once by a \
-                     new pod at the same address that answers 200 (what its ReplicaSet would do).",
-                    FAIL_FOR.0, FAIL_FOR.1, s.failures_started
-                ),
-                format!(
-                    "RSS read every {} s; the slope is a least-squares fit over the second half. Probes: \
-                     farm requests against the due count (targets × run ÷ period). An eviction is wrong \
-                     when its pod's target had not failed within {} s before it. After the run every \
-                     target is healed and every policy must be `Healthy=True` and not remediating within \
-                     {} s. The operator used {} cores on average.",
-                    SAMPLE.as_secs(),
-                    BLAME_WINDOW.as_secs(),
-                    SETTLE.as_secs(),
-                    num(s.cpu_cores, 3)
-                ),
-            ];
+            section.notes = notes(&s);
         }
         Err(e) => {
             eprintln!("bench: soak failed: {e}");
@@ -195,6 +121,92 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
         }
     }
     section
+}
+
+/// The soak's figures, each judged.
+fn rows(s: &Soak, what: &str, command: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (slope, last) = (slope(&s.rss), s.rss.last().map_or(0, |r| r.1));
+    let growth = slope * (s.minutes / 2.0);
+    rows.push(Row {
+        figure: format!("{what}: RSS over the second half"),
+        goal: "flat (grows < 5 %)".into(),
+        measured: format!(
+            "slope {} KiB/min ({} over the half; RSS at the end {})",
+            num(slope, 1),
+            mib(growth.max(0.0) as u64),
+            mib(last)
+        ),
+        peer: String::new(),
+        outcome: Outcome::from(growth < 0.05 * last as f64),
+        command: command.to_owned(),
+    });
+    rows.push(Row {
+        figure: format!("{what}: probe rounds missed"),
+        goal: "0 skipped; achieved ≥ 99 % of due".into(),
+        measured: format!(
+            "{} skipped, {} delayed; {} of {} due ({:.1} %); p99 lag {}",
+            num(s.skipped, 0),
+            num(s.delayed, 0),
+            num(s.probed, 0),
+            num(s.due, 0),
+            100.0 * s.probed / s.due.max(1.0),
+            s.lag_p99_ms.map_or("n/a".into(), |l| format!("{l:.1} ms"))
+        ),
+        peer: String::new(),
+        outcome: Outcome::from(s.skipped == 0.0 && s.probed >= 0.99 * s.due),
+        command: command.to_owned(),
+    });
+    rows.push(Row {
+        figure: format!(
+            "{what}: ladders still open {} s after every target healed",
+            SETTLE.as_secs()
+        ),
+        goal: "0".into(),
+        measured: num(s.stuck as f64, 0),
+        peer: String::new(),
+        outcome: Outcome::from(s.stuck == 0),
+        command: command.to_owned(),
+    });
+    rows.push(Row {
+        figure: format!("{what}: repeated or wrong actions"),
+        goal: "0".into(),
+        measured: format!(
+            "{} pods evicted twice, {} evictions of pods that had not failed; {} evictions, {} rolling restarts in all",
+            s.evicted_twice, s.wrong_evictions, s.evictions, s.rollout_restarts
+        ),
+        peer: String::new(),
+        outcome: Outcome::from(s.evicted_twice == 0 && s.wrong_evictions == 0),
+        command: command.to_owned(),
+    });
+    rows
+}
+
+/// What the soak runs and how its figures are read.
+fn notes(s: &Soak) -> Vec<String> {
+    vec![
+        format!(
+            "{POLICIES} policies, each over a Deployment of {PODS_PER_POLICY} ready pods on farm targets, \
+             probing every {PERIOD_SECONDS} s (`consecutiveFailures: 3`), ladder `RestartPods` (20 s) → \
+             `RolloutRestart` (1 m), cooldown 10 s. Each second each healthy target starts answering \
+             503 with probability {FAIL_PROBABILITY} for {}–{} s (a seeded generator, though \
+             which targets are healthy to fail depends on timing, so the count varies a little \
+             between runs); {} failures started. An evicted pod is replaced at once by a \
+             new pod at the same address that answers 200 (what its ReplicaSet would do).",
+            FAIL_FOR.0, FAIL_FOR.1, s.failures_started
+        ),
+        format!(
+            "RSS read every {} s; the slope is a least-squares fit over the second half. Probes: \
+             farm requests against the due count (targets × run ÷ period). An eviction is wrong \
+             when its pod's target had not failed within {} s before it. After the run every \
+             target is healed and every policy must be `Healthy=True` and not remediating within \
+             {} s. The operator used {} cores on average.",
+            SAMPLE.as_secs(),
+            BLAME_WINDOW.as_secs(),
+            SETTLE.as_secs(),
+            num(s.cpu_cores, 3)
+        ),
+    ]
 }
 
 fn app(i: usize) -> String {
@@ -228,6 +240,42 @@ fn create(cluster: &Cluster, farm: &Farm) -> Result<()> {
     Ok(())
 }
 
+/// Random failures of the farm's targets: which fail now (until when), and every failure so far.
+struct Chaos {
+    rng: Rng,
+    failing: HashMap<usize, Instant>,
+    /// Every failure: target → (from, until).
+    failures: HashMap<usize, Vec<(Instant, Instant)>>,
+    started: usize,
+}
+
+impl Chaos {
+    /// Heals the failures whose time came and starts new ones.
+    async fn step(&mut self, farm: &Farm, targets: usize, now: Instant) -> Result<()> {
+        let healed: Vec<usize> = self
+            .failing
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in healed {
+            self.failing.remove(&t);
+            farm.set_failing(t, false).await?;
+        }
+        for t in 0..targets {
+            if !self.failing.contains_key(&t) && self.rng.chance(FAIL_PROBABILITY) {
+                let secs = self.rng.between(FAIL_FOR.0, FAIL_FOR.1);
+                let until = now + Duration::from_secs(secs);
+                self.failing.insert(t, until);
+                self.failures.entry(t).or_default().push((now, until));
+                self.started += 1;
+                farm.set_failing(t, true).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Evictions as the API server saw them: when, and which pod.
 type Evictions = Arc<Mutex<Vec<(Instant, String)>>>;
 
@@ -257,11 +305,12 @@ async fn soak(ctx: &Ctx, run_for: Duration) -> Result<Soak> {
     let mut pod_target: HashMap<String, usize> = (0..targets)
         .map(|t| (format!("{}-{}", app(t / PODS_PER_POLICY), t % PODS_PER_POLICY), t))
         .collect();
-    let mut failing: HashMap<usize, Instant> = HashMap::new();
-    // Every failure: target → (from, until).
-    let mut failures: HashMap<usize, Vec<(Instant, Instant)>> = HashMap::new();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut failures_started = 0;
+    let mut chaos = Chaos {
+        rng: Rng(0x9E37_79B9_7F4A_7C15),
+        failing: HashMap::new(),
+        failures: HashMap::new(),
+        started: 0,
+    };
     let started = Instant::now();
     let first = running.operator.snapshot(Some(&ctx.farm)).await?;
     let mut rss = Vec::new();
@@ -269,27 +318,9 @@ async fn soak(ctx: &Ctx, run_for: Duration) -> Result<Soak> {
     let mut replacements = 0usize;
     while started.elapsed() < run_for {
         let now = Instant::now();
-        // Heal failures whose time came, start new ones.
-        let healed: Vec<usize> = failing
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in healed {
-            failing.remove(&t);
-            ctx.farm.set_failing(t, false).await?;
-        }
-        for t in 0..targets {
-            if !failing.contains_key(&t) && rng.chance(FAIL_PROBABILITY) {
-                let secs = rng.between(FAIL_FOR.0, FAIL_FOR.1);
-                let until = now + Duration::from_secs(secs);
-                failing.insert(t, until);
-                failures.entry(t).or_default().push((now, until));
-                failures_started += 1;
-                ctx.farm.set_failing(t, true).await?;
-            }
-        }
-        replacements += replace_evicted(&running.cluster, &ctx.farm, &mut pod_target, &mut failing).await?;
+        chaos.step(&ctx.farm, targets, now).await?;
+        replacements +=
+            replace_evicted(&running.cluster, &ctx.farm, &mut pod_target, &mut chaos.failing).await?;
         if now >= next_sample {
             running.operator.process.check_running()?;
             rss.push((
@@ -305,11 +336,11 @@ async fn soak(ctx: &Ctx, run_for: Duration) -> Result<Soak> {
     let window = super::Window::between(&first, &last, targets, running.operator.memory()?);
     // Heal everything and let every ladder end.
     ctx.farm.heal_all().await?;
-    failing.clear();
-    let stuck = settle(&running.cluster, &ctx.farm, &mut pod_target, &mut failing).await?;
+    chaos.failing.clear();
+    let stuck = settle(&running.cluster, &ctx.farm, &mut pod_target, &mut chaos.failing).await?;
     eprintln!("bench: soak: {replacements} pods replaced, {stuck} ladders still open");
     let seen = evictions.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let (evicted_twice, wrong) = judge_evictions(&seen, &failures);
+    let (evicted_twice, wrong) = judge_evictions(&seen, &chaos.failures);
     let requests = running.cluster.server.requests();
     let log: String = requests
         .iter()
@@ -328,7 +359,7 @@ async fn soak(ctx: &Ctx, run_for: Duration) -> Result<Soak> {
     Ok(Soak {
         minutes: seconds / 60.0,
         rss,
-        failures_started,
+        failures_started: chaos.started,
         evictions: seen.len(),
         evicted_twice,
         wrong_evictions: wrong,
