@@ -69,32 +69,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
                     w.probes_per_cpu_second()
                 );
                 rows(&mut section.rows, layout, &w, &command);
-                let _ = writeln!(
-                    details,
-                    "| {} | {} | {} | {} | {} of {} | {:.1} s | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
-                    layout.describe(),
-                    num(layout.due_per_second(), 0),
-                    num(w.probes_per_second(), 1),
-                    num(w.counted / w.seconds, 1),
-                    num(w.targets_reached as f64, 0),
-                    num(w.targets as f64, 0),
-                    startup.as_secs_f64(),
-                    num(w.cores(), 3),
-                    num(w.probes_per_cpu_second(), 0),
-                    num(per_thousand(&w), 3),
-                    mib(w.memory.rss_kib),
-                    mib(w.memory.peak_kib),
-                    lag_text(&w),
-                    latency_text(&w),
-                    num(w.failed, 0),
-                    overload_text(&w),
-                    if w.farm_requests > 0 {
-                        num(w.connections as f64 / w.farm_requests as f64, 2)
-                    } else {
-                        "n/a".into()
-                    },
-                    num(w.bench_cpu_seconds / w.seconds, 2)
-                );
+                write_details(&mut details, layout, &w, startup);
             }
             Err(e) => {
                 eprintln!("bench: capacity {id} failed: {e}");
@@ -110,7 +85,43 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
         }
     }
     section.details = details;
-    section.notes = vec![
+    section.notes = notes(ctx);
+    section
+}
+
+/// One case's line in the details table.
+fn write_details(details: &mut String, layout: Layout, w: &Window, startup: std::time::Duration) {
+    let _ = writeln!(
+        details,
+        "| {} | {} | {} | {} | {} of {} | {:.1} s | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+        layout.describe(),
+        num(layout.due_per_second(), 0),
+        num(w.probes_per_second(), 1),
+        num(w.counted / w.seconds, 1),
+        num(w.targets_reached as f64, 0),
+        num(w.targets as f64, 0),
+        startup.as_secs_f64(),
+        num(w.cores(), 3),
+        num(w.probes_per_cpu_second(), 0),
+        num(per_thousand(w), 3),
+        mib(w.memory.rss_kib),
+        mib(w.memory.peak_kib),
+        lag_text(w),
+        latency_text(w),
+        num(w.failed, 0),
+        overload_text(w),
+        if w.farm_requests > 0 {
+            num(w.connections as f64 / w.farm_requests as f64, 2)
+        } else {
+            "n/a".into()
+        },
+        num(w.bench_cpu_seconds / w.seconds, 2)
+    );
+}
+
+/// How each case is set up and what each column means.
+fn notes(ctx: &Ctx) -> Vec<String> {
+    vec![
         format!(
             "Each case: a fresh test server holding the Deployments, the ready pods (podIP on the farm's \
              127.1.x.y addresses) and the policies (`periodSeconds: {}`, `consecutiveFailures: 3`, dry-run \
@@ -158,8 +169,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
         "Goals: on schedule (achieved ≥ 99 % of due) and the per-probe goals in every case; ≤ 0.125 core \
          for the 10,000-pod cases."
             .into(),
-    ];
-    section
+    ]
 }
 
 fn per_thousand(w: &Window) -> f64 {
