@@ -112,6 +112,10 @@ pub fn watch(
             // Like the API server: 200 and an ERROR event, so clients re-list.
             let _ = tx.try_send(watch_line("ERROR", &e.to_status()));
         }
+        // A watch cut while it was being set up (its request arrived before an `end_watches`, its
+        // snapshot was taken after) ends with nothing: the snapshot may hold changes made after
+        // the cut, which the client must not see on this watch.
+        Ok(_) if cut.has_changed().unwrap_or(true) => {}
         Ok(start) => {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -182,13 +186,16 @@ impl Live {
         let every = opts.bookmarks.unwrap_or(DEFAULT_BOOKMARK_INTERVAL);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
+            // Biased: once the watch is cut (or ends otherwise), no change made after that is sent,
+            // even when one is already waiting.
             let ev = tokio::select! {
-                _ = &mut deadline => break,
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                biased;
                 _ = self.cut.changed() => break,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = &mut deadline => break,
                 _ = self.tx.closed() => break,
-                _ = ticker.tick(), if opts.bookmarks.is_some() => None,
                 ev = live.recv() => Some(ev),
+                _ = ticker.tick(), if opts.bookmarks.is_some() => None,
             };
             let Some(ev) = ev else {
                 if self.tx.send(bookmark(&self.rt, self.rv, None)).await.is_err() {
@@ -209,6 +216,9 @@ impl Live {
                         .unwrap_or_else(PoisonError::into_inner);
                     if !lag.is_zero() {
                         tokio::time::sleep(lag).await;
+                        if self.cut.has_changed().unwrap_or(true) {
+                            break;
+                        }
                     }
                     if let Some((kind, obj)) = classify(&self.rt, &ev, &self.filter) {
                         if self.tx.send(watch_line(kind, &render(obj))).await.is_err() {

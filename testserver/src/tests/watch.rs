@@ -104,3 +104,52 @@ async fn ended_watches_resume_and_after_compaction_relist() {
         .unwrap();
     expect_event(&mut rx, "apply:c").await;
 }
+
+/// Reads a raw watch's stream until `until` appears in it (or it ends); returns what was read.
+async fn read_until(stream: &mut tokio::net::TcpStream, until: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(until) {
+        match tokio::time::timeout(super::DEADLINE, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A change made after `end_watches` never reaches a watch it cut, even when the watch has not
+/// yet noticed the cut (single-threaded here: the watch runs only once the test yields, by which
+/// time both the cut and the change are waiting). A client that saw such a change would resume past
+/// it, and a compaction in between would not make it relist.
+#[tokio::test]
+async fn a_cut_watch_sends_no_change_made_after_the_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await.unwrap();
+    let config_map = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}});
+    server.create(config_map("a")).unwrap();
+    for i in 0..30 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        stream
+            .write_all(
+                b"GET /api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=5 HTTP/1.1\r\n\
+                  Host: x\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let first = read_until(&mut stream, r#""name":"a""#).await;
+        assert!(first.contains(r#""name":"a""#), "{first}");
+        server.end_watches();
+        let name = format!("after-cut-{i}");
+        server.create(config_map(&name)).unwrap();
+        // The watch ends (Connection: close): read all that is left.
+        let mut rest = Vec::new();
+        tokio::time::timeout(super::DEADLINE, stream.read_to_end(&mut rest))
+            .await
+            .expect("the cut watch ended")
+            .unwrap();
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(!rest.contains(&name), "round {i}: {rest}");
+    }
+}
