@@ -311,17 +311,7 @@ impl Store {
     /// List matching objects, and the current resourceVersion.
     pub fn list(&self, rt: &ResourceType, filter: &Filter) -> (Vec<Value>, u64) {
         let st = self.lock();
-        let items = st
-            .objects
-            .get(&rt.store_key())
-            .map(|m| {
-                m.values()
-                    .map(|o| present(rt, o.clone()))
-                    .filter(|o| filter.matches(o))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (items, st.rv)
+        (st.matching(rt, filter), st.rv)
     }
 
     /// Create, recording an `Update` by `manager` in `managedFields`.
@@ -475,16 +465,7 @@ impl Store {
         let live = self.events.subscribe();
         match from_rv {
             None => {
-                let initial = st
-                    .objects
-                    .get(&key)
-                    .map(|m| {
-                        m.values()
-                            .map(|o| present(rt, o.clone()))
-                            .filter(|o| filter.matches(o))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let initial = st.matching(rt, filter);
                 Ok(WatchStart {
                     initial,
                     replay: Vec::new(),

@@ -77,6 +77,19 @@ impl State {
         )
     }
 
+    /// The objects of `rt` that `filter` selects, as served.
+    pub(super) fn matching(&self, rt: &ResourceType, filter: &super::Filter) -> Vec<Value> {
+        self.objects
+            .get(&rt.store_key())
+            .map(|m| {
+                m.values()
+                    .map(|o| present(rt, o.clone()))
+                    .filter(|o| filter.matches(o))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(super) fn current(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         self.objects
             .get(&rt.store_key())
