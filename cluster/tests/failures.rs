@@ -1,6 +1,8 @@
 //! Start-up failures, with stand-in binaries (shell scripts) in place of the real components: the
 //! error names the component and the log line that says why, and nothing started is left running.
 
+#![allow(clippy::unwrap_used)] // a test: a failed step is the failure
+
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use apphealth_cluster::{Component, Error, LocalCluster, Options};

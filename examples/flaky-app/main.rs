@@ -1,16 +1,21 @@
 //! The flaky demo app. Run: `cargo run --example flaky-app -- --listen 127.0.0.1:8080`
 //! Switch modes: `curl -X PUT localhost:8080/mode/503` (healthy, 502, 503, slow, hang).
 //! `--script healthy:5s,503:10s,healthy` switches on its own, for unattended demos.
+//! `--pods-of NAMESPACE` serves every running pod of that namespace at its IP instead (kwok's pods
+//! on the local control plane; the kubeconfig comes from KUBECONFIG): see `pods.rs`.
 
-mod app;
+#[path = "app.rs"]
+mod flaky;
+#[allow(dead_code)] // Pods::app and Pods::served are for the tests, which share the file.
+mod pods;
 
 use std::time::Duration;
 
-use app::{Flaky, Mode};
+use flaky::{Flaky, Mode};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: flaky-app [--listen ADDR] [--slow-delay 3s] [--script MODE:DURATION,...,MODE] [--require-header NAME=VALUE]"
+        "usage: flaky-app [--listen ADDR | --pods-of NAMESPACE] [--slow-delay 3s] [--script MODE:DURATION,...,MODE] [--require-header NAME=VALUE]"
     );
     std::process::exit(2)
 }
@@ -41,11 +46,13 @@ async fn main() {
     let mut slow_delay = Duration::from_secs(3);
     let mut script = Vec::new();
     let mut required_header = None;
+    let mut pods_of = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--listen" => listen = value,
+            "--pods-of" => pods_of = Some(value),
             "--slow-delay" => slow_delay = parse_duration(&value).unwrap_or_else(|| usage()),
             "--script" => script = parse_script(&value).unwrap_or_else(|| usage()),
             "--require-header" => {
@@ -54,6 +61,9 @@ async fn main() {
             }
             _ => usage(),
         }
+    }
+    if let Some(namespace) = pods_of {
+        return serve_pods(&namespace, slow_delay).await;
     }
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
@@ -79,4 +89,20 @@ async fn main() {
         }
     }
     let _ = server.await;
+}
+
+/// Serves every running pod of `namespace` until stopped.
+async fn serve_pods(namespace: &str, slow_delay: Duration) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flaky-app: no cluster to serve pods of: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("flaky-app: serving the running pods of namespace {namespace} at their IPs");
+    pods::Pods::new(slow_delay)
+        .run(kube::Api::namespaced(client, namespace))
+        .await;
 }

@@ -1,5 +1,9 @@
 //! Whether a workload is mid-rollout, read from its status the way `kubectl rollout status` does.
-//! A rollout that exceeded its progress deadline is stuck, not in progress.
+//! A rollout that exceeded its progress deadline is stuck, not in progress. Pods that stop being
+//! available after their rollout completed (a crash loop) are not a rollout either: the Deployment
+//! controller keeps its Progressing condition at `NewReplicaSetAvailable` then, and a StatefulSet's
+//! current revision is its update revision. Holding restarts for them would hold them exactly when
+//! they are needed (seen on a real control plane; `kubectl rollout status` would still wait).
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 
@@ -11,12 +15,13 @@ pub fn deployment(d: &Deployment) -> Option<String> {
     if observed < generation {
         return Some("its controller has not yet seen the latest spec".into());
     }
-    let stuck = status
+    let progressing = status
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
-    if stuck {
+        .find(|c| c.type_ == "Progressing")
+        .and_then(|c| c.reason.as_deref());
+    if progressing == Some("ProgressDeadlineExceeded") {
         return None;
     }
     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -27,7 +32,7 @@ pub fn deployment(d: &Deployment) -> Option<String> {
         Some(format!("{updated} of {wanted} replicas updated"))
     } else if replicas > updated {
         Some(format!("{} old replicas pending termination", replicas - updated))
-    } else if available < updated {
+    } else if available < updated && progressing != Some("NewReplicaSetAvailable") {
         Some(format!("{available} of {updated} updated replicas available"))
     } else {
         None
@@ -44,11 +49,15 @@ pub fn statefulset(s: &StatefulSet) -> Option<String> {
     let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
     let ready = status.ready_replicas.unwrap_or(0);
-    if status.update_revision.is_some()
-        && status.update_revision != status.current_revision
-        && updated < wanted
-    {
+    let revisions = status
+        .update_revision
+        .as_ref()
+        .zip(status.current_revision.as_ref());
+    if revisions.is_some_and(|(update, current)| update != current) && updated < wanted {
         Some(format!("{updated} of {wanted} pods updated"))
+    } else if revisions.is_some_and(|(update, current)| update == current) {
+        // Rolled out: pods that are not ready now are failing, not starting.
+        None
     } else if ready < wanted {
         Some(format!("{ready} of {wanted} pods ready"))
     } else {
@@ -100,6 +109,20 @@ mod tests {
                  "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
                 None,
             ),
+            // Rolled out, then a pod stopped being available (a crash loop): not a rollout.
+            (
+                2,
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2,
+                 "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}),
+                None,
+            ),
+            // New pods of a rollout still starting: the controller says it is updating.
+            (
+                2,
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2,
+                 "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}),
+                Some("2 of 3 updated replicas available"),
+            ),
             // No status at all: nothing is known to be rolling.
             (2, serde_json::Value::Null, None),
         ];
@@ -109,6 +132,48 @@ mod tests {
                 expected,
                 "{status}"
             );
+        }
+    }
+
+    #[test]
+    fn statefulset_rollout_states() {
+        let set = |status: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "generation": 2},
+                "spec": {"replicas": 3, "selector": {}, "serviceName": "db", "template": {}},
+                "status": status
+            }))
+            .unwrap()
+        };
+        let cases = [
+            (
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+                                   "currentRevision": "db-1", "updateRevision": "db-1"}),
+                None,
+            ),
+            (
+                serde_json::json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3}),
+                Some("its controller has not yet seen the latest spec"),
+            ),
+            (
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 1,
+                                   "currentRevision": "db-1", "updateRevision": "db-2"}),
+                Some("1 of 3 pods updated"),
+            ),
+            // Rolled out, then a pod crashed: not a rollout.
+            (
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 2, "updatedReplicas": 3,
+                                   "currentRevision": "db-2", "updateRevision": "db-2"}),
+                None,
+            ),
+            // Revisions unknown: readiness is all there is to go by.
+            (
+                serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 2}),
+                Some("2 of 3 pods ready"),
+            ),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(statefulset(&set(status.clone())).as_deref(), expected, "{status}");
         }
     }
 }

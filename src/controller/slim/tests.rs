@@ -284,6 +284,10 @@ fn deployment_statuses() -> Vec<Value> {
         with(json!({"observedGeneration": 6})),
         with(json!({"updatedReplicas": 1})),
         with(json!({"replicas": 4})),
+        with(
+            json!({"availableReplicas": 2, "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}),
+        ),
+        // Rolled out, then a pod stopped being available: settled.
         with(json!({"availableReplicas": 2})),
         stuck,
         with(json!({"observedGeneration": null})),
