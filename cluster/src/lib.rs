@@ -446,9 +446,23 @@ impl LocalCluster {
         let _ = std::fs::remove_file(&self.layout.state);
     }
 
-    /// Stops one component and starts it again the same way (same ports, same data), returning
-    /// once it is ready again. Only for a cluster this process started.
-    pub async fn restart(&mut self, component: Component) -> Result<(), Error> {
+    /// A client with the administrator's identity.
+    pub async fn client(&self) -> Result<Client, Error> {
+        self.access().client().await
+    }
+
+    /// How to reach it: what a test needs, cheap to clone and to keep.
+    pub fn access(&self) -> Access {
+        Access {
+            api: self.state.api.clone(),
+            etcd: self.state.etcd.clone(),
+            ca: self.layout.pki.ca(),
+            kubeconfig: self.layout.kubeconfig.clone(),
+        }
+    }
+
+    /// Stops one component (the others run on). Only for a cluster this process started.
+    pub fn stop_component(&mut self, component: Component) {
         if let Some(p) = self.state.processes.iter().find(|p| p.name == component.name()) {
             p.stop(Duration::from_secs(10));
         }
@@ -460,6 +474,11 @@ impl LocalCluster {
                 true
             }
         });
+    }
+
+    /// Starts a component [`LocalCluster::stop_component`] stopped, the same way (same ports, same
+    /// data), and returns once it is ready again.
+    pub async fn start_component(&mut self, component: Component) -> Result<(), Error> {
         self.spawn(component)?;
         match component {
             Component::Etcd => {
@@ -467,20 +486,36 @@ impl LocalCluster {
                 self.wait_for(component, "GET /health", || etcd_healthy(port))
                     .await
             }
-            _ => {
+            Component::KubeApiserver => {
                 let client = self.client().await?;
-                self.wait_for(Component::KubeApiserver, "GET /readyz", || {
+                self.wait_for(component, "GET /readyz", || {
                     let client = client.clone();
                     async move { readyz(&client).await.then_some(()) }
                 })
                 .await
             }
+            _ => Ok(()),
         }
     }
+}
 
+/// How to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The API server's URL.
+    pub api: String,
+    /// etcd's client URL (plain HTTP on loopback).
+    pub etcd: String,
+    /// The CA that signed the API server's certificate.
+    pub ca: PathBuf,
+    /// The administrator's kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+impl Access {
     /// A client with the administrator's identity.
     pub async fn client(&self) -> Result<Client, Error> {
-        client_from(&self.layout.kubeconfig).await
+        client_from(&self.kubeconfig).await
     }
 
     /// A kubeconfig that authenticates with `token` (a ServiceAccount's, from the TokenRequest
@@ -492,8 +527,8 @@ impl LocalCluster {
              users:\n- name: token\n  user:\n    token: {token}\n\
              contexts:\n- name: local\n  context:\n    cluster: local\n    user: token\n    namespace: {namespace}\n\
              current-context: local\n",
-            api = self.state.api,
-            ca = self.layout.pki.ca().display(),
+            api = self.api,
+            ca = self.ca.display(),
         )
     }
 }

@@ -147,13 +147,28 @@ async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Con
         last_transition_time: Time(clock::whole_seconds(ctx.clock.now())),
     };
     let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &watched.namespace().unwrap_or_default());
-    report::apply_conditions(&api, &watched.name_any(), report::GUARD_MANAGER, &[condition]).await?;
+    let written =
+        report::apply_conditions(&api, &watched.name_any(), report::GUARD_MANAGER, &[condition]).await;
     let event = EventIntent {
         reason: reasons::UNREADABLE,
         warning: true,
         action: "Decode",
         note: message,
     };
+    match written {
+        Ok(()) => {}
+        // The API server validates the whole stored object on a status write; one whose spec has
+        // the wrong types fails its CEL rules whatever the write says, so no status can be
+        // written. The Event is all a person gets; the object must change for anything to.
+        Err(crate::Error::Report(kube::Error::Api(s))) if s.code == 422 => {
+            tracing::warn!(
+                policy = %watched.name_any(),
+                refusal = %s.message,
+                "the API server refuses any status for this unreadable policy; saying why in an Event"
+            );
+        }
+        Err(e) => return Err(e),
+    }
     report::publish(&ctx.recorder, watched, event).await;
     Ok(Requeue::await_change())
 }

@@ -107,7 +107,11 @@ pub async fn apply_status(
 /// from [`MANAGER`], whose server-side apply would otherwise drop the rest of the recorded status.
 pub const GUARD_MANAGER: &str = "apphealth-operator-guard";
 
-/// Applies just these conditions to a policy's status, as `manager`.
+/// Applies just these conditions to a policy's status, as `manager`. A policy whose stored spec
+/// does not match the CRD's schema (stored before the schema, by an older CRD, or restored from a
+/// backup) cannot be applied to: the API server's field manager cannot type the object and answers
+/// 500. Then the conditions are merged into the stored list by a JSON merge patch, which the API
+/// server accepts (resetting the object's managedFields), under the resourceVersion read.
 pub async fn apply_conditions<K>(
     api: &Api<K>,
     name: &str,
@@ -122,10 +126,65 @@ where
         "kind": "AppHealthPolicy",
         "status": {"conditions": conditions},
     });
-    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+    match api
+        .patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if untyped(&e) => merge_conditions(api, name, manager, conditions).await,
+        Err(e) => Err(Error::Report(e)),
+    }
+}
+
+/// Whether server-side apply failed because the stored object does not match its schema.
+fn untyped(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 500
+        && s.message.contains("failed to create manager for existing fields"))
+}
+
+/// [`apply_conditions`] for an object server-side apply cannot type: read the stored conditions,
+/// replace those of the same types, and write the list back by a merge patch.
+async fn merge_conditions<K>(api: &Api<K>, name: &str, manager: &str, conditions: &[Condition]) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        api.clone().into_client(),
+        api.namespace().unwrap_or_default(),
+        &kube::api::ApiResource::erase::<AppHealthPolicy>(&()),
+    );
+    let stored = raw.get(name).await.map_err(Error::Report)?;
+    let merged = merged_conditions(&stored.data, conditions);
+    let patch = json!({
+        "metadata": {"resourceVersion": stored.metadata.resource_version},
+        "status": {"conditions": merged},
+    });
+    let params = PatchParams {
+        field_manager: Some(manager.into()),
+        ..PatchParams::default()
+    };
+    raw.patch_status(name, &params, &Patch::Merge(&patch))
         .await
         .map_err(Error::Report)?;
     Ok(())
+}
+
+/// The stored conditions (`object.status.conditions`, whatever else the object holds) with those
+/// of the same types as `conditions` replaced by them, and the others added.
+fn merged_conditions(object: &serde_json::Value, conditions: &[Condition]) -> Vec<serde_json::Value> {
+    let mut merged: Vec<serde_json::Value> = object
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for c in conditions {
+        let value = serde_json::to_value(c).unwrap_or_default();
+        match merged.iter_mut().find(|m| m["type"] == c.type_.as_str()) {
+            Some(m) => *m = value,
+            None => merged.push(value),
+        }
+    }
+    merged
 }
 
 /// Publishes an Event about a policy. Failing to publish is logged, never fatal: Events are a
@@ -214,5 +273,59 @@ mod tests {
         let s = truncate("é".repeat(600), 1000);
         assert!(s.len() <= 1000 + '…'.len_utf8());
         assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn merged_conditions_replace_by_type_and_keep_the_rest() {
+        let ready = |reason: &str| Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: reason.into(),
+            message: "m".into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+        };
+        let cases = [
+            (json!({"spec": 42}), vec!["Ready/UnreadablePolicy"]),
+            (
+                json!({"spec": 42, "status": {"conditions": [
+                    {"type": "Healthy", "status": "True", "reason": "ProbesSucceeding"},
+                    {"type": "Ready", "status": "True", "reason": "Probing"}]}}),
+                vec!["Healthy/ProbesSucceeding", "Ready/UnreadablePolicy"],
+            ),
+            (
+                json!({"status": {"conditions": "garbage"}}),
+                vec!["Ready/UnreadablePolicy"],
+            ),
+        ];
+        for (object, expected) in cases {
+            let merged: Vec<String> = merged_conditions(&object, &[ready("UnreadablePolicy")])
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}/{}",
+                        c["type"].as_str().unwrap(),
+                        c["reason"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            assert_eq!(merged, expected, "{object}");
+        }
+    }
+
+    #[test]
+    fn only_the_field_managers_typing_failure_is_untyped() {
+        let status = |code: u16, message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status::failure(message, "").with_code(code)))
+        };
+        assert!(untyped(&status(
+            500,
+            "failed to create manager for existing fields: failed to convert new object (ns/p; apphealth.io/v1alpha1, Kind=AppHealthPolicy) to smd typed: .spec: expected map, got &{42}"
+        )));
+        assert!(!untyped(&status(500, "etcdserver: request timed out")));
+        assert!(!untyped(&status(
+            409,
+            "failed to create manager for existing fields"
+        )));
     }
 }

@@ -20,8 +20,10 @@ pub struct Env {
 }
 
 impl Env {
-    /// A client with the administrator's identity, for the calling test's runtime (a client's
+    /// A client with the administrator's identity, for tests that need no [`Scenario`]
+    /// (crate::scenario::Scenario), on the calling test's runtime (a client's
     /// connection pool lives on the runtime that made it, and each test has its own).
+    #[allow(dead_code)]
     pub async fn client(&self) -> Client {
         self.cluster
             .client()
@@ -77,36 +79,32 @@ pub fn unique(prefix: &str) -> String {
 /// One helm at a time: the first install creates the CRD, and two at once would race for it.
 static HELM: Mutex<()> = Mutex::const_new(());
 
-/// Runs helm against the cluster; returns its output, or fails the test with what it said.
-pub async fn helm(args: &[&str]) -> String {
+/// Runs helm against the cluster of `kubeconfig`; returns its output, or fails the test with what
+/// it said.
+pub async fn helm(kubeconfig: &Path, args: &[&str]) -> String {
     let _one = HELM.lock().await;
-    run(&tool("helm"), args).await
+    let (ok, out) = command(kubeconfig, &tool("helm"), args, None).await;
+    assert!(ok, "helm {} failed:\n{out}", args.join(" "));
+    out
 }
 
 /// Runs kubectl with `stdin`; fails the test if it fails.
-pub async fn kubectl_ok(args: &[&str], stdin: &str) -> String {
-    let (ok, out) = command(&tool("kubectl"), args, Some(stdin)).await;
+pub async fn kubectl_ok(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
+    let (ok, out) = command(kubeconfig, &tool("kubectl"), args, Some(stdin)).await;
     assert!(ok, "kubectl {} failed:\n{out}", args.join(" "));
     out
 }
 
 /// Runs kubectl and returns (success, stdout + stderr), for commands expected to fail.
-pub async fn kubectl_result(args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    command(&tool("kubectl"), args, stdin).await
+pub async fn kubectl_result(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    command(kubeconfig, &tool("kubectl"), args, stdin).await
 }
 
-async fn run(program: &Path, args: &[&str]) -> String {
-    let (ok, out) = command(program, args, None).await;
-    assert!(ok, "{} {} failed:\n{out}", program.display(), args.join(" "));
-    out
-}
-
-async fn command(program: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+async fn command(kubeconfig: &Path, program: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use tokio::io::AsyncWriteExt;
-    let env = env().await;
     let mut child = tokio::process::Command::new(program)
         .args(args)
-        .env("KUBECONFIG", &env.cluster.layout.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env(
             "HELM_CACHE_HOME",
             workspace().join("target/cluster-tests/helm/cache"),

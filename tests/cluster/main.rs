@@ -6,15 +6,25 @@
 //! needs the cluster that `make test-cluster` starts (and stops).
 
 mod env;
+mod etcd;
 #[path = "../../examples/flaky-app/app.rs"]
 #[allow(dead_code)]
 mod flaky;
 mod guards;
+mod hostile;
+/// The hostile-input matrix of the test-server scenarios, shared.
+#[path = "../integration/hostile/cases.rs"]
+mod hostile_cases;
+/// What the matrix borrows from the test-server harness.
+mod harness {
+    pub use crate::scenario::merge;
+}
 mod leader;
 #[path = "../../examples/flaky-app/pods.rs"]
 #[allow(dead_code)]
 mod pods;
 mod rbac;
+mod relist;
 mod remediation;
 mod scenario;
 mod signals;

@@ -20,7 +20,7 @@ async fn can_i(s: &Scenario, verb: &str, resource: &str, namespace: Option<&str>
         Some(ns) => args.extend(["-n", ns]),
         None => args.push("--all-namespaces"),
     }
-    let (_, out) = kubectl_result(&args, None).await;
+    let (_, out) = kubectl_result(&s.access.kubeconfig, &args, None).await;
     match out.trim() {
         "yes" => true,
         "no" => false,

@@ -90,7 +90,12 @@ async fn a_bad_pod_is_detected_and_the_deployment_controller_rolls_the_restart()
 
 async fn create(s: &Scenario, object: serde_json::Value) {
     let text = serde_json::to_string(&object).unwrap();
-    crate::env::kubectl_ok(&["apply", "--server-side", "-n", &s.ns, "-f", "-"], &text).await;
+    crate::env::kubectl_ok(
+        &s.access.kubeconfig,
+        &["apply", "--server-side", "-n", &s.ns, "-f", "-"],
+        &text,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+use apphealth_cluster::Access;
+
 use crate::{
     env::{PATIENCE, env, helm, unique, workspace},
     flaky::{Flaky, Mode},
@@ -43,6 +45,8 @@ pub struct Operator {
 }
 
 pub struct Scenario {
+    /// The cluster it runs on.
+    pub access: Access,
     pub ns: String,
     pub system: String,
     pub release: String,
@@ -71,11 +75,15 @@ pub fn policy_resource() -> ApiResource {
 }
 
 impl Scenario {
-    /// A namespace `<name>-N` for the workloads and policies, and the chart installed as release
-    /// `ah-<name>-N` in `<name>-N-op`, watching the first.
+    /// A namespace `<name>-<run>-N` for the workloads and policies, and the chart installed as
+    /// release `ah-<name>-<run>-N` in `<name>-<run>-N-op`, watching the first; on the shared cluster.
     pub async fn new(name: &str, install: Install) -> Self {
-        let env = env().await;
-        let client = env.client().await;
+        Self::on(env().await.cluster.access(), name, install).await
+    }
+
+    /// The same, on the cluster `access` reaches (one a test started for itself).
+    pub async fn on(access: Access, name: &str, install: Install) -> Self {
+        let client = access.client().await.expect("a client for the cluster");
         let ns = unique(name);
         let system = format!("{ns}-op");
         let release = format!("ah-{ns}");
@@ -112,7 +120,7 @@ impl Scenario {
         for v in &install.values {
             args.extend(["--set", v]);
         }
-        helm(&args).await;
+        helm(&access.kubeconfig, &args).await;
 
         let pods = Pods::new(SLOW);
         let pods_task = tokio::spawn(pods.clone().run(Api::namespaced(client.clone(), &ns)));
@@ -122,6 +130,7 @@ impl Scenario {
             .unwrap()
             .port();
         Self {
+            access,
             ns,
             system,
             release,
@@ -365,11 +374,7 @@ impl Scenario {
             .expect("the chart names a ServiceAccount");
         let token = self.token(&account).await;
         let kubeconfig = self.dir.join(format!("operator-{index}.kubeconfig"));
-        std::fs::write(
-            &kubeconfig,
-            env().await.cluster.token_kubeconfig(&token, &self.system),
-        )
-        .unwrap();
+        std::fs::write(&kubeconfig, self.access.token_kubeconfig(&token, &self.system)).unwrap();
         let log = self.dir.join(format!("operator-{index}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apphealth-operator"))
@@ -533,14 +538,14 @@ impl Scenario {
         for i in 0..self.operators.len() {
             self.kill_operator(i).await;
         }
-        helm(&[
+        let uninstall = [
             "uninstall",
             &self.release,
             "--namespace",
             &self.system,
             "--wait=false",
-        ])
-        .await;
+        ];
+        helm(&self.access.kubeconfig, &uninstall).await;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         for ns in [&self.ns, &self.system] {
             let _ = namespaces.delete(ns, &DeleteParams::default()).await;
