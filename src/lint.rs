@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::api::{AppHealthPolicy, validate::validate};
@@ -159,7 +158,7 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<Strin
 impl Linter {
     /// Builds the checks from the CRD the code generates.
     pub fn new() -> crate::Result<Self> {
-        let crd = serde_json::to_value(AppHealthPolicy::crd()).map_err(|source| crate::Error::Serialize {
+        let crd = serde_json::to_value(crate::api::crd()).map_err(|source| crate::Error::Serialize {
             what: "the CRD",
             source,
         })?;

@@ -4,7 +4,6 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use apphealth_operator::{
-    api::AppHealthPolicy,
     check::{self, CheckOptions},
     clock::SystemClock,
     controller,
@@ -18,7 +17,6 @@ use apphealth_operator::{
     telemetry::{self, LogFormat},
 };
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
 
 /// Keeps applications healthy: probes the workloads named by AppHealthPolicy objects and
 /// remediates them with guardrails.
@@ -266,7 +264,8 @@ fn lint(paths: &[PathBuf]) -> ExitCode {
 }
 
 fn crd_yaml() -> Result<String, String> {
-    serde_saphyr::to_string(&AppHealthPolicy::crd()).map_err(|e| format!("could not render the CRD: {e}"))
+    serde_saphyr::to_string(&apphealth_operator::api::crd())
+        .map_err(|e| format!("could not render the CRD: {e}"))
 }
 
 #[tokio::main]

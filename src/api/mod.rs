@@ -1,5 +1,6 @@
 //! The `AppHealthPolicy` custom resource (apphealth.io/v1alpha1): the public contract.
 
+pub mod crd;
 mod duration;
 pub mod quantity;
 pub mod remediation;
@@ -8,6 +9,7 @@ pub mod status;
 pub mod validate;
 pub mod watched;
 
+pub use crd::crd;
 pub use duration::{DURATION_PATTERN, Duration, MAX as MAX_DURATION, format as format_duration};
 pub use remediation::*;
 pub use spec::*;

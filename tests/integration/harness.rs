@@ -12,13 +12,11 @@ use std::{
 };
 
 use apphealth_operator::{
-    api::AppHealthPolicy,
     clock::{OffsetClock, SystemClock},
     controller,
     observe::reach::Reach,
 };
 use apphealth_testserver::TestServer;
-use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use crate::{
@@ -73,7 +71,7 @@ impl Harness {
         apphealth_operator::observe::prober::install_crypto_provider();
         let server = TestServer::start().await.unwrap();
         server
-            .create(serde_json::to_value(AppHealthPolicy::crd()).unwrap())
+            .create(serde_json::to_value(apphealth_operator::api::crd()).unwrap())
             .unwrap();
 
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);

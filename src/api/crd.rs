@@ -1,0 +1,111 @@
+//! The CustomResourceDefinition as it is installed: the one derived from the types, with the
+//! integer formats schemars writes for unsigned types (`uint32` for a `u32`), which Kubernetes does
+//! not know and warns about at every install ("unrecognized format"), replaced by the ones it knows:
+//! `int32` where every value fits, `int64` for `uint32`, none for `uint64`. The bounds (`minimum`,
+//! `maximum`) stay as they were.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use super::AppHealthPolicy;
+
+/// The AppHealthPolicy CRD: what `apphealth-operator crd` prints and the chart installs.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = AppHealthPolicy::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        // Through JSON: the typed schema's `format` sits at every depth of a recursive structure.
+        if let Ok(mut value) = serde_json::to_value(&*schema) {
+            known_formats(&mut value);
+            if let Ok(fixed) = serde_json::from_value(value) {
+                *schema = fixed;
+            }
+        }
+    }
+    crd
+}
+
+/// The format Kubernetes knows for an integer format schemars writes, or None to drop it.
+fn known_format(format: &str) -> Option<&str> {
+    match format {
+        "int8" | "int16" | "uint8" | "uint16" => Some("int32"),
+        "uint32" | "uint" => Some("int64"),
+        "uint64" | "uint128" | "int128" => None,
+        other => Some(other),
+    }
+}
+
+fn known_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(format)) = map.get("format") {
+                match known_format(format).map(str::to_owned) {
+                    Some(known) => {
+                        map.insert("format".into(), Value::String(known));
+                    }
+                    None => {
+                        map.remove("format");
+                    }
+                }
+            }
+            map.values_mut().for_each(known_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(known_formats),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_formats_become_ones_kubernetes_knows() {
+        let cases = [
+            ("uint8", Some("int32")),
+            ("int16", Some("int32")),
+            ("uint32", Some("int64")),
+            ("uint64", None),
+            ("int32", Some("int32")),
+            ("int64", Some("int64")),
+            ("date-time", Some("date-time")),
+        ];
+        for (format, expected) in cases {
+            assert_eq!(known_format(format), expected, "{format}");
+        }
+    }
+
+    #[test]
+    fn the_installed_crd_has_only_formats_kubernetes_knows() {
+        let text = serde_json::to_string(&crd()).unwrap();
+        let formats: std::collections::BTreeSet<&str> = text
+            .split("\"format\":\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect();
+        let known = [
+            "int32",
+            "int64",
+            "float",
+            "double",
+            "byte",
+            "date",
+            "date-time",
+            "duration",
+            "password",
+        ];
+        assert!(!formats.is_empty());
+        for f in &formats {
+            assert!(known.contains(f), "unknown format {f:?} in {formats:?}");
+        }
+        // The bounds that the unsigned types carried are still there.
+        assert!(text.contains("\"periodSeconds\":{\"default\":10,"), "{text:.300}");
+    }
+}
