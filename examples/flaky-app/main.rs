@@ -2,7 +2,8 @@
 //! Switch modes: `curl -X PUT localhost:8080/mode/503` (healthy, 502, 503, slow, hang).
 //! `--script healthy:5s,503:10s,healthy` switches on its own, for unattended demos.
 //! `--pods-of NAMESPACE` serves every running pod of that namespace at its IP instead (kwok's pods
-//! on the local control plane; the kubeconfig comes from KUBECONFIG): see `pods.rs`.
+//! on the local control plane; the kubeconfig comes from KUBECONFIG): see `pods.rs`. With
+//! `--control ADDR`, `PUT ADDR/mode/503` switches every pod, present and future (a dependency down).
 
 #[path = "app.rs"]
 mod flaky;
@@ -15,7 +16,7 @@ use flaky::{Flaky, Mode};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: flaky-app [--listen ADDR | --pods-of NAMESPACE] [--slow-delay 3s] [--script MODE:DURATION,...,MODE] [--require-header NAME=VALUE]"
+        "usage: flaky-app [--listen ADDR | --pods-of NAMESPACE [--control ADDR]] [--slow-delay 3s] [--script MODE:DURATION,...,MODE] [--require-header NAME=VALUE]"
     );
     std::process::exit(2)
 }
@@ -47,12 +48,14 @@ async fn main() {
     let mut script = Vec::new();
     let mut required_header = None;
     let mut pods_of = None;
+    let mut control = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--listen" => listen = value,
             "--pods-of" => pods_of = Some(value),
+            "--control" => control = Some(value),
             "--slow-delay" => slow_delay = parse_duration(&value).unwrap_or_else(|| usage()),
             "--script" => script = parse_script(&value).unwrap_or_else(|| usage()),
             "--require-header" => {
@@ -63,7 +66,7 @@ async fn main() {
         }
     }
     if let Some(namespace) = pods_of {
-        return serve_pods(&namespace, slow_delay).await;
+        return serve_pods(&namespace, control.as_deref(), slow_delay).await;
     }
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
@@ -91,8 +94,8 @@ async fn main() {
     let _ = server.await;
 }
 
-/// Serves every running pod of `namespace` until stopped.
-async fn serve_pods(namespace: &str, slow_delay: Duration) {
+/// Serves every running pod of `namespace` until stopped; the control endpoint on `control`.
+async fn serve_pods(namespace: &str, control: Option<&str>, slow_delay: Duration) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -102,7 +105,20 @@ async fn serve_pods(namespace: &str, slow_delay: Duration) {
         }
     };
     eprintln!("flaky-app: serving the running pods of namespace {namespace} at their IPs");
-    pods::Pods::new(slow_delay)
-        .run(kube::Api::namespaced(client, namespace))
-        .await;
+    let pods = pods::Pods::new(slow_delay);
+    if let Some(addr) = control {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("flaky-app: cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!("flaky-app: PUT http://{addr}/mode/{{healthy|503|...}} switches every pod");
+        let router = pods.control();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+    }
+    pods.run(kube::Api::namespaced(client, namespace)).await;
 }

@@ -94,6 +94,44 @@ impl Pods {
         self.lock().get(name).map(|s| s.app.clone())
     }
 
+    /// Switches every pod served now, and every pod started from now on, to `mode`: a fault outside
+    /// the pods (a dependency down), which no restart cures.
+    pub fn set_all(&self, mode: Mode) {
+        self.start_new_pods_in(mode);
+        for served in self.lock().values() {
+            served.app.set(mode);
+        }
+    }
+
+    /// A control endpoint for the whole namespace: `PUT /mode/{mode}` is [`Pods::set_all`], `GET
+    /// /pods` lists the pods served with their modes.
+    pub fn control(&self) -> axum::Router {
+        use axum::{
+            extract::{Path, State},
+            http::StatusCode,
+            routing::{get, put},
+        };
+        async fn switch(State(pods): State<Pods>, Path(mode): Path<String>) -> (StatusCode, String) {
+            match mode.parse::<Mode>() {
+                Ok(mode) => {
+                    pods.set_all(mode);
+                    (StatusCode::OK, format!("every pod is now {mode}\n"))
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }
+        async fn list(State(pods): State<Pods>) -> String {
+            pods.lock()
+                .iter()
+                .map(|(name, s)| format!("{name} {} {}\n", s.addr, s.app.mode()))
+                .collect()
+        }
+        axum::Router::new()
+            .route("/mode/{mode}", put(switch).post(switch))
+            .route("/pods", get(list))
+            .with_state(self.clone())
+    }
+
     /// Every pod served, with its address.
     pub fn served(&self) -> Vec<(String, SocketAddr)> {
         self.lock().iter().map(|(n, s)| (n.clone(), s.addr)).collect()
