@@ -151,6 +151,10 @@ pub fn args(component: Component, layout: &Layout, ports: &Ports, stages: &[Path
                 ),
                 format!("--root-ca-file={}", p(pki.ca())),
                 format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                // A test cluster makes pods by the thousand at times (the bench); the default
+                // client limit (20/s) would make that take minutes.
+                "--kube-api-qps=500".into(),
+                "--kube-api-burst=1000".into(),
                 "--profiling=false".into(),
             ]
         }
@@ -163,6 +167,8 @@ pub fn args(component: Component, layout: &Layout, ports: &Ports, stages: &[Path
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={}", ports.scheduler),
                 "--leader-elect=false".into(),
+                "--kube-api-qps=500".into(),
+                "--kube-api-burst=1000".into(),
                 "--profiling=false".into(),
             ]
         }
