@@ -175,6 +175,24 @@ async fn diagnostics_come_from_kwok_through_the_api_and_a_disruption_budget_hold
     .await;
     let done = s.wait_record("web", "RestartPods", "Succeeded").await;
     assert_eq!(done["at"], record["at"], "the retry keeps the decision's mark");
+    let history = s.policy("web").await["status"]["history"].clone();
+    let restarts = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "RestartPods")
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the held record was completed, not duplicated: {history}"
+    );
+    let refusals = s
+        .events("web")
+        .await
+        .iter()
+        .filter(|(r, _)| r == "DisruptionBudget")
+        .count();
+    assert_eq!(refusals, 1, "one Event for the refusal");
     s.wait("the second replacement", || async {
         (s.release("web").await == 1).then_some(())
     })

@@ -1,5 +1,8 @@
 //! Each guard holding an action back in a controller scenario, with its reason in the
-//! RemediationBlocked condition and an Event (the planner's table tests cover every edge).
+//! RemediationBlocked condition and an Event (the planner's table tests cover every edge). The
+//! guards a cluster decides (the storm guard beside a scale-out, two policies on one workload, a
+//! rollout the Deployment controller has not finished) run on the local control plane:
+//! tests/cluster/guards.rs.
 
 use std::time::Duration;
 
@@ -16,42 +19,6 @@ fn blocked_message(policy: &serde_json::Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_policies_on_one_workload_do_not_both_restart_it() {
-    let mut h = Harness::new(1).await;
-    h.create_policy("web-errors", json!({}));
-    h.create_policy(
-        "web-latency",
-        json!({"triggers": [{"errorRate": {"percent": 50, "window": "1m", "minSamples": 2}}]}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web-errors", "Healthy", "True", None).await;
-    h.wait_condition("web-latency", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    h.wait_condition("web-errors", "Healthy", "False", None).await;
-    h.wait_condition("web-latency", "Healthy", "False", None).await;
-    let busy = crate::support::wait_until("one policy to hold back", crate::harness::PATIENCE, || async {
-        ["web-errors", "web-latency"].into_iter().find_map(|name| {
-            let p = h.policy(name);
-            (condition(&p, "RemediationBlocked")?["reason"] == "TargetBusy").then_some((name, p))
-        })
-    })
-    .await;
-    let other = if busy.0 == "web-errors" {
-        "web-latency"
-    } else {
-        "web-errors"
-    };
-    assert!(
-        blocked_message(&busy.1).contains(&format!("AppHealthPolicy {other} is already remediating")),
-        "{}",
-        blocked_message(&busy.1)
-    );
-    h.wait_event(busy.0, "TargetBusy").await;
-    assert_eq!(h.writes_to("/deployments/web"), 1, "restarted once, not twice");
-    h.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,36 +46,6 @@ async fn the_operator_wide_cap_holds_further_ladders() {
         blocked_message(&held)
     );
     assert_eq!(h.writes_to("/deployments/shop2"), 0);
-    h.stop_operator().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_storm_guard_skips_restarts_but_lets_scale_out_run() {
-    let mut h = Harness::new(3).await;
-    h.create_policy(
-        "web",
-        json!({"remediation": {"maxUnhealthyPercent": 50, "steps": [
-            {"action": "RestartPods", "restartPods": {"maxUnavailable": 2}},
-            {"action": "ScaleOut", "scaleOut": {"by": 1, "maxReplicas": 5}, "timeout": "1h"}
-        ]}}),
-    );
-    // Failing from the start: when the first crosses the threshold the other is failing too, and
-    // the storm guard counts both.
-    h.pod("web-a").app.set(Mode::Status(503));
-    h.pod("web-b").app.set(Mode::Status(503));
-    h.start_operator(Some(NS));
-    let skipped = h.wait_record("web", "RestartPods", "Skipped").await;
-    assert!(
-        skipped["message"]
-            .as_str()
-            .unwrap()
-            .contains("2 of 3 pods are unhealthy or failing their probes, more than spec.remediation.maxUnhealthyPercent (50%)"),
-        "{skipped}"
-    );
-    h.wait_event("web", "StormGuard").await;
-    h.wait_record("web", "ScaleOut", "Succeeded").await;
-    assert_eq!(h.deployment()["spec"]["replicas"], 3);
-    assert_eq!(h.writes_to("/eviction"), 0, "no pod was restarted");
     h.stop_operator().await;
 }
 

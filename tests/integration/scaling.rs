@@ -1,5 +1,7 @@
-//! ScaleOut (replicas and autoscalers, restored after a healthy spell) and ScaleUp (in place and on
-//! the template) through the API test server.
+//! ScaleOut with autoscalers (their minimum raised and put back) and ScaleUp (in place and on the
+//! template, and the fallback when resize is refused) through the API test server. ScaleOut
+//! through the scale subresource and its restore run on the local control plane:
+//! tests/cluster/remediation.rs.
 
 use std::time::Duration;
 
@@ -7,66 +9,11 @@ use serde_json::{Value, json};
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS, PATIENCE},
-    support::wait_until,
+    harness::{Harness, NS},
 };
 
 fn replicas(h: &Harness) -> i64 {
     h.deployment()["spec"]["replicas"].as_i64().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_raises_replicas_and_restores_them_after_a_healthy_spell() {
-    let mut h = Harness::new(1).await;
-    h.create_policy(
-        "web",
-        json!({"remediation": {"steps": [
-            {"action": "ScaleOut", "scaleOut": {"by": 3, "maxReplicas": 4, "restoreAfter": "10m"}, "timeout": "1h"}
-        ]}}),
-    );
-    h.start_operator(Some(NS));
-    h.wait_condition("web", "Healthy", "True", None).await;
-    h.set_all(Mode::Status(503));
-    let record = h.wait_record("web", "ScaleOut", "Succeeded").await;
-    assert_eq!(replicas(&h), 4, "2 + 3, capped at maxReplicas 4");
-    assert!(
-        record["message"]
-            .as_str()
-            .unwrap()
-            .contains("from 2 to 4 replicas"),
-        "{record}"
-    );
-    let raised = h.policy("web")["status"]["scaleRestore"].clone();
-    assert_eq!(raised["original"], 2);
-    assert_eq!(raised["set"], 4);
-    let managers: Vec<Value> = h.deployment()["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(
-        managers
-            .iter()
-            .any(|m| m["manager"] == "apphealth-operator" && m["subresource"] == "scale"),
-        "written through the scale subresource as the operator: {managers:?}"
-    );
-
-    h.set_all(Mode::Healthy);
-    h.wait_condition("web", "Remediating", "False", Some("Recovered"))
-        .await;
-    assert_eq!(replicas(&h), 4, "not restored before restoreAfter");
-    h.clock.jump(Duration::from_secs(11 * 60));
-    h.touch_policy("web");
-    wait_until("the replicas to be restored", PATIENCE, || async {
-        (replicas(&h) == 2).then_some(())
-    })
-    .await;
-    let note = h.wait_event("web", "ScaleRestored").await;
-    assert!(note.contains("back to 2 replicas"), "{note}");
-    wait_until("scaleRestore to be cleared", PATIENCE, || async {
-        h.policy("web")["status"]["scaleRestore"].is_null().then_some(())
-    })
-    .await;
-    h.stop_operator().await;
 }
 
 /// A HorizontalPodAutoscaler for Deployment `web`.
