@@ -6,14 +6,8 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     scenario::{Install, Scenario, condition},
+    support::blocked_message,
 };
-
-fn blocked_message(policy: &serde_json::Value) -> String {
-    condition(policy, "RemediationBlocked").unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane: make test-cluster"]

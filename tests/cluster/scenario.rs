@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 use apphealth_cluster::Access;
 
+pub use crate::support::{condition, merge};
+
 use crate::{
     env::{PATIENCE, env, helm, unique, workspace},
     flaky::{Flaky, Mode},
@@ -550,27 +552,5 @@ impl Scenario {
         for ns in [&self.ns, &self.system] {
             let _ = namespaces.delete(ns, &DeleteParams::default()).await;
         }
-    }
-}
-
-pub fn condition<'a>(policy: &'a Value, type_: &str) -> Option<&'a Value> {
-    policy["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-pub fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge(t.entry(k).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p,
     }
 }

@@ -11,15 +11,9 @@ use serde_json::json;
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS, condition},
+    harness::{Harness, NS},
+    support::blocked_message,
 };
-
-fn blocked_message(policy: &serde_json::Value) -> String {
-    condition(policy, "RemediationBlocked").unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_wide_cap_holds_further_ladders() {

@@ -19,6 +19,7 @@ use apphealth_operator::{
 use apphealth_testserver::TestServer;
 use serde_json::{Value, json};
 
+pub use crate::support::{condition, merge};
 use crate::{
     flaky::{Flaky, Mode},
     support::wait_until,
@@ -386,13 +387,6 @@ impl Harness {
     }
 }
 
-pub fn condition<'a>(policy: &'a Value, type_: &str) -> Option<&'a Value> {
-    policy["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
 pub fn restarted_at(deployment: &Value) -> Option<String> {
     deployment["spec"]["template"]["metadata"]["annotations"]["apphealth.io/restartedAt"]
         .as_str()
@@ -432,19 +426,4 @@ async fn bind_same_port(block: u8, count: usize) -> (u16, Vec<tokio::net::TcpLis
         return (port, listeners);
     }
     panic!("could not bind {count} loopback addresses on one port");
-}
-
-pub fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge(t.entry(k).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p,
-    }
 }

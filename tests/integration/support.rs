@@ -531,3 +531,36 @@ pub fn gauge(metrics: &apphealth_operator::metrics::Metrics, name: &str) -> i64 
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Condition `type_` of a policy (as JSON), if it has one.
+pub fn condition<'a>(policy: &'a serde_json::Value, type_: &str) -> Option<&'a serde_json::Value> {
+    policy["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// The message of a policy's RemediationBlocked condition (the test fails without one).
+pub fn blocked_message(policy: &serde_json::Value) -> String {
+    condition(policy, "RemediationBlocked").expect("a RemediationBlocked condition")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Merges `patch` into `target` as a JSON merge patch does: objects key by key, a null removes.
+pub fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    use serde_json::Value;
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
