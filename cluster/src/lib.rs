@@ -14,8 +14,10 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod components;
 pub mod kwok;
+mod layout;
 pub mod pki;
 pub mod process;
 
@@ -27,10 +29,12 @@ use std::{
     time::Duration,
 };
 
-use kube::{Client, Config, config::KubeConfigOptions};
-use serde::{Deserialize, Serialize};
+use kube::Client;
 
+pub use access::{Access, client_from};
+use access::{certificate_kubeconfig, etcd_healthy, install_crypto_provider, readyz};
 pub use components::{Component, Ports};
+pub use layout::{Layout, Options, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,86 +92,6 @@ pub(crate) fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), 
     std::fs::write(path, contents).map_err(|e| Error::io(path, e))
 }
 
-/// Where everything of one cluster lives.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    pub dir: PathBuf,
-    pub pki: pki::Pki,
-    pub data: PathBuf,
-    pub logs: PathBuf,
-    pub kwok: PathBuf,
-    pub state: PathBuf,
-    /// The administrator's kubeconfig.
-    pub kubeconfig: PathBuf,
-}
-
-impl Layout {
-    pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            pki: pki::Pki { dir: dir.join("pki") },
-            data: dir.join("data"),
-            logs: dir.join("logs"),
-            kwok: dir.join("kwok"),
-            state: dir.join("cluster.json"),
-            kubeconfig: dir.join("kubeconfig"),
-        }
-    }
-
-    /// The kubeconfig of one of the control plane's own identities.
-    pub fn kubeconfig_for(&self, id: pki::Identity) -> PathBuf {
-        if id.file == pki::ADMIN.file {
-            return self.kubeconfig.clone();
-        }
-        self.dir
-            .join("kubeconfigs")
-            .join(format!("{}.kubeconfig", id.file))
-    }
-
-    pub fn log(&self, component: &str) -> PathBuf {
-        self.logs.join(format!("{component}.log"))
-    }
-}
-
-/// What runs, written once the cluster is up.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct State {
-    /// The API server's URL.
-    pub api: String,
-    /// etcd's client URL (plain HTTP on loopback).
-    pub etcd: String,
-    pub ports: Ports,
-    pub bin: PathBuf,
-    pub nodes: u32,
-    pub started: String,
-    pub processes: Vec<process::Spec>,
-}
-
-/// How to start a cluster.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Its directory (created; a stopped cluster's files in it are replaced).
-    pub dir: PathBuf,
-    /// The binaries (`tools/kube/build.sh` prints where).
-    pub bin: PathBuf,
-    /// kwok Nodes, each Ready and schedulable.
-    pub nodes: u32,
-    /// Which components run. Without kube-scheduler and kwok no pod ever runs: a control plane for
-    /// API-only tests, as envtest starts.
-    pub components: Vec<Component>,
-}
-
-impl Options {
-    pub fn new(dir: impl Into<PathBuf>, bin: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            bin: bin.into(),
-            nodes: 2,
-            components: Component::ALL.to_vec(),
-        }
-    }
-}
-
 /// How long each component may take to become ready. Generous: the machines have 2 cores, and a
 /// cold kube-apiserver installs its bootstrap RBAC policy before /readyz says ok.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -209,32 +133,7 @@ impl LocalCluster {
                 kubeconfig: layout.kubeconfig.clone(),
             });
         }
-        for c in &opts.components {
-            let program = components::program(&opts.bin, *c);
-            if !program.is_file() {
-                return Err(Error::MissingBinary {
-                    name: c.name().into(),
-                    bin: opts.bin.clone(),
-                });
-            }
-        }
-        for stale in [&layout.data, &layout.pki.dir, &layout.logs, &layout.kwok] {
-            if stale.exists() {
-                std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
-            }
-        }
-        for d in [&layout.data, &layout.logs, &layout.dir.join("kubeconfigs")] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-        }
-        let ports = Ports::free().map_err(|e| Error::io(Path::new("127.0.0.1"), e))?;
-        pki::Pki::generate(&layout.pki.dir, &["127.0.0.1"])?;
-        let api = format!("https://127.0.0.1:{}", ports.apiserver);
-        for id in [pki::ADMIN, pki::CONTROLLER_MANAGER, pki::SCHEDULER] {
-            write_file(
-                &layout.kubeconfig_for(id),
-                certificate_kubeconfig(&layout, &api, id),
-            )?;
-        }
+        let ports = prepare(&layout, &opts)?;
         let stages = if opts.components.contains(&Component::Kwok) {
             kwok::configure(&opts.bin, &layout.kwok)?
         } else {
@@ -259,7 +158,7 @@ impl LocalCluster {
             .collect();
         let mut cluster = Self {
             state: State {
-                api,
+                api: format!("https://127.0.0.1:{}", ports.apiserver),
                 etcd: format!("http://127.0.0.1:{}", ports.etcd),
                 ports,
                 bin: opts.bin.clone(),
@@ -284,18 +183,10 @@ impl LocalCluster {
     async fn boot(&mut self, opts: &Options) -> Result<(), Error> {
         let has = |c: Component| opts.components.contains(&c);
         if has(Component::Etcd) {
-            self.spawn(Component::Etcd)?;
-            let url = self.state.ports.etcd;
-            self.wait_for(Component::Etcd, "GET /health", || etcd_healthy(url))
-                .await?;
+            self.start_component(Component::Etcd).await?;
         }
-        self.spawn(Component::KubeApiserver)?;
+        self.start_component(Component::KubeApiserver).await?;
         let client = self.client().await?;
-        self.wait_for(Component::KubeApiserver, "GET /readyz", || {
-            let client = client.clone();
-            async move { readyz(&client).await.then_some(()) }
-        })
-        .await?;
         for c in [
             Component::KubeControllerManager,
             Component::KubeScheduler,
@@ -476,8 +367,8 @@ impl LocalCluster {
         });
     }
 
-    /// Starts a component [`LocalCluster::stop_component`] stopped, the same way (same ports, same
-    /// data), and returns once it is ready again.
+    /// Starts a component (again, after [`LocalCluster::stop_component`]: the same ports, the
+    /// same data) and, for etcd and the API server, returns once it answers as ready.
     pub async fn start_component(&mut self, component: Component) -> Result<(), Error> {
         self.spawn(component)?;
         match component {
@@ -499,94 +390,34 @@ impl LocalCluster {
     }
 }
 
-/// How to reach a cluster.
-#[derive(Clone, Debug)]
-pub struct Access {
-    /// The API server's URL.
-    pub api: String,
-    /// etcd's client URL (plain HTTP on loopback).
-    pub etcd: String,
-    /// The CA that signed the API server's certificate.
-    pub ca: PathBuf,
-    /// The administrator's kubeconfig.
-    pub kubeconfig: PathBuf,
-}
-
-impl Access {
-    /// A client with the administrator's identity.
-    pub async fn client(&self) -> Result<Client, Error> {
-        client_from(&self.kubeconfig).await
+/// Makes `layout`'s directory ready for a new cluster: every binary there, a stopped cluster's
+/// files gone, certificates and the components' kubeconfigs written for free ports; returns the
+/// ports.
+fn prepare(layout: &Layout, opts: &Options) -> Result<Ports, Error> {
+    for c in &opts.components {
+        if !components::program(&opts.bin, *c).is_file() {
+            return Err(Error::MissingBinary {
+                name: c.name().into(),
+                bin: opts.bin.clone(),
+            });
+        }
     }
-
-    /// A kubeconfig that authenticates with `token` (a ServiceAccount's, from the TokenRequest
-    /// API), for running a program with exactly that account's rights.
-    pub fn token_kubeconfig(&self, token: &str, namespace: &str) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\n\
-             clusters:\n- name: local\n  cluster:\n    server: {api}\n    certificate-authority: {ca}\n\
-             users:\n- name: token\n  user:\n    token: {token}\n\
-             contexts:\n- name: local\n  context:\n    cluster: local\n    user: token\n    namespace: {namespace}\n\
-             current-context: local\n",
-            api = self.api,
-            ca = self.ca.display(),
-        )
+    for stale in [&layout.data, &layout.pki.dir, &layout.logs, &layout.kwok] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
+        }
     }
-}
-
-/// The kubeconfig of a client-certificate identity.
-fn certificate_kubeconfig(layout: &Layout, api: &str, id: pki::Identity) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\n\
-         clusters:\n- name: apphealth-local\n  cluster:\n    server: {api}\n    certificate-authority: {ca}\n\
-         users:\n- name: {user}\n  user:\n    client-certificate: {cert}\n    client-key: {key}\n\
-         contexts:\n- name: apphealth-local\n  context:\n    cluster: apphealth-local\n    user: {user}\n    namespace: default\n\
-         current-context: apphealth-local\n",
-        ca = layout.pki.ca().display(),
-        user = id.user,
-        cert = layout.pki.cert(id.file).display(),
-        key = layout.pki.key(id.file).display(),
-    )
-}
-
-/// A client from a kubeconfig file.
-pub async fn client_from(kubeconfig: &Path) -> Result<Client, Error> {
-    install_crypto_provider();
-    let what = || format!("kubeconfig {}", kubeconfig.display());
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| Error::Kube(what(), kube::Error::InferKubeconfig(e)))?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Kube(what(), kube::Error::InferKubeconfig(e)))?;
-    Client::try_from(config).map_err(|e| Error::Kube(what(), e))
-}
-
-fn install_crypto_provider() {
-    // An Err means one is installed already, which is all that matters.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-async fn readyz(client: &Client) -> bool {
-    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
-        return false;
-    };
-    client
-        .request_text(request)
-        .await
-        .is_ok_and(|body| body.trim() == "ok")
-}
-
-/// etcd's /health over plain HTTP on loopback.
-async fn etcd_healthy(port: u16) -> Option<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut body))
-        .await
-        .ok()?
-        .ok()?;
-    body.contains("\"health\":\"true\"").then_some(())
+    for d in [&layout.data, &layout.logs, &layout.dir.join("kubeconfigs")] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let ports = Ports::free().map_err(|e| Error::io(Path::new("127.0.0.1"), e))?;
+    pki::Pki::generate(&layout.pki.dir, &["127.0.0.1"])?;
+    let api = format!("https://127.0.0.1:{}", ports.apiserver);
+    for id in [pki::ADMIN, pki::CONTROLLER_MANAGER, pki::SCHEDULER] {
+        write_file(
+            &layout.kubeconfig_for(id),
+            certificate_kubeconfig(layout, &api, id),
+        )?;
+    }
+    Ok(ports)
 }

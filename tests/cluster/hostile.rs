@@ -65,47 +65,9 @@ async fn hostile_policies_are_refused_by_the_api_server_and_stored_anyway_by_the
         if case.spec["targetRef"]["name"] == OPERATOR {
             continue;
         }
-        let request: DynamicObject = match serde_json::from_value(object(&s.ns, case.name, &case.spec)) {
-            Ok(o) => o,
-            Err(e) => panic!("{}: {e}", case.name),
-        };
-        let created = s.policies().create(&PostParams::default(), &request).await;
-        match (case.admission, created) {
-            (Admission::Admits, Ok(_)) => judged.push(case),
-            (Admission::Admits, Err(e)) => {
-                problems.push(format!("{}: the API server refused it: {e}", case.name))
-            }
-            (Admission::Rejects(at, what), Ok(_)) => problems.push(format!(
-                "{}: the API server admitted what the schema refuses at {at:?} ({what})",
-                case.name
-            )),
-            (Admission::Rejects(at, what), Err(kube::Error::Api(e))) => {
-                let named = if at.is_empty() {
-                    what.to_owned()
-                } else {
-                    field_path(at)
-                };
-                if e.code != 422 || e.reason != "Invalid" || !e.message.contains(&named) {
-                    problems.push(format!(
-                        "{}: expected 422 Invalid naming {named:?}, got {} {}: {:.400}",
-                        case.name, e.code, e.reason, e.message
-                    ));
-                }
-                // Stored anyway, as a restore would: straight into etcd, where the API server
-                // keeps custom resources as JSON.
-                let mut stored = object(&s.ns, case.name, &case.spec);
-                stored["metadata"]["uid"] = json!(format!(
-                    "00000000-0000-4000-8000-{:012}",
-                    judged.len() + problems.len() + 1
-                ));
-                stored["metadata"]["creationTimestamp"] =
-                    json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-                stored["metadata"]["generation"] = json!(1);
-                let key = format!("/registry/apphealth.io/apphealthpolicies/{}/{}", s.ns, case.name);
-                crate::etcd::put(&s.access.etcd, &key, &stored).await;
-                judged.push(case);
-            }
-            (Admission::Rejects(..), Err(e)) => problems.push(format!("{}: {e}", case.name)),
+        match admit(&s, &case, judged.len() + problems.len() + 1).await {
+            Ok(()) => judged.push(case),
+            Err(problem) => problems.push(problem),
         }
     }
     assert!(
@@ -118,37 +80,8 @@ async fn hostile_policies_are_refused_by_the_api_server_and_stored_anyway_by_the
 
     let mut event_only = Vec::new();
     for case in &judged {
-        let what = format!("{}: {:?}", case.name, case.verdict);
-        match case.verdict {
-            Verdict::Refused(reason, text) => {
-                // Said in Ready and in an Event; or, for a policy whose stored spec has types the
-                // CRD's CEL rules cannot evaluate, in the Event alone: the API server refuses any
-                // status write for such an object.
-                let (in_ready, said) = s
-                    .wait(&what, || async {
-                        let p = s.policy(case.name).await;
-                        if let Some(ready) = condition(&p, "Ready").filter(|c| c["reason"] == reason) {
-                            assert_eq!(ready["status"], "False", "{}", case.name);
-                            return Some((true, ready["message"].as_str().unwrap_or_default().to_owned()));
-                        }
-                        let event = s.events(case.name).await.into_iter().find(|(r, _)| r == reason);
-                        event
-                            .filter(|_| reason == "UnreadablePolicy")
-                            .map(|(_, note)| (false, note))
-                    })
-                    .await;
-                if !in_ready {
-                    event_only.push(case.name);
-                }
-                assert!(
-                    said.contains(text),
-                    "{}: expected {text:?} in {said:.600}",
-                    case.name
-                );
-            }
-            Verdict::Probed => {
-                s.wait_condition(case.name, "Healthy", "True", None).await;
-            }
+        if !operator_verdict(&s, case).await {
+            event_only.push(case.name);
         }
     }
 
@@ -170,4 +103,77 @@ async fn hostile_policies_are_refused_by_the_api_server_and_stored_anyway_by_the
     assert_eq!(condition(&healthy, "Healthy").unwrap()["status"], "True");
     assert_eq!(condition(&healthy, "Ready").unwrap()["reason"], "Probing");
     s.finish().await;
+}
+
+/// Creates the case's policy through the API server and checks admission's answer against the
+/// matrix; a refused one is then stored in etcd all the same (as a restore would: the API server
+/// keeps custom resources as JSON there), under uid number `n`.
+async fn admit(s: &Scenario, case: &cases::Case, n: usize) -> Result<(), String> {
+    let request: DynamicObject = serde_json::from_value(object(&s.ns, case.name, &case.spec))
+        .map_err(|e| format!("{}: {e}", case.name))?;
+    let created = s.policies().create(&PostParams::default(), &request).await;
+    match (case.admission, created) {
+        (Admission::Admits, Ok(_)) => Ok(()),
+        (Admission::Admits, Err(e)) => Err(format!("{}: the API server refused it: {e}", case.name)),
+        (Admission::Rejects(at, what), Ok(_)) => Err(format!(
+            "{}: the API server admitted what the schema refuses at {at:?} ({what})",
+            case.name
+        )),
+        (Admission::Rejects(at, what), Err(kube::Error::Api(e))) => {
+            let named = if at.is_empty() {
+                what.to_owned()
+            } else {
+                field_path(at)
+            };
+            if e.code != 422 || e.reason != "Invalid" || !e.message.contains(&named) {
+                return Err(format!(
+                    "{}: expected 422 Invalid naming {named:?}, got {} {}: {:.400}",
+                    case.name, e.code, e.reason, e.message
+                ));
+            }
+            let mut stored = object(&s.ns, case.name, &case.spec);
+            stored["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{n:012}"));
+            stored["metadata"]["creationTimestamp"] =
+                json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            stored["metadata"]["generation"] = json!(1);
+            let key = format!("/registry/apphealth.io/apphealthpolicies/{}/{}", s.ns, case.name);
+            crate::etcd::put(&s.access.etcd, &key, &stored).await;
+            Ok(())
+        }
+        (Admission::Rejects(..), Err(e)) => Err(format!("{}: {e}", case.name)),
+    }
+}
+
+/// Waits for the operator's verdict the matrix names; returns whether a refusal was said in Ready
+/// (else in an Event alone: for a policy whose stored spec has types the CRD's CEL rules cannot
+/// evaluate, the API server refuses any status write).
+async fn operator_verdict(s: &Scenario, case: &cases::Case) -> bool {
+    let what = format!("{}: {:?}", case.name, case.verdict);
+    match case.verdict {
+        Verdict::Refused(reason, text) => {
+            let (in_ready, said) = s
+                .wait(&what, || async {
+                    let p = s.policy(case.name).await;
+                    if let Some(ready) = condition(&p, "Ready").filter(|c| c["reason"] == reason) {
+                        assert_eq!(ready["status"], "False", "{}", case.name);
+                        return Some((true, ready["message"].as_str().unwrap_or_default().to_owned()));
+                    }
+                    let event = s.events(case.name).await.into_iter().find(|(r, _)| r == reason);
+                    event
+                        .filter(|_| reason == "UnreadablePolicy")
+                        .map(|(_, note)| (false, note))
+                })
+                .await;
+            assert!(
+                said.contains(text),
+                "{}: expected {text:?} in {said:.600}",
+                case.name
+            );
+            in_ready
+        }
+        Verdict::Probed => {
+            s.wait_condition(case.name, "Healthy", "True", None).await;
+            true
+        }
+    }
 }

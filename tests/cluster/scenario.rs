@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{Namespace, Pod, ServiceAccount},
+    core::v1::{Namespace, Pod, PodSpec, ServiceAccount},
 };
 use kube::{
     Api, Client,
@@ -312,65 +312,9 @@ impl Scenario {
     /// (POD_NAME is one of its pods, POD_NAMESPACE the release's namespace), its kubeconfig holds a
     /// token of the chart's ServiceAccount. Returns its index.
     pub async fn start_operator(&mut self) -> usize {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.system);
-        let chart = deployments
-            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release)))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .next()
-            .expect("the chart's Deployment");
-        let template = chart.spec.expect("spec").template;
-        let pod_spec = template.spec.expect("pod spec");
-        let container = &pod_spec.containers[0];
-        let http: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let args: Vec<String> = container
-            .args
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| {
-                if a.starts_with("--http-addr=") {
-                    format!("--http-addr={http}")
-                } else {
-                    a
-                }
-            })
-            .collect();
-        // One of the chart's own pods (kwok runs them, and nothing in them): this process stands in
-        // for it.
-        let chart_pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.system);
-        let mut names: Vec<String> = chart_pods
-            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release)))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        names.sort();
         let index = self.operators.len();
-        let pod = names
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| format!("{}-local-{index}", self.release));
-        let mut env_vars = Vec::new();
-        for e in container.env.clone().unwrap_or_default() {
-            let value = match (e.value, e.value_from.and_then(|f| f.field_ref)) {
-                (Some(v), _) => v,
-                (None, Some(f)) if f.field_path == "metadata.namespace" => self.system.clone(),
-                (None, Some(f)) if f.field_path == "metadata.name" => pod.clone(),
-                (None, other) => panic!(
-                    "the chart sets {} from {other:?}, which this harness cannot",
-                    e.name
-                ),
-            };
-            env_vars.push((e.name, value));
-        }
+        let pod = self.chart_pod(index).await;
+        let (pod_spec, args, env) = self.chart_command(&pod).await;
         let account = pod_spec
             .service_account_name
             .expect("the chart names a ServiceAccount");
@@ -381,7 +325,7 @@ impl Scenario {
         let out = std::fs::File::create(&log).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apphealth-operator"))
             .args(&args)
-            .envs(env_vars)
+            .envs(env)
             .env("KUBECONFIG", &kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(std::process::Stdio::null())
@@ -392,6 +336,75 @@ impl Scenario {
             .expect("the operator binary starts");
         self.operators.push(Some(Operator { child, log, pod }));
         index
+    }
+
+    /// The name of the chart's pod number `index` (kwok runs them, and nothing in them): the
+    /// operator process started `index`-th stands in for it.
+    async fn chart_pod(&self, index: usize) -> String {
+        let chart_pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.system);
+        let mut names: Vec<String> = chart_pods
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release)))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        names
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("{}-local-{index}", self.release))
+    }
+
+    /// The chart's pod spec, and the arguments and environment its container runs with as pod
+    /// `pod` (its `--http-addr` moved to a free port on loopback).
+    async fn chart_command(&self, pod: &str) -> (PodSpec, Vec<String>, Vec<(String, String)>) {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.system);
+        let chart = deployments
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release)))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+            .expect("the chart's Deployment");
+        let pod_spec = chart.spec.expect("spec").template.spec.expect("pod spec");
+        let container = pod_spec.containers[0].clone();
+        let http: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let args = container
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("--http-addr=") {
+                    format!("--http-addr={http}")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let env = container
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                let value = match (e.value, e.value_from.and_then(|f| f.field_ref)) {
+                    (Some(v), _) => v,
+                    (None, Some(f)) if f.field_path == "metadata.namespace" => self.system.clone(),
+                    (None, Some(f)) if f.field_path == "metadata.name" => pod.to_owned(),
+                    (None, other) => panic!(
+                        "the chart sets {} from {other:?}, which this harness cannot",
+                        e.name
+                    ),
+                };
+                (e.name, value)
+            })
+            .collect();
+        (pod_spec, args, env)
     }
 
     /// A token of ServiceAccount `account` of the chart, from the TokenRequest API.
