@@ -24,6 +24,7 @@ mod leader;
 #[allow(dead_code)]
 mod pods;
 mod rbac;
+mod referee;
 mod relist;
 mod remediation;
 mod scenario;

@@ -180,8 +180,15 @@ fn kubectl_validates_with_the_servers_openapi_and_explains_the_crd() {
     // The schema's bounds and its CEL rules, worded as the API server words them.
     let zero = scratch.file("zero.yaml", &policy("", 0).replace("    via: Service\n", ""));
     let err = stderr_of(&scratch, &["apply", "-f", zero.to_str().unwrap()]);
+    // A bound broken beside a CEL rule (timeoutSeconds ≤ periodSeconds): both are reported, as a
+    // list, as kube-apiserver does (refereed: tests/cluster/referee.rs).
+    assert!(err.contains(r#"The AppHealthPolicy "web" is invalid"#), "{err}");
     assert!(
-        err.contains(r#"The AppHealthPolicy "web" is invalid: spec.probe.periodSeconds: Invalid value: 0"#),
+        err.contains("spec.probe.periodSeconds: Invalid value: 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("timeoutSeconds must be at most probe.periodSeconds"),
         "{err}"
     );
     let no_service = scratch.file("cel.yaml", &policy("", 10));

@@ -78,10 +78,21 @@ pub fn from_storage(rt: &ResourceType, mut obj: Value) -> Value {
                 m.insert((*events).to_string(), v);
             }
         }
-    } else if is_core_event(rt) {
-        // Not optional in core v1 (clients such as k8s-openapi require it).
-        m.entry("involvedObject")
+        // A struct in Go: always served, if only as `{}` (seen by the referee).
+        m.entry("deprecatedSource")
             .or_insert_with(|| Value::Object(Map::new()));
+    } else if is_core_event(rt) {
+        // Not optional in core v1 (clients such as k8s-openapi require it); `source` is a struct
+        // and the reporting fields are strings without `omitempty` in Go, so the API server
+        // always serves them too.
+        for (field, empty) in [
+            ("involvedObject", Value::Object(Map::new())),
+            ("source", Value::Object(Map::new())),
+            ("reportingComponent", Value::String(String::new())),
+            ("reportingInstance", Value::String(String::new())),
+        ] {
+            m.entry(field).or_insert(empty);
+        }
     }
     obj
 }
@@ -129,15 +140,19 @@ mod tests {
         assert!(stored.get("regarding").is_none() && stored.get("note").is_none());
         let mut back = written;
         back.as_object_mut().unwrap().remove("involvedObject");
+        back["deprecatedSource"] = json!({});
         assert_eq!(from_storage(&ev, stored.clone()), back);
-        assert_eq!(from_storage(&core, stored.clone()), stored);
-        assert_eq!(event_as_core(&ev, &back), stored);
-        // Core writes drop events.k8s.io-only names; involvedObject is always served.
+        let mut as_core = stored.clone();
+        as_core["source"] = json!({});
+        assert_eq!(from_storage(&core, stored.clone()), as_core);
+        assert_eq!(event_as_core(&ev, &back), as_core);
+        // Core writes drop events.k8s.io-only names; involvedObject, source and the reporting
+        // fields are always served.
         let stored = to_storage(&core, json!({"message": "m", "note": "x"}));
         assert_eq!(stored, json!({"message": "m"}));
         assert_eq!(
             from_storage(&core, stored),
-            json!({"message": "m", "involvedObject": {}})
+            json!({"message": "m", "involvedObject": {}, "source": {}, "reportingComponent": "", "reportingInstance": ""})
         );
     }
 }

@@ -38,7 +38,7 @@ impl ApiError {
 
     /// 404 NotFound for a named object; `resource` is `plural[.group]`.
     pub fn not_found(resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found")).about(resource, name)
     }
 
     /// 404 NotFound for anything else (unknown path or resource type).
@@ -53,6 +53,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{resource} \"{name}\" already exists"),
         )
+        .about(resource, name)
     }
 
     /// 409 Conflict for a stale `metadata.resourceVersion`.
@@ -65,20 +66,35 @@ impl ApiError {
                  please apply your changes to the latest version and try again"
             ),
         )
+        .about(resource, name)
+    }
+
+    /// With `details` naming the object as the API server does for errors about one object
+    /// (NotFound, AlreadyExists, Conflict): its name, and `resource` (`plural[.group]`) split into
+    /// `kind` (the plural) and `group`.
+    fn about(mut self, resource: &str, name: &str) -> Self {
+        let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+        self.object = Some(Box::new((
+            name.to_string(),
+            group.to_string(),
+            plural.to_string(),
+        )));
+        self
     }
 
     /// 409 Conflict of a server-side apply that would change fields other appliers own, as the API
     /// server words it: `conflicts` are (manager, field path such as `.spec.x`), sorted by manager
-    /// then path; one `FieldManagerConflict` cause each.
+    /// then path, where a manager of a subresource is named `"mgr" with subresource "status"`
+    /// (see [`ApiError::conflicting_manager`]); one `FieldManagerConflict` cause each.
     pub fn apply_conflict(conflicts: &[(String, String)]) -> Self {
         let message = match conflicts {
-            [(manager, field)] => format!("Apply failed with 1 conflict: conflict with {manager:?}: {field}"),
+            [(manager, field)] => format!("Apply failed with 1 conflict: conflict with {manager}: {field}"),
             _ => {
                 let mut lines: Vec<String> = Vec::new();
                 let mut last: Option<&str> = None;
                 for (manager, field) in conflicts {
                     if last != Some(manager.as_str()) {
-                        lines.push(format!("conflicts with {manager:?}:"));
+                        lines.push(format!("conflicts with {manager}:"));
                         last = Some(manager);
                     }
                     lines.push(format!("- {field}"));
@@ -94,10 +110,20 @@ impl ApiError {
         e.causes = conflicts
             .iter()
             .map(|(manager, field)| {
-                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager:?}"), "field": field})
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager}"), "field": field})
             })
             .collect();
         e
+    }
+
+    /// A manager as conflict messages name it: `"mgr"`, or `"mgr" with subresource "status"` for
+    /// one that wrote through a subresource.
+    pub fn conflicting_manager(manager: &str, subresource: &str) -> String {
+        if subresource.is_empty() {
+            format!("{manager:?}")
+        } else {
+            format!("{manager:?} with subresource {subresource:?}")
+        }
     }
 
     /// 410 Gone for a watch or list from a resourceVersion older than the kept history.
@@ -140,9 +166,12 @@ impl ApiError {
             status["details"] = json!({"causes": self.causes});
         }
         if let Some((name, group, kind)) = self.object.as_deref() {
-            status["details"]["name"] = json!(name);
-            status["details"]["group"] = json!(group);
-            status["details"]["kind"] = json!(kind);
+            // Empty ones are left out, as the API server's `omitempty` does (the core group).
+            for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+                if !value.is_empty() {
+                    status["details"][key] = json!(value);
+                }
+            }
         }
         status
     }
@@ -164,7 +193,7 @@ mod tests {
 
     #[test]
     fn apply_conflicts_as_the_api_server_words_them() {
-        let one = ApiError::apply_conflict(&[("mgr".into(), ".spec.x".into())]).to_status();
+        let one = ApiError::apply_conflict(&[("\"mgr\"".into(), ".spec.x".into())]).to_status();
         assert_eq!(one["code"], 409);
         assert_eq!(one["reason"], "Conflict");
         assert_eq!(
@@ -175,21 +204,25 @@ mod tests {
             one["details"],
             json!({"causes": [{"reason": "FieldManagerConflict", "message": "conflict with \"mgr\"", "field": ".spec.x"}]})
         );
+        let a = ApiError::conflicting_manager("a", "");
+        let c = ApiError::conflicting_manager("c", "status");
         let several = ApiError::apply_conflict(&[
-            ("a".into(), ".spec.size".into()),
-            ("a".into(), ".spec.x".into()),
-            ("c".into(), ".spec.settings.c".into()),
+            (a.clone(), ".spec.size".into()),
+            (a, ".spec.x".into()),
+            (c, ".status.c".into()),
         ]);
         assert_eq!(
             several.message,
-            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.size\n- .spec.x\nconflicts with \"c\":\n- .spec.settings.c"
+            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.size\n- .spec.x\nconflicts with \"c\" with subresource \"status\":\n- .status.c"
         );
         assert_eq!(several.causes.len(), 3);
-        assert!(
-            ApiError::not_found("pods", "x")
-                .to_status()
-                .get("details")
-                .is_none()
+        assert_eq!(
+            ApiError::not_found("pods", "x").to_status()["details"],
+            json!({"name": "x", "kind": "pods"})
+        );
+        assert_eq!(
+            ApiError::conflict("deployments.apps", "web").to_status()["details"],
+            json!({"name": "web", "group": "apps", "kind": "deployments"})
         );
     }
 }

@@ -36,14 +36,24 @@
 //!   API server converts it (junctors dropped; values that may be null or keep unknown fields
 //!   untyped).
 //! - **Verbs**: get, list (label selectors: `=`, `==`, `!=`, `in`, `notin`, exists, `!`, `>`, `<`; field
-//!   selectors on any dotted path with `=`, `==`, `!=`; `limit`/`continue` ignored: everything in one
+//!   selectors with `=`, `==`, `!=` on the fields the API server supports for the type — `metadata.name`
+//!   and `metadata.namespace`, and e.g. `status.phase`, `spec.nodeName` of pods, `involvedObject.*` of
+//!   core events, `regarding.*` of `events.k8s.io` events, `type` of secrets, a CRD's
+//!   `selectableFields` — others get 400 worded as the API server words it; `resourceVersion` must be a
+//!   number, `resourceVersionMatch` needs one, `Exact` lists the state at that version, rebuilt from the
+//!   kept history (410 `Expired` once it is gone); `limit`/`continue` ignored: everything in one
 //!   page), watch (resume from `resourceVersion` out of a bounded per-type history, else an ERROR event
-//!   with a 410 `Expired` Status; from "now" when the version is absent or `0`; streaming lists with
-//!   `sendInitialEvents=true` end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
+//!   with a 410 `Expired` Status; when the version is absent or `0`, the current objects as ADDED first;
+//!   streaming lists with `sendInitialEvents=true` need `resourceVersionMatch=NotOlderThan` and, with
+//!   `allowWatchBookmarks=true`, end the initial events with a `k8s.io/initial-events-end` BOOKMARK;
 //!   `allowWatchBookmarks=true` gets a BOOKMARK with the resourceVersion the watch has reached every minute
-//!   ([`TestServer::set_bookmark_interval`]); `timeoutSeconds`; [`TestServer::end_watches`] ends open
+//!   ([`TestServer::set_bookmark_interval`]) and, like the API server, 2s before `timeoutSeconds` ends it
+//!   if changes of its resource passed it by; [`TestServer::end_watches`] ends open
 //!   watches, as an API server restart does; selector transitions become ADDED/DELETED like the watch cache), create (with
-//!   `generateName`), replace, delete (returns the object; also delete-collection), patch (JSON merge,
+//!   `generateName`), replace (the body's name must be the URL's, 400; a custom resource's update over
+//!   HTTP needs `metadata.resourceVersion`, 422), delete (answers with the object for pods, services,
+//!   namespaces and CRDs, else a `Status` `Success` naming it, as the API server does; also
+//!   delete-collection), patch (JSON merge,
 //!   JSON patch, a strategic-merge subset for built-ins, server-side apply); any `dryRun` write runs
 //!   against a throw-away copy of the state.
 //! - **Subresources**: `status` (writes only `.status`; writes to the main resource keep the old status
@@ -139,7 +149,8 @@
 //!   (several: `Apply failed with 3 conflicts: conflicts with "a":\n- .spec.size\n- .spec.x\nconflicts
 //!   with "c":\n- .spec.settings.c`, by manager; list-map elements as `.spec.conditions[type="Ready"]`)
 //!   and one `details.causes` entry per field (`reason: FieldManagerConflict`, `message: conflict with
-//!   "mgr"`, `field`); setting the value the field already has is no conflict (both own it then). With
+//!   "mgr"`, `field`; a manager that applied through a subresource is `"mgr" with subresource
+//!   "status"`, as the API server names it); setting the value the field already has is no conflict (both own it then). With
 //!   `force=true` the applier takes the fields over: they leave the other appliers' entries (and their
 //!   remembered configurations, so dropping them later removes nothing of the new owner's). Fields set
 //!   by `Update` writes never conflict, since their ownership is not tracked (the appliers lose them,
@@ -159,7 +170,8 @@
 //!   `PartialObjectMetadata` objects (lists: `PartialObjectMetadataList`) with only `apiVersion`, `kind`
 //!   and `metadata`.
 //! - **Errors** as `Status` objects: 400, 404, 405, 409 (AlreadyExists / Conflict), 410, 415, 422, and
-//!   for evictions 429 (TooManyRequests) and 500.
+//!   for evictions 429 (TooManyRequests) and 500. Errors about one object (404, 409) name it in
+//!   `details` (`name`, `group` unless core, `kind` = the plural), as the API server does.
 //! - **Resource metrics** (`metrics.k8s.io/v1beta1`, as metrics-server serves it), off until
 //!   [`TestServer::enable_metrics_api`]: until then the group is absent from `/apis` and its paths answer
 //!   404. Enabled: discovery (`pods` kind `PodMetrics`, `nodes` kind `NodeMetrics`, verbs get and list),
@@ -186,10 +198,15 @@
 //!   `Warning: 299 - …` header, `Ignore` says nothing; then the object is checked against the schema
 //!   (types, `enum`, bounds, `pattern`, lengths, item counts, `required`) and its CEL
 //!   `x-kubernetes-validations` rules (with `oldSelf` on updates): 422 `Invalid`, `Kind.group "name"
-//!   is invalid: field: …` with one cause per problem (`FieldValueInvalid`, `FieldValueRequired`,
-//!   `FieldValueNotSupported`, `FieldValueTooLong`, `FieldValueTooMany`) and the object's name, group
-//!   and kind in `details`, as kubectl prints them. Updates ratchet as the API server has since 1.30:
-//!   a schema violation whose value did not change is let through; a CEL violation only when its
+//!   is invalid: field: …` with one cause per problem (`FieldValueInvalid`, `FieldValueTypeInvalid`,
+//!   `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueTooLong`, `FieldValueTooMany`), worded
+//!   as Kubernetes 1.36 words them, and the object's name, group and kind in `details`, as kubectl
+//!   prints them. As in the API server, the CEL rules are not evaluated when the schema found a wrong
+//!   type, an unsupported or missing value, or a string or list too long (a `<nil>` cause says that
+//!   "some validation rules were not checked"); beside other schema errors (bounds, patterns)
+//!   they are not evaluated either, unlike in the API server (see `README.md`). Updates ratchet as
+//!   the API server has since 1.30: a schema violation whose value did not change is let through; a
+//!   CEL violation only when its
 //!   top-level section (`spec`, `status`) did not change, which is stricter than the API server's
 //!   per-rule ratcheting. Writes through [`TestServer::create`], [`TestServer::replace`] and
 //!   [`TestServer::patch_status`] are not admitted: they put objects straight into storage, as an
@@ -210,6 +227,9 @@
 //! or conditions are set either), and protobuf: protobuf bodies get 415, so kubectl's typed
 //! generators (`kubectl create configmap`, `kubectl run`, ...) fail, while `kubectl apply`,
 //! `kubectl create -f`, `patch`, `scale`, `rollout restart`, `delete` and `get` send JSON and work.
+//!
+//! `README.md` lists the differences from kube-apiserver that refereeing against it
+//! (`tests/cluster/referee.rs`) found and that are kept, and why.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
@@ -225,6 +245,7 @@ pub mod jsonpath;
 mod metrics;
 mod openapi;
 mod openapi_v2;
+mod options;
 mod outage;
 pub mod patch;
 mod pods;

@@ -240,7 +240,7 @@ pub struct FieldRequirement {
     pub negated: bool,
 }
 
-/// A parsed field selector. Any dotted path is accepted (`metadata.name`, `metadata.namespace`,
+/// A parsed field selector. Any dotted path is parsed (`metadata.name`, `metadata.namespace`,
 /// `status.phase`, `involvedObject.name`, ...), compared as a string; a missing field compares as "".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {

@@ -27,6 +27,7 @@ mod metrics;
 mod openapi;
 mod pods;
 mod policy;
+mod refereed;
 mod smd;
 mod watch;
 

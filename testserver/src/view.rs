@@ -93,3 +93,29 @@ fn partial(obj: Value) -> Value {
     let metadata = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({"kind": "PartialObjectMetadata", "apiVersion": META_API_VERSION, "metadata": metadata})
 }
+
+/// What a DELETE of `deleted` answers when it is not the object itself: a `Status` `Success`
+/// naming it, as the API server answers for objects deleted at once. Pods, services, namespaces
+/// and CRDs (which may linger, terminating) are answered with the object (None). Found by the
+/// referee (tests/cluster/referee.rs).
+pub fn deleted_status(rt: &ResourceType, deleted: &Value) -> Option<Value> {
+    let lingers = rt.crd.is_none()
+        && matches!(
+            (rt.group.as_str(), rt.plural.as_str()),
+            ("", "pods" | "services" | "namespaces") | ("apiextensions.k8s.io", "customresourcedefinitions")
+        );
+    if lingers {
+        return None;
+    }
+    let mut details = json!({
+        "name": deleted.pointer("/metadata/name"),
+        "kind": rt.plural,
+        "uid": deleted.pointer("/metadata/uid"),
+    });
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    Some(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+    )
+}

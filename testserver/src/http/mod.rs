@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::admission::{Admission, FieldValidation};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::options::ListAt;
 use crate::pods::{self, PodExtras};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -430,14 +431,19 @@ async fn serve_resource(
     match (&parts.method, name) {
         (&Method::GET, None) => {
             let filter = filter(&namespace, query)?;
-            if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+            let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+            let at = crate::options::check(&rt, query, watch)?;
+            if watch {
                 let cut = parts
                     .extensions
                     .get::<CutSince>()
                     .map_or_else(|| shared.cut_watches.subscribe(), |c| c.0.clone());
                 return crate::watch::watch(shared, rt, filter, query, view, cut);
             }
-            let (items, rv) = store.list(&rt, &filter);
+            let (items, rv) = match at {
+                ListAt::Latest => store.list(&rt, &filter),
+                ListAt::Exact(rv) => (store.list_at(&rt, &filter, rv)?, rv),
+            };
             Ok(json_response(200, &view.list(&rt, items, rv, store.now())))
         }
         (&Method::GET, Some(name)) => Ok(respond(200, store.get_sub(&rt, ns, &name, sub)?)),
@@ -478,8 +484,17 @@ async fn serve_resource(
             let obj = store.patch(&rt, ns, &name, sub, &ptype, &body, by)?;
             Ok(warn(respond(if existed { 200 } else { 201 }, obj), &admission))
         }
-        (&Method::DELETE, Some(name)) if sub == Sub::Main => Ok(respond(200, store.delete(&rt, ns, &name)?)),
-        (&Method::DELETE, None) => delete_collection(store, &rt, &filter(&namespace, query)?),
+        (&Method::DELETE, Some(name)) if sub == Sub::Main => {
+            let deleted = store.delete(&rt, ns, &name)?;
+            Ok(match crate::view::deleted_status(&rt, &deleted) {
+                Some(status) => json_response(200, &status),
+                None => respond(200, deleted),
+            })
+        }
+        (&Method::DELETE, None) => {
+            crate::options::check(&rt, query, false)?;
+            delete_collection(store, &rt, &filter(&namespace, query)?)
+        }
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "method {m} is not supported on this path"
         ))),

@@ -217,5 +217,6 @@ pub(super) fn builtin_type(b: &Builtin) -> ResourceType {
         }),
         printer_columns: Vec::new(),
         crd: None,
+        selectable_fields: Vec::new(),
     }
 }

@@ -68,6 +68,9 @@ pub struct ResourceType {
     pub printer_columns: Vec<PrinterColumn>,
     /// Name of the CRD that registered it, None for built-ins.
     pub crd: Option<String>,
+    /// The fields a CRD version lets field selectors name (`selectableFields`, as `spec.x`);
+    /// empty for built-ins.
+    pub selectable_fields: Vec<String>,
 }
 
 /// Identity of the storage of a resource (shared by all versions of a CRD).
@@ -329,6 +332,14 @@ impl Registry {
                 scale,
                 printer_columns,
                 crd: Some(name.to_string()),
+                selectable_fields: v
+                    .get("selectableFields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| str_at(f, "/jsonPath"))
+                    .map(|p| p.trim_start_matches('.').to_string())
+                    .collect(),
             });
         }
         Ok(out)

@@ -156,7 +156,10 @@ pub(super) fn apply_conflicts(
         }
         let mut config = config.clone();
         for path in &lost {
-            conflicts.push((key.4.clone(), fields::path_string(path)));
+            conflicts.push((
+                ApiError::conflicting_manager(&key.4, key.3),
+                fields::path_string(path),
+            ));
             fields::remove_path(&mut config, path);
         }
         taken.push((key.clone(), config));

@@ -443,6 +443,7 @@ impl State {
             .get_mut(&key)
             .and_then(|m| m.remove(&okey))
             .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
+        let before = obj.clone();
         self.rv += 1;
         let rv = self.rv;
         if let Ok(meta) = metadata_mut(&mut obj) {
@@ -457,7 +458,7 @@ impl State {
                 kind: EventKind::Deleted,
                 key,
                 object: obj.clone(),
-                old: None,
+                old: Some(before),
             },
         );
         if rt.crd.is_none() && rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"

@@ -398,7 +398,10 @@ async fn server_side_apply_matches_structured_merge_diff() {
                     field_manager: s["manager"].as_str().map(str::to_owned),
                     ..Default::default()
                 };
-                let obj: DynamicObject = serde_json::from_value(s["object"].clone()).unwrap();
+                let mut obj: DynamicObject = serde_json::from_value(s["object"].clone()).unwrap();
+                // Custom resources allow no unconditional update: it names the version it replaces.
+                obj.metadata.resource_version =
+                    api.get(name).await.ok().and_then(|o| o.metadata.resource_version);
                 api.replace(name, &pp, &obj).await
             } else {
                 api.patch(name, &pp, &Patch::Apply(&s["object"])).await

@@ -7,8 +7,13 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use jsonschema::error::ValidationErrorKind;
-use serde_json::{Map, Value, json};
+use jsonschema::JsonType;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde_json::{Value, json};
+
+mod prune;
+
+use prune::{allow_null, prune_root};
 
 use crate::error::ApiError;
 use crate::registry::ResourceType;
@@ -142,28 +147,47 @@ impl Checks {
                 .extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
             _ => {}
         }
-        let mut causes: Vec<Cause> = self.validator.iter_errors(obj).map(|e| cause(&e)).collect();
-        if causes.is_empty() {
-            if let Err(errors) = kube_core::cel::validate_compiled(&self.rules, obj, old) {
-                causes = errors
-                    .into_vec()
-                    .into_iter()
-                    .map(|e| Cause {
-                        reason: "FieldValueInvalid",
-                        field: e.field_path.trim_start_matches('.').to_string(),
-                        message: format!("Invalid value: \"object\": {}", e.message),
-                        cel: true,
-                    })
-                    .collect();
-            }
-        }
         // Ratcheting, as the API server does since 1.30: on update, a value that did not change is
         // not held against the write (a status write to an object whose spec an older schema let in).
-        if let Some(old) = old {
-            causes.retain(|c| {
+        let held = |c: &Cause| {
+            old.is_none_or(|old| {
                 let at = c.pointer();
                 obj.pointer(&at) != old.pointer(&at)
+            })
+        };
+        // A violation's first cause is the one about its field (the others ratchet with it).
+        let mut causes: Vec<Cause> = self
+            .validator
+            .iter_errors(obj)
+            .map(|e| causes_of(&e, &self.schema))
+            .filter(|c| c.first().is_some_and(held))
+            .flatten()
+            .collect();
+        if causes.iter().any(Cause::blocking) {
+            // As the API server: the CEL rules of an object with such errors are not evaluated,
+            // and the answer says so. Beside the other schema errors (bounds, patterns) they are.
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: "<nil>".into(),
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; \
+                          correct the existing errors to complete validation"
+                    .into(),
+                cel: false,
             });
+        } else if let Err(errors) = kube_core::cel::validate_compiled(&self.rules, obj, old) {
+            let mut failed: Vec<Cause> = errors
+                .into_vec()
+                .into_iter()
+                .map(|e| Cause {
+                    reason: "FieldValueInvalid",
+                    field: e.field_path.trim_start_matches('.').to_string(),
+                    // Kubernetes 1.36 words a rule's failure without the value.
+                    message: format!("Invalid value: {}", e.message),
+                    cel: true,
+                })
+                .collect();
+            failed.retain(held);
+            causes.extend(failed);
         }
         if causes.is_empty() {
             return Ok(());
@@ -182,6 +206,19 @@ struct Cause {
 }
 
 impl Cause {
+    /// Whether it keeps the API server from evaluating the CEL rules: a wrong type, an unsupported
+    /// or missing value, or a string or list too long.
+    fn blocking(&self) -> bool {
+        matches!(
+            self.reason,
+            "FieldValueTypeInvalid"
+                | "FieldValueNotSupported"
+                | "FieldValueRequired"
+                | "FieldValueTooLong"
+                | "FieldValueTooMany"
+        )
+    }
+
     /// The JSON pointer of the value whose change it is held against: the field itself (present
     /// or not) for the schema's checks; for a CEL rule, whose error names a field of its choosing,
     /// the whole top-level section (`spec`, `status`), so a rule ratchets only when that section is
@@ -238,16 +275,85 @@ fn field_of(pointer: &str) -> String {
     out
 }
 
-fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
+/// A number as Go's `%v` prints a float64 (bounds): `1`, not `1.0`.
+fn number(n: &Value) -> String {
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => n.to_string(),
+    }
+}
+
+/// A value as the API server's messages show it: strings quoted as Go's `%q` quotes them
+/// (`"web\u200b"`), anything else as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => go_quote(s),
+        other => other.to_string(),
+    }
+}
+
+/// `s` quoted as Go's `strconv.Quote` quotes it: escapes for `"`, `\`, control characters and
+/// what Go does not print (format and private-use characters, whitespace but the space; the
+/// Unicode tables are approximated by the ranges that occur in practice).
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if unprintable(c) && (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if unprintable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn unprintable(c: char) -> bool {
+    let u = c as u32;
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(u, 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f | 0x202a..=0x202e
+            | 0x2060..=0x2064 | 0x2066..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0001 | 0xe0020..=0xe007f)
+        || matches!(u, 0xe000..=0xf8ff | 0xf0000..=0xffffd | 0x100000..=0x10fffd)
+}
+
+/// The JSON type of a value as the API server names it: whole numbers are `integer`.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            "integer"
+        }
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The causes of one schema violation, worded as the API server words them. `schema` is the
+/// schema validated against, for what the violated subschema says besides (an integer's format).
+fn causes_of(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Cause> {
     let field = field_of(e.instance_path().as_str());
-    let value = e.instance().to_string();
+    let value = shown(e.instance());
     let invalid = |what: String| Cause {
         reason: "FieldValueInvalid",
         field: field.clone(),
         message: format!("Invalid value: {value}: {what}"),
         cel: false,
     };
-    match e.kind() {
+    let one = match e.kind() {
         ValidationErrorKind::Required { property } => Cause {
             reason: "FieldValueRequired",
             field: match property.as_str() {
@@ -261,7 +367,7 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
         ValidationErrorKind::Enum { options } => {
             let supported: Vec<String> = options
                 .as_array()
-                .map(|o| o.iter().map(Value::to_string).collect())
+                .map(|o| o.iter().map(shown).collect())
                 .unwrap_or_default();
             Cause {
                 reason: "FieldValueNotSupported",
@@ -274,16 +380,19 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
             }
         }
         ValidationErrorKind::Minimum { limit } => invalid(format!(
-            "{field} in body should be greater than or equal to {limit}"
+            "{field} in body should be greater than or equal to {}",
+            number(limit)
         )),
-        ValidationErrorKind::Maximum { limit } => {
-            invalid(format!("{field} in body should be less than or equal to {limit}"))
-        }
-        ValidationErrorKind::ExclusiveMinimum { limit } => {
-            invalid(format!("{field} in body should be greater than {limit}"))
-        }
+        ValidationErrorKind::Maximum { limit } => invalid(format!(
+            "{field} in body should be less than or equal to {}",
+            number(limit)
+        )),
+        ValidationErrorKind::ExclusiveMinimum { limit } => invalid(format!(
+            "{field} in body should be greater than {}",
+            number(limit)
+        )),
         ValidationErrorKind::ExclusiveMaximum { limit } => {
-            invalid(format!("{field} in body should be less than {limit}"))
+            invalid(format!("{field} in body should be less than {}", number(limit)))
         }
         ValidationErrorKind::Pattern { pattern } => {
             invalid(format!("{field} in body should match '{pattern}'"))
@@ -309,9 +418,57 @@ fn cause(e: &jsonschema::ValidationError<'_>) -> Cause {
         ValidationErrorKind::MinItems { limit } => {
             invalid(format!("{field} in body should have at least {limit} items"))
         }
-        ValidationErrorKind::Type { .. } => invalid(format!("{field} in body {e}")),
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => t.as_str(),
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .find(|t| *t != JsonType::Null)
+                    .map_or("null", JsonType::as_str),
+            };
+            let actual = type_name(e.instance());
+            // An integer with a format is named by its format, and a fraction by Go's float64
+            // (the API server decodes into Go values first).
+            let format = integer_format(schema, e.schema_path().as_str());
+            let fraction = expected == "integer" && actual == "number";
+            let (expected, actual) = match format {
+                Some(f) if fraction => (f, "float64"),
+                _ => (expected, actual),
+            };
+            let mut causes = vec![Cause {
+                reason: "FieldValueTypeInvalid",
+                field: field.clone(),
+                message: format!(
+                    "Invalid value: \"{actual}\": {field} in body must be of type {expected}: \"{actual}\""
+                ),
+                cel: false,
+            }];
+            // The API server's format check of integers speaks up too.
+            if fraction {
+                let checked = format.map_or("(default format)".to_owned(), |f| format!("with format {f}"));
+                causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    field: "<nil>".into(),
+                    message: format!(
+                        "Invalid value: \"\": Checked value must be of type integer {checked} in {field}"
+                    ),
+                    cel: false,
+                });
+            }
+            return causes;
+        }
         _ => invalid(e.to_string()),
-    }
+    };
+    vec![one]
+}
+
+/// The `format` (int32, int64) of the integer subschema whose `type` keyword `schema_path` points
+/// at (`/properties/spec/.../type`), if it has one.
+fn integer_format<'a>(schema: &'a Value, schema_path: &str) -> Option<&'a str> {
+    let subschema = schema.pointer(schema_path.strip_suffix("/type")?)?;
+    subschema["format"]
+        .as_str()
+        .filter(|f| matches!(*f, "int32" | "int64"))
 }
 
 /// 422 `Invalid`, worded as the API server words it.
@@ -337,130 +494,4 @@ fn invalid(rt: &ResourceType, obj: &Value, causes: &[Cause]) -> ApiError {
         .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
         .collect();
     e
-}
-
-/// What `metadata` may hold (everything else is pruned, as for any object).
-const OBJECT_META: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
-
-fn prune_root(schema: &Value, root: &mut Map<String, Value>, unknown: &mut Vec<String>) {
-    if let Some(Value::Object(meta)) = root.get_mut("metadata") {
-        meta.retain(|k, _| {
-            let known = OBJECT_META.contains(&k.as_str());
-            if !known {
-                unknown.push(format!("metadata.{k}"));
-            }
-            known
-        });
-    }
-    let properties = schema.get("properties").and_then(Value::as_object);
-    let keys: Vec<String> = root.keys().cloned().collect();
-    for key in keys {
-        if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-            continue;
-        }
-        match properties.and_then(|p| p.get(&key)) {
-            Some(sub) => {
-                if let Some(value) = root.get_mut(&key) {
-                    prune(sub, value, &key, unknown);
-                }
-            }
-            None if preserves(schema) => {}
-            None => {
-                root.remove(&key);
-                unknown.push(key);
-            }
-        }
-    }
-}
-
-/// `nullable: true` as JSON Schema says it: `null` joins the allowed types.
-fn allow_null(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            if map.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(Value::String(t)) = map.get("type").cloned() {
-                    map.insert("type".into(), json!([t, "null"]));
-                }
-                if let Some(Value::Array(options)) = map.get_mut("enum") {
-                    options.push(Value::Null);
-                }
-            }
-            map.values_mut().for_each(allow_null);
-        }
-        Value::Array(items) => items.iter_mut().for_each(allow_null),
-        _ => {}
-    }
-}
-
-/// Drops the `null` values of fields that are not `nullable`, as the API server does (silently).
-fn drop_nulls(schema: &Value, map: &mut Map<String, Value>) {
-    let properties = schema.get("properties").and_then(Value::as_object);
-    map.retain(|k, v| {
-        !v.is_null()
-            || properties
-                .and_then(|p| p.get(k))
-                .is_some_and(|s| s["nullable"] == true)
-    });
-}
-
-fn preserves(schema: &Value) -> bool {
-    schema["x-kubernetes-preserve-unknown-fields"] == true
-}
-
-/// Drops what `schema` does not declare from `value` (at `path`), naming each field dropped.
-fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            drop_nulls(schema, map);
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            if properties.is_none() && additional.is_none() {
-                if !preserves(schema) && schema.get("type").and_then(Value::as_str) == Some("object") {
-                    unknown.extend(map.keys().map(|k| format!("{path}.{k}")));
-                    map.clear();
-                }
-                return;
-            }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let sub = properties.and_then(|p| p.get(&key)).or(additional);
-                match sub {
-                    Some(sub) => {
-                        if let Some(v) = map.get_mut(&key) {
-                            prune(sub, v, &format!("{path}.{key}"), unknown);
-                        }
-                    }
-                    None if preserves(schema) => {}
-                    None => {
-                        map.remove(&key);
-                        unknown.push(format!("{path}.{key}"));
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter_mut().enumerate() {
-                    prune(item_schema, item, &format!("{path}[{i}]"), unknown);
-                }
-            }
-        }
-        _ => {}
-    }
 }
