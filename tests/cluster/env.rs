@@ -20,10 +20,8 @@ pub struct Env {
 }
 
 impl Env {
-    /// A client with the administrator's identity, for tests that need no [`Scenario`]
-    /// (crate::scenario::Scenario), on the calling test's runtime (a client's
+    /// A client with the administrator's identity, on the calling test's runtime (a client's
     /// connection pool lives on the runtime that made it, and each test has its own).
-    #[allow(dead_code)]
     pub async fn client(&self) -> Client {
         self.cluster
             .client()
