@@ -72,12 +72,22 @@ impl Cluster {
 
     /// A small ready pod of `app` at `ip` (what the test harness creates).
     pub fn add_pod(&self, name: &str, app: &str, ip: Ipv4Addr, port: u16) -> Result<()> {
+        self.add_pending_pod(name, app, port)?;
+        self.set_pod_ready(name, ip)
+    }
+
+    /// A small pod of `app` just created: no status yet.
+    pub fn add_pending_pod(&self, name: &str, app: &str, port: u16) -> Result<()> {
         self.create(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
             "spec": {"containers": [{"name": "app", "image": "farm",
                       "ports": [{"name": "http", "containerPort": port}]}]}
-        }))?;
+        }))
+    }
+
+    /// Pod `name` runs, ready, at `ip`.
+    pub fn set_pod_ready(&self, name: &str, ip: Ipv4Addr) -> Result<()> {
         self.set_status(
             "Pod",
             name,
@@ -89,6 +99,13 @@ impl Cluster {
     /// A pod shaped like a real cluster's (see [`realistic_pod`]), with its status.
     pub fn add_realistic_pod(&self, i: usize, ip: Ipv4Addr) -> Result<()> {
         let (pod, status) = realistic_pod(i, ip);
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        self.create(pod)?;
+        self.set_status("Pod", &name, status)
+    }
+
+    /// Any pod (`metadata.name` set, in namespace `bench`) and then its status.
+    pub fn add_pod_object(&self, pod: Value, status: Value) -> Result<()> {
         let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
         self.create(pod)?;
         self.set_status("Pod", &name, status)

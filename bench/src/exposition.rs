@@ -22,6 +22,11 @@ impl Exposition {
         }
     }
 
+    /// Every series of `name`.
+    pub fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| s.name == name)
+    }
+
     /// The sum of every series of `name` whose labels include `with` (None: no such series).
     pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> Option<f64> {
         let mut found = false;

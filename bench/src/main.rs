@@ -54,6 +54,10 @@ enum Scenario {
     /// 1,000 policies over pods failing at random for 10 minutes: RSS, missed rounds, ladders,
     /// repeated actions.
     Soak,
+    /// On a real kube-apiserver (a local control plane): memory per realistic pod with real
+    /// managedFields, startup with thousands of policies, the API requests of a healthy hour and
+    /// of one remediation.
+    Realapi,
 }
 
 impl Scenario {
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Reconcile => "reconcile",
             Scenario::Soak => "soak",
+            Scenario::Realapi => "realapi",
         }
     }
 }
@@ -78,7 +83,8 @@ struct Cli {
     scenarios: Vec<Scenario>,
     /// Only this case of the scenario: capacity 100x1, 1000x1, 10000x1, 100x100, 1000x1000,
     /// 10000x1000 (pods x policies); peer 200 or 1000 (probes/s); memory idle, policies-1000,
-    /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies); soak 1000 (policies).
+    /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies); soak 1000 (policies);
+    /// realapi pods-7000, policies-1000, policies-10000, requests.
     #[arg(long)]
     only: Option<String>,
     /// Short warm-up (3 s) and window (10 s), and at most 5 latency trials, to try the harness
@@ -101,6 +107,10 @@ struct Cli {
     /// Working directory for kubeconfigs, configs, logs and the copy of the operator binary.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
+    /// The local control plane's binaries, for realapi [default: the directory
+    /// `tools/kube/build.sh` prints, building them the first time].
+    #[arg(long)]
+    kube_bin: Option<PathBuf>,
     /// Internal: serve this many farm targets (the farm's child process).
     #[arg(long, hide = true)]
     serve_farm: Option<usize>,
@@ -199,6 +209,7 @@ async fn run(cli: Cli) -> Result<()> {
             Scenario::Latency,
             Scenario::Reconcile,
             Scenario::Soak,
+            Scenario::Realapi,
         ]
     } else {
         cli.scenarios.clone()
@@ -241,6 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
         bench_command: "target/release/apphealth-bench".into(),
         incidents: std::sync::Mutex::default(),
         quick: cli.quick,
+        kube_bin: cli.kube_bin.clone(),
     };
     let only = cli.only.as_deref();
     let mut sections = run_scenarios(&ctx, &scenarios, only, &machine, &out).await?;
@@ -366,6 +378,7 @@ async fn run_scenarios(
             Scenario::Latency => scenario::latency::run(ctx, only).await,
             Scenario::Reconcile => scenario::reconcile::run(ctx, only).await,
             Scenario::Soak => scenario::soak::run(ctx, only).await,
+            Scenario::Realapi => scenario::realapi::run(ctx, only).await,
         };
         section.notes.push(format!(
             "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",

@@ -41,8 +41,20 @@ pub struct Snapshot {
 
 impl Operator {
     pub fn start(binary: &Path, kubeconfig: &Path, log: &Path, ticks_per_second: f64) -> Result<Operator> {
+        Self::start_with_env(binary, kubeconfig, log, ticks_per_second, &[])
+    }
+
+    /// [`Operator::start`] with more environment variables.
+    pub fn start_with_env(
+        binary: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        ticks_per_second: f64,
+        env: &[(&str, &str)],
+    ) -> Result<Operator> {
         let port = free_port()?;
         let mut command = Command::new(binary);
+        command.envs(env.iter().copied());
         command
             .arg("run")
             .arg("--http-addr")

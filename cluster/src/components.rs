@@ -52,11 +52,30 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Six distinct free ports, taken below the kernel's ephemeral range
+    /// (`net.ipv4.ip_local_port_range`), where no outgoing connection takes its source port: a
+    /// port chosen free there stays free until its component binds it, even while thousands of
+    /// probes open connections (an ephemeral port can be taken in between). The search starts at
+    /// a random port, so that two checkouts starting at once seldom try the same ones; each port
+    /// is bound to be sure it is free. Falls back to ports the kernel picks if none is free there.
     pub fn free() -> std::io::Result<Self> {
+        let (below, end) = (FIRST_PORT, ephemeral_start());
+        let span = end.saturating_sub(below);
+        let offset = random_u16(span);
         // All held at once, so that no two are the same.
-        let listeners = (0..6)
-            .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut listeners = Vec::with_capacity(6);
+        for i in 0..span {
+            if listeners.len() == 6 {
+                break;
+            }
+            let port = below + (offset + i) % span;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                listeners.push(listener);
+            }
+        }
+        while listeners.len() < 6 {
+            listeners.push(std::net::TcpListener::bind(("127.0.0.1", 0))?);
+        }
         let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
         Ok(Self {
             etcd: port(0)?,
@@ -67,6 +86,34 @@ impl Ports {
             kubelet: port(5)?,
         })
     }
+}
+
+/// The lowest port [`Ports::free`] takes (below it are the well-known and registered services
+/// people run by hand).
+const FIRST_PORT: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (32768 where it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| parse_port_range_start(&s))
+        .unwrap_or(32_768)
+}
+
+fn parse_port_range_start(text: &str) -> Option<u16> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// A random number below `span` (0 when `span` is 0), from the standard library's random hash
+/// keys: enough to spread concurrent starts, no random-number crate needed.
+fn random_u16(span: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    if span == 0 {
+        return 0;
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    (hasher.finish() % u64::from(span)) as u16
 }
 
 /// The address the apiserver advertises as the `kubernetes` Service's endpoint. It must not be
@@ -194,4 +241,48 @@ pub fn args(component: Component, layout: &Layout, ports: &Ports, stages: &[Path
         a.extend(stages.iter().map(|s| format!("--config={}", p(s.clone()))));
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let ports = Ports::free().unwrap();
+        let all = [
+            ports.etcd,
+            ports.etcd_peer,
+            ports.apiserver,
+            ports.controller_manager,
+            ports.scheduler,
+            ports.kubelet,
+        ];
+        let distinct: std::collections::BTreeSet<u16> = all.into_iter().collect();
+        assert_eq!(distinct.len(), 6, "{all:?}");
+        for port in all {
+            assert!(
+                (FIRST_PORT..ephemeral_start()).contains(&port),
+                "{port} in {all:?}"
+            );
+            // Free: it can be bound now.
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
+
+    #[test]
+    fn port_range_start_is_parsed() {
+        assert_eq!(parse_port_range_start("32768\t60999\n"), Some(32768));
+        assert_eq!(parse_port_range_start("1024 65535"), Some(1024));
+        assert_eq!(parse_port_range_start(""), None);
+        assert_eq!(parse_port_range_start("x 1"), None);
+    }
+
+    #[test]
+    fn random_offset_stays_in_span() {
+        assert_eq!(random_u16(0), 0);
+        for _ in 0..100 {
+            assert!(random_u16(7) < 7);
+        }
+    }
 }

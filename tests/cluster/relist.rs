@@ -53,11 +53,8 @@ async fn a_relist_after_compaction_loses_and_repeats_nothing() {
         .find(|p| p.name == "kube-apiserver")
         .unwrap()
         .clone();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Below the ephemeral range, where the probes' connections cannot take it meanwhile.
+    let port = apphealth_cluster::Ports::free().unwrap().apiserver;
     let args: Vec<String> = first
         .args
         .iter()

@@ -18,11 +18,11 @@ pub const GOAL_PER_POLICY_KIB: f64 = 8.0;
 const REALISTIC_PODS: usize = 10_000;
 const SHARED_POLICIES: usize = 10_000;
 /// How long RSS is left to settle after a start before it is read.
-const SETTLE: Duration = Duration::from_secs(5);
+pub(super) const SETTLE: Duration = Duration::from_secs(5);
 
-struct Reading {
-    memory: Memory,
-    startup: Duration,
+pub(super) struct Reading {
+    pub memory: Memory,
+    pub startup: Duration,
 }
 
 pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
@@ -204,7 +204,7 @@ fn failed(figure: &str, goal: &str, e: &crate::Error, command: String) -> Row {
     }
 }
 
-async fn idle(ctx: &Ctx) -> Result<Reading> {
+pub(super) async fn idle(ctx: &Ctx) -> Result<Reading> {
     let running = start(ctx, "memory-idle", Layout { pods: 0, policies: 0 }).await?;
     read(running.operator, running.startup).await
 }
@@ -270,7 +270,7 @@ async fn pods(ctx: &Ctx, id: &str, count: usize) -> Result<(Reading, usize)> {
     Ok((reading, bytes))
 }
 
-async fn read(mut operator: Operator, startup: Duration) -> Result<Reading> {
+pub(super) async fn read(mut operator: Operator, startup: Duration) -> Result<Reading> {
     tokio::time::sleep(SETTLE).await;
     operator.process.check_running()?;
     let memory = operator.memory()?;

@@ -5,6 +5,7 @@ pub mod capacity;
 pub mod latency;
 pub mod memory;
 pub mod peer;
+pub mod realapi;
 pub mod reconcile;
 pub mod soak;
 
@@ -54,6 +55,8 @@ pub struct Ctx {
     pub incidents: std::sync::Mutex<Vec<String>>,
     /// `--quick`: shorter windows, fewer trials.
     pub quick: bool,
+    /// The local control plane's binaries (`--kube-bin`; else `tools/kube/build.sh` says where).
+    pub kube_bin: Option<PathBuf>,
 }
 
 impl Ctx {
