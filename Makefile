@@ -94,6 +94,12 @@ crd:
 	$(CARGO) run --quiet --bin apphealth-operator -- crd > crds/$(CRD_FILE)
 	cp crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE)
 
+# Regenerate every generated file: the CRD and its copy, and the tables of rights generated from
+# src/rbac.rs and the actions' descriptors (the chart's templates/_rules.tpl, the README's table).
+# Tests fail when any of them is stale.
+generate: crd
+	APPHEALTH_REGENERATE=1 $(CARGO) test --quiet --lib act::tables
+
 # Fails when the checked-in CRD and the code disagree, or the chart's copy and crds/.
 crd-check:
 	$(CARGO) run --quiet --bin apphealth-operator -- crd | diff -u crds/$(CRD_FILE) - \

@@ -14,8 +14,9 @@ use crate::{
     evaluate::{Evaluator, TargetVerdict},
     observation::{Sample, Usage},
     observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
-    plan::{self, Budget, Plan, PlanInput},
-    report::{self, Observation, Outcome, Readiness, text},
+    plan::{Budget, PlanInput},
+    report::{self, Observation, Readiness, text},
+    step::{self, Work},
 };
 
 /// What to check and for how long.
@@ -141,54 +142,6 @@ fn unavailable_here(settings: &Settings) -> Vec<String> {
     notes
 }
 
-/// What check mode says about a plan, and what it records as done (pretending the action ran, so
-/// the printout shows the ladder and guards as the operator would).
-fn decide(plan: &Plan, target: &str) -> (String, Option<Outcome>) {
-    match plan {
-        Plan::Idle { .. } => (String::new(), None),
-        Plan::Recovered { step } => (format!("recovered after step {step}; the ladder is closed"), None),
-        Plan::Wait { step, until } => (
-            match until {
-                Some(until) => format!(
-                    "waiting for recovery after step {step} until {}",
-                    until.strftime("%H:%M:%S")
-                ),
-                None => format!("waiting for a verdict after step {step}"),
-            },
-            None,
-        ),
-        Plan::Act(r) | Plan::Resume(r) => (
-            format!(
-                "would run {} on {target}: check mode never acts",
-                text::describe(r)
-            ),
-            Some(act::simulated(r, "check mode never acts")),
-        ),
-        Plan::Hold { held, remediation } => (
-            format!(
-                "held back ({}): {}",
-                text::reason(&held.hold),
-                text::hold_message(&held.hold, remediation.as_ref(), held.until)
-            ),
-            None,
-        ),
-        Plan::Skip { held, remediation } => {
-            let why = text::hold_message(&held.hold, Some(remediation), held.until);
-            (
-                format!("skipped ({}): {why}", text::reason(&held.hold)),
-                Some(act::skipped(remediation, why)),
-            )
-        }
-        Plan::Restore(raised) => (
-            format!(
-                "would restore {} {} to {}",
-                raised.kind, raised.name, raised.original
-            ),
-            None,
-        ),
-    }
-}
-
 fn io(e: std::io::Error) -> Error {
     Error::Usage(format!("could not write output: {e}"))
 }
@@ -304,10 +257,11 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Plans as the controller would, moves the ladder's status on, and says what was decided.
+    /// Steps the ladder as the controller would (the work simulated: check mode never acts), and
+    /// says what was decided.
     fn advance(&mut self, verdict: &TargetVerdict, now: jiff::Timestamp) -> String {
         let remediation = &self.settings.remediation;
-        let plan = plan::plan(&PlanInput {
+        let input = PlanInput {
             settings: remediation,
             suspended: false,
             health: verdict.health,
@@ -316,20 +270,27 @@ impl<'a> Session<'a> {
             rollout: None,
             budget: Budget::default(),
             now,
-        });
-        let (decision, done) = decide(&plan, &self.target);
-        let seen = Observation {
-            generation: None,
-            readiness: Readiness::Probing {
-                message: format!("Probing {}.", self.url),
-            },
-            verdict: Some(verdict.clone()),
-            dry_run: remediation.dry_run,
-            steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
-            workload: self.target.clone(),
-            diagnostics_retention: remediation.diagnostics_retention,
         };
-        self.status = report::desired_status(&self.status, &seen, Some(&plan), done.as_ref(), now).0;
-        decision
+        let seen = Observation::new(
+            None,
+            self.target.clone(),
+            Readiness::Probing {
+                message: text::check_probing(self.url),
+            },
+            Some(verdict.clone()),
+            remediation.into(),
+        );
+        let step = step::step(&self.status, &seen, &input, now);
+        let recorded = step.record.as_ref().map(|(status, _)| status);
+        self.status = match (&step.work, recorded) {
+            (Some(Work::Run(r) | Work::Resume(r)), from) => {
+                let done = act::simulated(r, text::CHECK_NEVER_ACTS);
+                step::finish(from.unwrap_or(&self.status), &seen, &step.plan, &done, now).0
+            }
+            (_, Some(status)) => status.clone(),
+            // A restore: a simulated ScaleOut raised nothing, so there is nothing to put back.
+            (_, None) => report::desired_status(&self.status, &seen, Some(&step.plan), None, now).0,
+        };
+        text::decision(&step.plan, &self.target)
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod act;
 pub mod api;
+#[cfg(test)]
+mod architecture;
 pub mod check;
 pub mod clock;
 pub mod controller;
@@ -22,9 +24,11 @@ pub mod metrics;
 pub mod observation;
 pub mod observe;
 pub mod plan;
+pub mod probing;
 pub mod rbac;
 pub mod report;
 pub mod server;
+pub mod step;
 pub mod telemetry;
 
 /// Everything that can go wrong in the operator; each reconcile stage has its own variant (a failed

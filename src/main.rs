@@ -13,7 +13,7 @@ use apphealth_operator::{
         prober::install_crypto_provider,
         reach::{self, Reach},
     },
-    server::{self, Readiness},
+    server::{self, Readyz},
     telemetry::{self, LogFormat},
 };
 use clap::{Parser, Subcommand};
@@ -84,7 +84,7 @@ struct RunArgs {
     /// Most probes in flight at once, operator-wide. A probe due while all are taken waits for
     /// one; the wait is counted (apphealth_probes_delayed_total) and shown on the policies' Ready
     /// condition.
-    #[arg(long, default_value_t = controller::probing::DEFAULT_MAX_CONCURRENT_PROBES, value_parser = clap::value_parser!(u32).range(1..), env = "APPHEALTH_MAX_CONCURRENT_PROBES")]
+    #[arg(long, default_value_t = apphealth_operator::probing::DEFAULT_MAX_CONCURRENT_PROBES, value_parser = clap::value_parser!(u32).range(1..), env = "APPHEALTH_MAX_CONCURRENT_PROBES")]
     max_concurrent_probes: u32,
     /// Most policies reconciled at once (per watched namespace, or cluster-wide).
     #[arg(long, default_value_t = controller::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..), env = "APPHEALTH_MAX_CONCURRENT_RECONCILES")]
@@ -190,7 +190,7 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let readiness = Arc::new(Readiness::default());
+    let readiness = Arc::new(Readyz::default());
     let leader_election = leader_election(&args);
     let config = controller::Config {
         leader_election,
@@ -263,23 +263,18 @@ fn lint(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn crd_yaml() -> Result<String, String> {
-    serde_saphyr::to_string(&apphealth_operator::api::crd())
-        .map_err(|e| format!("could not render the CRD: {e}"))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     install_crypto_provider();
     match cli.command {
-        Command::Crd => match crd_yaml() {
+        Command::Crd => match serde_saphyr::to_string(&apphealth_operator::api::crd()) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: could not render the CRD: {e}");
                 ExitCode::FAILURE
             }
         },

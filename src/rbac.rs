@@ -1,7 +1,28 @@
-//! Every Kubernetes permission the operator uses, in one list: what the controller always needs,
-//! and what each action adds. The Helm chart's RBAC is checked against this list.
+//! The Kubernetes rights the operator uses. The controller's own are listed here; each action
+//! declares its own in its file (`rights` of its [`Descriptor`](crate::act::Descriptor)), and
+//! [`crate::act::rules`] joins them. The chart's rule table (`templates/_rules.tpl`) and the
+//! README's table are generated from these lists (`make generate`); tests fail when they drift.
 
 use crate::api::Action;
+
+/// Verbs on a resource of an API group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Right {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    /// A second chart value that must be true too (`pods/exec`: `diagnosticsExec`).
+    pub also: Option<&'static str>,
+}
+
+pub const fn right(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Right {
+    Right {
+        group,
+        resource,
+        verbs,
+        also: None,
+    }
+}
 
 /// Who needs a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,122 +33,123 @@ pub enum Need {
     Action(Action),
 }
 
-/// One RBAC rule: verbs on a resource of an API group.
+/// One right and who needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub group: &'static str,
     pub resource: &'static str,
     pub verbs: &'static [&'static str],
     pub need: Need,
+    pub also: Option<&'static str>,
 }
 
-const fn rule(
-    group: &'static str,
-    resource: &'static str,
-    verbs: &'static [&'static str],
-    need: Need,
-) -> Rule {
-    Rule {
-        group,
-        resource,
-        verbs,
-        need,
+impl Rule {
+    pub fn new(right: &Right, need: Need) -> Self {
+        Self {
+            group: right.group,
+            resource: right.resource,
+            verbs: right.verbs,
+            need,
+            also: right.also,
+        }
     }
+}
+
+/// Rights granted together, who needs them and why (a row of the README's table).
+#[derive(Debug)]
+pub struct Rights {
+    pub needed_by: &'static str,
+    pub why: &'static str,
+    pub rights: &'static [Right],
 }
 
 const WATCH: &[&str] = &["get", "list", "watch"];
 
-pub const RULES: &[Rule] = &[
-    rule("apphealth.io", "apphealthpolicies", WATCH, Need::Always),
-    rule(
-        "apphealth.io",
-        "apphealthpolicies/status",
-        &["patch"],
-        Need::Always,
-    ),
-    rule("apps", "deployments", WATCH, Need::Always),
-    rule("apps", "statefulsets", WATCH, Need::Always),
-    rule("", "pods", WATCH, Need::Always),
-    rule("", "configmaps", WATCH, Need::Always),
-    rule("", "secrets", WATCH, Need::Always),
-    rule("", "services", &["get"], Need::Always),
-    rule("metrics.k8s.io", "pods", &["list"], Need::Always),
-    rule("events.k8s.io", "events", &["create", "patch"], Need::Always),
-    rule("", "pods/log", &["get"], Need::Action(Action::CollectDiagnostics)),
-    rule("", "events", &["list"], Need::Action(Action::CollectDiagnostics)),
-    rule(
-        "",
-        "configmaps",
-        &["create", "delete"],
-        Need::Action(Action::CollectDiagnostics),
-    ),
-    // Only when collectDiagnostics.exec is set; WebSocket exec checks get (before 1.31) or create.
-    rule(
-        "",
-        "pods/exec",
-        &["get", "create"],
-        Need::Action(Action::CollectDiagnostics),
-    ),
-    rule("apps", "replicasets", &["list"], Need::Action(Action::Rollback)),
-    rule("apps", "deployments", &["update"], Need::Action(Action::Rollback)),
-    rule("apps", "deployments", &["patch"], Need::Action(Action::ScaleUp)),
-    rule("apps", "statefulsets", &["patch"], Need::Action(Action::ScaleUp)),
-    rule("", "pods/resize", &["patch"], Need::Action(Action::ScaleUp)),
-    rule(
-        "",
-        "pods/eviction",
-        &["create"],
-        Need::Action(Action::RestartPods),
-    ),
-    rule(
-        "apps",
-        "deployments",
-        &["patch"],
-        Need::Action(Action::RolloutRestart),
-    ),
-    rule(
-        "apps",
-        "statefulsets",
-        &["patch"],
-        Need::Action(Action::RolloutRestart),
-    ),
-    rule("apps", "deployments", &["patch"], Need::Action(Action::ScaleOut)),
-    rule("apps", "statefulsets", &["patch"], Need::Action(Action::ScaleOut)),
-    rule(
-        "apps",
-        "deployments/scale",
-        &["get", "patch"],
-        Need::Action(Action::ScaleOut),
-    ),
-    rule(
-        "apps",
-        "statefulsets/scale",
-        &["get", "patch"],
-        Need::Action(Action::ScaleOut),
-    ),
-    rule(
-        "autoscaling",
-        "horizontalpodautoscalers",
-        &["list", "get", "patch"],
-        Need::Action(Action::ScaleOut),
-    ),
+/// The controller's own rights, always granted.
+pub const CONTROLLER: &[Rights] = &[
+    Rights {
+        needed_by: "always",
+        why: "to find each target, its pods and Service, and the values its probe references \
+              (ConfigMaps and Secrets are watched as metadata only; a value is read by name when a \
+              policy names it)",
+        rights: &[
+            right("apphealth.io", "apphealthpolicies", WATCH),
+            right("apps", "deployments", WATCH),
+            right("apps", "statefulsets", WATCH),
+            right("", "pods", WATCH),
+            right("", "configmaps", WATCH),
+            right("", "secrets", WATCH),
+            right("", "services", &["get"]),
+            right("metrics.k8s.io", "pods", &["list"]),
+        ],
+    },
+    Rights {
+        needed_by: "always",
+        why: "to report",
+        rights: &[
+            right("apphealth.io", "apphealthpolicies/status", &["patch"]),
+            right("events.k8s.io", "events", &["create", "patch"]),
+        ],
+    },
 ];
 
 /// Leader election's rights, in the operator's own namespace only: the Lease is created once, then
 /// read and renewed by its name.
-pub const LEASE_RULES: &[Rule] = &[
-    rule("coordination.k8s.io", "leases", &["create"], Need::Always),
-    rule("coordination.k8s.io", "leases", &["get", "patch"], Need::Always),
-];
+pub const LEASE: Rights = Rights {
+    needed_by: "leader election",
+    why: "one replica acts at a time",
+    rights: &[
+        right("coordination.k8s.io", "leases", &["create"]),
+        right("coordination.k8s.io", "leases", &["get", "patch"]),
+    ],
+};
 
-/// The rules a set of actions needs, the controller's own included.
-pub fn rules_for(actions: &[Action]) -> Vec<Rule> {
-    RULES
-        .iter()
-        .filter(|r| match r.need {
-            Need::Always => true,
-            Need::Action(a) => actions.contains(&a),
-        })
-        .copied()
-        .collect()
+/// [`LEASE`] as rules.
+pub fn lease_rules() -> Vec<Rule> {
+    LEASE.rights.iter().map(|r| Rule::new(r, Need::Always)).collect()
+}
+
+/// Rights as the README writes them: "`get/list/watch` deployments, pods; `list`
+/// pods.metrics.k8s.io" (resources of the core, apps and apphealth.io groups by name, others
+/// qualified by their group, as kubectl does).
+pub fn describe(rights: &[Right]) -> String {
+    let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rights {
+        let verbs = format!("`{}`", r.verbs.join("/"));
+        let resource = match r.group {
+            "" | "apps" | "apphealth.io" => r.resource.to_owned(),
+            group => format!("{}.{group}", r.resource),
+        };
+        match parts.last_mut() {
+            Some((v, resources)) if *v == verbs => resources.push(resource),
+            _ => parts.push((verbs, vec![resource])),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(verbs, resources)| format!("{verbs} {}", resources.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_are_described_as_the_readme_writes_them() {
+        let rights = [
+            right("", "pods", WATCH),
+            right("apps", "deployments", WATCH),
+            right("", "services", &["get"]),
+            right("metrics.k8s.io", "pods", &["list"]),
+            right("autoscaling", "horizontalpodautoscalers", &["list"]),
+        ];
+        assert_eq!(
+            describe(&rights),
+            "`get/list/watch` pods, deployments; `get` services; `list` pods.metrics.k8s.io, \
+             horizontalpodautoscalers.autoscaling"
+        );
+        assert_eq!(describe(&[]), "");
+    }
 }

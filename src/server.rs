@@ -14,16 +14,16 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 
 use crate::metrics::Metrics;
 
-/// What `/readyz` answers from.
+/// What `/readyz` answers from (the process; a policy's Ready condition is `report::Readiness`).
 #[derive(Debug, Default)]
-pub struct Readiness {
+pub struct Readyz {
     caches_synced: AtomicBool,
     /// Only the leader probes; a standby is ready once its caches are.
     leading: AtomicBool,
     probing: AtomicBool,
 }
 
-impl Readiness {
+impl Readyz {
     pub fn caches_synced(&self) {
         self.caches_synced.store(true, Ordering::SeqCst);
     }
@@ -49,7 +49,7 @@ impl Readiness {
 #[derive(Clone)]
 struct Shared {
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<Readyz>,
 }
 
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
@@ -78,7 +78,7 @@ async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {
 }
 
 /// The router, for tests and for [`serve`].
-pub fn router(metrics_registry: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
+pub fn router(metrics_registry: Arc<Metrics>, readiness: Arc<Readyz>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -93,7 +93,7 @@ pub fn router(metrics_registry: Arc<Metrics>, readiness: Arc<Readiness>) -> Rout
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<Readyz>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn ready_once_synced_and_for_a_leader_once_probing() {
-        let r = Readiness::default();
+        let r = Readyz::default();
         assert!(!r.is_ready());
         r.caches_synced();
         assert!(r.is_ready(), "a standby is ready with its caches");

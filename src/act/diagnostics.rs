@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::{
     api::core::v1::{ConfigMap, Event, Pod},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
@@ -17,14 +16,35 @@ use kube::{
 };
 use tokio::io::AsyncReadExt;
 
-use super::{ActCtx, ActError, Action, Done, MANAGER, api_error};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, api_error};
 use crate::{
+    act::Remediation,
     api::{
         DiagnosticsRef,
         validate::{DiagnosticsSettings, ExecSettings, StepParams},
     },
-    plan::Remediation,
-    report::Effect,
+    rbac::{Right, right},
+};
+
+/// What CollectDiagnostics is: see [`Descriptor`].
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    action: crate::api::Action::CollectDiagnostics,
+    reason: "DiagnosticsCollected",
+    changes_target: false,
+    restarts_pods: false,
+    replaces_pods: false,
+    permission: "collectDiagnostics",
+    rights: &[
+        right("", "pods/log", &["get"]),
+        right("", "events", &["list"]),
+        right("", "configmaps", &["create", "delete"]),
+        // Only with `exec` set; a WebSocket exec checks get (before Kubernetes 1.31) or create.
+        Right {
+            also: Some("diagnosticsExec"),
+            ..right("", "pods/exec", &["get", "create"])
+        },
+    ],
+    why: "capture logs, Events and a thread dump before anything restarts; keep and prune the ConfigMaps it writes (`pods/exec` only with `diagnosticsExec`)",
 };
 
 pub struct CollectDiagnostics;
@@ -356,38 +376,27 @@ pub(super) async fn capture_before_restart(ctx: &ActCtx<'_>, r: &Remediation) ->
 }
 
 impl Action for CollectDiagnostics {
-    fn reason(&self) -> &'static str {
-        "DiagnosticsCollected"
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+        capture(ctx, r, &r.pods).await
     }
 
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
-        async move { capture(ctx, r, &r.pods).await }.boxed()
-    }
-
-    fn applied<'a>(
-        &'a self,
-        ctx: &'a ActCtx<'a>,
-        r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
-        async move {
-            let ns = &ctx.workload.namespace;
-            let name = config_map_name(&ctx.policy.name, r.at);
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(api_error("get", "configmaps", ns))?;
-            Ok(found.map(|_| {
-                Done::succeeded(format!("ConfigMap {name} holds the capture.")).with(Effect::Diagnostics(
-                    DiagnosticsRef {
-                        config_map: name,
-                        at: Time(r.at),
-                        pods: r.pods.clone(),
-                    },
-                ))
-            }))
-        }
-        .boxed()
+    async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
+        let ns = &ctx.workload.namespace;
+        let name = config_map_name(&ctx.policy.name, r.at);
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+        let found = api
+            .get_opt(&name)
+            .await
+            .map_err(api_error("get", "configmaps", ns))?;
+        Ok(found.map(|_| {
+            Done::succeeded(format!("ConfigMap {name} holds the capture.")).with(Effect::Diagnostics(
+                DiagnosticsRef {
+                    config_map: name,
+                    at: Time(r.at),
+                    pods: r.pods.clone(),
+                },
+            ))
+        }))
     }
 }
 

@@ -6,12 +6,23 @@
 
 use std::time::Duration;
 
-use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::EvictParams};
 
-use super::{ActCtx, ActError, Action, Done, api_error};
-use crate::{api::RemediationResult, clock, plan::Remediation};
+use super::{ActCtx, ActError, Action, Descriptor, Done, api_error};
+use crate::{act::Remediation, api::RemediationResult, clock, rbac::right};
+
+/// What RestartPods is: see [`Descriptor`].
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    action: crate::api::Action::RestartPods,
+    reason: "PodsRestarted",
+    changes_target: true,
+    restarts_pods: true,
+    replaces_pods: true,
+    permission: "restartPods",
+    rights: &[right("", "pods/eviction", &["create"])],
+    why: "evictions honour PodDisruptionBudgets; the operator never deletes a pod",
+};
 
 pub struct RestartPods;
 
@@ -61,82 +72,68 @@ async fn restarted(pods: &Api<Pod>, name: &str, r: &Remediation, ns: &str) -> Re
 }
 
 impl Action for RestartPods {
-    fn reason(&self) -> &'static str {
-        "PodsRestarted"
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+        let ns = &ctx.workload.namespace;
+        if r.pods.is_empty() {
+            return Ok(Done::skipped(
+                "no unhealthy pod is known (a probe through a Service judges the Service, not its pods)",
+            ));
+        }
+        let names = r.pods.join(", ");
+        if r.dry_run {
+            return Ok(Done::succeeded(format!(
+                "would evict pod {names} of {}.",
+                ctx.workload
+            )));
+        }
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        // A budget's refusal (429) is the answer, not a reason to retry for minutes.
+        let evictions: Api<Pod> = Api::namespaced(ctx.direct_client.clone(), ns);
+        let mut evicted = Vec::new();
+        for name in &r.pods {
+            if restarted(&pods, name, r, ns).await? {
+                evicted.push(name.clone());
+                continue;
+            }
+            match evict(&evictions, name).await {
+                Ok(_) => evicted.push(name.clone()),
+                Err(kube::Error::Api(s)) if s.code == 404 => evicted.push(name.clone()),
+                Err(kube::Error::Api(s)) if s.code == 429 && !throttled(&s) => {
+                    let done = if evicted.is_empty() {
+                        String::new()
+                    } else {
+                        format!("Evicted {}; ", evicted.join(", "))
+                    };
+                    return Ok(Done {
+                        result: RemediationResult::Held,
+                        message: format!("{done}evicting pod {name} was refused: {}", s.message),
+                        retry_at: Some(clock::after(ctx.now, RETRY)),
+                        effects: Vec::new(),
+                    });
+                }
+                Err(e) => return Err(api_error("create", "pods/eviction", ns)(e)),
+            }
+        }
+        Ok(Done::succeeded(format!(
+            "Evicted pod {} of {}; its controller replaces it.",
+            evicted.join(", "),
+            ctx.workload
+        )))
     }
 
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
-        async move {
-            let ns = &ctx.workload.namespace;
-            if r.pods.is_empty() {
-                return Ok(Done::skipped(
-                    "no unhealthy pod is known (a probe through a Service judges the Service, not its pods)",
-                ));
+    async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
+        let ns = &ctx.workload.namespace;
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        for name in &r.pods {
+            if !restarted(&pods, name, r, ns).await? {
+                return Ok(None);
             }
-            let names = r.pods.join(", ");
-            if r.dry_run {
-                return Ok(Done::succeeded(format!(
-                    "would evict pod {names} of {}.",
-                    ctx.workload
-                )));
-            }
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-            // A budget's refusal (429) is the answer, not a reason to retry for minutes.
-            let evictions: Api<Pod> = Api::namespaced(ctx.direct_client.clone(), ns);
-            let mut evicted = Vec::new();
-            for name in &r.pods {
-                if restarted(&pods, name, r, ns).await? {
-                    evicted.push(name.clone());
-                    continue;
-                }
-                match evict(&evictions, name).await {
-                    Ok(_) => evicted.push(name.clone()),
-                    Err(kube::Error::Api(s)) if s.code == 404 => evicted.push(name.clone()),
-                    Err(kube::Error::Api(s)) if s.code == 429 && !throttled(&s) => {
-                        let done = if evicted.is_empty() {
-                            String::new()
-                        } else {
-                            format!("Evicted {}; ", evicted.join(", "))
-                        };
-                        return Ok(Done {
-                            result: RemediationResult::Held,
-                            message: format!("{done}evicting pod {name} was refused: {}", s.message),
-                            retry_at: Some(clock::after(ctx.now, RETRY)),
-                            effects: Vec::new(),
-                        });
-                    }
-                    Err(e) => return Err(api_error("create", "pods/eviction", ns)(e)),
-                }
-            }
-            Ok(Done::succeeded(format!(
-                "Evicted pod {} of {}; its controller replaces it.",
-                evicted.join(", "),
-                ctx.workload
-            )))
         }
-        .boxed()
-    }
-
-    fn applied<'a>(
-        &'a self,
-        ctx: &'a ActCtx<'a>,
-        r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
-        async move {
-            let ns = &ctx.workload.namespace;
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-            for name in &r.pods {
-                if !restarted(&pods, name, r, ns).await? {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(Done::succeeded(format!(
-                "Pod {} of {} is gone or replaced.",
-                r.pods.join(", "),
-                ctx.workload
-            ))))
-        }
-        .boxed()
+        Ok(Some(Done::succeeded(format!(
+            "Pod {} of {} is gone or replaced.",
+            r.pods.join(", "),
+            ctx.workload
+        ))))
     }
 }
 

@@ -1,34 +1,40 @@
-//! Act: one implementation per action behind one dispatch ([`action`]). Each has three parts:
-//! `apply` (idempotent Kubernetes API calls; in a dry run it only reads and describes), `applied`
-//! (reads back the mark it leaves, so an operator that stopped between recording its intent and
-//! recording the result neither repeats nor loses it) and its Event `reason`.
+//! Act: one implementation per action behind one static dispatch (the `actions!` list). Each
+//! action's file has its [`Descriptor`] (Event reason, whether it changes the target or restarts
+//! pods, its chart permission and Kubernetes rights), `apply` (idempotent Kubernetes API calls; in
+//! a dry run it only reads and describes) and `applied` (reads back the mark it leaves, so an
+//! operator that stopped between recording its intent and recording the result neither repeats nor
+//! loses it).
 //!
-//! Adding an action: its parameters in the CRD (`api::spec`), its parsing (`api::validate`), one
-//! file here and one line in [`action`], and its permissions in [`crate::rbac`].
+//! Adding an action: its CRD block (the variant in `api::Action` and `Action::ALL`, its
+//! parameters and their parsing in `api::validate`), its file here, and one line in `actions!`;
+//! then `make generate` (the CRD, the chart's rule table, the README's table of rights).
 
 mod diagnostics;
 mod evict;
 mod notify;
+mod outcome;
+mod remediation;
 mod resize;
 mod restart;
 mod rollback;
 mod scale;
+#[cfg(test)]
+mod tables;
 mod workload;
 
-use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
-pub use notify::Notifier;
+pub use notify::{Notifier, PostError};
+pub use outcome::{Effect, Outcome};
+pub use remediation::{Descriptor, Remediation};
 
 use crate::{
     api::{
         self, AppHealthPolicyStatus, Evidence, RemediationRecord, RemediationResult, ScaleRestore, TargetKind,
     },
     clock,
-    plan::Remediation,
-    report::{Effect, Outcome},
 };
 
 /// The field manager the operator writes with.
@@ -112,6 +118,13 @@ impl Done {
     }
 }
 
+/// What an action decided from what it read: what to do, or that there is nothing to do (and why,
+/// for people; recorded as Skipped).
+pub(crate) enum Decided<T> {
+    Do(T),
+    Nothing(String),
+}
+
 /// Why an action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -189,34 +202,70 @@ pub fn retry_later(r: &Remediation, error: &ActError, now: Timestamp) -> bool {
     error.is_transient() && now < clock::after(r.at, r.timeout.max(RETRY_WINDOW))
 }
 
-/// One remediation the operator can perform.
-pub trait Action: Send + Sync {
-    /// The Event reason when it succeeds, e.g. `RolloutRestarted`.
-    fn reason(&self) -> &'static str;
-
+/// One remediation the operator can perform. Dispatched statically ([`actions!`]): no boxed
+/// futures, no trait objects.
+pub(crate) trait Action {
     /// Performs the remediation (or, when `r.dry_run`, reads and describes what it would do).
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>>;
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError>;
 
     /// Whether its mark shows it already happened (read from the API, never a cache): Some with
     /// what it did, None if it has not.
-    fn applied<'a>(
-        &'a self,
-        ctx: &'a ActCtx<'a>,
-        r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>>;
+    async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError>;
 }
 
-/// The one dispatch from an action to its implementation.
-pub fn action(kind: api::Action) -> &'static dyn Action {
-    match kind {
-        api::Action::CollectDiagnostics => &diagnostics::CollectDiagnostics,
-        api::Action::RestartPods => &evict::RestartPods,
-        api::Action::RolloutRestart => &restart::RolloutRestart,
-        api::Action::Rollback => &rollback::Rollback,
-        api::Action::ScaleOut => &scale::ScaleOut,
-        api::Action::ScaleUp => &resize::ScaleUp,
-        api::Action::Notify => &notify::Notify,
-    }
+/// The one list of actions, each with its CRD variant, the module of its file and its type:
+/// makes the dispatch to each action's descriptor and implementation.
+macro_rules! actions {
+    ($($kind:ident => $module:ident :: $implementation:ident,)*) => {
+        /// What an action says about itself.
+        pub fn descriptor(kind: api::Action) -> &'static Descriptor {
+            match kind {
+                $(api::Action::$kind => &$module::DESCRIPTOR,)*
+            }
+        }
+
+        /// Performs `r` with its action.
+        async fn apply(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+            match r.action() {
+                $(api::Action::$kind => $module::$implementation.apply(ctx, r).await,)*
+            }
+        }
+
+        /// Reads `r`'s mark back with its action.
+        async fn applied(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
+            match r.action() {
+                $(api::Action::$kind => $module::$implementation.applied(ctx, r).await,)*
+            }
+        }
+    };
+}
+
+// A new action is its file, its CRD block and a line here.
+actions! {
+    CollectDiagnostics => diagnostics::CollectDiagnostics,
+    RestartPods => evict::RestartPods,
+    RolloutRestart => restart::RolloutRestart,
+    Rollback => rollback::Rollback,
+    ScaleOut => scale::ScaleOut,
+    ScaleUp => resize::ScaleUp,
+    Notify => notify::Notify,
+}
+
+/// Every action's descriptor, in the CRD's order.
+pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
+    api::Action::ALL.into_iter().map(descriptor)
+}
+
+/// Every right the operator uses (leader election's apart): the controller's own, then each
+/// action's.
+pub fn rules() -> Vec<crate::rbac::Rule> {
+    use crate::rbac::{CONTROLLER, Need, Rule};
+    let own = CONTROLLER
+        .iter()
+        .flat_map(|group| group.rights)
+        .map(|r| Rule::new(r, Need::Always));
+    let actions = descriptors().flat_map(|d| d.rights.iter().map(|r| Rule::new(r, Need::Action(d.action))));
+    own.chain(actions).collect()
 }
 
 fn record(
@@ -244,7 +293,7 @@ pub fn pending(r: &Remediation) -> Outcome {
             message: None,
             ..record(r, RemediationResult::Pending, String::new(), None)
         }),
-        action_reason: action(r.action()).reason(),
+        action_reason: descriptor(r.action()).reason,
         resumed: false,
         effects: Vec::new(),
     }
@@ -254,7 +303,7 @@ pub fn pending(r: &Remediation) -> Outcome {
 pub fn simulated(r: &Remediation, message: &str) -> Outcome {
     Outcome {
         record: Some(record(r, RemediationResult::Succeeded, message.to_owned(), None)),
-        action_reason: action(r.action()).reason(),
+        action_reason: descriptor(r.action()).reason,
         resumed: false,
         effects: Vec::new(),
     }
@@ -264,14 +313,14 @@ pub fn simulated(r: &Remediation, message: &str) -> Outcome {
 pub fn skipped(r: &Remediation, why: String) -> Outcome {
     Outcome {
         record: Some(record(r, RemediationResult::Skipped, why, None)),
-        action_reason: action(r.action()).reason(),
+        action_reason: descriptor(r.action()).reason,
         resumed: false,
         effects: Vec::new(),
     }
 }
 
 fn outcome(r: &Remediation, done: Result<Done, ActError>, resumed: bool) -> Outcome {
-    let reason = action(r.action()).reason();
+    let reason = descriptor(r.action()).reason;
     match done {
         Ok(done) => Outcome {
             record: Some(record(r, done.result, done.message, done.retry_at)),
@@ -309,7 +358,7 @@ pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActError>
             Err(e) => first = format!("Diagnostics could not be captured first ({e}). "),
         }
     }
-    let done = match action(r.action()).apply(ctx, r).await {
+    let done = match apply(ctx, r).await {
         Err(e) if retry_later(r, &e, ctx.now) => return Err(e),
         done => done,
     };
@@ -325,8 +374,7 @@ pub async fn run(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActError>
 /// Completes a remediation recorded as Pending: if its mark shows it ran, records that; otherwise
 /// runs it now with the same mark. Transient failures are returned as for [`run`].
 pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActError> {
-    let implementation = action(r.action());
-    let done = match implementation.applied(ctx, r).await {
+    let done = match applied(ctx, r).await {
         Ok(Some(mut done)) => {
             done.message = format!(
                 "{} (step {}) was found applied when resumed (after an operator restart or a failed API call); not repeated. {}",
@@ -336,7 +384,7 @@ pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActErr
             );
             Ok(done)
         }
-        Ok(None) => implementation.apply(ctx, r).await.map(|mut done| {
+        Ok(None) => apply(ctx, r).await.map(|mut done| {
             done.message = format!(
                 "Completed when resumed (after an operator restart or a failed API call). {}",
                 done.message
@@ -359,7 +407,7 @@ pub async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Outcome {
     };
     Outcome {
         record: None,
-        action_reason: scale::ScaleOut.reason(),
+        action_reason: scale::DESCRIPTOR.reason,
         resumed: false,
         effects: vec![Effect::ScaleRestoreDone { restored, message }],
     }

@@ -11,31 +11,68 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use rustls::ClientConfig;
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, api_error};
+use super::{ActCtx, ActError, Action, Descriptor, Done, api_error};
 use crate::{
+    act::Remediation,
     api::{KeyRef, Method, format_duration, validate::StepParams},
     observe::{
+        error::{ExchangeError, TlsError},
         http::{Outgoing, destination, exchange},
         reach::Reach,
         request::{Sensitive, TlsOptions},
     },
-    plan::Remediation,
+};
+
+/// What Notify is: see [`Descriptor`].
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    action: crate::api::Action::Notify,
+    reason: "Notified",
+    changes_target: false,
+    restarts_pods: false,
+    replaces_pods: false,
+    permission: "notify",
+    rights: &[],
+    why: "nothing more: the webhook URL comes from a Secret it can already read",
 };
 
 pub struct Notify;
+
+/// Why a webhook's POST failed. The text never contains the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// Not sent: the URL, the address or the TLS settings cannot be used.
+    #[error("{0}")]
+    Unsendable(#[from] ExchangeError),
+    /// An answer that retrying would not change (4xx but 429).
+    #[error("the webhook answered HTTP {0}")]
+    Answered(u16),
+    /// Every attempt failed (timeouts, connection errors, 5xx, 429).
+    #[error("{attempts} attempts failed, the last with: {last}")]
+    Exhausted { attempts: u32, last: String },
+}
+
+impl PostError {
+    /// A stable name for the kind of failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unsendable(e) => e.reason(),
+            Self::Answered(_) => "WebhookRefused",
+            Self::Exhausted { .. } => "WebhookUnavailable",
+        }
+    }
+}
 
 /// Sends webhook requests: through the deny-list, no proxy, no redirects, a timeout per attempt.
 #[derive(Clone, Debug)]
 pub struct Notifier {
     reach: Reach,
     /// For https webhooks: the system's trust roots (or why they cannot be used).
-    tls: Result<Arc<ClientConfig>, String>,
+    tls: Result<Arc<ClientConfig>, TlsError>,
     timeout: Duration,
     attempts: u32,
     backoff: Duration,
@@ -56,14 +93,18 @@ impl Notifier {
     /// Posts `body` to `url`; retries failures (connection errors, timeouts, 5xx, 429) with
     /// doubling backoff. An address the deny-list refuses is not retried. Errors never contain
     /// the URL.
-    pub async fn post(&self, url: &Sensitive, id: &str, body: &serde_json::Value) -> Result<u16, String> {
+    pub async fn post(&self, url: &Sensitive, id: &str, body: &serde_json::Value) -> Result<u16, PostError> {
         let to = destination(url.expose())?;
         // Refused before the first attempt; each attempt checks again on connect.
         self.reach
             .resolve(&to.host, to.port)
             .await
-            .map_err(|e| e.to_string())?;
-        let tls = if to.https { Some(self.tls.clone()?) } else { None };
+            .map_err(ExchangeError::from)?;
+        let tls = if to.https {
+            Some(self.tls.clone().map_err(ExchangeError::from)?)
+        } else {
+            None
+        };
         let headers = [
             ("Idempotency-Key".to_owned(), Sensitive::new(id)),
             ("Content-Type".to_owned(), Sensitive::new("application/json")),
@@ -80,22 +121,22 @@ impl Notifier {
         for attempt in 1..=self.attempts {
             match tokio::time::timeout(self.timeout, exchange(&self.reach, &request, tls.clone())).await {
                 Err(_) => last = format!("timed out after {}", format_duration(self.timeout)),
-                Ok(Err(e)) => last = e,
+                Ok(Err(e)) => last = e.to_string(),
                 Ok(Ok(answer)) if (200..300).contains(&answer.code) => return Ok(answer.code),
                 Ok(Ok(answer)) if answer.code >= 500 || answer.code == 429 => {
                     last = format!("HTTP {}", answer.code);
                 }
-                Ok(Ok(answer)) => return Err(format!("the webhook answered HTTP {}", answer.code)),
+                Ok(Ok(answer)) => return Err(PostError::Answered(answer.code)),
             }
             if attempt < self.attempts {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
             }
         }
-        Err(format!(
-            "{} attempts failed, the last with: {last}",
-            self.attempts
-        ))
+        Err(PostError::Exhausted {
+            attempts: self.attempts,
+            last,
+        })
     }
 }
 
@@ -165,41 +206,30 @@ fn payload(ctx: &ActCtx<'_>, r: &Remediation, id: &str) -> serde_json::Value {
 }
 
 impl Action for Notify {
-    fn reason(&self) -> &'static str {
-        "Notified"
-    }
-
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
-        async move {
-            let StepParams::Notify { url: reference } = &r.params else {
-                return Err(ActError::Refused("Notify without its parameters".into()));
-            };
-            let url = url(ctx, reference).await?;
-            let secret = &reference.name;
-            if r.dry_run {
-                return Ok(Done::succeeded(format!(
-                    "would post a summary to the webhook in Secret {secret}."
-                )));
-            }
-            let id = format!("{}/{}", ctx.policy.uid, r.at);
-            let code = ctx
-                .notifier
-                .post(&url, &id, &payload(ctx, r, &id))
-                .await
-                .map_err(|e| ActError::Refused(format!("the webhook in Secret {secret} failed: {e}")))?;
-            Ok(Done::succeeded(format!(
-                "Posted a summary to the webhook in Secret {secret} (HTTP {code})."
-            )))
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+        let StepParams::Notify { url: reference } = &r.params else {
+            return Err(ActError::Refused("Notify without its parameters".into()));
+        };
+        let url = url(ctx, reference).await?;
+        let secret = &reference.name;
+        if r.dry_run {
+            return Ok(Done::succeeded(format!(
+                "would post a summary to the webhook in Secret {secret}."
+            )));
         }
-        .boxed()
+        let id = format!("{}/{}", ctx.policy.uid, r.at);
+        let code = ctx
+            .notifier
+            .post(&url, &id, &payload(ctx, r, &id))
+            .await
+            .map_err(|e| ActError::Refused(format!("the webhook in Secret {secret} failed: {e}")))?;
+        Ok(Done::succeeded(format!(
+            "Posted a summary to the webhook in Secret {secret} (HTTP {code})."
+        )))
     }
 
-    fn applied<'a>(
-        &'a self,
-        _ctx: &'a ActCtx<'a>,
-        _r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
+    async fn applied(&self, _ctx: &ActCtx<'_>, _r: &Remediation) -> Result<Option<Done>, ActError> {
         // A webhook keeps no mark the operator can read: resuming sends again, with the same id.
-        async { Ok(None) }.boxed()
+        Ok(None)
     }
 }

@@ -5,7 +5,6 @@
 //! changes. Not restored: a person should look at why the app needs more. The mark: the template
 //! annotation `apphealth.io/scaledUpAt`.
 
-use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::{
     Api,
@@ -13,13 +12,30 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, as_operator, workload};
+use super::{ActCtx, ActError, Action, Descriptor, Done, as_operator, workload};
 use crate::{
+    act::Remediation,
     api::{
         quantity,
         validate::{ScaleUpSettings, StepParams},
     },
-    plan::Remediation,
+    rbac::right,
+};
+
+/// What ScaleUp is: see [`Descriptor`].
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    action: crate::api::Action::ScaleUp,
+    reason: "ScaledUp",
+    changes_target: true,
+    restarts_pods: false,
+    replaces_pods: true,
+    permission: "scaleUp",
+    rights: &[
+        right("apps", "deployments", &["patch"]),
+        right("apps", "statefulsets", &["patch"]),
+        right("", "pods/resize", &["patch"]),
+    ],
+    why: "resources on the pod template; running pods resized in place with `inPlace`",
 };
 
 pub struct ScaleUp;
@@ -88,18 +104,30 @@ fn containers(t: &PodTemplateSpec) -> &[Container] {
     t.spec.as_ref().map_or(&[], |s| s.containers.as_slice())
 }
 
+/// Why the cluster did not resize the pods in place (the template is raised anyway).
+#[derive(Debug, thiserror::Error)]
+enum InPlaceRefused {
+    #[error("could not list the pods: {0}")]
+    List(kube::Error),
+    /// The API server's answer to `pods/resize` (404 where it has no such subresource, 403, 422).
+    #[error("HTTP {code}: {message}")]
+    Answered { code: u16, message: String },
+    #[error("{0}")]
+    Failed(kube::Error),
+}
+
 /// Resizes the running pods in place; Err with why when the cluster refuses.
 async fn resize_pods(
     ctx: &ActCtx<'_>,
     selector: &str,
     containers: &[serde_json::Value],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, InPlaceRefused> {
     let ns = &ctx.workload.namespace;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let list = pods
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("could not list the pods: {e}"))?;
+        .map_err(InPlaceRefused::List)?;
     let params = as_operator();
     let patch = Patch::Strategic(json!({"spec": {"containers": containers}}));
     let mut resized = Vec::new();
@@ -107,78 +135,79 @@ async fn resize_pods(
         let name = pod.metadata.name.unwrap_or_default();
         match pods.patch_subresource("resize", &name, &params, &patch).await {
             Ok(_) => resized.push(name),
-            Err(kube::Error::Api(s)) => return Err(format!("HTTP {}: {}", s.code, s.message)),
-            Err(e) => return Err(e.to_string()),
+            Err(kube::Error::Api(s)) => {
+                return Err(InPlaceRefused::Answered {
+                    code: s.code,
+                    message: s.message,
+                });
+            }
+            Err(e) => return Err(InPlaceRefused::Failed(e)),
         }
     }
     Ok(resized)
 }
 
 impl Action for ScaleUp {
-    fn reason(&self) -> &'static str {
-        "ScaledUp"
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+        let StepParams::ScaleUp(s) = &r.params else {
+            return Err(ActError::Refused("ScaleUp without its parameters".into()));
+        };
+        let w = ctx.workload;
+        let object = workload::found(ctx).await?;
+        let selector = selector(&object);
+        let changes: Vec<(serde_json::Value, Vec<String>)> = containers(&object.template)
+            .iter()
+            .filter_map(|c| container_change(c, s))
+            .collect();
+        if changes.is_empty() {
+            return Ok(Done::skipped(format!(
+                "no container of {w} sets a memory or CPU request or limit below the maxima"
+            )));
+        }
+        let said = changes
+            .iter()
+            .flat_map(|(_, said)| said.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if r.dry_run {
+            return Ok(Done::succeeded(format!(
+                "would raise {said} on the pod template of {w}."
+            )));
+        }
+        let patches: Vec<serde_json::Value> = changes.into_iter().map(|(p, _)| p).collect();
+        let in_place = match (s.in_place, &selector) {
+            (false, _) => String::new(),
+            (true, None) => {
+                " The pods were not resized in place: the workload selects them by expressions only.".into()
+            }
+            (true, Some(selector)) => match resize_pods(ctx, selector, &patches).await {
+                Ok(pods) => format!(" Resized pod {} in place first.", pods.join(", ")),
+                Err(why) => format!(
+                    " In-place resize was refused ({why}); only the template changed, which rolls the pods."
+                ),
+            },
+        };
+        let patch = json!({"spec": {"template": {
+            "metadata": {"annotations": {SCALED_UP_AT: r.at.to_string()}},
+            "spec": {"containers": patches}
+        }}});
+        workload::patch(ctx, &Patch::Strategic(patch)).await?;
+        Ok(Done::succeeded(format!(
+            "Raised {said} on the pod template of {w}.{in_place} This is not undone automatically: a person should look at why the app needs more."
+        )))
     }
 
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
-        async move {
-            let StepParams::ScaleUp(s) = &r.params else {
-                return Err(ActError::Refused("ScaleUp without its parameters".into()));
-            };
-            let w = ctx.workload;
-            let object = workload::found(ctx).await?;
-            let selector = selector(&object);
-            let changes: Vec<(serde_json::Value, Vec<String>)> = containers(&object.template)
-                .iter()
-                .filter_map(|c| container_change(c, s))
-                .collect();
-            if changes.is_empty() {
-                return Ok(Done::skipped(format!(
-                    "no container of {w} sets a memory or CPU request or limit below the maxima"
-                )));
-            }
-            let said = changes.iter().flat_map(|(_, said)| said.clone()).collect::<Vec<_>>().join(", ");
-            if r.dry_run {
-                return Ok(Done::succeeded(format!("would raise {said} on the pod template of {w}.")));
-            }
-            let patches: Vec<serde_json::Value> = changes.into_iter().map(|(p, _)| p).collect();
-            let in_place = match (s.in_place, &selector) {
-                (false, _) => String::new(),
-                (true, None) => " The pods were not resized in place: the workload selects them by expressions only.".into(),
-                (true, Some(selector)) => match resize_pods(ctx, selector, &patches).await {
-                    Ok(pods) => format!(" Resized pod {} in place first.", pods.join(", ")),
-                    Err(why) => format!(" In-place resize was refused ({why}); only the template changed, which rolls the pods."),
-                },
-            };
-            let patch = json!({"spec": {"template": {
-                "metadata": {"annotations": {SCALED_UP_AT: r.at.to_string()}},
-                "spec": {"containers": patches}
-            }}});
-            workload::patch(ctx, &Patch::Strategic(patch)).await?;
-            Ok(Done::succeeded(format!(
-                "Raised {said} on the pod template of {w}.{in_place} This is not undone automatically: a person should look at why the app needs more."
-            )))
-        }
-        .boxed()
-    }
-
-    fn applied<'a>(
-        &'a self,
-        ctx: &'a ActCtx<'a>,
-        r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
-        async move {
-            let object = workload::found(ctx).await?;
-            let mark = r.at.to_string();
-            Ok(
-                (object.template_annotation(SCALED_UP_AT) == Some(mark.as_str())).then(|| {
-                    Done::succeeded(format!(
-                        "{SCALED_UP_AT}={mark} is on the pod template of {}.",
-                        ctx.workload
-                    ))
-                }),
-            )
-        }
-        .boxed()
+    async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
+        let object = workload::found(ctx).await?;
+        let mark = r.at.to_string();
+        Ok(
+            (object.template_annotation(SCALED_UP_AT) == Some(mark.as_str())).then(|| {
+                Done::succeeded(format!(
+                    "{SCALED_UP_AT}={mark} is on the pod template of {}.",
+                    ctx.workload
+                ))
+            }),
+        )
     }
 }
 

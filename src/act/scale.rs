@@ -4,7 +4,6 @@
 //! before); what was raised is recorded in status and restored once the target has been healthy
 //! for restoreAfter, unless someone changed it in the meantime.
 
-use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::{
     Api,
@@ -12,11 +11,38 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Done, api_error, as_operator, workload};
+use super::{
+    ActCtx, ActError, Action, Decided, Descriptor, Done, Effect, Workload, api_error, as_operator, workload,
+};
 use crate::{
-    api::{ScaleRestore, format_duration, validate::StepParams},
-    plan::Remediation,
-    report::Effect,
+    act::Remediation,
+    api::{
+        ScaleRestore, format_duration,
+        validate::{ScaleOutSettings, StepParams},
+    },
+    rbac::right,
+};
+
+/// What ScaleOut is: see [`Descriptor`].
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    action: crate::api::Action::ScaleOut,
+    reason: "ScaledOut",
+    changes_target: true,
+    restarts_pods: false,
+    replaces_pods: false,
+    permission: "scaleOut",
+    rights: &[
+        right("apps", "deployments", &["patch"]),
+        right("apps", "statefulsets", &["patch"]),
+        right("apps", "deployments/scale", &["get", "patch"]),
+        right("apps", "statefulsets/scale", &["get", "patch"]),
+        right(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            &["get", "list", "patch"],
+        ),
+    ],
+    why: "replicas, or an autoscaler's minimum instead of fighting it; marks on what it changed",
 };
 
 pub struct ScaleOut;
@@ -74,6 +100,7 @@ fn mark_patch(mark: &str, from: &str) -> serde_json::Value {
 }
 
 /// What a scale-out decided at `r.at` does, and whether it already happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Decision {
     done: bool,
     message: String,
@@ -84,140 +111,177 @@ struct Decision {
     from: String,
 }
 
-async fn decide(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Result<Decision, String>, ActError> {
+/// What ScaleOut decides from, as read from the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// An autoscaler targets the workload: its replicas bounds now, and the value its mark
+    /// recorded ("min/max") if the mark is this decision's.
+    Autoscaler {
+        name: String,
+        min: i32,
+        max: i32,
+        marked: Option<String>,
+    },
+    /// No autoscaler: the workload's replicas now, and what its mark recorded.
+    Replicas { current: i32, marked: Option<String> },
+}
+
+/// Reads what ScaleOut decides from: the autoscaler that targets the workload, or else its
+/// replicas, each with the mark of the decision made at `r.at`.
+async fn read(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Seen, ActError> {
+    let mark = r.at.to_string();
+    if let Some(hpa) = autoscaler(ctx).await? {
+        let spec = hpa.spec.clone().unwrap_or_default();
+        return Ok(Seen::Autoscaler {
+            name: hpa.metadata.name.clone().unwrap_or_default(),
+            min: spec.min_replicas.unwrap_or(1),
+            max: spec.max_replicas,
+            marked: marked_from(hpa.metadata.annotations.as_ref(), &mark),
+        });
+    }
+    let current = workload::replicas(ctx).await?;
+    let object = workload::found(ctx).await?;
+    Ok(Seen::Replicas {
+        current,
+        marked: marked_from(object.metadata.annotations.as_ref(), &mark),
+    })
+}
+
+/// What a scale-out of `w` does from what was `seen`; `earlier` is the restore an earlier
+/// ScaleOut of the same episode recorded (its originals are what gets restored). Pure.
+fn decide(
+    seen: &Seen,
+    p: &ScaleOutSettings,
+    earlier: Option<&ScaleRestore>,
+    w: &Workload,
+) -> Decided<Decision> {
+    let restore_after = format_duration(p.restore_after);
+    match seen {
+        Seen::Autoscaler {
+            name,
+            min: now_min,
+            max: now_max,
+            marked,
+        } => {
+            // After a restart, start from what the mark recorded, not from what was already raised.
+            let from = marked
+                .as_deref()
+                .and_then(|f| f.split_once('/').map(|(a, b)| (a.parse().ok(), b.parse().ok())))
+                .and_then(|(a, b)| Some((a?, b?)));
+            let (min, max) = from.unwrap_or((*now_min, *now_max));
+            let wanted = to_i32(p.wanted(u32::try_from(min).unwrap_or(0)));
+            if wanted <= min {
+                return Decided::Nothing(format!(
+                    "HorizontalPodAutoscaler {name} already keeps at least {min} replicas of {w} (maxReplicas {})",
+                    p.max_replicas
+                ));
+            }
+            let new_max = (wanted > max).then_some(wanted);
+            let raise_max =
+                new_max.map_or_else(String::new, |m| format!(" and maxReplicas from {max} to {m}"));
+            let same = |e: &&ScaleRestore| e.kind == HPA && e.name == *name;
+            Decided::Do(Decision {
+                done: from.is_some() && *now_min == wanted,
+                message: format!(
+                    "minReplicas of HorizontalPodAutoscaler {name} (which scales {w}) from {min} to {wanted}{raise_max}"
+                ),
+                raised: ScaleRestore {
+                    kind: HPA.into(),
+                    name: name.clone(),
+                    original: earlier.filter(same).map_or(min, |e| e.original),
+                    original_max: earlier
+                        .filter(same)
+                        .map_or(new_max.map(|_| max), |e| e.original_max),
+                    set: wanted,
+                    set_max: new_max,
+                    restore_after,
+                },
+                hpa: Some(name.clone()),
+                from: format!("{min}/{max}"),
+            })
+        }
+        Seen::Replicas { current, marked } => {
+            let from = marked.as_deref().and_then(|f| f.parse::<i32>().ok());
+            let start = from.unwrap_or(*current);
+            let wanted = to_i32(p.wanted(u32::try_from(start).unwrap_or(0)));
+            if wanted <= start {
+                return Decided::Nothing(format!(
+                    "{w} already has {start} replicas (maxReplicas {})",
+                    p.max_replicas
+                ));
+            }
+            Decided::Do(Decision {
+                done: from.is_some() && *current == wanted,
+                message: format!("{w} from {start} to {wanted} replicas"),
+                raised: ScaleRestore {
+                    kind: WORKLOAD.into(),
+                    name: w.name.clone(),
+                    original: earlier
+                        .filter(|e| e.kind == WORKLOAD)
+                        .map_or(start, |e| e.original),
+                    original_max: None,
+                    set: wanted,
+                    set_max: None,
+                    restore_after,
+                },
+                hpa: None,
+                from: start.to_string(),
+            })
+        }
+    }
+}
+
+/// Reads and decides the scale-out `r`.
+async fn decided(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Decided<Decision>, ActError> {
     let StepParams::ScaleOut(p) = &r.params else {
         return Err(ActError::Refused("ScaleOut without its parameters".into()));
     };
-    let w = ctx.workload;
-    let mark = r.at.to_string();
-    // An earlier ScaleOut of this episode keeps its originals: they are what gets restored.
-    let earlier = ctx.status.scale_restore.as_ref();
-    let restore_after = format_duration(p.restore_after);
-    if let Some(hpa) = autoscaler(ctx).await? {
-        let name = hpa.metadata.name.clone().unwrap_or_default();
-        let spec = hpa.spec.unwrap_or_default();
-        let (now_min, now_max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
-        // After a restart, start from what the mark recorded, not from what was already raised.
-        let from = marked_from(hpa.metadata.annotations.as_ref(), &mark)
-            .and_then(|f| f.split_once('/').map(|(a, b)| (a.parse().ok(), b.parse().ok())))
-            .and_then(|(a, b)| Some((a?, b?)));
-        let (min, max) = from.unwrap_or((now_min, now_max));
-        let wanted = to_i32(p.wanted(u32::try_from(min).unwrap_or(0)));
-        if wanted <= min {
-            return Ok(Err(format!(
-                "HorizontalPodAutoscaler {name} already keeps at least {min} replicas of {w} (maxReplicas {})",
-                p.max_replicas
-            )));
-        }
-        let new_max = (wanted > max).then_some(wanted);
-        let raise_max = new_max.map_or_else(String::new, |m| format!(" and maxReplicas from {max} to {m}"));
-        let same = |e: &&ScaleRestore| e.kind == HPA && e.name == name;
-        return Ok(Ok(Decision {
-            done: from.is_some() && now_min == wanted,
-            message: format!(
-                "minReplicas of HorizontalPodAutoscaler {name} (which scales {w}) from {min} to {wanted}{raise_max}"
-            ),
-            raised: ScaleRestore {
-                kind: HPA.into(),
-                name: name.clone(),
-                original: earlier.filter(same).map_or(min, |e| e.original),
-                original_max: earlier
-                    .filter(same)
-                    .map_or(new_max.map(|_| max), |e| e.original_max),
-                set: wanted,
-                set_max: new_max,
-                restore_after,
-            },
-            hpa: Some(name),
-            from: format!("{min}/{max}"),
-        }));
-    }
-    let current = workload::replicas(ctx).await?;
-    let from = marked_from(workload::found(ctx).await?.metadata.annotations.as_ref(), &mark)
-        .and_then(|f| f.parse::<i32>().ok());
-    let start = from.unwrap_or(current);
-    let wanted = to_i32(p.wanted(u32::try_from(start).unwrap_or(0)));
-    if wanted <= start {
-        return Ok(Err(format!(
-            "{w} already has {start} replicas (maxReplicas {})",
-            p.max_replicas
-        )));
-    }
-    Ok(Ok(Decision {
-        done: from.is_some() && current == wanted,
-        message: format!("{w} from {start} to {wanted} replicas"),
-        raised: ScaleRestore {
-            kind: WORKLOAD.into(),
-            name: w.name.clone(),
-            original: earlier
-                .filter(|e| e.kind == WORKLOAD)
-                .map_or(start, |e| e.original),
-            original_max: None,
-            set: wanted,
-            set_max: None,
-            restore_after,
-        },
-        hpa: None,
-        from: start.to_string(),
-    }))
+    let seen = read(ctx, r).await?;
+    Ok(decide(&seen, p, ctx.status.scale_restore.as_ref(), ctx.workload))
 }
 
 impl Action for ScaleOut {
-    fn reason(&self) -> &'static str {
-        "ScaledOut"
+    async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
+        let d = match decided(ctx, r).await? {
+            Decided::Do(d) => d,
+            Decided::Nothing(why) => return Ok(Done::skipped(why)),
+        };
+        if r.dry_run {
+            let verb = if d.hpa.is_some() { "raise" } else { "scale" };
+            return Ok(Done::succeeded(format!("would {verb} {}.", d.message)));
+        }
+        let mark = r.at.to_string();
+        match &d.hpa {
+            Some(name) => {
+                // One write carries the change and its mark.
+                let mut patch = mark_patch(&mark, &d.from);
+                patch["spec"] = json!({"minReplicas": d.raised.set});
+                if let Some(max) = d.raised.set_max {
+                    patch["spec"]["maxReplicas"] = json!(max);
+                }
+                patch_hpa(ctx, name, &patch).await?;
+            }
+            None => {
+                // The mark first (metadata only: no rollout), then the scale subresource.
+                workload::patch(ctx, &Patch::Merge(mark_patch(&mark, &d.from))).await?;
+                workload::set_replicas(ctx, d.raised.set).await?;
+            }
+        }
+        let verb = if d.hpa.is_some() { "Raised" } else { "Scaled" };
+        Ok(Done::succeeded(format!(
+            "{verb} {}; restored after {} healthy.",
+            d.message, d.raised.restore_after
+        ))
+        .with(Effect::ScaleRecorded(d.raised)))
     }
 
-    fn apply<'a>(&'a self, ctx: &'a ActCtx<'a>, r: &'a Remediation) -> BoxFuture<'a, Result<Done, ActError>> {
-        async move {
-            let d = match decide(ctx, r).await? {
-                Ok(d) => d,
-                Err(nothing_to_do) => return Ok(Done::skipped(nothing_to_do)),
-            };
-            if r.dry_run {
-                let verb = if d.hpa.is_some() { "raise" } else { "scale" };
-                return Ok(Done::succeeded(format!("would {verb} {}.", d.message)));
+    async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
+        Ok(match decided(ctx, r).await? {
+            Decided::Do(d) if d.done => {
+                Some(Done::succeeded(format!("Scaled {}.", d.message)).with(Effect::ScaleRecorded(d.raised)))
             }
-            let mark = r.at.to_string();
-            match &d.hpa {
-                Some(name) => {
-                    // One write carries the change and its mark.
-                    let mut patch = mark_patch(&mark, &d.from);
-                    patch["spec"] = json!({"minReplicas": d.raised.set});
-                    if let Some(max) = d.raised.set_max {
-                        patch["spec"]["maxReplicas"] = json!(max);
-                    }
-                    patch_hpa(ctx, name, &patch).await?;
-                }
-                None => {
-                    // The mark first (metadata only: no rollout), then the scale subresource.
-                    workload::patch(ctx, &Patch::Merge(mark_patch(&mark, &d.from))).await?;
-                    workload::set_replicas(ctx, d.raised.set).await?;
-                }
-            }
-            let verb = if d.hpa.is_some() { "Raised" } else { "Scaled" };
-            Ok(Done::succeeded(format!(
-                "{verb} {}; restored after {} healthy.",
-                d.message, d.raised.restore_after
-            ))
-            .with(Effect::ScaleRecorded(d.raised)))
-        }
-        .boxed()
-    }
-
-    fn applied<'a>(
-        &'a self,
-        ctx: &'a ActCtx<'a>,
-        r: &'a Remediation,
-    ) -> BoxFuture<'a, Result<Option<Done>, ActError>> {
-        async move {
-            Ok(match decide(ctx, r).await? {
-                Ok(d) if d.done => Some(
-                    Done::succeeded(format!("Scaled {}.", d.message)).with(Effect::ScaleRecorded(d.raised)),
-                ),
-                _ => None,
-            })
-        }
-        .boxed()
+            _ => None,
+        })
     }
 }
 
@@ -285,4 +349,147 @@ pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(
             raised.restore_after, raised.original
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::TargetKind;
+
+    fn web() -> Workload {
+        Workload {
+            kind: TargetKind::Deployment,
+            namespace: "shop".into(),
+            name: "web".into(),
+        }
+    }
+
+    fn by(n: u32, max: u32) -> ScaleOutSettings {
+        ScaleOutSettings {
+            by: Some(n),
+            to: None,
+            max_replicas: max,
+            restore_after: Duration::from_secs(1800),
+        }
+    }
+
+    fn replicas(current: i32, marked: Option<&str>) -> Seen {
+        Seen::Replicas {
+            current,
+            marked: marked.map(Into::into),
+        }
+    }
+
+    fn hpa(min: i32, max: i32, marked: Option<&str>) -> Seen {
+        Seen::Autoscaler {
+            name: "web".into(),
+            min,
+            max,
+            marked: marked.map(Into::into),
+        }
+    }
+
+    /// (what, seen, settings, earlier restore) → Nothing, or (done, message, original, set, set_max, from).
+    type Want = Option<(bool, &'static str, i32, i32, Option<i32>, &'static str)>;
+
+    #[test]
+    fn scale_out_decides_from_what_it_read() {
+        let earlier_workload = ScaleRestore {
+            kind: WORKLOAD.into(),
+            name: "web".into(),
+            original: 2,
+            original_max: None,
+            set: 3,
+            set_max: None,
+            restore_after: "30m".into(),
+        };
+        let cases: [(&str, Seen, ScaleOutSettings, Option<&ScaleRestore>, Want); 8] = [
+            (
+                "replicas raised by 2",
+                replicas(2, None),
+                by(2, 10),
+                None,
+                Some((false, "Deployment web from 2 to 4 replicas", 2, 4, None, "2")),
+            ),
+            (
+                "never beyond maxReplicas",
+                replicas(4, None),
+                by(5, 6),
+                None,
+                Some((false, "Deployment web from 4 to 6 replicas", 4, 6, None, "4")),
+            ),
+            ("already at maxReplicas", replicas(6, None), by(2, 6), None, None),
+            (
+                "after a restart the mark says where it started, and that it landed",
+                replicas(4, Some("2")),
+                by(2, 10),
+                None,
+                Some((true, "Deployment web from 2 to 4 replicas", 2, 4, None, "2")),
+            ),
+            (
+                "an earlier scale-out of the episode keeps its original",
+                replicas(3, None),
+                by(2, 10),
+                Some(&earlier_workload),
+                Some((false, "Deployment web from 3 to 5 replicas", 2, 5, None, "3")),
+            ),
+            (
+                "an autoscaler's minimum is raised, its maximum only when needed",
+                hpa(2, 10, None),
+                by(3, 20),
+                None,
+                Some((
+                    false,
+                    "minReplicas of HorizontalPodAutoscaler web (which scales Deployment web) from 2 to 5",
+                    2,
+                    5,
+                    None,
+                    "2/10",
+                )),
+            ),
+            (
+                "an autoscaler's maximum is raised when the minimum passes it",
+                hpa(4, 5, None),
+                by(3, 20),
+                None,
+                Some((
+                    false,
+                    "minReplicas of HorizontalPodAutoscaler web (which scales Deployment web) from 4 to 7 and maxReplicas from 5 to 7",
+                    4,
+                    7,
+                    Some(7),
+                    "4/5",
+                )),
+            ),
+            (
+                "an autoscaler already at the ceiling",
+                hpa(6, 10, None),
+                by(2, 6),
+                None,
+                None,
+            ),
+        ];
+        for (what, seen, settings, earlier, want) in cases {
+            let got = match decide(&seen, &settings, earlier, &web()) {
+                Decided::Nothing(why) => {
+                    assert!(why.contains("already"), "{what}: {why}");
+                    None
+                }
+                Decided::Do(d) => Some((
+                    d.done,
+                    d.message.clone(),
+                    d.raised.original,
+                    d.raised.set,
+                    d.raised.set_max,
+                    d.from.clone(),
+                )),
+            };
+            let want = want.map(|(done, message, original, set, set_max, from)| {
+                (done, message.to_owned(), original, set, set_max, from.to_owned())
+            });
+            assert_eq!(got, want, "{what}");
+        }
+    }
 }

@@ -25,7 +25,7 @@ pub const MAX_LENGTH: usize = 32;
 
 impl Duration {
     /// Parses the string into a non-negative duration, at most [`MAX`].
-    pub fn parse(&self) -> Result<time::Duration, String> {
+    pub fn parse(&self) -> Result<time::Duration, DurationError> {
         parse(&self.0)
     }
 
@@ -71,31 +71,30 @@ fn matches_pattern(s: &str) -> bool {
     PATTERN.as_ref().is_some_and(|p| p.is_match(s))
 }
 
+/// Why a string is not a duration the spec admits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("is {0} characters long; a duration has at most {MAX_LENGTH}")]
+    TooManyCharacters(usize),
+    /// The string, bounded.
+    #[error("{0:?} is not a duration such as 90s, 5m or 1h30m")]
+    NotADuration(String),
+    #[error("{0:?} is longer than {max}, the longest duration allowed", max = format(MAX))]
+    TooLong(String),
+}
+
 /// Parses what [`DURATION_PATTERN`] admits, exactly and with checked arithmetic: `1.5s` is 1500ms,
 /// and a value too large for a duration (`99999999999999999999h` fits the schema's 32 characters)
 /// is an error, never a panic.
-pub fn parse(s: &str) -> Result<time::Duration, String> {
-    let not_a_duration = || {
-        format!(
-            "{:?} is not a duration such as 90s, 5m or 1h30m",
-            super::bounded(s, 64)
-        )
-    };
+pub fn parse(s: &str) -> Result<time::Duration, DurationError> {
+    let not_a_duration = || DurationError::NotADuration(super::bounded(s, 64));
     if s.len() > MAX_LENGTH && s.chars().count() > MAX_LENGTH {
-        return Err(format!(
-            "is {} characters long; a duration has at most {MAX_LENGTH}",
-            s.chars().count()
-        ));
+        return Err(DurationError::TooManyCharacters(s.chars().count()));
     }
     if !matches_pattern(s) {
         return Err(not_a_duration());
     }
-    let too_long = || {
-        format!(
-            "{s:?} is longer than {}, the longest duration allowed",
-            format(MAX)
-        )
-    };
+    let too_long = || DurationError::TooLong(s.to_owned());
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
@@ -193,7 +192,8 @@ mod tests {
     fn rejects_what_the_schema_rejects() {
         for text in ["", "5", "m", "5 m", "-1s", "1d", "1.s", "5mm", "1h 30m"] {
             let err = Duration::from(text).parse().expect_err(text);
-            assert!(err.contains("not a duration"), "{text}: {err}");
+            assert_eq!(err, DurationError::NotADuration(text.into()));
+            assert!(err.to_string().contains("not a duration"), "{text}: {err}");
         }
     }
 
@@ -210,11 +210,18 @@ mod tests {
             "5256000m1s",
         ] {
             let err = Duration::from(text).parse().expect_err(text);
-            assert!(err.contains("longest duration allowed"), "{text}: {err}");
+            assert_eq!(err, DurationError::TooLong(text.into()));
+            assert!(
+                err.to_string().contains("longest duration allowed"),
+                "{text}: {err}"
+            );
         }
         assert_eq!(Duration::from("87600h").parse(), Ok(MAX));
         let err = Duration::from(&*"1".repeat(40)).parse().unwrap_err();
-        assert_eq!(err, "is 40 characters long; a duration has at most 32");
+        assert_eq!(
+            err.to_string(),
+            "is 40 characters long; a duration has at most 32"
+        );
     }
 
     #[test]

@@ -183,25 +183,16 @@ pub enum Action {
 }
 
 impl Action {
-    /// Whether it restarts pods (held by the storm guard, minPodAge and a rollout in progress).
-    pub fn restarts_pods(self) -> bool {
-        matches!(self, Self::RestartPods | Self::RolloutRestart)
-    }
-
-    /// Whether it replaces running pods, at once or by rolling them: the pods' diagnostics are
-    /// captured before it when the ladder collects them.
-    pub fn replaces_pods(self) -> bool {
-        matches!(
-            self,
-            Self::RestartPods | Self::RolloutRestart | Self::Rollback | Self::ScaleUp
-        )
-    }
-
-    /// Whether it changes the target (counted by the cooldown and circuit breaker, and held by
-    /// TargetBusy and GlobalLimit); CollectDiagnostics and Notify only read and tell.
-    pub fn changes_target(self) -> bool {
-        !matches!(self, Self::CollectDiagnostics | Self::Notify)
-    }
+    /// Every action, in the CRD's order.
+    pub const ALL: [Action; 7] = [
+        Self::CollectDiagnostics,
+        Self::RestartPods,
+        Self::RolloutRestart,
+        Self::Rollback,
+        Self::ScaleOut,
+        Self::ScaleUp,
+        Self::Notify,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -23,7 +23,14 @@ pub struct Watched {
     pub ready: Option<Condition>,
     /// The policy, or "path: problem" (e.g. "spec.remediation.steps[0].action: unknown variant `Reboot`, …"),
     /// at most [`MAX_PROBLEM_BYTES`](super::validate::MAX_PROBLEM_BYTES) and a "…".
-    pub decoded: Result<AppHealthPolicy, String>,
+    pub decoded: Result<AppHealthPolicy, Undecodable>,
+}
+
+/// Why a stored policy cannot be read by this operator version: "path: problem", bounded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct Undecodable {
+    pub problem: String,
 }
 
 impl Watched {
@@ -50,7 +57,9 @@ impl Watched {
             };
             // The error may quote the value (a megabyte string of the wrong type): kept bounded,
             // in the cache and in the condition that reports it.
-            super::bounded(&problem, super::validate::MAX_PROBLEM_BYTES)
+            Undecodable {
+                problem: super::bounded(&problem, super::validate::MAX_PROBLEM_BYTES),
+            }
         });
         Ok(Self {
             metadata,
@@ -120,7 +129,7 @@ mod tests {
     fn an_unreadable_policy_keeps_its_metadata_and_names_the_field() {
         let w: Watched = serde_json::from_value(policy("Reboot")).unwrap();
         assert_eq!(w.metadata.name.as_deref(), Some("web"));
-        let err = w.decoded.unwrap_err();
+        let err = w.decoded.unwrap_err().problem;
         assert!(
             err.starts_with("spec.remediation.steps[0].action: unknown variant `Reboot`"),
             "{err}"

@@ -30,8 +30,9 @@ pub(super) struct Target {
 pub(super) struct Stopped {
     pub readiness: Readiness,
     pub requeue: Requeue,
-    /// Settings, when the spec is valid (a suspended policy still reports its guards).
-    pub suspended: bool,
+    /// The settings of a valid policy that is suspended: the planner still holds its ladder, with
+    /// the Suspended guard (None: the spec is invalid).
+    pub suspended: Option<Arc<validate::Settings>>,
 }
 
 pub(super) enum Dereferenced {
@@ -49,7 +50,7 @@ fn stopped(reason: &'static str, message: String, event: String, requeue: Requeu
             event,
         },
         requeue,
-        suspended: reason == reasons::SUSPENDED,
+        suspended: None,
     })
 }
 
@@ -156,12 +157,15 @@ fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Setti
     if policy.spec.suspend {
         let message =
             "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
-        return Err(stopped(
-            reasons::SUSPENDED,
-            message.clone(),
-            message,
-            Requeue::await_change(),
-        ));
+        return Err(Dereferenced::Stopped(Stopped {
+            readiness: Readiness::Stopped {
+                reason: reasons::SUSPENDED,
+                message: message.clone(),
+                event: message,
+            },
+            requeue: Requeue::await_change(),
+            suspended: Some(Arc::new(settings)),
+        }));
     }
     Ok(Arc::new(settings))
 }
@@ -227,7 +231,7 @@ pub(super) fn remediates_operator<'a>(
         .steps
         .iter()
         .map(|s| s.action())
-        .filter(|a| a.changes_target())
+        .filter(|a| crate::act::descriptor(*a).changes_target)
         .map(|a| a.as_str())
         .collect();
     (!changing.is_empty()).then(|| {

@@ -16,11 +16,7 @@ use kube::{
 
 use crate::{
     api::{AppHealthPolicy, TargetKind, watched::Watched},
-    observe::{
-        endpoints,
-        pod::CachedPod,
-        references::{self, ConfigKind},
-    },
+    observe::{endpoints, pod::CachedPod, pod::ConfigKind, references},
 };
 
 use super::{

@@ -16,6 +16,7 @@ use crate::{
     act::Workload,
     api::{AppHealthPolicyStatus, RemediationResult, watched::Watched},
     plan::{Budget, Plan},
+    step::Step,
 };
 
 /// Whether a policy's recorded ladder is acting on its target.
@@ -27,7 +28,7 @@ pub(super) fn acting(status: &AppHealthPolicyStatus) -> bool {
         && status.history.iter().any(|h| {
             h.at.0 >= ladder.started_at.0
                 && !h.dry_run
-                && h.action.changes_target()
+                && crate::act::descriptor(h.action).changes_target
                 && !matches!(h.result, RemediationResult::Skipped | RemediationResult::Held)
         })
 }
@@ -54,53 +55,37 @@ impl Ladders {
         workload: &Workload,
         own: &AppHealthPolicyStatus,
         policies: &Store<Watched>,
-        decide: impl Fn(Budget) -> Plan,
-    ) -> Plan {
-        let changes = |plan: &Plan| matches!(plan, Plan::Act(r) if !r.dry_run && r.action().changes_target());
+        decide: impl Fn(Budget) -> Step,
+    ) -> Step {
+        let changes =
+            |step: &Step| matches!(&step.plan, Plan::Act(r) if !r.dry_run && r.descriptor().changes_target);
         let unlimited = decide(Budget::default());
         if !changes(&unlimited) {
             return unlimited;
         }
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut others: HashMap<PolicyRef, Workload> = HashMap::new();
-        for w in policies.state() {
-            let other = ObjectRef::from_obj(w.as_ref());
-            if other == *key {
-                continue;
-            }
-            let Ok(p) = &w.decoded else { continue };
-            if p.status.as_ref().is_some_and(acting) {
-                others.insert(
-                    other,
-                    Workload {
-                        kind: p.spec.target_ref.kind,
-                        namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                        name: p.spec.target_ref.name.clone(),
-                    },
-                );
-            }
-        }
         // Claims of policies that are gone no longer count.
         claims.retain(|k, _| policies.get(k).is_some() || k == key);
-        for (k, w) in claims.iter() {
-            if k != key {
-                others.insert(k.clone(), w.clone());
-            }
-        }
-        let budget = Budget {
-            busy_with: others
-                .iter()
-                .find(|(_, w)| *w == workload)
-                .map(|(k, _)| k.name.clone()),
-            active_elsewhere: u32::try_from(others.len()).unwrap_or(u32::MAX),
-            // A ladder already acting keeps its place.
-            max: if acting(own) { None } else { self.max },
-        };
-        let plan = decide(budget);
-        if changes(&plan) {
+        let recorded = policies.state().into_iter().filter_map(|w| {
+            let p = w.decoded.as_ref().ok()?;
+            let status = p.status.as_ref()?;
+            Some((
+                ObjectRef::from_obj(w.as_ref()),
+                Workload {
+                    kind: p.spec.target_ref.kind,
+                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                    name: p.spec.target_ref.name.clone(),
+                },
+                acting(status),
+            ))
+        });
+        let others = elsewhere(key, recorded, &claims);
+        let budget = budget(workload, &others, acting(own), self.max);
+        let step = decide(budget);
+        if changes(&step) {
             claims.insert(key.clone(), workload.clone());
         }
-        plan
+        step
     }
 
     /// Keeps the claim in step with the status written: released once the ladder stops acting.
@@ -110,6 +95,241 @@ impl Ladders {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(key);
+        }
+    }
+}
+
+/// The ladders acting for policies other than `key`: those whose recorded status says so, and
+/// those this process claimed since (a status not yet seen).
+fn elsewhere(
+    key: &PolicyRef,
+    recorded: impl IntoIterator<Item = (PolicyRef, Workload, bool)>,
+    claims: &HashMap<PolicyRef, Workload>,
+) -> HashMap<PolicyRef, Workload> {
+    let mut others: HashMap<PolicyRef, Workload> = recorded
+        .into_iter()
+        .filter(|(other, _, acting)| *acting && other != key)
+        .map(|(other, workload, _)| (other, workload))
+        .collect();
+    for (k, w) in claims {
+        if k != key {
+            others.insert(k.clone(), w.clone());
+        }
+    }
+    others
+}
+
+/// The budget of a ladder over `workload`, given the other ladders acting: whether one of them
+/// acts on the same workload (TargetBusy), and how many act at all against the operator-wide cap
+/// (GlobalLimit). A ladder already acting keeps its place under the cap.
+fn budget(
+    workload: &Workload,
+    others: &HashMap<PolicyRef, Workload>,
+    own_acting: bool,
+    max: Option<u32>,
+) -> Budget {
+    let mut busy: Vec<&str> = others
+        .iter()
+        .filter(|(_, w)| *w == workload)
+        .map(|(k, _)| k.name.as_str())
+        .collect();
+    // The same name whatever the map's order.
+    busy.sort_unstable();
+    Budget {
+        busy_with: busy.first().map(|name| (*name).to_owned()),
+        active_elsewhere: u32::try_from(others.len()).unwrap_or(u32::MAX),
+        max: if own_acting { None } else { max },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::{
+        api::{Action, Ladder, RemediationRecord, TargetKind},
+        fixtures::at,
+    };
+
+    fn key(name: &str) -> PolicyRef {
+        ObjectRef::new(name).within("shop")
+    }
+
+    fn deployment(name: &str) -> Workload {
+        Workload {
+            kind: TargetKind::Deployment,
+            namespace: "shop".into(),
+            name: name.into(),
+        }
+    }
+
+    fn record(action: Action, at_secs: i64, result: RemediationResult, dry_run: bool) -> RemediationRecord {
+        RemediationRecord {
+            action,
+            step: 1,
+            at: Time(at("2026-01-01T00:00:00Z") + jiff::SignedDuration::from_secs(at_secs)),
+            result,
+            dry_run,
+            pods: Vec::new(),
+            message: None,
+            retry_at: None,
+        }
+    }
+
+    fn status(exhausted: bool, history: Vec<RemediationRecord>) -> AppHealthPolicyStatus {
+        AppHealthPolicyStatus {
+            ladder: Some(Ladder {
+                step: 1,
+                started_at: Time(at("2026-01-01T00:00:10Z")),
+                exhausted,
+            }),
+            history,
+            ..AppHealthPolicyStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_ladder_acts_from_its_first_change_to_the_target_until_it_closes() {
+        use RemediationResult::*;
+        let cases: [(&str, AppHealthPolicyStatus, bool); 8] = [
+            ("no ladder", AppHealthPolicyStatus::default(), false),
+            ("a ladder with no step yet", status(false, vec![]), false),
+            (
+                "a restart",
+                status(false, vec![record(Action::RolloutRestart, 20, Succeeded, false)]),
+                true,
+            ),
+            (
+                "a restart still pending",
+                status(false, vec![record(Action::RestartPods, 20, Pending, false)]),
+                true,
+            ),
+            (
+                "diagnostics change nothing",
+                status(
+                    false,
+                    vec![record(Action::CollectDiagnostics, 20, Succeeded, false)],
+                ),
+                false,
+            ),
+            (
+                "a dry run changes nothing",
+                status(false, vec![record(Action::RolloutRestart, 20, Succeeded, true)]),
+                false,
+            ),
+            (
+                "held and skipped steps changed nothing",
+                status(
+                    false,
+                    vec![
+                        record(Action::RestartPods, 30, Held, false),
+                        record(Action::ScaleOut, 20, Skipped, false),
+                    ],
+                ),
+                false,
+            ),
+            (
+                "an exhausted ladder no longer acts",
+                status(true, vec![record(Action::RolloutRestart, 20, Succeeded, false)]),
+                false,
+            ),
+        ];
+        for (what, status, want) in cases {
+            assert_eq!(acting(&status), want, "{what}");
+        }
+        let before = status(false, vec![record(Action::RolloutRestart, 5, Succeeded, false)]);
+        assert!(!acting(&before), "a change made before this ladder started");
+    }
+
+    #[test]
+    fn the_budget_counts_other_ladders_and_names_one_on_the_same_workload() {
+        let web = deployment("web");
+        let recorded = |items: &[(&str, &str, bool)]| -> Vec<(PolicyRef, Workload, bool)> {
+            items
+                .iter()
+                .map(|(k, w, acting)| (key(k), deployment(w), *acting))
+                .collect()
+        };
+        let no_claims = HashMap::new();
+        struct Case {
+            what: &'static str,
+            recorded: Vec<(PolicyRef, Workload, bool)>,
+            claims: HashMap<PolicyRef, Workload>,
+            own_acting: bool,
+            max: Option<u32>,
+            want: Budget,
+        }
+        let cases = [
+            Case {
+                what: "nothing else acts",
+                recorded: recorded(&[("a", "web", false), ("b", "api", false)]),
+                claims: no_claims.clone(),
+                own_acting: false,
+                max: Some(2),
+                want: Budget {
+                    busy_with: None,
+                    active_elsewhere: 0,
+                    max: Some(2),
+                },
+            },
+            Case {
+                what: "another policy's ladder acts on the same workload",
+                recorded: recorded(&[("b", "web", true), ("c", "api", true)]),
+                claims: no_claims.clone(),
+                own_acting: false,
+                max: None,
+                want: Budget {
+                    busy_with: Some("b".into()),
+                    active_elsewhere: 2,
+                    max: None,
+                },
+            },
+            Case {
+                what: "its own record does not count against it",
+                recorded: recorded(&[("own", "web", true)]),
+                claims: no_claims.clone(),
+                own_acting: true,
+                max: Some(1),
+                want: Budget {
+                    busy_with: None,
+                    active_elsewhere: 0,
+                    max: None,
+                },
+            },
+            Case {
+                what: "a claim made in this process counts before its status is seen",
+                recorded: recorded(&[("b", "web", false)]),
+                claims: HashMap::from([(key("b"), web.clone()), (key("own"), web.clone())]),
+                own_acting: false,
+                max: Some(1),
+                want: Budget {
+                    busy_with: Some("b".into()),
+                    active_elsewhere: 1,
+                    max: Some(1),
+                },
+            },
+            Case {
+                what: "two on the same workload: the first by name",
+                recorded: recorded(&[("z", "web", true), ("m", "web", true)]),
+                claims: no_claims.clone(),
+                own_acting: false,
+                max: Some(5),
+                want: Budget {
+                    busy_with: Some("m".into()),
+                    active_elsewhere: 2,
+                    max: Some(5),
+                },
+            },
+        ];
+        for case in cases {
+            let others = elsewhere(&key("own"), case.recorded, &case.claims);
+            assert_eq!(
+                budget(&web, &others, case.own_acting, case.max),
+                case.want,
+                "{}",
+                case.what
+            );
         }
     }
 }

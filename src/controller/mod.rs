@@ -4,8 +4,8 @@
 //! through reflectors whose events are mapped, through [`TargetIndex`], to the policies that target
 //! them. Every watched object is cut down to what the operator reads before it is cached
 //! ([`slim`]); pods are decoded straight into a compact type of their own,
-//! [`CachedPod`](crate::observe::pod::CachedPod). Probe tasks ([`probing`]) nudge the controller when a verdict changes. The reconcile
-//! ([`reconcile`]) is wiring over named stages: [`dereference`] → [`observe`] → plan and act
+//! [`CachedPod`](crate::observe::pod::CachedPod). Probe tasks ([`probing`](crate::probing)) nudge the controller when a verdict changes. The reconcile
+//! ([`reconcile`]) is wiring over named stages: [`dereference`] → [`seen`] (observe) → plan and act
 //! ([`remediate`]) → report, and writes status only when it changed.
 
 use std::{
@@ -37,24 +37,23 @@ use crate::{
     clock::Clock,
     metrics::Metrics,
     observe::{metrics::MetricsApi, prober::HttpProber, reach::Reach},
-    server::Readiness,
+    server::Readyz,
 };
 
 mod dereference;
 mod groups;
 mod index;
 mod ladders;
-mod observe;
-pub mod probing;
 mod reconcile;
 mod remediate;
+mod seen;
 pub mod slim;
 mod synced;
 mod watches;
 mod writes;
 
+use crate::probing::{self, ProbeTasks, Probing};
 pub use index::TargetIndex;
-use probing::{ProbeTasks, Probing};
 use reconcile::reconcile;
 use watches::{Watches, scoped, watch};
 
@@ -82,7 +81,7 @@ pub struct Config {
     pub notify_attempts: u32,
     pub notify_backoff: Duration,
     pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Arc<Readyz>,
     /// Lead through a Lease (only the leader probes, acts and writes status); None: always lead.
     pub leader_election: Option<crate::leader::LeaderElection>,
     /// What probes and webhooks may connect to (`--allow-loopback`, the API server's addresses).

@@ -1,7 +1,8 @@
 //! The reconcile: wiring over named stages with typed hand-offs —
-//! dereference (target, pods, references) → observe (the probe task's verdict, pod facts) →
-//! plan (pure) → act → report (status written only when it changed, then Events).
-//! No decision is made here.
+//! dereference (target, pods, references) → seen (observe: the probe task's verdict, pod facts) →
+//! step (pure: the plan and what to record) → the record written (an intent before its action) →
+//! act (the step's work) → finish (pure) → report (status written only when it changed, then
+//! Events). No decision is made here.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,16 +14,17 @@ use kube::{
 
 use super::{
     Context, PolicyRef,
-    dereference::{Dereferenced, dereference},
-    observe::observe,
+    dereference::{Dereferenced, Stopped, Target, dereference},
     remediate,
+    seen::seen,
 };
 use crate::{
     Result,
     api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
     clock,
-    plan::{Held, Hold, Plan},
+    plan::{Budget, PlanInput},
     report::{self, EventIntent, Observation, reasons},
+    step,
 };
 
 #[tracing::instrument(skip_all, fields(policy = %watched.name_any(), namespace = watched.namespace().unwrap_or_default()))]
@@ -32,7 +34,7 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     let namespace = watched.namespace().unwrap_or_default();
     let policy = match &watched.decoded {
         Ok(policy) => policy,
-        Err(problem) => return unreadable(&watched, &key, problem, &ctx).await,
+        Err(problem) => return unreadable(&watched, &key, &problem.problem, &ctx).await,
     };
     let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     // Whole seconds: what status can hold, so marks written there compare equal when read back.
@@ -41,68 +43,145 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
         .writes
         .current(&key, &policy.status.clone().unwrap_or_default());
 
-    let (target, stopped) = match dereference(policy, &key, &ctx).await? {
+    let reported = match dereference(policy, &key, &ctx).await? {
         Dereferenced::NotSynced => return Ok(Requeue::requeue(Duration::from_secs(5))),
-        Dereferenced::Found(target) => (Some(target), None),
-        Dereferenced::Stopped(stopped) => (None, Some(stopped)),
-    };
-    let (status, events, requeue) = match (target, stopped) {
-        (Some(target), _) => {
-            let (seen, pods) = observe(policy, &key, &target, &old, &ctx);
-            let plan = remediate::decide(&key, &target, &old, &seen, &pods, &ctx, now);
-            let (status, events) =
-                remediate::act(policy, &key, &api, &target, &old, &seen, &plan, &ctx, now).await?;
-            let requeue = match plan.revisit_at() {
-                Some(at) => Requeue::requeue(clock::until(now, at) + Duration::from_secs(1)),
-                None => Requeue::requeue(ctx.resync),
-            };
-            (status, events, requeue)
+        Dereferenced::Found(target) => {
+            probe_and_remediate(policy, &key, &api, &target, old, &ctx, now).await?
         }
-        (None, Some(stopped)) => {
+        Dereferenced::Stopped(stopped) => {
             ctx.probes.stop(&key);
-            let seen = Observation {
-                generation: policy.metadata.generation,
-                readiness: stopped.readiness,
-                verdict: None,
-                dry_run: policy.spec.remediation.dry_run,
-                steps: u32::try_from(policy.spec.remediation.steps.len()).unwrap_or(u32::MAX),
-                workload: format!(
-                    "{} {}",
-                    policy.spec.target_ref.kind.as_str(),
-                    policy.spec.target_ref.name
-                ),
-                diagnostics_retention: policy.spec.remediation.diagnostics_retention,
-            };
-            let plan = stopped.suspended.then_some(Plan::Hold {
-                held: Held {
-                    hold: Hold::Suspended,
-                    until: None,
-                    skip: false,
-                },
-                remediation: None,
-            });
-            let (status, events) = report::desired_status(&old, &seen, plan.as_ref(), None, now);
-            (status, events, stopped.requeue)
+            not_probed(policy, stopped, old, now)
         }
-        (None, None) => return Ok(Requeue::requeue(ctx.resync)),
     };
-    if status != old {
-        write(&ctx, &key, &api, &status).await?;
-    }
-    publish(&ctx, policy, events).await;
-    ctx.failures.reset(&key);
-    let ready = report::condition(&status, conditions::READY).map(|c| c.reason.as_str());
-    ctx.metrics.policy_ready(&remediate::policy_label(&key), ready);
-    let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
-    ctx.metrics.health(&remediate::policy_label(&key), Some(health));
+    report(policy, &key, &api, &reported, &ctx).await?;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    Ok(requeue)
+    Ok(reported.requeue)
+}
+
+/// What a reconcile ends with: the status and its Events, the status as last written (the
+/// intent, when one was recorded), and when to look again.
+struct Reported {
+    written: AppHealthPolicyStatus,
+    status: AppHealthPolicyStatus,
+    events: Vec<EventIntent>,
+    requeue: Requeue,
+}
+
+/// Stages two to four for a policy whose target was found: seen → step (plan) → the step's
+/// record written → act → finish.
+async fn probe_and_remediate(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    api: &Api<AppHealthPolicy>,
+    target: &Target,
+    old: AppHealthPolicyStatus,
+    ctx: &Context,
+    now: jiff::Timestamp,
+) -> Result<Reported> {
+    let (seen, pods) = seen(policy, key, target, &old, ctx);
+    let step = remediate::decide(key, target, &old, &seen, &pods, ctx, now);
+    let requeue = match step.plan.revisit_at() {
+        Some(at) => Requeue::requeue(clock::until(now, at) + Duration::from_secs(1)),
+        None => Requeue::requeue(ctx.resync),
+    };
+    let mut written = old.clone();
+    let (status, events) = match (&step.work, step.record) {
+        (None, record) => record.unwrap_or_else(|| (old.clone(), Vec::new())),
+        (Some(work), record) => {
+            // The hand-off from plan to act: what the step records is written first.
+            if let Some((intent, events)) = record {
+                written = write(ctx, key, api, &intent).await?;
+                // What led here is told now, not after work that may take a while.
+                publish(ctx, policy, events).await;
+            }
+            let done = remediate::act(policy, target, &written, &seen, work, ctx, now).await?;
+            step::finish(&written, &seen, &step.plan, &done, now)
+        }
+    };
+    remediate::count(ctx, key, &old, &status, &step.plan);
+    Ok(Reported {
+        written,
+        status,
+        events,
+        requeue,
+    })
+}
+
+/// The status of a policy that is not probed (invalid, suspended, its target missing). A
+/// suspended policy's ladder is held by the planner's Suspended guard; an invalid one has no
+/// ladder to plan.
+fn not_probed(
+    policy: &AppHealthPolicy,
+    stopped: Stopped,
+    old: AppHealthPolicyStatus,
+    now: jiff::Timestamp,
+) -> Reported {
+    let workload = format!(
+        "{} {}",
+        policy.spec.target_ref.kind.as_str(),
+        policy.spec.target_ref.name
+    );
+    let ladder = match &stopped.suspended {
+        Some(settings) => (&settings.remediation).into(),
+        None => (&policy.spec.remediation).into(),
+    };
+    let seen = Observation::new(
+        policy.metadata.generation,
+        workload,
+        stopped.readiness,
+        None,
+        ladder,
+    );
+    let (status, events) = match &stopped.suspended {
+        Some(settings) => {
+            let input = PlanInput {
+                settings: &settings.remediation,
+                suspended: policy.spec.suspend,
+                health: Health::Unknown,
+                pods: &[],
+                status: &old,
+                rollout: None,
+                budget: Budget::default(),
+                now,
+            };
+            let step = step::step(&old, &seen, &input, now);
+            step.record.unwrap_or_else(|| (old.clone(), Vec::new()))
+        }
+        None => report::desired_status(&old, &seen, None, None, now),
+    };
+    Reported {
+        written: old,
+        status,
+        events,
+        requeue: stopped.requeue,
+    }
+}
+
+/// Stage five: the status written when it changed, the Events published, the metrics set.
+async fn report(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    api: &Api<AppHealthPolicy>,
+    reported: &Reported,
+    ctx: &Context,
+) -> Result<()> {
+    let status = &reported.status;
+    if *status != reported.written {
+        write(ctx, key, api, status).await?;
+    }
+    publish(ctx, policy, reported.events.clone()).await;
+    ctx.failures.reset(key);
+    let ready = report::condition(status, conditions::READY).map(|c| c.reason.as_str());
+    ctx.metrics.policy_ready(&remediate::policy_label(key), ready);
+    let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
+    ctx.metrics.health(&remediate::policy_label(key), Some(health));
+    Ok(())
 }
 
 /// Writes the status (server-side apply), remembers it, and keeps the ladder claims in step.
-pub(super) async fn write(
+async fn write(
     ctx: &Context,
     key: &PolicyRef,
     api: &Api<AppHealthPolicy>,
@@ -114,7 +193,7 @@ pub(super) async fn write(
     Ok(written)
 }
 
-pub(super) async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec<EventIntent>) {
+async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec<EventIntent>) {
     for event in events {
         report::publish(&ctx.recorder, policy, event).await;
     }

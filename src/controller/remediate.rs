@@ -1,19 +1,20 @@
-//! Stages three and four: plan (pure, with the budget of ladders acting elsewhere) and act. An
-//! action's intent is written before it runs and its result after, both computed by
-//! `report::desired_status`.
+//! Stages three and four: the step (pure: plan, with the budget of ladders acting elsewhere, and
+//! the status to record) and act (the step's work). The reconcile writes what the step records
+//! before the work and what `step::finish` makes of it after.
 
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::{Context, PolicyRef, dereference::Target};
 use crate::{
     Result,
-    act::{self, ActCtx, PolicyInfo},
+    act::{self, ActCtx, Outcome, PolicyInfo},
     api::{AppHealthPolicy, AppHealthPolicyStatus, validate::StepParams},
-    plan::{self, Plan, PlanInput, PodFacts, Remediation},
-    report::{self, EventIntent, Observation, Outcome, text},
+    plan::{Plan, PlanInput, PodFacts, Remediation},
+    report::{self, Observation, text},
+    step::{self, Step, Work},
 };
 
-/// Decides what to do now.
+/// Decides what to do now: the step, planned with the budget of ladders acting elsewhere.
 pub(super) fn decide(
     key: &PolicyRef,
     target: &Target,
@@ -22,14 +23,14 @@ pub(super) fn decide(
     pods: &[PodFacts],
     ctx: &Context,
     now: jiff::Timestamp,
-) -> Plan {
+) -> Step {
     let health = seen
         .verdict
         .as_ref()
         .map_or(crate::api::Health::Unknown, |v| v.health);
     ctx.ladders
         .decide(key, &target.workload, old, &ctx.index.policies, |budget| {
-            plan::plan(&PlanInput {
+            let input = PlanInput {
                 settings: &target.settings.remediation,
                 suspended: false,
                 health,
@@ -38,7 +39,8 @@ pub(super) fn decide(
                 rollout: target.rollout.clone(),
                 budget,
                 now,
-            })
+            };
+            step::step(old, seen, &input, now)
         })
 }
 
@@ -55,20 +57,17 @@ fn next_step(target: &Target, r: &Remediation) -> String {
     }
 }
 
-/// Carries out the plan; returns the new status (the intent, if one was recorded, already
-/// written) and the Events to publish with it.
-#[allow(clippy::too_many_arguments)]
+/// Does the step's work from `from` (the status as last written: the intent, when one was
+/// recorded) and says what happened, for `step::finish`.
 pub(super) async fn act(
     policy: &AppHealthPolicy,
-    key: &PolicyRef,
-    api: &Api<AppHealthPolicy>,
     target: &Target,
-    old: &AppHealthPolicyStatus,
+    from: &AppHealthPolicyStatus,
     seen: &Observation,
-    plan: &Plan,
+    work: &Work,
     ctx: &Context,
     now: jiff::Timestamp,
-) -> Result<(AppHealthPolicyStatus, Vec<EventIntent>)> {
+) -> Result<Outcome> {
     let info = PolicyInfo {
         name: policy.name_any(),
         uid: policy.uid().unwrap_or_default(),
@@ -82,7 +81,7 @@ pub(super) async fn act(
         Some(StepParams::CollectDiagnostics(d)) => d.clone(),
         _ => Default::default(),
     };
-    let act_ctx = |status: &AppHealthPolicyStatus, next: String| -> ActCtx<'_> {
+    let act_ctx = |next: String| -> ActCtx<'_> {
         ActCtx {
             client: ctx.client.clone(),
             direct_client: ctx.direct_client.clone(),
@@ -99,44 +98,14 @@ pub(super) async fn act(
             diagnostics: diagnostics.clone(),
             next,
             now,
-            status: status.clone(),
+            status: from.clone(),
         }
     };
-    let desired = |from: &AppHealthPolicyStatus, done: Option<&Outcome>| {
-        report::desired_status(from, seen, Some(plan), done, now)
-    };
-    let (status, events) = match plan {
-        Plan::Act(r) if !r.dry_run => {
-            // Intent first: if the operator stops after this write, the next reconcile resumes it.
-            let (intent, events) = desired(old, Some(&act::pending(r)));
-            let intent = super::reconcile::write(ctx, key, api, &intent).await?;
-            // What led here is told now, not after an action that may take a while (or never end).
-            super::reconcile::publish(ctx, policy, events).await;
-            let outcome = act::run(&act_ctx(&intent, next_step(target, r)), r).await?;
-            desired(&intent, Some(&outcome))
-        }
-        Plan::Act(r) => desired(
-            old,
-            Some(&act::run(&act_ctx(old, next_step(target, r)), r).await?),
-        ),
-        Plan::Resume(r) => desired(
-            old,
-            Some(&act::resume(&act_ctx(old, next_step(target, r)), r).await?),
-        ),
-        Plan::Skip { held, remediation } => {
-            let why = text::hold_message(&held.hold, Some(remediation), held.until);
-            desired(old, Some(&act::skipped(remediation, why)))
-        }
-        Plan::Restore(raised) => desired(
-            old,
-            Some(&act::restore(&act_ctx(old, String::new()), raised).await),
-        ),
-        Plan::Idle { .. } | Plan::Recovered { .. } | Plan::Wait { .. } | Plan::Hold { .. } => {
-            desired(old, None)
-        }
-    };
-    count(ctx, key, old, &status, plan);
-    Ok((status, events))
+    Ok(match work {
+        Work::Run(r) => act::run(&act_ctx(next_step(target, r)), r).await?,
+        Work::Resume(r) => act::resume(&act_ctx(next_step(target, r)), r).await?,
+        Work::Restore(raised) => act::restore(&act_ctx(String::new()), raised).await,
+    })
 }
 
 /// Remediations that completed and holds that began, for the metrics.
@@ -145,7 +114,7 @@ pub(super) fn policy_label(key: &PolicyRef) -> String {
     format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name)
 }
 
-fn count(
+pub(super) fn count(
     ctx: &Context,
     key: &PolicyRef,
     old: &AppHealthPolicyStatus,
@@ -164,7 +133,7 @@ fn count(
         );
     }
     if let Plan::Hold { held, .. } | Plan::Skip { held, .. } = plan {
-        let reason = text::reason(&held.hold);
+        let reason = text::reason(&held.guard);
         let before = report::condition(old, crate::api::conditions::REMEDIATION_BLOCKED)
             .filter(|c| c.status == "True")
             .map(|c| c.reason.as_str());

@@ -1,9 +1,10 @@
-//! Stage two: observe. Hands the probe task its job (endpoints and the pods' cluster signals), and
-//! reads back what it judged: the verdict, and per pod the facts the planner needs.
+//! Stage two: what the reconcile sees. Hands the probe task its job (endpoints and the pods' cluster
+//! signals), and reads back what it judged: the verdict, and per pod the facts the planner needs.
 
 use kube::ResourceExt;
 
-use super::{Context, PolicyRef, dereference::Target, probing::ProbeJob};
+use super::{Context, PolicyRef, dereference::Target};
+use crate::probing::ProbeJob;
 use crate::{
     api::{
         AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, format_duration,
@@ -15,7 +16,7 @@ use crate::{
     report::{Observation, Readiness, reasons},
 };
 
-pub(super) fn observe(
+pub(super) fn seen(
     policy: &AppHealthPolicy,
     key: &PolicyRef,
     target: &Target,
@@ -28,16 +29,13 @@ pub(super) fn observe(
     let verdict = ctx.probes.verdict(key);
     let readiness = readiness(target, verdict.as_ref());
     let pods = pod_facts(target, verdict.as_ref());
-    let remediation = &target.settings.remediation;
-    let observation = Observation {
-        generation: policy.metadata.generation,
+    let observation = Observation::new(
+        policy.metadata.generation,
+        target.workload.to_string(),
         readiness,
         verdict,
-        dry_run: remediation.dry_run,
-        steps: u32::try_from(remediation.steps.len()).unwrap_or(u32::MAX),
-        workload: target.workload.to_string(),
-        diagnostics_retention: remediation.diagnostics_retention,
-    };
+        (&target.settings.remediation).into(),
+    );
     (observation, pods)
 }
 

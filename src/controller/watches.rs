@@ -21,7 +21,7 @@ use kube::{
 use super::{TargetIndex, groups, index, slim, synced};
 use crate::{
     api::{TargetKind, watched::Watched},
-    observe::{pod::CachedPod, references::ConfigKind},
+    observe::pod::{CachedPod, ConfigKind},
 };
 
 /// A scope's watches, ready to run.

@@ -102,7 +102,7 @@ pub fn for_service(template: &RequestTemplate, service: &Service, reach: &Reach)
     let name = service.metadata.name.clone().unwrap_or_default();
     match service_address(template, service) {
         Err(problem) => Resolved {
-            problems: vec![problem],
+            problems: vec![problem.to_string()],
             ..Resolved::default()
         },
         Ok((ip, port)) => match reach.check_literal(ip, port) {
@@ -118,32 +118,51 @@ pub fn for_service(template: &RequestTemplate, service: &Service, reach: &Reach)
     }
 }
 
+/// Why a Service cannot be probed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceProblem {
+    #[error("Service {0} has no spec")]
+    NoSpec(String),
+    #[error("Service {0} has no cluster IP (headless Services cannot be probed via Service)")]
+    NoClusterIp(String),
+    /// The port as the policy names it: `8080` or `named "http"`.
+    #[error("Service {service} has no port {port} (spec.probe port)")]
+    NoPort { service: String, port: String },
+}
+
 /// A Service's cluster IP and the probed port.
-fn service_address<'a>(template: &RequestTemplate, service: &'a Service) -> Result<(&'a str, u16), String> {
+fn service_address<'a>(
+    template: &RequestTemplate,
+    service: &'a Service,
+) -> Result<(&'a str, u16), ServiceProblem> {
     let name = service.metadata.name.clone().unwrap_or_default();
     let spec = service
         .spec
         .as_ref()
-        .ok_or_else(|| format!("Service {name} has no spec"))?;
+        .ok_or_else(|| ServiceProblem::NoSpec(name.clone()))?;
     let ip = spec
         .cluster_ip
         .as_deref()
         .filter(|ip| !ip.is_empty() && *ip != "None")
-        .ok_or_else(|| {
-            format!("Service {name} has no cluster IP (headless Services cannot be probed via Service)")
-        })?;
+        .ok_or_else(|| ServiceProblem::NoClusterIp(name.clone()))?;
     let ports = spec.ports.iter().flatten();
     let port = match &template.probe.port {
         PortRef::Number(n) => ports
             .clone()
             .find(|p| p.port == i32::from(*n))
             .map(|_| *n)
-            .ok_or_else(|| format!("Service {name} has no port {n} (spec.probe port)"))?,
+            .ok_or_else(|| ServiceProblem::NoPort {
+                service: name.clone(),
+                port: n.to_string(),
+            })?,
         PortRef::Name(port_name) => ports
             .clone()
             .find(|p| p.name.as_deref() == Some(port_name.as_str()))
             .and_then(|p| u16::try_from(p.port).ok())
-            .ok_or_else(|| format!("Service {name} has no port named {port_name:?} (spec.probe port)"))?,
+            .ok_or_else(|| ServiceProblem::NoPort {
+                service: name.clone(),
+                port: format!("named {port_name:?}"),
+            })?,
     };
     Ok((ip, port))
 }

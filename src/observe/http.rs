@@ -17,6 +17,7 @@ use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
+    error::ExchangeError,
     reach::Reach,
     request::{HttpRequest, Sensitive},
 };
@@ -65,14 +66,16 @@ pub struct Destination {
 }
 
 /// Where `url` points. Errors do not repeat the URL: a webhook's is kept in a Secret.
-pub fn destination(url: &str) -> Result<Destination, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+pub fn destination(url: &str) -> Result<Destination, ExchangeError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ExchangeError::InvalidUrl(e.to_string()))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err("the URL is neither http nor https".into()),
+        _ => return Err(ExchangeError::Scheme),
     };
-    let authority = uri.authority().ok_or("the URL has no host")?;
+    let authority = uri.authority().ok_or(ExchangeError::NoHost)?;
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -87,7 +90,7 @@ pub fn destination(url: &str) -> Result<Destination, String> {
     })
 }
 
-fn request(req: &Outgoing<'_>, to: &Destination) -> Result<Request<Full<Bytes>>, String> {
+fn request(req: &Outgoing<'_>, to: &Destination) -> Result<Request<Full<Bytes>>, ExchangeError> {
     let method = http::Method::from_bytes(req.method.as_str().as_bytes()).unwrap_or(http::Method::GET);
     let mut builder = Request::builder()
         .method(method)
@@ -97,8 +100,8 @@ fn request(req: &Outgoing<'_>, to: &Destination) -> Result<Request<Full<Bytes>>,
         .header(CONNECTION, "close");
     for (name, value) in req.headers {
         // The value is never part of an error: it may come from a Secret.
-        let mut value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+        let mut value =
+            HeaderValue::from_str(value.expose()).map_err(|_| ExchangeError::HeaderValue(name.clone()))?;
         value.set_sensitive(true);
         builder = builder.header(name.as_str(), value);
     }
@@ -108,7 +111,7 @@ fn request(req: &Outgoing<'_>, to: &Destination) -> Result<Request<Full<Bytes>>,
         .unwrap_or_default();
     builder
         .body(Full::new(body))
-        .map_err(|e| format!("the request cannot be built: {e}"))
+        .map_err(|e| ExchangeError::Request(e.to_string()))
 }
 
 /// Sends `req` over a new connection, if `reach` allows its address; `tls` is the client
@@ -117,24 +120,20 @@ pub async fn exchange(
     reach: &Reach,
     req: &Outgoing<'_>,
     tls: Option<Arc<ClientConfig>>,
-) -> Result<Exchange, String> {
+) -> Result<Exchange, ExchangeError> {
     let to = destination(req.url)?;
     let request = request(req, &to)?;
-    let tcp = reach
-        .connect(&to.host, to.port)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = reach.connect(&to.host, to.port).await?;
     let _ = tcp.set_nodelay(true);
     if !to.https {
         return over(tcp, request, None).await;
     }
-    let config = tls.ok_or("an https URL without TLS settings")?;
-    let name = ServerName::try_from(to.host.clone())
-        .map_err(|_| "the URL's host is not a valid TLS server name".to_owned())?;
+    let config = tls.ok_or(ExchangeError::NoTls)?;
+    let name = ServerName::try_from(to.host.clone()).map_err(|_| ExchangeError::ServerName)?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| ExchangeError::Transport(describe(&e)))?;
     let not_after = stream
         .get_ref()
         .1
@@ -149,15 +148,18 @@ async fn over<S>(
     stream: S,
     request: Request<Full<Bytes>>,
     certificate_not_after: Option<jiff::Timestamp>,
-) -> Result<Exchange, String>
+) -> Result<Exchange, ExchangeError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| ExchangeError::Transport(describe(&e)))?;
     let exchange = async move {
-        let response = sender.send_request(request).await.map_err(|e| describe(&e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ExchangeError::Transport(describe(&e)))?;
         let code = response.status().as_u16();
         // Read a bounded prefix of the body; a larger body is cut off (the connection is
         // dropped, not read to the end).
@@ -170,7 +172,7 @@ where
                         body.extend_from_slice(&data);
                     }
                 }
-                Some(Err(e)) => return Err(format!("response body could not be read: {}", describe(&e))),
+                Some(Err(e)) => return Err(ExchangeError::Body(describe(&e))),
                 None => break,
             }
         }
@@ -187,19 +189,9 @@ where
         biased;
         done = &mut exchange => done,
         ended = &mut connection => match ended {
-            Err(e) => Err(describe(&e)),
+            Err(e) => Err(ExchangeError::Transport(describe(&e))),
             Ok(()) => exchange.await,
         },
-    }
-}
-
-pub fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-        std::io::ErrorKind::ConnectionAborted => "connection aborted".into(),
-        std::io::ErrorKind::UnexpectedEof => "connection closed before a response".into(),
-        _ => format!("I/O error: {e}"),
     }
 }
 
@@ -226,7 +218,7 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         };
     }
     if let Some(io) = io {
-        return describe_io(io);
+        return super::reach::describe_io(io);
     }
     if let Some(h) = e.downcast_ref::<hyper::Error>() {
         if h.is_incomplete_message() {
@@ -261,7 +253,7 @@ mod tests {
                 (Ok(got), Ok((https, host, port, path))) => {
                     assert_eq!(got, (https, host.to_owned(), port, path.to_owned()), "{url}")
                 }
-                (Err(e), Err(part)) => assert!(e.contains(part), "{url}: {e}"),
+                (Err(e), Err(part)) => assert!(e.to_string().contains(part), "{url}: {e}"),
                 (got, expected) => panic!("{url}: {:?} vs {expected:?}", got.map(|_| ())),
             }
         }

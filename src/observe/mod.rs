@@ -1,6 +1,7 @@
 //! Observe: probes the target's endpoints on their own schedule and turns responses into samples.
 
 pub mod endpoints;
+pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pod;

@@ -44,7 +44,21 @@ use k8s_openapi::{
 use kube::Resource;
 use serde::Deserialize;
 
-use super::references::ConfigKind;
+/// A ConfigMap or Secret a pod uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ConfigKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "ConfigMap",
+            Self::Secret => "Secret",
+        }
+    }
+}
 
 /// A pod, cut down to what the operator reads (see the module's documentation).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

@@ -11,6 +11,7 @@ use std::{
 use rustls::ClientConfig;
 
 use super::{
+    error::{BodyMismatch, ExchangeError, TlsError},
     http::exchange,
     reach::Reach,
     request::{ProbeRequest, ProbeTarget, TlsOptions},
@@ -62,11 +63,11 @@ impl HttpProber {
             ProbeTarget::Tcp { addr } => {
                 let connect = async {
                     let (host, port) = split_host_port(addr)?;
-                    self.reach.connect(host, port).await.map_err(|e| e.to_string())
+                    self.reach.connect(host, port).await.map_err(ExchangeError::from)
                 };
                 match tokio::time::timeout(req.timeout, connect).await {
                     Err(_) => self.timed_out(&mut sample, req.timeout),
-                    Ok(Err(detail)) => sample.detail = detail,
+                    Ok(Err(e)) => sample.detail = e.to_string(),
                     Ok(Ok(_)) => {
                         sample.ok = true;
                         sample.detail = "connected".into();
@@ -77,7 +78,7 @@ impl HttpProber {
                 let tls = match http.tls.as_ref().map(|t| self.tls_config(t)).transpose() {
                     Ok(tls) => tls,
                     Err(why) => {
-                        sample.detail = why;
+                        sample.detail = why.to_string();
                         sample.latency = started.elapsed();
                         return sample;
                     }
@@ -98,7 +99,7 @@ impl HttpProber {
     ) {
         match tokio::time::timeout(timeout, exchange(&self.reach, &http.into(), tls)).await {
             Err(_) => self.timed_out(sample, timeout),
-            Ok(Err(detail)) => sample.detail = detail,
+            Ok(Err(e)) => sample.detail = e.to_string(),
             Ok(Ok(ex)) => {
                 sample.code = Some(ex.code);
                 sample.certificate_not_after = ex.certificate_not_after;
@@ -122,7 +123,7 @@ impl HttpProber {
         sample.detail = format!("timed out after {}", crate::api::format_duration(timeout));
     }
 
-    fn tls_config(&self, tls: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+    fn tls_config(&self, tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
         let mut configs = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = configs.get(tls) {
             return Ok(c.clone());
@@ -134,7 +135,7 @@ impl HttpProber {
 }
 
 /// The host and port of a TCP probe's `host:port` (`10.0.0.1:8080`, `[fd00::1]:8080`).
-pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), ExchangeError> {
     addr.rsplit_once(':')
         .and_then(|(host, port)| {
             Some((
@@ -143,11 +144,11 @@ pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
             ))
         })
         .filter(|(host, _)| !host.is_empty())
-        .ok_or_else(|| format!("{addr:?} is not host:port"))
+        .ok_or_else(|| ExchangeError::NotHostPort(addr.to_owned()))
 }
 
 /// Checks a body against the policy's response conditions; Err says which one failed.
-pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), String> {
+pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), BodyMismatch> {
     if checks.is_empty() {
         return Ok(());
     }
@@ -155,26 +156,28 @@ pub fn check_body(checks: &BodyChecks, body: &[u8]) -> Result<(), String> {
     if let Some(p) = &checks.must_match
         && !p.0.is_match(&text)
     {
-        return Err(format!("body does not match {:?}", p.0.as_str()));
+        return Err(BodyMismatch::NoMatch(p.0.as_str().to_owned()));
     }
     if let Some(p) = &checks.must_not_match
         && p.0.is_match(&text)
     {
-        return Err(format!("body matches {:?}", p.0.as_str()));
+        return Err(BodyMismatch::Matches(p.0.as_str().to_owned()));
     }
     if !checks.json.is_empty() {
         let json: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))?;
+            serde_json::from_slice(body).map_err(|e| BodyMismatch::NotJson(e.to_string()))?;
         for (pointer, expected) in &checks.json {
             let actual = match json.pointer(pointer) {
-                None => return Err(format!("JSON field {pointer} is missing")),
+                None => return Err(BodyMismatch::Missing(pointer.clone())),
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
             };
             if actual != *expected {
-                return Err(format!(
-                    "JSON field {pointer} is {actual:?}, expected {expected:?}"
-                ));
+                return Err(BodyMismatch::Differs {
+                    pointer: pointer.clone(),
+                    actual,
+                    expected: expected.clone(),
+                });
             }
         }
     }

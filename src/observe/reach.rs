@@ -221,10 +221,12 @@ impl fmt::Display for Unreachable {
         match self {
             Self::Refused(r) => r.fmt(f),
             Self::Unresolved(e) => write!(f, "name resolution failed: {e}"),
-            Self::Connect(e) => f.write_str(&super::http::describe_io(e)),
+            Self::Connect(e) => f.write_str(&describe_io(e)),
         }
     }
 }
+
+impl std::error::Error for Unreachable {}
 
 /// What the operator may connect to: everything but what [`classify`] refuses and the API
 /// server's own addresses, plus loopback when allowed. Cheap to clone.
@@ -373,6 +375,17 @@ pub async fn api_server_addresses(endpoints: &[(String, u16)]) -> Vec<SocketAddr
     addrs.sort();
     addrs.dedup();
     addrs
+}
+
+/// A connection's I/O error for people: "connection refused", "connection reset", ….
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+        std::io::ErrorKind::ConnectionAborted => "connection aborted".into(),
+        std::io::ErrorKind::UnexpectedEof => "connection closed before a response".into(),
+        _ => format!("I/O error: {e}"),
+    }
 }
 
 #[cfg(test)]

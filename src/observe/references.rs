@@ -15,7 +15,7 @@ use k8s_openapi::{
 use kube::{Api, Client};
 
 use super::{
-    pod::CachedPod,
+    pod::{CachedPod, ConfigKind},
     request::{RequestTemplate, Sensitive, TlsOptions},
 };
 use crate::api::{
@@ -27,7 +27,52 @@ use crate::api::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unresolved {
     pub field: String,
-    pub problem: String,
+    pub problem: KeyProblem,
+}
+
+/// What is wrong with a referenced key. The text never contains the key's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("{kind} {name} could not be read: {error}")]
+    Unreadable {
+        kind: &'static str,
+        name: String,
+        error: String,
+    },
+    #[error("{kind} {name} does not exist")]
+    Missing { kind: &'static str, name: String },
+    #[error("{kind} {name} has no key {key:?}")]
+    NoKey {
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
+    #[error("key {key:?} of Secret {name} is not UTF-8 text")]
+    NotText { name: String, key: String },
+    #[error("key {key:?} of Secret {name} holds characters not allowed in a header value")]
+    NotHeaderValue { name: String, key: String },
+    #[error("the referenced key holds no PEM certificate")]
+    NotPem,
+}
+
+impl KeyProblem {
+    /// A stable name for the kind of problem.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unreadable { .. } => "ReferenceUnreadable",
+            Self::Missing { .. } => "ReferenceMissing",
+            Self::NoKey { .. } => "ReferenceKeyMissing",
+            Self::NotText { .. } | Self::NotHeaderValue { .. } | Self::NotPem => "ReferenceValueInvalid",
+        }
+    }
+
+    fn no_key(kind: ConfigKind, key: &KeyRef) -> Self {
+        Self::NoKey {
+            kind: kind.as_str(),
+            name: key.name.clone(),
+            key: key.key.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for Unresolved {
@@ -46,7 +91,7 @@ pub struct ReadCache(Mutex<HashMap<CachedKey, (String, Read)>>);
 type CachedKey = (ConfigKind, String, String, String);
 
 /// A key's value, or why there is none (for people).
-type Read = Result<Sensitive, String>;
+type Read = Result<Sensitive, KeyProblem>;
 
 impl ReadCache {
     fn get(&self, key: &CachedKey, version: &str) -> Option<Read> {
@@ -76,7 +121,7 @@ pub struct Reads<'a> {
 
 impl Reads<'_> {
     /// The value of `key` in the named ConfigMap or Secret; Err is the problem, for people.
-    async fn key(&self, kind: ConfigKind, key: &KeyRef) -> Result<Sensitive, String> {
+    async fn key(&self, kind: ConfigKind, key: &KeyRef) -> Read {
         let cached = (kind, self.namespace.to_owned(), key.name.clone(), key.key.clone());
         if let Some(version) = (self.version)(kind, &key.name)
             && let Some(hit) = self.cache.get(&cached, &version)
@@ -89,8 +134,8 @@ impl Reads<'_> {
                 let secret = api
                     .get_opt(&key.name)
                     .await
-                    .map_err(|e| format!("Secret {} could not be read: {e}", key.name))?
-                    .ok_or_else(|| format!("Secret {} does not exist", key.name))?;
+                    .map_err(|e| unreadable(kind, key, &e))?
+                    .ok_or_else(|| missing(kind, key))?;
                 (
                     secret.metadata.resource_version.clone(),
                     secret_value(&secret, key),
@@ -101,14 +146,14 @@ impl Reads<'_> {
                 let cm = api
                     .get_opt(&key.name)
                     .await
-                    .map_err(|e| format!("ConfigMap {} could not be read: {e}", key.name))?
-                    .ok_or_else(|| format!("ConfigMap {} does not exist", key.name))?;
+                    .map_err(|e| unreadable(kind, key, &e))?
+                    .ok_or_else(|| missing(kind, key))?;
                 let value = cm
                     .data
                     .as_ref()
                     .and_then(|d| d.get(&key.key))
                     .map(|v| Sensitive::new(v.clone()))
-                    .ok_or_else(|| format!("ConfigMap {} has no key {:?}", key.name, key.key));
+                    .ok_or_else(|| KeyProblem::no_key(kind, key));
                 (cm.metadata.resource_version.clone(), value)
             }
         };
@@ -126,7 +171,22 @@ impl Reads<'_> {
     }
 }
 
-fn secret_value(secret: &Secret, key: &KeyRef) -> Result<Sensitive, String> {
+fn unreadable(kind: ConfigKind, key: &KeyRef, error: &kube::Error) -> KeyProblem {
+    KeyProblem::Unreadable {
+        kind: kind.as_str(),
+        name: key.name.clone(),
+        error: error.to_string(),
+    }
+}
+
+fn missing(kind: ConfigKind, key: &KeyRef) -> KeyProblem {
+    KeyProblem::Missing {
+        kind: kind.as_str(),
+        name: key.name.clone(),
+    }
+}
+
+fn secret_value(secret: &Secret, key: &KeyRef) -> Read {
     let bytes = secret
         .data
         .as_ref()
@@ -139,10 +199,13 @@ fn secret_value(secret: &Secret, key: &KeyRef) -> Result<Sensitive, String> {
                 .and_then(|d| d.get(&key.key))
                 .map(|s| s.clone().into_bytes())
         })
-        .ok_or_else(|| format!("Secret {} has no key {:?}", key.name, key.key))?;
+        .ok_or_else(|| KeyProblem::no_key(ConfigKind::Secret, key))?;
     String::from_utf8(bytes)
         .map(Sensitive::new)
-        .map_err(|_| format!("key {:?} of Secret {} is not UTF-8 text", key.key, key.name))
+        .map_err(|_| KeyProblem::NotText {
+            name: key.name.clone(),
+            key: key.key.clone(),
+        })
 }
 
 /// Reads the Secret and ConfigMap keys a probe needs, in the policy's namespace.
@@ -164,10 +227,10 @@ pub async fn resolve_template(
                 if http::HeaderValue::from_str(value.expose()).is_err() {
                     return Err(Unresolved {
                         field,
-                        problem: format!(
-                            "key {:?} of Secret {} holds characters not allowed in a header value",
-                            key.key, key.name
-                        ),
+                        problem: KeyProblem::NotHeaderValue {
+                            name: key.name.clone(),
+                            key: key.key.clone(),
+                        },
                     });
                 }
                 value
@@ -207,25 +270,9 @@ fn check_ca(tls: &TlsOptions) -> Result<(), Unresolved> {
     match &tls.ca_pem {
         Some(pem) if !pem.contains("-----BEGIN CERTIFICATE-----") => Err(Unresolved {
             field: "spec.probe.http.tls.ca".into(),
-            problem: "the referenced key holds no PEM certificate".into(),
+            problem: KeyProblem::NotPem,
         }),
         _ => Ok(()),
-    }
-}
-
-/// A ConfigMap or Secret a pod uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ConfigKind {
-    ConfigMap,
-    Secret,
-}
-
-impl ConfigKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConfigMap => "ConfigMap",
-            Self::Secret => "Secret",
-        }
     }
 }
 

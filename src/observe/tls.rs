@@ -18,10 +18,10 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
 };
 
-use super::request::TlsOptions;
+use super::{error::TlsError, request::TlsOptions};
 
 /// A rustls client configuration for `options`.
-pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
+pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = if options.insecure_skip_verify {
         Arc::new(AcceptAnyCertificate {
@@ -32,17 +32,16 @@ pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
             Some(pem) => {
                 WebPkiServerVerifier::builder_with_provider(Arc::new(ca_roots(pem)?), provider.clone())
                     .build()
-                    .map_err(|e| format!("tls.ca cannot be used: {e}"))?
+                    .map_err(|e| TlsError::Ca(e.to_string()))?
             }
             None => Arc::new(
                 rustls_platform_verifier::Verifier::new(provider.clone())
-                    .map_err(|e| format!("system trust roots could not be loaded: {e}"))?,
+                    .map_err(|e| TlsError::SystemRoots(e.to_string()))?,
             ),
         };
         match &options.server_name {
             Some(name) => Arc::new(VerifyAsName {
-                name: ServerName::try_from(name.clone())
-                    .map_err(|_| format!("tls.serverName {name:?} is not a valid DNS name or IP address"))?,
+                name: ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName(name.clone()))?,
                 inner: trusted,
             }),
             None => trusted,
@@ -50,7 +49,7 @@ pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS settings cannot be used: {e}"))?
+        .map_err(|e| TlsError::Settings(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -61,14 +60,14 @@ pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
 
 /// The trust anchors in a PEM bundle. Certificates that cannot serve as anchors are skipped, as
 /// system bundles do; a bundle with none left is an error.
-fn ca_roots(pem: &str) -> Result<RootCertStore, String> {
+fn ca_roots(pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("tls.ca is not valid PEM: {e}"))?;
+        let cert = cert.map_err(|e| TlsError::CaPem(e.to_string()))?;
         let _ = roots.add_parsable_certificates([cert]);
     }
     if roots.is_empty() {
-        return Err("tls.ca holds no usable certificate".into());
+        return Err(TlsError::CaEmpty);
     }
     Ok(roots)
 }
@@ -299,22 +298,16 @@ mod tests {
                 ca_pem: Some(pem.into()),
                 ..TlsOptions::default()
             };
-            assert_eq!(
-                client_config(&options).unwrap_err(),
-                "tls.ca holds no usable certificate",
-                "{pem:?}"
-            );
+            assert_eq!(client_config(&options).unwrap_err(), TlsError::CaEmpty, "{pem:?}");
         }
         // A certificate section whose content is not a certificate.
         let garbage = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            ca_roots(garbage).unwrap_err(),
-            "tls.ca holds no usable certificate"
-        );
+        assert_eq!(ca_roots(garbage).unwrap_err(), TlsError::CaEmpty);
         // Broken base64 inside a certificate section.
         let broken = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
         let err = ca_roots(broken).unwrap_err();
-        assert!(err.starts_with("tls.ca is not valid PEM"), "{err}");
+        assert!(matches!(err, TlsError::CaPem(_)), "{err}");
+        assert!(err.to_string().starts_with("tls.ca is not valid PEM"), "{err}");
     }
 
     #[test]
@@ -325,7 +318,11 @@ mod tests {
             ca_pem: Some(cert((2031, 1, 1)).cert.pem()),
         };
         let err = client_config(&options).unwrap_err();
-        assert!(err.contains("tls.serverName"), "{err}");
+        assert_eq!(err, TlsError::ServerName("not a name!".into()));
+        assert!(
+            err.to_string().starts_with("tls.serverName \"not a name!\""),
+            "{err}"
+        );
     }
 
     #[test]

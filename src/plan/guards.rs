@@ -1,23 +1,23 @@
 //! The guards: small pure functions in a fixed order over one [`PlanInput`]; the first that holds a
 //! remediation back wins. Adding a guard is one function here, its place in [`GUARDS`], a
-//! [`Hold`] variant (worded in `report`) and its table rows.
+//! [`Guard`] variant (worded in `report`) and its table rows.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Held, Hold, PlanInput, PodFacts, Remediation};
+use super::{Guard, Hold, PlanInput, PodFacts, Remediation};
 use crate::{
     api::{RemediationRecord, RemediationResult},
     clock,
 };
 
 /// A guard: `Some` holds (or skips) the remediation.
-pub type Guard = fn(&PlanInput, &Remediation) -> Option<Held>;
+pub type Check = fn(&PlanInput, &Remediation) -> Option<Hold>;
 
 /// In order. Dry run is not a guard: a dry-run remediation passes the same guards and is then
 /// described instead of applied. TargetBusy and GlobalLimit coordinate real actions only.
-pub const GUARDS: &[Guard] = &[
+pub const GUARDS: &[Check] = &[
     cooldown,
     min_pod_age,
     circuit_open,
@@ -31,9 +31,9 @@ pub const GUARDS: &[Guard] = &[
 /// How often a hold without a natural end (another ladder, the global cap) is looked at again.
 const POLL: Duration = Duration::from_secs(30);
 
-fn held(hold: Hold, until: Option<Timestamp>) -> Option<Held> {
-    Some(Held {
-        hold,
+fn held(guard: Guard, until: Option<Timestamp>) -> Option<Hold> {
+    Some(Hold {
+        guard,
         until,
         skip: false,
     })
@@ -49,27 +49,27 @@ fn remediations<'a>(input: &'a PlanInput, r: &Remediation) -> impl Iterator<Item
     let dry_run = r.dry_run;
     input.status.history.iter().filter(move |h| {
         h.dry_run == dry_run
-            && h.action.changes_target()
+            && crate::act::descriptor(h.action).changes_target
             && !matches!(h.result, RemediationResult::Skipped | RemediationResult::Held)
     })
 }
 
 /// Cooldown: the last remediation that changed the target was too recent.
-pub fn cooldown(input: &PlanInput, r: &Remediation) -> Option<Held> {
-    if !r.action().changes_target() {
+pub fn cooldown(input: &PlanInput, r: &Remediation) -> Option<Hold> {
+    if !r.descriptor().changes_target {
         return None;
     }
     let last = remediations(input, r).map(|h| h.at.0).max()?;
     let cooldown = input.settings.cooldown;
     let ready_at = clock::after(last, cooldown);
     (input.now < ready_at).then_some(())?;
-    held(Hold::Cooldown { last, cooldown }, Some(ready_at))
+    held(Guard::Cooldown { last, cooldown }, Some(ready_at))
 }
 
 /// MinPodAge: never restart a pod younger than spec.remediation.minPodAge.
-pub fn min_pod_age(input: &PlanInput, r: &Remediation) -> Option<Held> {
+pub fn min_pod_age(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let min = input.settings.min_pod_age;
-    if !r.action().restarts_pods() || min.is_zero() {
+    if !r.descriptor().restarts_pods || min.is_zero() {
         return None;
     }
     let youngest = input
@@ -80,7 +80,7 @@ pub fn min_pod_age(input: &PlanInput, r: &Remediation) -> Option<Held> {
     let old_at = clock::after(youngest.created?, min);
     (input.now < old_at).then_some(())?;
     held(
-        Hold::MinPodAge {
+        Guard::MinPodAge {
             pod: youngest.name.clone(),
             min,
         },
@@ -89,9 +89,9 @@ pub fn min_pod_age(input: &PlanInput, r: &Remediation) -> Option<Held> {
 }
 
 /// CircuitOpen: spec.remediation.maxRemediations already ran within its window.
-pub fn circuit_open(input: &PlanInput, r: &Remediation) -> Option<Held> {
+pub fn circuit_open(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let (count, window) = input.settings.max_remediations?;
-    if !r.action().changes_target() {
+    if !r.descriptor().changes_target {
         return None;
     }
     let window_start = input
@@ -109,23 +109,23 @@ pub fn circuit_open(input: &PlanInput, r: &Remediation) -> Option<Held> {
     // Closes when enough of the recent ones have left the window.
     let index = recent.len() - usize::try_from(count).unwrap_or(usize::MAX);
     let closes = recent.get(index).map(|t| clock::after(*t, window));
-    held(Hold::CircuitOpen { count, window }, closes)
+    held(Guard::CircuitOpen { count, window }, closes)
 }
 
 /// StormGuard: too many of the pods are unhealthy for a restart to be the cure; the restarting
 /// step is skipped, the ladder goes on. Pods failing their probes count too: in an outage they
 /// cross their threshold one by one, and the first to do so must not be restarted alone.
-pub fn storm_guard(input: &PlanInput, r: &Remediation) -> Option<Held> {
+pub fn storm_guard(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let max_percent = input.settings.max_unhealthy_percent?;
     let pods = u32::try_from(input.pods.len()).unwrap_or(u32::MAX);
-    if !r.action().restarts_pods() || pods < 2 {
+    if !r.descriptor().restarts_pods || pods < 2 {
         return None;
     }
     let unhealthy =
         u32::try_from(input.pods.iter().filter(|p| p.unhealthy || p.failing).count()).unwrap_or(u32::MAX);
     (u64::from(unhealthy) * 100 > u64::from(max_percent) * u64::from(pods)).then_some(())?;
-    Some(Held {
-        hold: Hold::StormGuard {
+    Some(Hold {
+        guard: Guard::StormGuard {
             unhealthy,
             pods,
             max_percent,
@@ -136,16 +136,16 @@ pub fn storm_guard(input: &PlanInput, r: &Remediation) -> Option<Held> {
 }
 
 /// RolloutInProgress: restarting in the middle of a rollout turns a partial outage into a full one.
-pub fn rollout_in_progress(input: &PlanInput, r: &Remediation) -> Option<Held> {
-    if !r.action().restarts_pods() {
+pub fn rollout_in_progress(input: &PlanInput, r: &Remediation) -> Option<Hold> {
+    if !r.descriptor().restarts_pods {
         return None;
     }
     let detail = input.rollout.clone()?;
-    held(Hold::RolloutInProgress { detail }, None)
+    held(Guard::RolloutInProgress { detail }, None)
 }
 
 /// DisruptionBudget: this step's eviction was refused by a PodDisruptionBudget; wait for its retry.
-pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Held> {
+pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let record =
         super::current_record(input).filter(|h| h.step == r.step && h.result == RemediationResult::Held)?;
     let retry_at = record.retry_at.as_ref()?.0;
@@ -153,7 +153,7 @@ pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Held> {
     // Looked at again at the retry, or when the step's time is up and the ladder escalates.
     let escalates_at = clock::after(record.at.0, r.timeout);
     held(
-        Hold::DisruptionBudget {
+        Guard::DisruptionBudget {
             detail: record.message.clone().unwrap_or_default(),
         },
         Some(retry_at.min(escalates_at)),
@@ -161,24 +161,24 @@ pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Held> {
 }
 
 /// TargetBusy: another policy's ladder is acting on the same workload.
-pub fn target_busy(input: &PlanInput, r: &Remediation) -> Option<Held> {
-    if r.dry_run || !r.action().changes_target() {
+pub fn target_busy(input: &PlanInput, r: &Remediation) -> Option<Hold> {
+    if r.dry_run || !r.descriptor().changes_target {
         return None;
     }
     let policy = input.budget.busy_with.clone()?;
-    held(Hold::TargetBusy { policy }, Some(clock::after(input.now, POLL)))
+    held(Guard::TargetBusy { policy }, Some(clock::after(input.now, POLL)))
 }
 
 /// GlobalLimit: the operator-wide cap on ladders acting at once is reached.
-pub fn global_limit(input: &PlanInput, r: &Remediation) -> Option<Held> {
+pub fn global_limit(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let max = input.budget.max?;
-    if r.dry_run || !r.action().changes_target() {
+    if r.dry_run || !r.descriptor().changes_target {
         return None;
     }
     let active = input.budget.active_elsewhere;
     (active >= max).then_some(())?;
     held(
-        Hold::GlobalLimit { active, max },
+        Guard::GlobalLimit { active, max },
         Some(clock::after(input.now, POLL)),
     )
 }

@@ -10,6 +10,9 @@ use jiff::Timestamp;
 
 pub use guards::GUARDS;
 
+/// What the plan names: defined with the actions, so that each action's file says what it is.
+pub use crate::act::Remediation;
+
 use crate::{
     api::{
         AppHealthPolicyStatus, Health, RemediationRecord, RemediationResult, ScaleRestore,
@@ -58,34 +61,10 @@ pub struct PlanInput<'a> {
     pub now: Timestamp,
 }
 
-/// One remediation, fully described: what the act stage runs and what status records.
+/// The guard that holds a remediation back (or skips it), with the facts it judged by; `report`
+/// words them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remediation {
-    /// Its ladder step, counting from 1, and how many steps there are.
-    pub step: u32,
-    pub of: u32,
-    pub params: StepParams,
-    /// How long the ladder waits for recovery after it before escalating.
-    pub timeout: Duration,
-    /// The unhealthy pods it concerns (evicted, captured).
-    pub pods: Vec<String>,
-    /// Pods whose diagnostics must be captured before this remediation restarts them.
-    pub capture_first: Vec<String>,
-    /// When it was decided: the mark it leaves, recorded in status first.
-    pub at: Timestamp,
-    /// Decide and describe, change nothing.
-    pub dry_run: bool,
-}
-
-impl Remediation {
-    pub fn action(&self) -> crate::api::Action {
-        self.params.action()
-    }
-}
-
-/// Why a remediation is held back (or skipped): facts only; `report` words them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hold {
+pub enum Guard {
     Suspended,
     NoRemediation,
     LadderExhausted {
@@ -125,8 +104,8 @@ pub enum Hold {
 
 /// A guard's verdict on a remediation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub hold: Hold,
+pub struct Hold {
+    pub guard: Guard,
     /// When to look again (None: on the next change).
     pub until: Option<Timestamp>,
     /// The step does not apply now and the ladder moves on (StormGuard), rather than waiting.
@@ -148,11 +127,11 @@ pub enum Plan {
     Resume(Remediation),
     /// A guard holds the ladder back; `held` is what would run.
     Hold {
-        held: Held,
+        held: Hold,
         remediation: Option<Remediation>,
     },
     /// A guard skips this step; the ladder moves on to the next.
-    Skip { held: Held, remediation: Remediation },
+    Skip { held: Hold, remediation: Remediation },
     /// Put back what ScaleOut raised: the target has been healthy long enough.
     Restore(ScaleRestore),
 }
@@ -184,7 +163,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     let settings = input.settings;
     let now = input.now;
     if input.suspended {
-        return hold(Hold::Suspended, None, None);
+        return hold(Guard::Suspended, None, None);
     }
     // An intent recorded by an operator that stopped before its result is settled first, whatever
     // the health: its mark says whether it ran, and if it did not, it runs now (decided is decided;
@@ -211,7 +190,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         (Health::Unhealthy, _) => {}
     }
     if settings.steps.is_empty() {
-        return hold(Hold::NoRemediation, None, None);
+        return hold(Guard::NoRemediation, None, None);
     }
     let next = match next_step(input) {
         Ok(next) => next,
@@ -224,7 +203,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let of = u32::try_from(settings.steps.len()).unwrap_or(u32::MAX);
     let Some(step) = settings.step(next) else {
-        return hold(Hold::LadderExhausted { steps: of }, None, None);
+        return hold(Guard::LadderExhausted { steps: of }, None, None);
     };
     let retry = current_record(input).filter(|r| r.step == next && r.result == RemediationResult::Held);
     let r = Remediation {
@@ -275,10 +254,10 @@ fn next_step(input: &PlanInput) -> Result<u32, (u32, Timestamp)> {
     }
 }
 
-fn hold(hold: Hold, until: Option<Timestamp>, remediation: Option<Remediation>) -> Plan {
+fn hold(guard: Guard, until: Option<Timestamp>, remediation: Option<Remediation>) -> Plan {
     Plan::Hold {
-        held: Held {
-            hold,
+        held: Hold {
+            guard,
             until,
             skip: false,
         },
@@ -364,7 +343,7 @@ fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
 /// When the ladder has a CollectDiagnostics step, the pods this remediation restarts that have not
 /// been captured since the ladder started.
 fn capture_first(input: &PlanInput, r: &Remediation) -> Vec<String> {
-    if !r.action().replaces_pods() || input.settings.collects_diagnostics().is_none() {
+    if !r.descriptor().replaces_pods || input.settings.collects_diagnostics().is_none() {
         return Vec::new();
     }
     let since = input.status.ladder.as_ref().map_or(r.at, |l| l.started_at.0);

@@ -110,7 +110,7 @@ fn summary(p: &Plan) -> String {
         Plan::Resume(x) => format!("resume {}", r(x)),
         Plan::Hold { held, remediation } => format!(
             "hold {}{}{}",
-            text::reason(&held.hold),
+            text::reason(&held.guard),
             remediation
                 .as_ref()
                 .map_or(String::new(), |x| format!(" {}", r(x))),
@@ -119,7 +119,7 @@ fn summary(p: &Plan) -> String {
                 u.as_second() - t(0).as_second()
             ))
         ),
-        Plan::Skip { held, remediation } => format!("skip {} {}", r(remediation), text::reason(&held.hold)),
+        Plan::Skip { held, remediation } => format!("skip {} {}", r(remediation), text::reason(&held.guard)),
         Plan::Restore(raised) => format!("restore {}", raised.name),
     }
 }

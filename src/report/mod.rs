@@ -6,7 +6,7 @@ pub mod reasons;
 pub mod status;
 pub mod text;
 
-pub use status::{Effect, EventIntent, Observation, Outcome, Readiness, desired_status};
+pub use status::{EventIntent, LadderShape, Observation, Readiness, desired_status};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{

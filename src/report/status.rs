@@ -6,14 +6,15 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{CondStatus, condition, reasons, set_condition, text};
-use crate::clock;
 use crate::{
+    act::{Effect, Outcome},
     api::{
-        AppHealthPolicyStatus, DiagnosticsRef, HISTORY_LIMIT, Health, Ladder, RemediationRecord,
-        RemediationResult, ScaleRestore, TargetCounts, Verdict, conditions,
+        AppHealthPolicyStatus, HISTORY_LIMIT, Health, Ladder, RemediationRecord, RemediationResult,
+        TargetCounts, Verdict, conditions, validate::RemediationSettings,
     },
+    clock,
     evaluate::TargetVerdict,
-    plan::{Held, Hold, Plan},
+    plan::{Guard, Hold, Plan},
 };
 
 /// What dereference and observe found, as far as status is concerned.
@@ -32,6 +33,57 @@ pub struct Observation {
     pub diagnostics_retention: u32,
 }
 
+impl Observation {
+    /// What the stages saw of a policy: its generation and workload ("Deployment web"), whether it
+    /// is probed, the probe task's verdict, and the shape of its ladder.
+    pub fn new(
+        generation: Option<i64>,
+        workload: String,
+        readiness: Readiness,
+        verdict: Option<TargetVerdict>,
+        ladder: LadderShape,
+    ) -> Self {
+        Self {
+            generation,
+            readiness,
+            verdict,
+            dry_run: ladder.dry_run,
+            steps: ladder.steps,
+            workload,
+            diagnostics_retention: ladder.diagnostics_retention,
+        }
+    }
+}
+
+/// What status needs of a ladder's settings, from the validated settings or, for a spec that is
+/// not valid, from the spec as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LadderShape {
+    pub dry_run: bool,
+    pub steps: u32,
+    pub diagnostics_retention: u32,
+}
+
+impl From<&RemediationSettings> for LadderShape {
+    fn from(r: &RemediationSettings) -> Self {
+        Self {
+            dry_run: r.dry_run,
+            steps: u32::try_from(r.steps.len()).unwrap_or(u32::MAX),
+            diagnostics_retention: r.diagnostics_retention,
+        }
+    }
+}
+
+impl From<&crate::api::Remediation> for LadderShape {
+    fn from(r: &crate::api::Remediation) -> Self {
+        Self {
+            dry_run: r.dry_run,
+            steps: u32::try_from(r.steps.len()).unwrap_or(u32::MAX),
+            diagnostics_retention: r.diagnostics_retention,
+        }
+    }
+}
+
 /// Whether the policy is being probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -47,29 +99,6 @@ pub enum Readiness {
         message: String,
         event: String,
     },
-}
-
-/// What the act stage did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The record to fold into the ladder and history (None for a scale restore).
-    pub record: Option<RemediationRecord>,
-    /// The Event reason of the action that ran (each action names its own).
-    pub action_reason: &'static str,
-    /// Completed a remediation another operator instance (or a crashed one) had started.
-    pub resumed: bool,
-    pub effects: Vec<Effect>,
-}
-
-/// Side results of an action that status keeps.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// ScaleOut raised these values.
-    ScaleRecorded(ScaleRestore),
-    /// The raised values were put back (`restored`) or left alone because someone changed them.
-    ScaleRestoreDone { restored: bool, message: String },
-    /// CollectDiagnostics stored a capture.
-    Diagnostics(DiagnosticsRef),
 }
 
 /// An Event to publish about the policy.
@@ -351,7 +380,7 @@ fn record_event(
         RemediationResult::Failed => event(reasons::REMEDIATION_FAILED, true, "Remediate", message),
         RemediationResult::Skipped => {
             let reason = match plan {
-                Some(Plan::Skip { held, .. }) => text::reason(&held.hold),
+                Some(Plan::Skip { held, .. }) => text::reason(&held.guard),
                 _ => reasons::STEP_SKIPPED,
             };
             event(reason, true, "Plan", format!("Skipped {what}: {message}"))
@@ -387,10 +416,11 @@ fn ladder_conditions(
     match plan {
         Some(Plan::Recovered { .. }) => status.ladder = None,
         Some(Plan::Hold {
-            held: Held {
-                hold: Hold::LadderExhausted { .. },
-                ..
-            },
+            held:
+                Hold {
+                    guard: Guard::LadderExhausted { .. },
+                    ..
+                },
             ..
         }) => {
             if let Some(l) = status.ladder.as_mut() {
@@ -503,19 +533,19 @@ fn blocked(
     match plan {
         Some(Plan::Hold { held, remediation }) => {
             return Some((
-                text::reason(&held.hold),
-                text::hold_message(&held.hold, remediation.as_ref(), held.until),
+                text::reason(&held.guard),
+                text::hold_message(&held.guard, remediation.as_ref(), held.until),
             ));
         }
         Some(Plan::Skip { held, remediation }) => {
             return Some((
-                text::reason(&held.hold),
-                text::hold_message(&held.hold, Some(remediation), held.until),
+                text::reason(&held.guard),
+                text::hold_message(&held.guard, Some(remediation), held.until),
             ));
         }
         // Refused by a budget just now: held from this write on.
         Some(Plan::Act(x) | Plan::Resume(x)) if last.is_some_and(|r| r.result == RemediationResult::Held) => {
-            let hold = Hold::DisruptionBudget {
+            let hold = Guard::DisruptionBudget {
                 detail: last.and_then(|r| r.message.clone()).unwrap_or_default(),
             };
             let retry = last.and_then(|r| r.retry_at.as_ref()).map(|t| t.0);

@@ -6,23 +6,23 @@ use jiff::Timestamp;
 use super::reasons;
 use crate::{
     api::format_duration,
-    plan::{Hold, Remediation},
+    plan::{Guard, Plan, Remediation},
 };
 
 /// The condition and Event reason of a hold.
-pub fn reason(hold: &Hold) -> &'static str {
-    match hold {
-        Hold::Suspended => reasons::SUSPENDED,
-        Hold::NoRemediation => reasons::NO_REMEDIATION,
-        Hold::LadderExhausted { .. } => reasons::LADDER_EXHAUSTED,
-        Hold::Cooldown { .. } => reasons::COOLDOWN,
-        Hold::MinPodAge { .. } => reasons::MIN_POD_AGE,
-        Hold::CircuitOpen { .. } => reasons::CIRCUIT_OPEN,
-        Hold::StormGuard { .. } => reasons::STORM_GUARD,
-        Hold::RolloutInProgress { .. } => reasons::ROLLOUT_IN_PROGRESS,
-        Hold::DisruptionBudget { .. } => reasons::DISRUPTION_BUDGET,
-        Hold::TargetBusy { .. } => reasons::TARGET_BUSY,
-        Hold::GlobalLimit { .. } => reasons::GLOBAL_LIMIT,
+pub fn reason(guard: &Guard) -> &'static str {
+    match guard {
+        Guard::Suspended => reasons::SUSPENDED,
+        Guard::NoRemediation => reasons::NO_REMEDIATION,
+        Guard::LadderExhausted { .. } => reasons::LADDER_EXHAUSTED,
+        Guard::Cooldown { .. } => reasons::COOLDOWN,
+        Guard::MinPodAge { .. } => reasons::MIN_POD_AGE,
+        Guard::CircuitOpen { .. } => reasons::CIRCUIT_OPEN,
+        Guard::StormGuard { .. } => reasons::STORM_GUARD,
+        Guard::RolloutInProgress { .. } => reasons::ROLLOUT_IN_PROGRESS,
+        Guard::DisruptionBudget { .. } => reasons::DISRUPTION_BUDGET,
+        Guard::TargetBusy { .. } => reasons::TARGET_BUSY,
+        Guard::GlobalLimit { .. } => reasons::GLOBAL_LIMIT,
     }
 }
 
@@ -36,40 +36,40 @@ fn ends(until: Option<Timestamp>) -> String {
 }
 
 /// The RemediationBlocked message of a hold.
-pub fn hold_message(hold: &Hold, r: Option<&Remediation>, until: Option<Timestamp>) -> String {
+pub fn hold_message(guard: &Guard, r: Option<&Remediation>, until: Option<Timestamp>) -> String {
     let what = r.map_or_else(|| "the next step".to_owned(), describe);
-    match hold {
-        Hold::Suspended => {
+    match guard {
+        Guard::Suspended => {
             "spec.suspend is true: probing and remediation are stopped until it is cleared.".into()
         }
-        Hold::NoRemediation => {
+        Guard::NoRemediation => {
             "The target is unhealthy and spec.remediation.steps is empty, so the operator \
                                 only reports; add remediation steps to let it act."
                 .into()
         }
-        Hold::LadderExhausted { steps } => format!(
+        Guard::LadderExhausted { steps } => format!(
             "All {steps} remediation steps ran and the target is still unhealthy; the operator will not act \
              again until it recovers. A person needs to look at it."
         ),
-        Hold::Cooldown { last, cooldown } => format!(
+        Guard::Cooldown { last, cooldown } => format!(
             "The target is unhealthy, but the last remediation ran at {last} and the cooldown of {} holds \
              {what} back{}.",
             format_duration(*cooldown),
             ends(until)
         ),
-        Hold::MinPodAge { pod, min } => format!(
+        Guard::MinPodAge { pod, min } => format!(
             "{what} would restart pod {pod}, which is younger than spec.remediation.minPodAge ({}); it waits{}.",
             format_duration(*min),
             ends(until)
         ),
-        Hold::CircuitOpen { count, window } => format!(
+        Guard::CircuitOpen { count, window } => format!(
             "The circuit breaker is open: {count} remediations ran within {} \
              (spec.remediation.maxRemediations), so {what} waits{}. Repeated remediations are not fixing \
              the target; a person should look at it.",
             format_duration(*window),
             ends(until)
         ),
-        Hold::StormGuard {
+        Guard::StormGuard {
             unhealthy,
             pods,
             max_percent,
@@ -78,21 +78,21 @@ pub fn hold_message(hold: &Hold, r: Option<&Remediation>, until: Option<Timestam
              ({max_percent}%): the cause is not one bad pod, so {what} is skipped; steps that do not restart \
              pods still run."
         ),
-        Hold::RolloutInProgress { detail } => {
+        Guard::RolloutInProgress { detail } => {
             format!("The workload is mid-rollout ({detail}), so {what} waits until the rollout completes.")
         }
-        Hold::DisruptionBudget { detail } => {
+        Guard::DisruptionBudget { detail } => {
             format!(
                 "A PodDisruptionBudget refused {what} ({detail}); it is tried again{}.",
                 ends(until)
             )
         }
-        Hold::TargetBusy { policy } => format!(
+        Guard::TargetBusy { policy } => format!(
             "AppHealthPolicy {policy} is already remediating the same workload, so {what} waits for its \
              ladder to end (checked again{}).",
             ends(until)
         ),
-        Hold::GlobalLimit { active, max } => format!(
+        Guard::GlobalLimit { active, max } => format!(
             "{active} remediation ladders are acting in the cluster, the operator's limit \
              (--max-concurrent-remediations {max}), so {what} waits (checked again{}).",
             ends(until)
@@ -108,4 +108,44 @@ pub fn waiting(step: u32, action: &str, until: Option<Timestamp>) -> String {
         ),
         None => format!("Ran step {step} ({action}); waiting for a verdict on the restarted target."),
     }
+}
+
+/// What check mode records as the result of a remediation it did not run.
+pub const CHECK_NEVER_ACTS: &str = "check mode never acts";
+
+/// What check mode says about a plan, on `target` (a line of its printout; empty when idle).
+pub fn decision(plan: &Plan, target: &str) -> String {
+    match plan {
+        Plan::Idle { .. } => String::new(),
+        Plan::Recovered { step } => format!("recovered after step {step}; the ladder is closed"),
+        Plan::Wait { step, until } => match until {
+            Some(until) => format!(
+                "waiting for recovery after step {step} until {}",
+                until.strftime("%H:%M:%S")
+            ),
+            None => format!("waiting for a verdict after step {step}"),
+        },
+        Plan::Act(r) | Plan::Resume(r) => {
+            format!("would run {} on {target}: {CHECK_NEVER_ACTS}", describe(r))
+        }
+        Plan::Hold { held, remediation } => format!(
+            "held back ({}): {}",
+            reason(&held.guard),
+            hold_message(&held.guard, remediation.as_ref(), held.until)
+        ),
+        Plan::Skip { held, remediation } => format!(
+            "skipped ({}): {}",
+            reason(&held.guard),
+            hold_message(&held.guard, Some(remediation), held.until)
+        ),
+        Plan::Restore(raised) => format!(
+            "would restore {} {} to {}",
+            raised.kind, raised.name, raised.original
+        ),
+    }
+}
+
+/// Check mode's Ready message: it probes one URL.
+pub fn check_probing(url: &str) -> String {
+    format!("Probing {url}.")
 }

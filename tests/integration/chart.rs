@@ -1,5 +1,5 @@
 //! The Helm chart, rendered by the real `helm template`: its RBAC equals the operator's one list of
-//! permissions (`apphealth_operator::rbac::RULES`) — nothing missing, nothing extra — in both modes
+//! permissions (`apphealth_operator::act::rules()`, each action's declared in its file) — nothing missing, nothing extra — in both modes
 //! and for each permission toggle; its CRD is the one in crds/; a typo in values fails the render.
 //!
 //! helm comes from PATH: `make tools` installs it into target/tools/bin and `make test` puts that
@@ -10,50 +10,42 @@ use std::path::Path;
 use std::process::Command;
 
 use apphealth_operator::api::Action;
-use apphealth_operator::rbac::{Need, RULES, Rule};
+use apphealth_operator::{
+    act,
+    rbac::{Need, Rule},
+};
 use serde_json::Value;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/apphealth-operator");
 const RELEASE_NAMESPACE: &str = "apphealth-system";
 
-/// Every action, in the ladder's order.
-const ACTIONS: [Action; 7] = [
-    Action::CollectDiagnostics,
-    Action::RestartPods,
-    Action::RolloutRestart,
-    Action::Rollback,
-    Action::ScaleOut,
-    Action::ScaleUp,
-    Action::Notify,
-];
+/// Every action.
+const ACTIONS: [Action; 7] = Action::ALL;
 
-/// The chart's `permissions.*` value that grants an action's rights.
+/// The chart's `permissions.*` value that grants an action's rights: what the action's file says.
 fn permission(action: Action) -> &'static str {
-    match action {
-        Action::CollectDiagnostics => "collectDiagnostics",
-        Action::RestartPods => "restartPods",
-        Action::RolloutRestart => "rolloutRestart",
-        Action::Rollback => "rollback",
-        Action::ScaleOut => "scaleOut",
-        Action::ScaleUp => "scaleUp",
-        Action::Notify => "notify",
-    }
+    act::descriptor(action).permission
 }
 
-/// Every `permissions.*` value: one per action, and `diagnosticsExec`.
+/// Every `permissions.*` value: one per action, and the second values some rights need too
+/// (`diagnosticsExec`).
 fn permission_values() -> Vec<&'static str> {
     let mut values: Vec<&str> = ACTIONS.iter().map(|a| permission(*a)).collect();
-    values.push("diagnosticsExec");
+    for rule in act::rules() {
+        if let Some(also) = rule.also
+            && !values.contains(&also)
+        {
+            values.push(also);
+        }
+    }
     values
 }
 
-/// The values that must all be true for the chart to grant `rule`. `pods/exec` is a
-/// CollectDiagnostics right in the code, granted by the chart only with `diagnosticsExec` too.
+/// The values that must all be true for the chart to grant `rule`.
 fn toggles(rule: &Rule) -> Vec<&'static str> {
     match rule.need {
         Need::Always => vec![],
-        Need::Action(a) if rule.resource == "pods/exec" => vec![permission(a), "diagnosticsExec"],
-        Need::Action(a) => vec![permission(a)],
+        Need::Action(a) => std::iter::once(permission(a)).chain(rule.also).collect(),
     }
 }
 
@@ -74,7 +66,7 @@ fn triples(rules: impl IntoIterator<Item = Rule>) -> BTreeSet<Triple> {
 /// What the chart must grant when exactly the `enabled` permission values are true.
 fn expected(enabled: &[&str]) -> BTreeSet<Triple> {
     triples(
-        RULES
+        act::rules()
             .iter()
             .filter(|r| toggles(r).iter().all(|t| enabled.contains(t)))
             .copied(),
@@ -124,10 +116,10 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
-/// The Role and RoleBinding for the leader-election Lease, apart from the rights `RULES` lists.
+/// The Role and RoleBinding for the leader-election Lease, apart from the rights `act::rules()` lists.
 const LEADER_ELECTION: &str = "apphealth-apphealth-operator-leader-election";
 
-/// The objects of `kind` that carry the rights `RULES` lists (not the leader election's).
+/// The objects of `kind` that carry the rights `act::rules()` lists (not the leader election's).
 fn operator_rbac<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     of_kind(objects, kind)
         .into_iter()
@@ -196,7 +188,7 @@ fn assert_same_rights(what: &str, granted: &BTreeSet<Triple>, expected: &BTreeSe
     let extra: Vec<&Triple> = granted.difference(expected).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{what}: the chart's RBAC differs from src/rbac.rs (RULES).\n\
+        "{what}: the chart's RBAC differs from the code's rules (src/rbac.rs and each action's file).\n\
          missing (apiGroup, resource, verb): {missing:#?}\nextra: {extra:#?}"
     );
 }
@@ -239,7 +231,7 @@ fn chart_rbac_with_every_permission_equals_the_code() {
     let all = permission_values();
     let objects = render(&permission_flags(&all));
     let rights = cluster_role_rights(&objects);
-    assert_same_rights("all permissions", &rights, &triples(RULES.iter().copied()));
+    assert_same_rights("all permissions", &rights, &triples(act::rules()));
     // The rule table is not trivially small: the test compares something.
     assert!(rights.len() > 30, "{rights:#?}");
 }
@@ -247,7 +239,7 @@ fn chart_rbac_with_every_permission_equals_the_code() {
 #[test]
 fn chart_rbac_with_no_permission_is_the_controllers_own() {
     let objects = render(&permission_flags(&[]));
-    let always = triples(RULES.iter().filter(|r| r.need == Need::Always).copied());
+    let always = triples(act::rules().into_iter().filter(|r| r.need == Need::Always));
     assert_same_rights("no permissions", &cluster_role_rights(&objects), &always);
 }
 
@@ -255,7 +247,7 @@ fn chart_rbac_with_no_permission_is_the_controllers_own() {
 fn chart_rbac_with_only_restart_pods_adds_the_eviction_right() {
     let objects = render(&permission_flags(&["restartPods"]));
     let want = triples(
-        RULES
+        act::rules()
             .iter()
             .filter(|r| matches!(r.need, Need::Always | Need::Action(Action::RestartPods)))
             .copied(),
@@ -267,7 +259,7 @@ fn chart_rbac_with_only_restart_pods_adds_the_eviction_right() {
 #[test]
 fn chart_rbac_grants_each_action_alone_exactly_its_rules() {
     // Every action the code lists a rule for has a toggle.
-    for rule in RULES {
+    for rule in act::rules() {
         if let Need::Action(a) = rule.need {
             assert!(ACTIONS.contains(&a), "{a:?} is missing from ACTIONS");
         }
@@ -327,7 +319,7 @@ fn chart_namespaced_mode_has_a_role_per_watched_namespace_and_no_cluster_rights(
         ["a", "b"],
         "one RoleBinding in each watched namespace"
     );
-    let all = triples(RULES.iter().copied());
+    let all = triples(act::rules());
     for role in &roles {
         let ns = &role["metadata"]["namespace"];
         assert_same_rights(&format!("Role in {ns}"), &granted(role), &all);
@@ -349,7 +341,7 @@ fn chart_namespaced_mode_has_a_role_per_watched_namespace_and_no_cluster_rights(
 }
 
 /// Leader election needs the Lease the operator is told to use, in its own namespace, in both modes:
-/// `rbac::LEASE_RULES`, with get and patch limited to the Lease's name.
+/// `rbac::LEASE`, with get and patch limited to the Lease's name.
 #[test]
 fn chart_grants_the_leader_election_lease_in_the_release_namespace_only() {
     let namespaced = ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={a,b}"].map(String::from);
@@ -378,7 +370,7 @@ fn chart_grants_the_leader_election_lease_in_the_release_namespace_only() {
                 && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
             "the Lease lives in the pod's namespace: {env:?}"
         );
-        let code: Vec<serde_json::Value> = apphealth_operator::rbac::LEASE_RULES
+        let code: Vec<serde_json::Value> = apphealth_operator::rbac::lease_rules()
             .iter()
             .map(|r| {
                 let mut rule =

@@ -43,7 +43,7 @@ fn policy(name: &str, spec: &Value) -> Value {
 /// then validation. The target-is-the-operator case needs the operator's pods: it passes both.
 fn offline_verdict(object: Value) -> Result<(), (&'static str, String)> {
     let watched = Watched::from_value(object).expect("metadata decodes");
-    let policy = watched.decoded.map_err(|problem| ("UnreadablePolicy", problem))?;
+    let policy = watched.decoded.map_err(|e| ("UnreadablePolicy", e.problem))?;
     validate(&policy.spec).map_err(|e| ("InvalidSpec", e.to_string()))?;
     Ok(())
 }

@@ -154,6 +154,7 @@ async fn post(notifier: &Notifier, url: &str) -> Result<u16, String> {
     notifier
         .post(&Sensitive::new(url), "id-1", &json!({"text": "hello"}))
         .await
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]

@@ -77,44 +77,8 @@ so the render fails with a message that says what to change.
 {{- end }}
 
 {{/*
-Every permission the operator uses, mirroring `RULES` in src/rbac.rs (tests/integration/chart.rs
-checks that the rendered rules equal that list, nothing missing, nothing extra). `need` lists the
-permissions.* values that must all be true for the rule to be granted; an empty list is the
-controller's own rights, always granted. pods/exec is a CollectDiagnostics right in the code and is
-granted only with diagnosticsExec as well.
-*/}}
-{{- define "apphealth-operator.ruleTable" -}}
-- {need: [], group: apphealth.io, resource: apphealthpolicies, verbs: [get, list, watch]}
-- {need: [], group: apphealth.io, resource: apphealthpolicies/status, verbs: [patch]}
-- {need: [], group: apps, resource: deployments, verbs: [get, list, watch]}
-- {need: [], group: apps, resource: statefulsets, verbs: [get, list, watch]}
-- {need: [], group: "", resource: pods, verbs: [get, list, watch]}
-- {need: [], group: "", resource: configmaps, verbs: [get, list, watch]}
-- {need: [], group: "", resource: secrets, verbs: [get, list, watch]}
-- {need: [], group: "", resource: services, verbs: [get]}
-- {need: [], group: metrics.k8s.io, resource: pods, verbs: [list]}
-- {need: [], group: events.k8s.io, resource: events, verbs: [create, patch]}
-- {need: [collectDiagnostics], group: "", resource: pods/log, verbs: [get]}
-- {need: [collectDiagnostics], group: "", resource: events, verbs: [list]}
-- {need: [collectDiagnostics], group: "", resource: configmaps, verbs: [create, delete]}
-- {need: [collectDiagnostics, diagnosticsExec], group: "", resource: pods/exec, verbs: [get, create]}
-- {need: [restartPods], group: "", resource: pods/eviction, verbs: [create]}
-- {need: [rolloutRestart], group: apps, resource: deployments, verbs: [patch]}
-- {need: [rolloutRestart], group: apps, resource: statefulsets, verbs: [patch]}
-- {need: [rollback], group: apps, resource: replicasets, verbs: [list]}
-- {need: [rollback], group: apps, resource: deployments, verbs: [update]}
-- {need: [scaleOut], group: apps, resource: deployments, verbs: [patch]}
-- {need: [scaleOut], group: apps, resource: statefulsets, verbs: [patch]}
-- {need: [scaleOut], group: apps, resource: deployments/scale, verbs: [get, patch]}
-- {need: [scaleOut], group: apps, resource: statefulsets/scale, verbs: [get, patch]}
-- {need: [scaleOut], group: autoscaling, resource: horizontalpodautoscalers, verbs: [get, list, patch]}
-- {need: [scaleUp], group: apps, resource: deployments, verbs: [patch]}
-- {need: [scaleUp], group: apps, resource: statefulsets, verbs: [patch]}
-- {need: [scaleUp], group: "", resource: pods/resize, verbs: [patch]}
-{{- end }}
-
-{{/*
-The `rules:` of the operator's ClusterRole or Roles: the granted entries of the rule table merged
+The `rules:` of the operator's ClusterRole or Roles: the granted entries of the rule table
+(_rules.tpl, generated from the code) merged
 per API group and resource, then the resources of a group with the same verbs in one rule. Verbs
 and resources sorted; rules ordered by API group (core first), then by their first resource.
 */}}

@@ -245,7 +245,9 @@ impl std::fmt::Display for SuccessCodes {
 }
 
 fn duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
-    value.parse().map_err(|problem| invalid(field, problem))
+    value
+        .parse()
+        .map_err(|problem| invalid(field, problem.to_string()))
 }
 
 fn positive_duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {

@@ -188,7 +188,7 @@ fn a_catastrophic_pattern_finishes_and_answers_right() {
     let almost = format!("{}!", "a".repeat(64 * 1024));
     assert_eq!(
         check_body(&http.response, almost.as_bytes()),
-        Err("body does not match \"^(a+)+$\"".to_owned())
+        Err(crate::observe::error::BodyMismatch::NoMatch("^(a+)+$".to_owned()))
     );
     assert_eq!(
         check_body(&http.response, "a".repeat(64 * 1024).as_bytes()),

@@ -24,7 +24,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::{
-    super::{TargetIndex, dereference::Target, observe::pod_facts},
+    super::{TargetIndex, dereference::Target, seen::pod_facts},
     config,
 };
 use crate::{
@@ -33,8 +33,9 @@ use crate::{
     fixtures::{PolicyExt, merge, policy},
     observe::{
         endpoints,
+        pod::ConfigKind,
         pod::{CachedPod, ContainerState, ContainerStatus, Terminated},
-        references::{self, ConfigKind},
+        references,
         request::RequestTemplate,
         rollout, signals,
     },

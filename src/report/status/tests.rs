@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::{
-    api::{Action, Evidence, validate::StepParams},
+    api::{Action, DiagnosticsRef, Evidence, ScaleRestore, validate::StepParams},
     fixtures::at,
-    plan::{Held, Remediation},
+    plan::{Guard, Hold, Remediation},
 };
 
 fn t(secs: i64) -> Timestamp {
@@ -159,8 +159,8 @@ fn an_action_records_its_intent_then_its_result_with_one_event_each_stage() {
 #[test]
 fn a_hold_is_reported_once_and_lifts_cleanly() {
     let held = Plan::Hold {
-        held: Held {
-            hold: Hold::Cooldown {
+        held: Hold {
+            guard: Guard::Cooldown {
                 last: t(0),
                 cooldown: Duration::from_secs(600),
             },

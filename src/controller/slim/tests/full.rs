@@ -16,7 +16,8 @@ use crate::{
     observation::{ContainerLimits, PodSignals},
     observe::{
         endpoints::{self, Resolved},
-        references::{ConfigKind, changed_at},
+        pod::ConfigKind,
+        references::changed_at,
         request::RequestTemplate,
     },
 };
