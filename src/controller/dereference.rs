@@ -11,9 +11,9 @@ use super::{Context, OwnPod, PolicyRef};
 use crate::{
     Error, Result,
     act::Workload,
-    api::{AppHealthPolicy, ProbeVia, TargetKind, format_duration, validate},
+    api::{AppHealthPolicy, ProbeVia, TargetKind, validate},
     observe::{endpoints, pod::CachedPod, references, request::RequestTemplate, rollout},
-    report::{Readiness, reasons},
+    report::{Readiness, reasons, text},
 };
 
 /// What the policy names, found.
@@ -77,12 +77,8 @@ pub(super) async fn dereference(
     let Some(selector) = ctx.index.workload_selector(target.kind, &namespace, &target.name) else {
         let retry = ctx.not_found.next(key);
         // The retry delay is not part of the condition, so repeated checks do not rewrite status.
-        let stable =
-            format!("{workload} was not found in namespace {namespace}; probing starts when it appears.");
-        let event = format!(
-            "{workload} was not found in namespace {namespace}; probing starts when it appears (next check in {}).",
-            format_duration(retry)
-        );
+        let stable = text::target_not_found(&workload.to_string(), &namespace, None);
+        let event = text::target_not_found(&workload.to_string(), &namespace, Some(retry));
         return Ok(stopped(
             reasons::TARGET_NOT_FOUND,
             stable,
@@ -106,7 +102,7 @@ pub(super) async fn dereference(
     let template = match references::resolve_template(&reads, &settings.probe).await {
         Ok(t) => t,
         Err(unresolved) => {
-            let message = format!("{unresolved}. Probing starts once it can be read.");
+            let message = text::unresolved(&unresolved);
             return Ok(stopped(
                 reasons::INVALID_REFERENCE,
                 message.clone(),
@@ -145,8 +141,7 @@ pub(super) async fn dereference(
 /// The spec's settings, or why the policy stops here: its spec is invalid, or it is suspended.
 fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Settings>, Dereferenced> {
     let settings = validate::validate(&policy.spec).map_err(|invalid| {
-        let message =
-            format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.");
+        let message = text::invalid_spec(&invalid);
         stopped(
             reasons::INVALID_SPEC,
             message.clone(),
@@ -155,8 +150,7 @@ fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Setti
         )
     })?;
     if policy.spec.suspend {
-        let message =
-            "spec.suspend is true: probing and remediation are stopped until it is cleared.".to_owned();
+        let message = text::SUSPENDED.to_owned();
         return Err(Dereferenced::Stopped(Stopped {
             readiness: Readiness::Stopped {
                 reason: reasons::SUSPENDED,
@@ -188,9 +182,7 @@ async fn resolve(
             match services.get_opt(&name).await.map_err(Error::Dereference)? {
                 Some(svc) => endpoints::for_service(template, &svc, reach),
                 None => endpoints::Resolved {
-                    problems: vec![format!(
-                        "Service {name} was not found in namespace {namespace} (spec.probe.service)"
-                    )],
+                    problems: vec![text::service_not_found(&name, namespace)],
                     ..endpoints::Resolved::default()
                 },
             }
@@ -234,15 +226,7 @@ pub(super) fn remediates_operator<'a>(
         .filter(|a| crate::act::descriptor(*a).changes_target)
         .map(|a| a.as_str())
         .collect();
-    (!changing.is_empty()).then(|| {
-        format!(
-            "{workload} runs this operator (pod {}), and spec.remediation.steps would change it ({}); \
-             a policy may only observe, collect diagnostics or notify about the operator itself, or set \
-             spec.remediation.dryRun.",
-            own.name,
-            changing.join(", ")
-        )
-    })
+    (!changing.is_empty()).then(|| text::remediates_operator(&workload.to_string(), &own.name, &changing))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::{
     api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
     clock,
     plan::{Budget, PlanInput},
-    report::{self, EventIntent, Observation, reasons},
+    report::{self, EventIntent, Observation, reasons, text},
     step,
 };
 
@@ -206,10 +206,7 @@ async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Con
     ctx.probes.stop(key);
     ctx.metrics
         .policy_ready(&remediate::policy_label(key), Some(reasons::UNREADABLE));
-    let message = format!(
-        "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
-         nothing is probed until then."
-    );
+    let message = text::unreadable(problem);
     if watched
         .ready
         .as_ref()

@@ -6,14 +6,11 @@ use kube::ResourceExt;
 use super::{Context, PolicyRef, dereference::Target};
 use crate::probing::ProbeJob;
 use crate::{
-    api::{
-        AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, format_duration,
-        validate::TriggerSettings,
-    },
+    api::{AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, validate::TriggerSettings},
     evaluate::TargetVerdict,
     observe::{references, signals},
     plan::PodFacts,
-    report::{Observation, Readiness, reasons},
+    report::{Observation, Readiness, reasons, text},
 };
 
 pub(super) fn seen(
@@ -91,46 +88,30 @@ fn readiness(target: &Target, verdict: Option<&TargetVerdict>) -> Readiness {
         .refused
         .iter()
         .chain(&resolved.problems)
-        .map(|p| format!(" Not probed: {p}."))
-        .chain(settings.notes.iter().map(|n| format!(" Note: {n}.")))
-        .chain(
-            verdict
-                .iter()
-                .flat_map(|v| v.notes.iter())
-                .map(|n| format!(" Note: {n}.")),
-        )
+        .map(|p| text::not_probed(p))
+        .chain(settings.notes.iter().map(|n| text::note(n)))
+        .chain(verdict.iter().flat_map(|v| v.notes.iter()).map(|n| text::note(n)))
         .collect();
-    let workload = &target.workload;
+    let workload = target.workload.to_string();
+    let via_service = settings.probe.via == ProbeVia::Service;
     if probed == 0 {
         let refused = !resolved.refused.is_empty();
-        let what = match (settings.probe.via, refused) {
-            (ProbeVia::Pods, false) => format!("No ready pods of {workload} to probe"),
-            (ProbeVia::Pods, true) => {
-                format!("No ready pod of {workload} is at an address the operator may probe")
-            }
-            (ProbeVia::Service, _) => "The Service cannot be probed".to_owned(),
-        };
         return Readiness::NoTargets {
             reason: if refused {
                 reasons::ADDRESS_REFUSED
             } else {
                 reasons::NO_PODS
             },
-            message: format!("{what}.{remarks}"),
+            message: text::nothing_to_probe(via_service, refused, &workload, &remarks),
         };
     }
-    let what = match settings.probe.via {
-        ProbeVia::Pods => format!("{probed} ready pods of {workload}"),
-        ProbeVia::Service => format!(
-            "Service {}",
-            settings.probe.service.as_deref().unwrap_or_default()
-        ),
+    let what = if via_service {
+        text::probed_service(settings.probe.service.as_deref().unwrap_or_default())
+    } else {
+        text::probed_pods(probed, &workload)
     };
     Readiness::Probing {
-        message: format!(
-            "Probing {what} every {}.{remarks}",
-            format_duration(settings.probe.period)
-        ),
+        message: text::probing(&what, settings.probe.period, &remarks),
     }
 }
 

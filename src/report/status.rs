@@ -161,7 +161,7 @@ pub fn desired_status(
                 conditions::HEALTHY,
                 CondStatus::Unknown,
                 reason,
-                "Not probing, so there is no verdict; see the Ready condition.".into(),
+                text::NOT_PROBING.into(),
             );
         }
         Readiness::Probing { message } => {
@@ -349,12 +349,7 @@ fn record_event(
         .as_ref()
         .map(TargetVerdict::summary)
         .unwrap_or_default();
-    let what = format!(
-        "{} (step {} of {})",
-        record.action.as_str(),
-        record.step,
-        seen.steps
-    );
+    let what = text::step(record.action.as_str(), record.step, seen.steps);
     let message = record.message.clone().unwrap_or_default();
     let event = |reason, warning, action, note| Some(EventIntent::new(reason, warning, action, note));
     match record.result {
@@ -363,7 +358,7 @@ fn record_event(
             reasons::DRY_RUN,
             false,
             "DryRun",
-            format!("Dry run: {what} {message} {summary}"),
+            text::dry_run_event(&what, &message, &summary),
         ),
         RemediationResult::Succeeded if outcome.resumed => {
             event(reasons::REMEDIATION_RESUMED, false, "Resume", message)
@@ -372,10 +367,7 @@ fn record_event(
             outcome.action_reason,
             false,
             "Remediate",
-            format!(
-                "Ran {what} on {} because the target is unhealthy. {summary} {message}",
-                seen.workload
-            ),
+            text::ran(&what, &seen.workload, &summary, &message),
         ),
         RemediationResult::Failed => event(reasons::REMEDIATION_FAILED, true, "Remediate", message),
         RemediationResult::Skipped => {
@@ -383,7 +375,7 @@ fn record_event(
                 Some(Plan::Skip { held, .. }) => text::reason(&held.guard),
                 _ => reasons::STEP_SKIPPED,
             };
-            event(reason, true, "Plan", format!("Skipped {what}: {message}"))
+            event(reason, true, "Plan", text::skipped(&what, &message))
         }
         RemediationResult::Held => {
             // Once per refusal, not once per retry.
@@ -398,7 +390,7 @@ fn record_event(
                 reasons::DISRUPTION_BUDGET,
                 true,
                 "Remediate",
-                format!("{what} was refused and is tried again later: {message}"),
+                text::refused(&what, &message),
             )
         }
     }
@@ -459,7 +451,7 @@ fn ladder_conditions(
                     reason,
                     true,
                     "Plan",
-                    format!("{message} {summary}"),
+                    text::with_summary(&message, &summary),
                 ));
             }
             (CondStatus::True, reason, message)
@@ -467,7 +459,7 @@ fn ladder_conditions(
         None => (
             CondStatus::False,
             reasons::NOT_BLOCKED,
-            "No guard is holding a remediation back.".to_owned(),
+            text::NOT_BLOCKED.to_owned(),
         ),
     };
     set_condition(
@@ -489,28 +481,15 @@ fn remediating(
 ) -> (CondStatus, &'static str, String) {
     let last = status.history.first();
     if let Some(Plan::Recovered { step }) = plan {
-        return (
-            CondStatus::False,
-            reasons::RECOVERED,
-            format!("The target recovered after remediation step {step}."),
-        );
+        return (CondStatus::False, reasons::RECOVERED, text::recovered(*step));
     }
     if status.ladder.is_none() || seen.dry_run {
-        return (
-            CondStatus::False,
-            reasons::IDLE,
-            "No remediation is in progress.".into(),
-        );
+        return (CondStatus::False, reasons::IDLE, text::IDLE.into());
     }
     let message = match (last, plan) {
         (Some(r), Some(Plan::Wait { step, until })) => text::waiting(*step, r.action.as_str(), *until),
         (Some(r), Some(Plan::Act(_) | Plan::Resume(_))) if r.result == RemediationResult::Pending => {
-            format!(
-                "Running step {} of {} ({}).",
-                r.step,
-                seen.steps,
-                r.action.as_str()
-            )
+            text::running(r.step, seen.steps, r.action.as_str())
         }
         // What the next reconcile's Wait says too, so it costs no write.
         (Some(r), Some(Plan::Act(x) | Plan::Resume(x)))
@@ -518,7 +497,7 @@ fn remediating(
         {
             text::waiting(r.step, r.action.as_str(), Some(clock::after(r.at.0, x.timeout)))
         }
-        _ => "A remediation ladder is in progress.".to_owned(),
+        _ => text::LADDER_IN_PROGRESS.to_owned(),
     };
     (CondStatus::True, reasons::LADDER_IN_PROGRESS, message)
 }
@@ -560,21 +539,19 @@ fn blocked(
     if !seen.dry_run || status.ladder.is_none() {
         return None;
     }
-    let would = last
-        .filter(|r| r.dry_run)
-        .map(|r| {
-            format!(
-                ": {} (step {} of {}) {}",
-                r.action.as_str(),
-                r.step,
-                seen.steps,
-                r.message.as_deref().unwrap_or_default()
-            )
-        })
-        .unwrap_or_else(|| ".".into());
+    let would = last.filter(|r| r.dry_run).map(|r| {
+        (
+            text::step(r.action.as_str(), r.step, seen.steps),
+            r.message.clone().unwrap_or_default(),
+        )
+    });
     Some((
         reasons::DRY_RUN,
-        format!("spec.remediation.dryRun is set, so nothing is changed{would}"),
+        text::dry_run_blocked(
+            would
+                .as_ref()
+                .map(|(what, message)| (what.as_str(), message.as_str())),
+        ),
     ))
 }
 

@@ -1,5 +1,6 @@
 //! What people read: the reason and message of each hold, in sentences an on-call engineer can
-//! act on, saying when the hold ends.
+//! act on, saying when the hold ends; the Ready messages (what is probed, or why nothing is);
+//! check mode's lines.
 
 use jiff::Timestamp;
 
@@ -28,7 +29,7 @@ pub fn reason(guard: &Guard) -> &'static str {
 
 /// "RestartPods (step 2 of 3)".
 pub fn describe(r: &Remediation) -> String {
-    format!("{} (step {} of {})", r.action().as_str(), r.step, r.of)
+    step(r.action().as_str(), r.step, r.of)
 }
 
 fn ends(until: Option<Timestamp>) -> String {
@@ -39,9 +40,7 @@ fn ends(until: Option<Timestamp>) -> String {
 pub fn hold_message(guard: &Guard, r: Option<&Remediation>, until: Option<Timestamp>) -> String {
     let what = r.map_or_else(|| "the next step".to_owned(), describe);
     match guard {
-        Guard::Suspended => {
-            "spec.suspend is true: probing and remediation are stopped until it is cleared.".into()
-        }
+        Guard::Suspended => SUSPENDED.into(),
         Guard::NoRemediation => {
             "The target is unhealthy and spec.remediation.steps is empty, so the operator \
                                 only reports; add remediation steps to let it act."
@@ -148,4 +147,149 @@ pub fn decision(plan: &Plan, target: &str) -> String {
 /// Check mode's Ready message: it probes one URL.
 pub fn check_probing(url: &str) -> String {
     format!("Probing {url}.")
+}
+
+/// Ready while probing: what, every how often, and the remarks.
+pub fn probing(what: &str, period: std::time::Duration, remarks: &str) -> String {
+    format!("Probing {what} every {}.{remarks}", format_duration(period))
+}
+
+/// What is probed: "3 ready pods of Deployment web", "Service web".
+pub fn probed_pods(count: usize, workload: &str) -> String {
+    format!("{count} ready pods of {workload}")
+}
+
+pub fn probed_service(service: &str) -> String {
+    format!("Service {service}")
+}
+
+/// Ready when nothing can be probed; `refused`: the deny-list refused every address.
+pub fn nothing_to_probe(via_service: bool, refused: bool, workload: &str, remarks: &str) -> String {
+    let what = match (via_service, refused) {
+        (false, false) => format!("No ready pods of {workload} to probe"),
+        (false, true) => format!("No ready pod of {workload} is at an address the operator may probe"),
+        (true, _) => "The Service cannot be probed".to_owned(),
+    };
+    format!("{what}.{remarks}")
+}
+
+/// A remark on Ready about an endpoint that is not probed.
+pub fn not_probed(problem: &str) -> String {
+    format!(" Not probed: {problem}.")
+}
+
+/// A remark on Ready: a note from the settings or the evaluator.
+pub fn note(note: &str) -> String {
+    format!(" Note: {note}.")
+}
+
+/// Ready when the target does not exist (stable: the retry delay is not in it, so repeated checks
+/// do not rewrite status), and the Event, which says when the next check is.
+pub fn target_not_found(workload: &str, namespace: &str, retry: Option<std::time::Duration>) -> String {
+    match retry {
+        None => format!("{workload} was not found in namespace {namespace}; probing starts when it appears."),
+        Some(retry) => format!(
+            "{workload} was not found in namespace {namespace}; probing starts when it appears (next check in {}).",
+            format_duration(retry)
+        ),
+    }
+}
+
+/// Ready when a Secret or ConfigMap the probe references cannot be read.
+pub fn unresolved(unresolved: &dyn std::fmt::Display) -> String {
+    format!("{unresolved}. Probing starts once it can be read.")
+}
+
+/// Ready when the spec is invalid.
+pub fn invalid_spec(invalid: &dyn std::fmt::Display) -> String {
+    format!("The policy is invalid: {invalid}. Fix the spec; nothing is probed until then.")
+}
+
+/// Ready when the spec asks to suspend.
+pub const SUSPENDED: &str = "spec.suspend is true: probing and remediation are stopped until it is cleared.";
+
+/// Why a Service probe has nothing to probe: the Service is missing.
+pub fn service_not_found(name: &str, namespace: &str) -> String {
+    format!("Service {name} was not found in namespace {namespace} (spec.probe.service)")
+}
+
+/// Ready when a policy would change the workload that runs the operator.
+pub fn remediates_operator(workload: &str, pod: &str, changing: &[&str]) -> String {
+    format!(
+        "{workload} runs this operator (pod {pod}), and spec.remediation.steps would change it ({}); \
+         a policy may only observe, collect diagnostics or notify about the operator itself, or set \
+         spec.remediation.dryRun.",
+        changing.join(", ")
+    )
+}
+
+/// Ready (and the Event) for a policy this operator version cannot decode.
+pub fn unreadable(problem: &str) -> String {
+    format!(
+        "This operator version cannot read the policy: {problem}. Fix the policy or upgrade the operator; \
+         nothing is probed until then."
+    )
+}
+
+/// Healthy=Unknown while nothing is probed.
+pub const NOT_PROBING: &str = "Not probing, so there is no verdict; see the Ready condition.";
+
+/// RemediationBlocked=False.
+pub const NOT_BLOCKED: &str = "No guard is holding a remediation back.";
+
+/// Remediating=False with no ladder.
+pub const IDLE: &str = "No remediation is in progress.";
+
+/// Remediating=True when nothing more precise can be said.
+pub const LADDER_IN_PROGRESS: &str = "A remediation ladder is in progress.";
+
+/// "RestartPods (step 2 of 3)", from a record.
+pub fn step(action: &str, step: u32, of: u32) -> String {
+    format!("{action} (step {step} of {of})")
+}
+
+/// The DryRun Event.
+pub fn dry_run_event(what: &str, message: &str, summary: &str) -> String {
+    format!("Dry run: {what} {message} {summary}")
+}
+
+/// The Event of a remediation that ran.
+pub fn ran(what: &str, workload: &str, summary: &str, message: &str) -> String {
+    format!("Ran {what} on {workload} because the target is unhealthy. {summary} {message}")
+}
+
+/// The Event of a skipped step.
+pub fn skipped(what: &str, message: &str) -> String {
+    format!("Skipped {what}: {message}")
+}
+
+/// The Event of a step the cluster refused for now (a disruption budget).
+pub fn refused(what: &str, message: &str) -> String {
+    format!("{what} was refused and is tried again later: {message}")
+}
+
+/// An Event's message followed by the verdict's summary.
+pub fn with_summary(message: &str, summary: &str) -> String {
+    format!("{message} {summary}")
+}
+
+/// Remediating=False once the target recovered.
+pub fn recovered(step: u32) -> String {
+    format!("The target recovered after remediation step {step}.")
+}
+
+/// Remediating=True while a step runs.
+pub fn running(step: u32, of: u32, action: &str) -> String {
+    format!("Running step {step} of {of} ({action}).")
+}
+
+/// RemediationBlocked in a dry run, with what the last step would have done (its `step` and
+/// message), if it ran.
+pub fn dry_run_blocked(would: Option<(&str, &str)>) -> String {
+    match would {
+        Some((what, message)) => {
+            format!("spec.remediation.dryRun is set, so nothing is changed: {what} {message}")
+        }
+        None => "spec.remediation.dryRun is set, so nothing is changed.".to_owned(),
+    }
 }
