@@ -89,6 +89,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Why, more precisely than the stage: an action's failure says what kind it was
+    /// (`Forbidden`, `APIUnavailable`, …); other errors say their stage.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Act(e) => e.reason(),
+            other => other.metric_label(),
+        }
+    }
+
     /// A short, stable label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -178,6 +178,16 @@ pub(crate) fn api_error(
 }
 
 impl ActError {
+    /// A stable name for the kind of failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Forbidden { .. } => "Forbidden",
+            Self::Api { .. } if self.is_transient() => "APIUnavailable",
+            Self::Api { .. } => "APIError",
+            Self::Refused(_) => "Refused",
+        }
+    }
+
     /// A failure that says nothing about the action: the API server answered 5xx or 429
     /// (throttled, after the client's own retries), or did not answer at all.
     pub fn is_transient(&self) -> bool {
@@ -467,5 +477,24 @@ mod tests {
             !retry_later(&r(1), &api(500), later(300)),
             "the retry window ends"
         );
+    }
+
+    #[test]
+    fn each_failure_has_a_stable_reason() {
+        let forbidden = ActError::Forbidden {
+            verb: "create",
+            resource: "pods/eviction",
+            namespace: "shop".into(),
+        };
+        let cases = [
+            (forbidden, "Forbidden"),
+            (api(503), "APIUnavailable"),
+            (api(429), "APIUnavailable"),
+            (api(404), "APIError"),
+            (ActError::Refused("no".into()), "Refused"),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
     }
 }

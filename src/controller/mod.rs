@@ -466,6 +466,6 @@ fn error_policy(policy: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Reque
     ctx.metrics.reconcile_failed(error.metric_label());
     // The status this process wrote may not have landed: start again from what the API says.
     ctx.writes.forget(&key);
-    tracing::warn!(policy = %policy.name_any(), error = %error, stage = error.metric_label(), retry_in = ?delay, "reconcile failed; retrying");
+    tracing::warn!(policy = %policy.name_any(), error = %error, stage = error.metric_label(), reason = error.reason(), retry_in = ?delay, "reconcile failed; retrying");
     Requeue::requeue(delay)
 }
