@@ -15,6 +15,7 @@ use std::{
 };
 
 use apphealth_testserver::{Fault, RecordedRequest};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::{
@@ -168,12 +169,19 @@ async fn every_point(case: Case) {
     let points = points(&case).await;
     eprintln!("kill points: {points:?}");
     assert!(points.len() >= 3, "intent, action, result at least: {points:?}");
-    for (k, point) in points.iter().enumerate() {
-        for kill in [Kill::Before, Kill::After] {
-            killed_at(&case, k, kill, point).await;
-        }
-    }
+    // Each run has a test server and pods of its own, so the runs need not wait for each other;
+    // a few at a time, so that a loaded machine still gives each its probe rounds.
+    let runs = points
+        .iter()
+        .enumerate()
+        .flat_map(|(k, point)| [Kill::Before, Kill::After].map(|kill| (k, kill, point)));
+    futures::stream::iter(runs)
+        .for_each_concurrent(RUNS_AT_ONCE, |(k, kill, point)| killed_at(&case, k, kill, point))
+        .await;
 }
+
+/// Kill-point runs of one case carried out at once.
+const RUNS_AT_ONCE: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_pods_killed_at_every_point() {
