@@ -46,20 +46,20 @@ impl Ladders {
         }
     }
 
-    /// Runs `decide` with the budget as it stands and, if the plan acts on the target, claims the
+    /// Runs `plan_with` with the budget as it stands and, if the plan acts on the target, claims the
     /// target for `key`, atomically. The budget only matters to a plan that would change the
     /// target, so the other ladders are looked up only then (not on every healthy reconcile).
-    pub(super) fn decide(
+    pub(super) fn within_budget(
         &self,
         key: &PolicyRef,
         workload: &Workload,
         own: &AppHealthPolicyStatus,
         policies: &Store<Watched>,
-        decide: impl Fn(Budget) -> Step,
+        plan_with: impl Fn(Budget) -> Step,
     ) -> Step {
         let changes =
             |step: &Step| matches!(&step.plan, Plan::Act(r) if !r.dry_run && r.descriptor().changes_target);
-        let unlimited = decide(Budget::default());
+        let unlimited = plan_with(Budget::default());
         if !changes(&unlimited) {
             return unlimited;
         }
@@ -81,7 +81,7 @@ impl Ladders {
         });
         let others = elsewhere(key, recorded, &claims);
         let budget = budget(workload, &others, acting(own), self.max);
-        let step = decide(budget);
+        let step = plan_with(budget);
         if changes(&step) {
             claims.insert(key.clone(), workload.clone());
         }

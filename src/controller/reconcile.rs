@@ -81,7 +81,7 @@ async fn probe_and_remediate(
     now: jiff::Timestamp,
 ) -> Result<Reported> {
     let (seen, pods) = seen(policy, key, target, &old, ctx);
-    let step = remediate::decide(key, target, &old, &seen, &pods, ctx, now);
+    let step = remediate::step_for(key, target, &old, &seen, &pods, ctx, now);
     let requeue = match step.plan.revisit_at() {
         Some(at) => Requeue::requeue(clock::until(now, at) + Duration::from_secs(1)),
         None => Requeue::requeue(ctx.resync),

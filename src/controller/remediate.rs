@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Decides what to do now: the step, planned with the budget of ladders acting elsewhere.
-pub(super) fn decide(
+pub(super) fn step_for(
     key: &PolicyRef,
     target: &Target,
     old: &AppHealthPolicyStatus,
@@ -29,7 +29,7 @@ pub(super) fn decide(
         .as_ref()
         .map_or(crate::api::Health::Unknown, |v| v.health);
     ctx.ladders
-        .decide(key, &target.workload, old, &ctx.index.policies, |budget| {
+        .within_budget(key, &target.workload, old, &ctx.index.policies, |budget| {
             let input = PlanInput {
                 settings: &target.settings.remediation,
                 suspended: false,
