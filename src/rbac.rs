@@ -24,6 +24,13 @@ pub const fn right(group: &'static str, resource: &'static str, verbs: &'static 
     }
 }
 
+/// Chart values that a right needs besides its action's own (`Right::also`), off by default, and
+/// what they grant.
+pub const EXTRA_TOGGLES: &[(&str, &str)] = &[(
+    "diagnosticsExec",
+    "CollectDiagnostics with exec (a thread dump): pods/exec. Only used with collectDiagnostics.",
+)];
+
 /// Who needs a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {

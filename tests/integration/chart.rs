@@ -20,7 +20,7 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/apphealth-opera
 const RELEASE_NAMESPACE: &str = "apphealth-system";
 
 /// Every action.
-const ACTIONS: [Action; 7] = Action::ALL;
+const ACTIONS: &[Action] = &Action::ALL;
 
 /// The chart's `permissions.*` value that grants an action's rights: what the action's file says.
 fn permission(action: Action) -> &'static str {
