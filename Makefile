@@ -98,7 +98,7 @@ crd:
 # src/rbac.rs and the actions' descriptors (the chart's templates/_rules.tpl, the README's table).
 # Tests fail when any of them is stale.
 generate: crd
-	APPHEALTH_REGENERATE=1 $(CARGO) test --quiet --lib act::tables
+	APPHEALTH_REGENERATE=1 $(CARGO) test --quiet --lib act::tables -- --test-threads=1
 
 # Fails when the checked-in CRD and the code disagree, or the chart's copy and crds/.
 crd-check:

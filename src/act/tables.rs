@@ -177,33 +177,56 @@ fn the_readmes_table_of_rights_is_generated_from_the_code() {
     );
 }
 
+/// values.schema.json with the `properties` of `permissions` written one value a line, as the
+/// file writes them (the rest of the file untouched).
+fn with_schema_permissions(schema: &str) -> Option<String> {
+    let block = schema.find("\"permissions\": {")?;
+    let open = block + schema[block..].find("\"properties\": {")? + "\"properties\": {".len();
+    // The brace that closes `properties`.
+    let mut depth = 1usize;
+    let close = open
+        + schema[open..].find(|c: char| {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            depth == 0
+        })?;
+    let names: Vec<&str> = descriptors()
+        .map(|d| d.permission)
+        .chain(EXTRA_TOGGLES.iter().map(|(name, _)| *name))
+        .collect();
+    let lines: Vec<String> = names
+        .iter()
+        .map(|name| format!("        \"{name}\": {{\"type\": \"boolean\"}}"))
+        .collect();
+    Some(format!(
+        "{}\n{}\n      {}",
+        &schema[..open],
+        lines.join(",\n"),
+        &schema[close..]
+    ))
+}
+
 #[test]
 fn the_charts_permission_values_and_their_schema_are_generated_from_the_code() {
     let values = fs::read_to_string(path(VALUES)).unwrap();
     let want = with_values_block(&values, &values_block()).expect("values.yaml has a permissions: block");
-    let schema_text = fs::read_to_string(path(SCHEMA)).unwrap();
-    let mut schema: serde_json::Value = serde_json::from_str(&schema_text).unwrap();
-    let properties: serde_json::Map<String, serde_json::Value> = descriptors()
-        .map(|d| d.permission)
-        .chain(EXTRA_TOGGLES.iter().map(|(name, _)| *name))
-        .map(|name| (name.to_owned(), serde_json::json!({"type": "boolean"})))
-        .collect();
-    let had = schema["properties"]["permissions"]["properties"].clone();
-    schema["properties"]["permissions"]["properties"] = serde_json::Value::Object(properties);
+    let schema = fs::read_to_string(path(SCHEMA)).unwrap();
+    let want_schema = with_schema_permissions(&schema).expect("the schema has permissions.properties");
+    serde_json::from_str::<serde_json::Value>(&want_schema).expect("the schema stays JSON");
     if regenerate() {
         fs::write(path(VALUES), &want).unwrap();
-        let pretty = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-        if had != schema["properties"]["permissions"]["properties"] {
-            fs::write(path(SCHEMA), pretty).unwrap();
-        }
+        fs::write(path(SCHEMA), &want_schema).unwrap();
         return;
     }
     assert!(
         values == want,
         "{VALUES}'s permissions are stale: run `make generate`"
     );
-    assert_eq!(
-        had, schema["properties"]["permissions"]["properties"],
+    assert!(
+        schema == want_schema,
         "{SCHEMA}'s permissions are stale: run `make generate`"
     );
 }
