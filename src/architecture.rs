@@ -142,19 +142,18 @@ fn top_level(src: &Path) -> Graph {
 /// Edges among the files of each directory module (`super::x` from a file directly in it).
 fn siblings(src: &Path) -> BTreeMap<PathBuf, Graph> {
     let mut graphs: BTreeMap<PathBuf, Graph> = BTreeMap::new();
-    for file in rust_files(src) {
+    let files = rust_files(src);
+    for file in &files {
         let Some(dir) = file.parent() else { continue };
-        if dir == src || is_test_file(&file) {
+        if dir == src || is_test_file(file) {
             continue;
         }
-        let Some(from) = first_level(dir, &file) else {
+        let Some(from) = first_level(dir, file) else {
             continue;
         };
-        let text = fs::read_to_string(&file).unwrap();
-        let known: BTreeSet<String> = rust_files(dir)
-            .iter()
-            .filter_map(|f| first_level(dir, f))
-            .collect();
+        let text = fs::read_to_string(file).unwrap();
+        // The directory module's own modules, from the files already listed.
+        let known: BTreeSet<String> = files.iter().filter_map(|f| first_level(dir, f)).collect();
         for to in named_after(&production(&text), "super::") {
             if to != from && known.contains(&to) {
                 graphs

@@ -16,7 +16,7 @@ use crate::{
     observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
     plan::{Budget, PlanInput},
     report::{self, Observation, Readiness, text},
-    step::{self, Work},
+    step::{self, Then, Work},
 };
 
 /// What to check and for how long.
@@ -281,15 +281,21 @@ impl<'a> Session<'a> {
             remediation.into(),
         );
         let step = step::step(&self.status, &seen, &input, now);
-        let recorded = step.record.as_ref().map(|(status, _)| status);
-        self.status = match (&step.work, recorded) {
-            (Some(Work::Run(r) | Work::Resume(r)), from) => {
+        self.status = match &step.then {
+            Then::Write((status, _)) => status.clone(),
+            Then::Work {
+                intent,
+                work: Work::Run(r) | Work::Resume(r),
+            } => {
+                let from = intent.as_ref().map_or(&self.status, |(status, _)| status);
                 let done = act::simulated(r, text::CHECK_NEVER_ACTS);
-                step::finish(from.unwrap_or(&self.status), &seen, &step.plan, &done, now).0
+                step::finish(from, &seen, &step.plan, &done, now).0
             }
-            (_, Some(status)) => status.clone(),
             // A restore: a simulated ScaleOut raised nothing, so there is nothing to put back.
-            (_, None) => report::desired_status(&self.status, &seen, Some(&step.plan), None, now).0,
+            Then::Work {
+                work: Work::Restore(_),
+                ..
+            } => report::desired_status(&self.status, &seen, Some(&step.plan), None, now).0,
         };
         text::decision(&step.plan, &self.target)
     }

@@ -23,46 +23,57 @@ pub enum Work {
     Restore(ScaleRestore),
 }
 
+/// The status to write and the Events that go with it.
+pub type Written = (AppHealthPolicyStatus, Vec<EventIntent>);
+
+/// What follows from a step's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Then {
+    /// No work: this is the new status.
+    Write(Written),
+    /// Work for the act stage; `intent`, when the work changes something, is written before it
+    /// runs (so an operator that stops meanwhile resumes it). Without one (a dry run, a resume, a
+    /// restore) the work runs first and its result is the next status.
+    Work { intent: Option<Written>, work: Work },
+}
+
 /// A step's decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub plan: Plan,
-    /// The status to write now and the Events that go with it: the new status when there is no
-    /// work, the recorded intent when the work changes something (written before it runs, so an
-    /// operator that stops meanwhile resumes it), None when the work runs first and its result
-    /// is the next status (a dry run, a resume, a restore).
-    pub record: Option<(AppHealthPolicyStatus, Vec<EventIntent>)>,
-    pub work: Option<Work>,
+    pub then: Then,
 }
 
 /// Plans from `input` and says what to write and what to do.
 pub fn step(prev: &AppHealthPolicyStatus, seen: &Observation, input: &PlanInput, now: Timestamp) -> Step {
     let plan = plan::plan(input);
-    let (recorded, work) = match &plan {
-        Plan::Act(r) if !r.dry_run => (Some(act::pending(r)), Some(Work::Run(r.clone()))),
-        Plan::Act(r) => return unrecorded(plan.clone(), Work::Run(r.clone())),
-        Plan::Resume(r) => return unrecorded(plan.clone(), Work::Resume(r.clone())),
-        Plan::Restore(raised) => return unrecorded(plan.clone(), Work::Restore(raised.clone())),
+    let desired = |done: Option<&Outcome>| report::desired_status(prev, seen, Some(&plan), done, now);
+    let then = match &plan {
+        Plan::Act(r) if !r.dry_run => Then::Work {
+            intent: Some(desired(Some(&act::pending(r)))),
+            work: Work::Run(r.clone()),
+        },
+        Plan::Act(r) => Then::Work {
+            intent: None,
+            work: Work::Run(r.clone()),
+        },
+        Plan::Resume(r) => Then::Work {
+            intent: None,
+            work: Work::Resume(r.clone()),
+        },
+        Plan::Restore(raised) => Then::Work {
+            intent: None,
+            work: Work::Restore(raised.clone()),
+        },
         Plan::Skip { held, remediation } => {
             let why = text::hold_message(&held.guard, Some(remediation), held.until);
-            (Some(act::skipped(remediation, why)), None)
+            Then::Write(desired(Some(&act::skipped(remediation, why))))
         }
-        Plan::Idle { .. } | Plan::Recovered { .. } | Plan::Wait { .. } | Plan::Hold { .. } => (None, None),
+        Plan::Idle { .. } | Plan::Recovered { .. } | Plan::Wait { .. } | Plan::Hold { .. } => {
+            Then::Write(desired(None))
+        }
     };
-    let record = report::desired_status(prev, seen, Some(&plan), recorded.as_ref(), now);
-    Step {
-        plan,
-        record: Some(record),
-        work,
-    }
-}
-
-fn unrecorded(plan: Plan, work: Work) -> Step {
-    Step {
-        plan,
-        record: None,
-        work: Some(work),
-    }
+    Step { plan, then }
 }
 
 /// The status once the work is done: `from` is the status as last written (the intent, when one
@@ -142,10 +153,13 @@ mod tests {
             &input(remediation, &prev, Health::Unhealthy, false, now),
             now,
         );
-        let Some(Work::Run(r)) = &s.work else {
-            panic!("runs the first step: {s:?}")
+        let Then::Work {
+            intent: Some((intent, _)),
+            work: Work::Run(r),
+        } = &s.then
+        else {
+            panic!("runs the first step, its intent recorded first: {s:?}")
         };
-        let (intent, _) = s.record.as_ref().expect("the intent is recorded first");
         assert_eq!(intent.history[0].result, RemediationResult::Pending);
         let (done, _) = finish(intent, &seen, &s.plan, &act::simulated(r, "ran"), now);
         assert_eq!(done.history[0].result, RemediationResult::Succeeded);
@@ -169,10 +183,9 @@ mod tests {
             &input(&dry, &prev, Health::Unhealthy, false, now),
             now,
         );
-        assert!(matches!(s.work, Some(Work::Run(ref r)) if r.dry_run), "{s:?}");
-        assert_eq!(
-            s.record, None,
-            "a dry run is recorded once it has described itself"
+        assert!(
+            matches!(&s.then, Then::Work { intent: None, work: Work::Run(r) } if r.dry_run),
+            "a dry run is recorded once it has described itself: {s:?}"
         );
 
         let healthy = step(
@@ -181,9 +194,8 @@ mod tests {
             &input(&settings.remediation, &prev, Health::Healthy, false, now),
             now,
         );
-        assert_eq!(healthy.work, None);
+        assert!(matches!(healthy.then, Then::Write(_)), "{healthy:?}");
         assert!(matches!(healthy.plan, Plan::Idle { .. }));
-        assert!(healthy.record.is_some());
     }
 
     #[test]
@@ -197,7 +209,7 @@ mod tests {
             &input(&settings.remediation, &prev, Health::Unhealthy, true, now),
             now,
         );
-        assert_eq!(s.work, None);
+        assert!(matches!(s.then, Then::Write(_)), "{s:?}");
         assert!(
             matches!(&s.plan, Plan::Hold { held, .. } if held.guard == plan::Guard::Suspended),
             "{:?}",

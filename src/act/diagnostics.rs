@@ -16,9 +16,8 @@ use kube::{
 };
 use tokio::io::AsyncReadExt;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, api_error};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, Remediation, api_error};
 use crate::{
-    act::Remediation,
     api::{
         DiagnosticsRef,
         validate::{DiagnosticsSettings, ExecSettings, StepParams},

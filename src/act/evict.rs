@@ -9,8 +9,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::EvictParams};
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, api_error};
-use crate::{act::Remediation, api::RemediationResult, clock, rbac::right};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, api_error};
+use crate::{api::RemediationResult, clock, rbac::right};
 
 /// What RestartPods is: see [`Descriptor`].
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {

@@ -266,6 +266,25 @@ pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
     api::Action::ALL.into_iter().map(descriptor)
 }
 
+/// Every chart `permissions.*` value: one per action, then the extra ones some rights need too
+/// (off by default).
+pub fn permission_values() -> impl Iterator<Item = &'static str> {
+    descriptors()
+        .map(|d| d.permission)
+        .chain(crate::rbac::EXTRA_TOGGLES.iter().map(|(name, _)| *name))
+}
+
+/// The chart values that must all be true for the chart to grant `rule` (none for the
+/// controller's own).
+pub fn toggles(rule: &crate::rbac::Rule) -> Vec<&'static str> {
+    match rule.need {
+        crate::rbac::Need::Always => Vec::new(),
+        crate::rbac::Need::Action(a) => std::iter::once(descriptor(a).permission)
+            .chain(rule.also)
+            .collect(),
+    }
+}
+
 /// Every right the operator uses (leader election's apart): the controller's own, then each
 /// action's.
 pub fn rules() -> Vec<crate::rbac::Rule> {

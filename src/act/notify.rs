@@ -16,9 +16,8 @@ use kube::Api;
 use rustls::ClientConfig;
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, api_error};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, api_error};
 use crate::{
-    act::Remediation,
     api::{KeyRef, Method, format_duration, validate::StepParams},
     observe::{
         error::{ExchangeError, TlsError},

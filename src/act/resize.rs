@@ -12,9 +12,8 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, as_operator, workload};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, as_operator, workload};
 use crate::{
-    act::Remediation,
     api::{
         quantity,
         validate::{ScaleUpSettings, StepParams},

@@ -4,8 +4,8 @@
 use kube::api::Patch;
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, workload};
-use crate::{act::Remediation, api::RESTARTED_AT_ANNOTATION, rbac::right};
+use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, workload};
+use crate::{api::RESTARTED_AT_ANNOTATION, rbac::right};
 
 /// What RolloutRestart is: see [`Descriptor`].
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {

@@ -14,9 +14,10 @@ use kube::{
     api::{ListParams, PostParams},
 };
 
-use super::{ActCtx, ActError, Action, Decided, Descriptor, Done, MANAGER, Workload, api_error, workload};
+use super::{
+    ActCtx, ActError, Action, Decided, Descriptor, Done, MANAGER, Remediation, Workload, api_error, workload,
+};
 use crate::{
-    act::Remediation,
     api::{TargetKind, format_duration, validate::StepParams},
     clock,
     rbac::right,
@@ -55,7 +56,9 @@ struct Undo {
     previous_revision: u64,
 }
 
-/// What Rollback decides from, as read from the API.
+/// What Rollback decides from, as read from the API (nothing, for a workload that is not a
+/// Deployment: its kind decides).
+#[derive(Default)]
 struct Seen {
     deployment: Option<Deployment>,
     /// The ReplicaSets of the namespace (those the Deployment controls are picked out).
@@ -165,20 +168,11 @@ async fn plan_undo(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Decided<Undo>, A
         StepParams::Rollback { within } => *within,
         _ => return Err(ActError::Refused("Rollback without its parameters".into())),
     };
-    if ctx.workload.kind != TargetKind::Deployment {
-        // Nothing to read: the decision is made by the kind alone.
-        return Ok(decide(
-            Seen {
-                deployment: None,
-                replica_sets: Vec::new(),
-                owners: Vec::new(),
-            },
-            ctx.workload,
-            within,
-            ctx.now,
-        ));
-    }
-    Ok(decide(read(ctx, r).await?, ctx.workload, within, ctx.now))
+    let seen = match ctx.workload.kind {
+        TargetKind::Deployment => read(ctx, r).await?,
+        TargetKind::StatefulSet => Seen::default(),
+    };
+    Ok(decide(seen, ctx.workload, within, ctx.now))
 }
 
 impl Action for Rollback {

@@ -12,10 +12,10 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    ActCtx, ActError, Action, Decided, Descriptor, Done, Effect, Workload, api_error, as_operator, workload,
+    ActCtx, ActError, Action, Decided, Descriptor, Done, Effect, Remediation, Workload, api_error,
+    as_operator, workload,
 };
 use crate::{
-    act::Remediation,
     api::{
         ScaleRestore, format_duration,
         validate::{ScaleOutSettings, StepParams},

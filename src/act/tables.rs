@@ -25,12 +25,7 @@ fn rule_table() -> String {
          {{- define \"apphealth-operator.ruleTable\" -}}\n",
     );
     for rule in rules() {
-        let need: Vec<&str> = match rule.need {
-            Need::Always => Vec::new(),
-            Need::Action(a) => std::iter::once(super::descriptor(a).permission)
-                .chain(rule.also)
-                .collect(),
-        };
+        let need = super::toggles(&rule);
         let group = if rule.group.is_empty() { "\"\"" } else { rule.group };
         out.push_str(&format!(
             "- {{need: [{}], group: {group}, resource: {}, verbs: [{}]}}\n",
@@ -193,12 +188,7 @@ fn with_schema_permissions(schema: &str) -> Option<String> {
             }
             depth == 0
         })?;
-    let names: Vec<&str> = descriptors()
-        .map(|d| d.permission)
-        .chain(EXTRA_TOGGLES.iter().map(|(name, _)| *name))
-        .collect();
-    let lines: Vec<String> = names
-        .iter()
+    let lines: Vec<String> = super::permission_values()
         .map(|name| format!("        \"{name}\": {{\"type\": \"boolean\"}}"))
         .collect();
     Some(format!(
@@ -234,14 +224,7 @@ fn the_charts_permission_values_and_their_schema_are_generated_from_the_code() {
 #[test]
 fn the_charts_permission_values_are_the_actions_own() {
     let values = fs::read_to_string(path(VALUES)).unwrap();
-    let mut want: Vec<String> = descriptors().map(|d| d.permission.to_owned()).collect();
-    for rule in rules() {
-        if let Some(also) = rule.also
-            && !want.iter().any(|w| w == also)
-        {
-            want.push(also.to_owned());
-        }
-    }
+    let mut want: Vec<String> = super::permission_values().map(str::to_owned).collect();
     let mut have = permission_values(&values);
     have.sort();
     want.sort();
@@ -262,6 +245,12 @@ fn every_action_is_described_and_its_rules_name_it() {
         );
     }
     assert_eq!(descriptors().count(), crate::api::Action::ALL.len());
+    // Every second value a right needs is one of the chart's extra values.
+    for rule in &rules {
+        if let Some(also) = rule.also {
+            assert!(EXTRA_TOGGLES.iter().any(|(name, _)| *name == also), "{also}");
+        }
+    }
     assert_eq!(
         permission_values("x: 1\npermissions:\n  # a\n  restartPods: true\n\n  notify: false\nother: 2\n"),
         ["restartPods", "notify"]

@@ -22,9 +22,9 @@ use crate::{
     Result,
     api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
     clock,
-    plan::{Budget, PlanInput},
+    plan::{self, Budget, PlanInput},
     report::{self, EventIntent, Observation, reasons, text},
-    step,
+    step::{self, Then},
 };
 
 #[tracing::instrument(skip_all, fields(policy = %watched.name_any(), namespace = watched.namespace().unwrap_or_default()))]
@@ -87,16 +87,16 @@ async fn probe_and_remediate(
         None => Requeue::requeue(ctx.resync),
     };
     let mut written = old.clone();
-    let (status, events) = match (&step.work, step.record) {
-        (None, record) => record.unwrap_or_else(|| (old.clone(), Vec::new())),
-        (Some(work), record) => {
-            // The hand-off from plan to act: what the step records is written first.
-            if let Some((intent, events)) = record {
+    let (status, events) = match step.then {
+        Then::Write(new) => new,
+        Then::Work { intent, work } => {
+            // The hand-off from plan to act: the intent is written first.
+            if let Some((intent, events)) = intent {
                 written = write(ctx, key, api, &intent).await?;
                 // What led here is told now, not after work that may take a while.
                 publish(ctx, policy, events).await;
             }
-            let done = remediate::act(policy, target, &written, &seen, work, ctx, now).await?;
+            let done = remediate::act(policy, target, &written, &seen, &work, ctx, now).await?;
             step::finish(&written, &seen, &step.plan, &done, now)
         }
     };
@@ -134,23 +134,20 @@ fn not_probed(
         None,
         ladder,
     );
-    let (status, events) = match &stopped.suspended {
-        Some(settings) => {
-            let input = PlanInput {
-                settings: &settings.remediation,
-                suspended: policy.spec.suspend,
-                health: Health::Unknown,
-                pods: &[],
-                status: &old,
-                rollout: None,
-                budget: Budget::default(),
-                now,
-            };
-            let step = step::step(&old, &seen, &input, now);
-            step.record.unwrap_or_else(|| (old.clone(), Vec::new()))
-        }
-        None => report::desired_status(&old, &seen, None, None, now),
-    };
+    // Nothing is probed, so nothing runs: the plan is only what status says of the ladder.
+    let plan = stopped.suspended.as_ref().map(|settings| {
+        plan::plan(&PlanInput {
+            settings: &settings.remediation,
+            suspended: policy.spec.suspend,
+            health: Health::Unknown,
+            pods: &[],
+            status: &old,
+            rollout: None,
+            budget: Budget::default(),
+            now,
+        })
+    });
+    let (status, events) = report::desired_status(&old, &seen, plan.as_ref(), None, now);
     Reported {
         written: old,
         status,

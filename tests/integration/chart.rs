@@ -30,23 +30,12 @@ fn permission(action: Action) -> &'static str {
 /// Every `permissions.*` value: one per action, and the second values some rights need too
 /// (`diagnosticsExec`).
 fn permission_values() -> Vec<&'static str> {
-    let mut values: Vec<&str> = ACTIONS.iter().map(|a| permission(*a)).collect();
-    for rule in act::rules() {
-        if let Some(also) = rule.also
-            && !values.contains(&also)
-        {
-            values.push(also);
-        }
-    }
-    values
+    act::permission_values().collect()
 }
 
 /// The values that must all be true for the chart to grant `rule`.
 fn toggles(rule: &Rule) -> Vec<&'static str> {
-    match rule.need {
-        Need::Always => vec![],
-        Need::Action(a) => std::iter::once(permission(a)).chain(rule.also).collect(),
-    }
+    act::toggles(rule)
 }
 
 /// (apiGroup, resource, verb)
