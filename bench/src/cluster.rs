@@ -55,19 +55,7 @@ impl Cluster {
 
     /// Deployment `name` (label `app: name`) whose pods serve `http` on `port`.
     pub fn add_deployment(&self, name: &str, replicas: usize, port: u16) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "farm",
-                              "ports": [{"name": "http", "containerPort": port}]}]}
-                }
-            }
-        }))
+        self.create(deployment(name, replicas, port))
     }
 
     /// A small ready pod of `app` at `ip` (what the test harness creates).
@@ -78,12 +66,7 @@ impl Cluster {
 
     /// A small pod of `app` just created: no status yet.
     pub fn add_pending_pod(&self, name: &str, app: &str, port: u16) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
-            "spec": {"containers": [{"name": "app", "image": "farm",
-                      "ports": [{"name": "http", "containerPort": port}]}]}
-        }))
+        self.create(small_pod(name, app, port))
     }
 
     /// Pod `name` runs, ready, at `ip`.
@@ -99,9 +82,7 @@ impl Cluster {
     /// A pod shaped like a real cluster's (see [`realistic_pod`]), with its status.
     pub fn add_realistic_pod(&self, i: usize, ip: Ipv4Addr) -> Result<()> {
         let (pod, status) = realistic_pod(i, ip);
-        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        self.create(pod)?;
-        self.set_status("Pod", &name, status)
+        self.add_pod_object(pod, status)
     }
 
     /// Any pod (`metadata.name` set, in namespace `bench`) and then its status.
@@ -114,27 +95,12 @@ impl Cluster {
     /// Policy `name` over Deployment `target`, probing `GET /healthz` on port `http` every
     /// `period_seconds`; remediation is a dry run (a failing probe never changes the cluster).
     pub fn add_policy(&self, name: &str, target: &str, period_seconds: u64) -> Result<()> {
-        self.add_policy_with(
-            name,
-            json!({
-                "targetRef": {"kind": "Deployment", "name": target},
-                "probe": {"http": {"port": "http", "path": "/healthz", "timeoutSeconds": 2},
-                          "periodSeconds": period_seconds},
-                "triggers": [{"consecutiveFailures": {"threshold": 3}}],
-                "recovery": {"consecutiveSuccesses": 2},
-                "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "5m"}],
-                                "cooldown": "10m", "dryRun": true}
-            }),
-        )
+        self.add_policy_with(name, dry_run_policy_spec(target, period_seconds))
     }
 
     /// Policy `name` with `spec`.
     pub fn add_policy_with(&self, name: &str, spec: Value) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": spec
-        }))
+        self.create(policy(name, spec))
     }
 
     /// The `status` of condition `type_` of policy `name` ("True", "False", "Unknown"), if set.
@@ -142,12 +108,7 @@ impl Cluster {
         let policy = self
             .server
             .get("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name)?;
-        policy["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == type_)
-            .and_then(|c| c["status"].as_str())
-            .map(str::to_string)
+        condition(&policy, type_).map(str::to_string)
     }
 
     /// Changes an annotation of Deployment `name` (a watch event for whatever looks at it, nothing
@@ -183,6 +144,65 @@ impl Cluster {
             .get("v1", "Pod", Some(NS), name)
             .map_or(0, |p| p.to_string().len())
     }
+}
+
+/// Deployment `name` in `bench` (label `app: name`) whose pods serve `http` on `port`.
+pub fn deployment(name: &str, replicas: usize, port: u16) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "farm",
+                          "ports": [{"name": "http", "containerPort": port}]}]}
+            }
+        }
+    })
+}
+
+/// A small pod `name` in `bench` of `app`, serving `http` on `port`; no status.
+pub fn small_pod(name: &str, app: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": "farm",
+                  "ports": [{"name": "http", "containerPort": port}]}]}
+    })
+}
+
+/// Policy `name` in `bench` with `spec`.
+pub fn policy(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec
+    })
+}
+
+/// The spec of a policy over Deployment `target`, probing `GET /healthz` on port `http` every
+/// `period_seconds`; remediation is a dry run.
+pub fn dry_run_policy_spec(target: &str, period_seconds: u64) -> Value {
+    json!({
+        "targetRef": {"kind": "Deployment", "name": target},
+        "probe": {"http": {"port": "http", "path": "/healthz", "timeoutSeconds": 2},
+                  "periodSeconds": period_seconds},
+        "triggers": [{"consecutiveFailures": {"threshold": 3}}],
+        "recovery": {"consecutiveSuccesses": 2},
+        "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "5m"}],
+                        "cooldown": "10m", "dryRun": true}
+    })
+}
+
+/// The `status` of condition `type_` of `object` ("True", "False", "Unknown"), if it has one.
+pub fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
 }
 
 pub fn realistic_pod_name(i: usize) -> String {

@@ -31,7 +31,7 @@ impl Exposition {
     pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> Option<f64> {
         let mut found = false;
         let mut total = 0.0;
-        for s in self.samples.iter().filter(|s| s.name == name) {
+        for s in self.samples(name) {
             let matches = with
                 .iter()
                 .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v));

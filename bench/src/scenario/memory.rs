@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{Ctx, Layout, PERIOD, Setup, start, start_over};
+use super::{Ctx, Layout, PERIOD, Running, Setup, start, start_over};
 use crate::{
     Result,
     cluster::{Cluster, realistic_pod_name},
@@ -226,11 +226,28 @@ async fn policies(ctx: &Ctx, id: &str, count: usize) -> Result<Reading> {
 /// `count` policies over one Deployment of one pod: what a policy costs by itself (its object,
 /// probe task and state, index entries, metrics), without a workload and pod of its own.
 async fn shared(ctx: &Ctx, id: &str, count: usize) -> Result<Reading> {
+    let running = start_shared(ctx, &format!("memory-{id}"), count).await?;
+    tokio::time::sleep(PERIOD).await;
+    read(running.operator, running.startup).await
+}
+
+/// The Deployment of the shared layout.
+pub(super) const SHARED_TARGET: &str = "web";
+
+/// The shared layout: Deployment [`SHARED_TARGET`] of one pod at farm target 0 and `count`
+/// policies `p-00000`, ... over it (probing every [`PERIOD`], dry run), started as every
+/// test-server case is.
+pub(super) async fn start_shared(ctx: &Ctx, case: &str, count: usize) -> Result<Running> {
     let create = |cluster: &Cluster, farm: &crate::farm::Farm| -> Result<()> {
-        cluster.add_deployment("web", 1, farm.port())?;
-        cluster.add_pod("web-0", "web", crate::farm::address(0)?, farm.port())?;
+        cluster.add_deployment(SHARED_TARGET, 1, farm.port())?;
+        cluster.add_pod(
+            &format!("{SHARED_TARGET}-0"),
+            SHARED_TARGET,
+            crate::farm::address(0)?,
+            farm.port(),
+        )?;
         for i in 0..count {
-            cluster.add_policy(&format!("p-{i:05}"), "web", PERIOD.as_secs())?;
+            cluster.add_policy(&format!("p-{i:05}"), SHARED_TARGET, PERIOD.as_secs())?;
         }
         Ok(())
     };
@@ -239,18 +256,14 @@ async fn shared(ctx: &Ctx, id: &str, count: usize) -> Result<Reading> {
         policies: count,
         create: &create,
     };
-    let running = start_over(ctx, &format!("memory-{id}"), &setup).await?;
-    tokio::time::sleep(PERIOD).await;
-    read(running.operator, running.startup).await
+    start_over(ctx, case, &setup).await
 }
 
 async fn pods(ctx: &Ctx, id: &str, count: usize) -> Result<(Reading, usize)> {
     let dir = ctx.case_dir(&format!("memory-{id}"))?;
     let cluster = Cluster::start(&ctx.crd, &dir).await?;
     for i in 0..count {
-        // 127.2.x.y: loopback, and nothing probes them (no policy selects these pods).
-        let ip = std::net::Ipv4Addr::new(127, 2, (i / 250) as u8, (i % 250 + 1) as u8);
-        cluster.add_realistic_pod(i, ip)?;
+        cluster.add_realistic_pod(i, unprobed_address(i))?;
     }
     let bytes = cluster.pod_json_bytes(&realistic_pod_name(0));
     let started = std::time::Instant::now();
@@ -268,6 +281,12 @@ async fn pods(ctx: &Ctx, id: &str, count: usize) -> Result<(Reading, usize)> {
     }
     let reading = read(operator, started.elapsed()).await?;
     Ok((reading, bytes))
+}
+
+/// The address of pod `i` of the pods no policy selects: 127.2.x.y, loopback, and nothing
+/// probes it.
+pub(super) fn unprobed_address(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 2, (i / 250) as u8, (i % 250 + 1) as u8)
 }
 
 pub(super) async fn read(mut operator: Operator, startup: Duration) -> Result<Reading> {

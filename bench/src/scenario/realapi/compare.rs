@@ -93,7 +93,6 @@ fn startup_note(startups: &[(usize, startup::Startup, startup::Startup)]) -> Str
 }
 
 fn requests_note(r: &requests::Figures, t: &requests::Figures) -> String {
-    let per_hour = |f: &requests::Figures| f.steady.scaled(3600.0 / f.steady_seconds.max(1.0));
     let steady = format!(
         "in steady state the operator made {} requests on kube-apiserver ({} of them watches re-opened, {} writes) and {} on the test server ({} watches, {} writes) in the window",
         num(r.steady.total(), 0),
@@ -119,8 +118,8 @@ fn requests_note(r: &requests::Figures, t: &requests::Figures) -> String {
     format!(
         "Where it differs, requests: {steady} ({} and {} an hour); {remediation}. Every status write is a server-side apply (kube-apiserver \
          counted {} `APPLY` requests, every client's, in the remediation).",
-        num(per_hour(r).total(), 0),
-        num(per_hour(t).total(), 0),
+        num(r.per_hour().total(), 0),
+        num(t.per_hour().total(), 0),
         r.applies.map_or("n/a".into(), |a| num(a, 0))
     )
 }

@@ -118,6 +118,17 @@ fn failed(figure: String, e: &crate::Error, command: String) -> Row {
     }
 }
 
+/// The test server's figure beside kube-apiserver's: `text` of it, or why there is none.
+fn peer<T>(test: &crate::Result<T>, text: impl FnOnce(&T) -> String) -> String {
+    test.as_ref()
+        .map_or_else(|e| format!("test server: failed: {e}"), text)
+}
+
+/// `e` in a Markdown table's cell.
+fn cell(e: &crate::Error) -> String {
+    e.to_string().replace('|', "\\|")
+}
+
 fn memory_text(m: &Memory) -> String {
     format!("RSS {}, peak {}", mib(m.rss_kib), mib(m.peak_kib))
 }
@@ -148,15 +159,12 @@ fn pods_rows(
                     mib(f.over_idle_kib()),
                     memory_text(&f.loaded)
                 ),
-                peer: test.as_ref().map_or_else(
-                    |e| format!("test server: failed: {e}"),
-                    |t| {
-                        format!(
-                            "test server, the same pods: {} KiB per pod",
-                            num(t.per_pod_kib(), 1)
-                        )
-                    },
-                ),
+                peer: peer(test, |t| {
+                    format!(
+                        "test server, the same pods: {} KiB per pod",
+                        num(t.per_pod_kib(), 1)
+                    )
+                }),
                 outcome: Outcome::from(f.per_pod_kib() <= GOAL_PER_POD_KIB),
                 command: command.clone(),
             });
@@ -168,15 +176,12 @@ fn pods_rows(
                     pods::describe_size(&f.sizes),
                     f.sizes.managers.join(", ")
                 ),
-                peer: test.as_ref().map_or_else(
-                    |e| format!("test server: failed: {e}"),
-                    |t| {
-                        format!(
-                            "test server, the same pods: {}; the memory scenario's pods: 14,463 bytes",
-                            pods::describe_size(&t.sizes)
-                        )
-                    },
-                ),
+                peer: peer(test, |t| {
+                    format!(
+                        "test server, the same pods: {}; the memory scenario's pods: 14,463 bytes",
+                        pods::describe_size(&t.sizes)
+                    )
+                }),
                 outcome: Outcome::NotJudged,
                 command: command.clone(),
             });
@@ -222,11 +227,7 @@ fn pods_rows(
                 );
             }
             Err(e) => {
-                let _ = writeln!(
-                    details,
-                    "| {name} | failed: {} ||||||||||",
-                    e.to_string().replace('|', "\\|")
-                );
+                let _ = writeln!(details, "| {name} | failed: {} ||||||||||", cell(e));
             }
         }
     }
@@ -258,10 +259,7 @@ fn startup_row(
             figure,
             goal: "—".into(),
             measured: text(s),
-            peer: test.as_ref().map_or_else(
-                |e| format!("test server: failed: {e}"),
-                |t| format!("test server: {}", text(t)),
-            ),
+            peer: peer(test, |t| format!("test server: {}", text(t))),
             outcome: Outcome::NotJudged,
             command,
         }),
@@ -286,7 +284,7 @@ fn startup_row(
                 lines,
                 "| {} | {name} | failed: {} ||||||",
                 num(count as f64, 0),
-                e.to_string().replace('|', "\\|")
+                cell(e)
             ),
         };
     }
@@ -301,9 +299,8 @@ fn requests_rows(
 ) {
     let command = ctx.command("realapi --only requests");
     let policies = requests::POLICIES;
-    let hour = |f: &requests::Figures| 3600.0 / f.steady_seconds;
     let steady_text = |f: &requests::Figures| {
-        let per_hour = f.steady.scaled(hour(f));
+        let per_hour = f.per_hour();
         format!(
             "{} per hour ({} writes; {} in {:.0} s: {})",
             num(per_hour.total(), 0),
@@ -333,10 +330,7 @@ fn requests_rows(
                 figure: steady_figure,
                 goal: "0 writes; reads only from watches".into(),
                 measured: steady_text(f),
-                peer: test.as_ref().map_or_else(
-                    |e| format!("test server: failed: {e}"),
-                    |t| format!("test server: {}", steady_text(t)),
-                ),
+                peer: peer(test, |t| format!("test server: {}", steady_text(t))),
                 outcome: Outcome::from(f.steady.writes() == 0.0 && reads_only_watches),
                 command: command.clone(),
             });
@@ -344,10 +338,7 @@ fn requests_rows(
                 figure: remediation_figure,
                 goal: "—".into(),
                 measured: remediation_text(f),
-                peer: test.as_ref().map_or_else(
-                    |e| format!("test server: failed: {e}"),
-                    |t| format!("test server: {}", remediation_text(t)),
-                ),
+                peer: peer(test, |t| format!("test server: {}", remediation_text(t))),
                 outcome: Outcome::NotJudged,
                 command,
             });
@@ -365,18 +356,10 @@ fn requests_rows(
         t.steady_seconds,
         tally::table(&[
             ("operator, kube-apiserver: in the window", &r.steady),
-            (
-                "per hour",
-                &r.steady
-                    .scaled(if r.steady_seconds > 0.0 { hour(r) } else { 0.0 })
-            ),
+            ("per hour", &r.per_hour()),
             ("every client, kube-apiserver: in the window", &all.0),
             ("operator, test server: in the window", &t.steady),
-            (
-                "per hour",
-                &t.steady
-                    .scaled(if t.steady_seconds > 0.0 { hour(t) } else { 0.0 })
-            ),
+            ("per hour", &t.per_hour()),
         ])
     );
     let _ = write!(

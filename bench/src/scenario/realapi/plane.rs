@@ -28,7 +28,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::{Result, cluster::NS, exposition::Exposition, scenario::Ctx};
+use crate::{
+    Result,
+    cluster::{self, NS, condition},
+    exposition::Exposition,
+    scenario::Ctx,
+};
 
 /// Where the operator's ServiceAccount lives.
 pub const OPERATOR_NS: &str = "apphealth-system";
@@ -199,20 +204,7 @@ impl Plane {
     /// Deployment `name` (label `app: name`) whose pods serve `http` on `port`, as the test
     /// server's (no controller runs on an API-only plane: nothing makes its pods).
     pub async fn add_deployment(&self, name: &str, replicas: usize, port: u16) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "farm",
-                              "ports": [{"name": "http", "containerPort": port}]}]}
-                }
-            }
-        }))
-        .await
+        self.create(cluster::deployment(name, replicas, port)).await
     }
 
     /// A small pod of `app` at `ip`, made ready by the bench (as a kubelet would report it): the
@@ -224,13 +216,7 @@ impl Plane {
 
     /// A pod of `app` just created: no status yet.
     pub async fn add_pending_pod(&self, name: &str, app: &str, port: u16) -> Result<()> {
-        self.create(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
-            "spec": {"containers": [{"name": "app", "image": "farm",
-                      "ports": [{"name": "http", "containerPort": port}]}]}
-        }))
-        .await
+        self.create(cluster::small_pod(name, app, port)).await
     }
 
     /// Pod `name` runs, ready, at `ip` (what a kubelet would report).
@@ -257,24 +243,13 @@ impl Plane {
     }
 
     async fn wait_established(&self) -> Result<()> {
-        let crds: Api<DynamicObject> = Api::all_with(
-            self.client.clone(),
-            &ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-                "customresourcedefinitions",
-            ),
-        );
+        let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/apphealthpolicies.apphealth.io";
         let started = Instant::now();
         loop {
-            let established = crds
-                .get("apphealthpolicies.apphealth.io")
+            let established = self
+                .get_json(path)
                 .await
-                .ok()
-                .and_then(|crd| crd.data["status"]["conditions"].as_array().cloned())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True")
-                });
+                .is_ok_and(|crd| condition(&crd, "Established") == Some("True"));
             if established {
                 return Ok(());
             }
@@ -354,15 +329,6 @@ pub fn policy_resource() -> ApiResource {
     )
 }
 
-/// The `status` of condition `type_` of a policy ("True", "False", "Unknown"), if it has one.
-pub fn condition<'a>(policy: &'a Value, type_: &str) -> Option<&'a str> {
-    policy["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str())
-}
-
 /// What the bench's own watch of the policies in `bench` sees: which have a `Ready` condition,
 /// and which are settled (`Healthy=True`, not `Remediating`). The watch is the administrator's.
 pub struct PolicyWatch {
@@ -386,11 +352,11 @@ impl PolicyWatch {
             let mut buffer = HashMap::new();
             while let Some(event) = events.next().await {
                 let Ok(event) = event else { continue };
+                // `data` holds every field but `metadata`: `status` among them.
                 let judge = |p: &DynamicObject| {
-                    let value = serde_json::to_value(p).unwrap_or_default();
-                    let ready = condition(&value, "Ready").is_some();
-                    let settled = condition(&value, "Healthy") == Some("True")
-                        && condition(&value, "Remediating") != Some("True");
+                    let ready = condition(&p.data, "Ready").is_some();
+                    let settled = condition(&p.data, "Healthy") == Some("True")
+                        && condition(&p.data, "Remediating") != Some("True");
                     (p.metadata.name.clone().unwrap_or_default(), (ready, settled))
                 };
                 let mut seen = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -406,7 +372,7 @@ impl PolicyWatch {
                         seen.insert(name, v);
                     }
                     watcher::Event::Delete(p) => {
-                        seen.remove(&p.metadata.name.clone().unwrap_or_default());
+                        seen.remove(p.metadata.name.as_deref().unwrap_or_default());
                     }
                 }
             }

@@ -4,7 +4,10 @@
 //! their status; each of them writes its part of `managedFields`. The operator's RSS over idle per
 //! pod is measured as the memory scenario does, and beside it the same pods on the API test server.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::ListParams};
@@ -151,7 +154,10 @@ fn deployment(fixture: &Value, k: usize, replicas: usize) -> Value {
 /// `managedFields`), and its status.
 fn test_server_pod(fixture: &Value, i: usize) -> (Value, Value) {
     let mut pod = fixture.clone();
-    let status = pod["status"].take();
+    let mut status = pod
+        .as_object_mut()
+        .and_then(|p| p.remove("status"))
+        .unwrap_or_default();
     if let Some(meta) = pod["metadata"].as_object_mut() {
         for server_side in ["uid", "resourceVersion", "creationTimestamp", "managedFields"] {
             meta.remove(server_side);
@@ -159,12 +165,7 @@ fn test_server_pod(fixture: &Value, i: usize) -> (Value, Value) {
         meta.insert("name".into(), json!(format!("checkout-7c9f8d6b5d-{i:05}")));
         meta.insert("namespace".into(), json!(NS));
     }
-    if let Some(p) = pod.as_object_mut() {
-        p.remove("status");
-    }
-    // 127.2.x.y: loopback, and nothing probes them (no policy selects these pods).
-    let ip = format!("127.2.{}.{}", i / 250, i % 250 + 1);
-    let mut status = status;
+    let ip = memory::unprobed_address(i).to_string();
     status["podIP"] = json!(ip);
     if let Some(first) = status["podIPs"].as_array_mut().and_then(|a| a.first_mut()) {
         first["ip"] = json!(ip);
@@ -182,14 +183,42 @@ pub const FIXED_MMAP_THRESHOLD: (&str, &str) = ("MALLOC_MMAP_THRESHOLD_", "13107
 /// memory scenario does, and reads its memory.
 async fn operator_memory(
     ctx: &Ctx,
-    kubeconfig: &std::path::Path,
-    log: &std::path::Path,
+    kubeconfig: &Path,
+    log: &Path,
     env: &[(&str, &str)],
 ) -> Result<memory::Reading> {
     let started = Instant::now();
     let mut operator = Operator::start_with_env(&ctx.operator, kubeconfig, log, ctx.ticks_per_second, env)?;
     operator.wait_ready(ctx.patience).await?;
     memory::read(operator, started.elapsed()).await
+}
+
+/// With the pods in place: the operator's memory (log `<dir>/operator.log`), and again with
+/// [`FIXED_MMAP_THRESHOLD`] (`<dir>/operator-fixed-threshold.log`).
+async fn with_pods(
+    ctx: &Ctx,
+    kubeconfig: &Path,
+    dir: &Path,
+    sizes: Sizes,
+    idle: Memory,
+    setup: Option<Duration>,
+) -> Result<Figures> {
+    let loaded = operator_memory(ctx, kubeconfig, &dir.join("operator.log"), &[]).await?;
+    let fixed = operator_memory(
+        ctx,
+        kubeconfig,
+        &dir.join("operator-fixed-threshold.log"),
+        &[FIXED_MMAP_THRESHOLD],
+    )
+    .await?;
+    Ok(Figures {
+        sizes,
+        idle,
+        loaded: loaded.memory,
+        fixed_threshold: fixed.memory,
+        startup: loaded.startup,
+        setup,
+    })
 }
 
 /// `count` realistic pods on a full local control plane, made by 10 Deployments.
@@ -216,22 +245,7 @@ pub async fn real(ctx: &Ctx, count: usize) -> Result<Figures> {
         setup.as_secs()
     );
     let sizes = real_sizes(&plane).await?;
-    let loaded = operator_memory(ctx, &kubeconfig, &plane.dir.join("operator.log"), &[]).await?;
-    let fixed = operator_memory(
-        ctx,
-        &kubeconfig,
-        &plane.dir.join("operator-fixed-threshold.log"),
-        &[FIXED_MMAP_THRESHOLD],
-    )
-    .await?;
-    Ok(Figures {
-        sizes,
-        idle: idle.memory,
-        loaded: loaded.memory,
-        fixed_threshold: fixed.memory,
-        startup: loaded.startup,
-        setup: Some(setup),
-    })
+    with_pods(ctx, &kubeconfig, &plane.dir, sizes, idle.memory, Some(setup)).await
 }
 
 /// Waits until the Deployments in `bench` have `count` ready replicas.
@@ -272,8 +286,10 @@ async fn real_sizes(plane: &Plane) -> Result<Sizes> {
     let mut pods = Vec::new();
     let mut next = String::new();
     loop {
-        let page = plane.get_json(&format!("/api/v1/pods?limit=500{next}")).await?;
-        pods.extend(page["items"].as_array().cloned().unwrap_or_default());
+        let mut page = plane.get_json(&format!("/api/v1/pods?limit=500{next}")).await?;
+        if let Some(items) = page["items"].as_array_mut() {
+            pods.append(items);
+        }
         match page["metadata"]["continue"].as_str() {
             Some(token) if !token.is_empty() => next = format!("&continue={token}"),
             _ => break,
@@ -289,13 +305,15 @@ async fn real_sizes(plane: &Plane) -> Result<Sizes> {
 }
 
 fn sizes(pods: &[Value]) -> Sizes {
+    fn managed(p: &Value) -> &Value {
+        &p["metadata"]["managedFields"]
+    }
     let n = pods.len().max(1) as f64;
-    let managed = |p: &Value| p["metadata"]["managedFields"].clone();
     let managers = pods
         .first()
-        .and_then(|p| p["metadata"]["managedFields"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
+        .and_then(|p| managed(p).as_array())
+        .into_iter()
+        .flatten()
         .map(|m| {
             let mut what = vec![m["operation"].as_str().unwrap_or("?").to_string()];
             if let Some(sub) = m["subresource"].as_str() {
@@ -340,22 +358,7 @@ pub async fn test_server(ctx: &Ctx, count: usize) -> Result<Figures> {
         cluster.add_pod_object(pod, status)?;
     }
     let sizes = sizes(&cluster.server.list("v1", "Pod", Some(NS)));
-    let loaded = operator_memory(ctx, &cluster.kubeconfig, &dir.join("operator.log"), &[]).await?;
-    let fixed = operator_memory(
-        ctx,
-        &cluster.kubeconfig,
-        &dir.join("operator-fixed-threshold.log"),
-        &[FIXED_MMAP_THRESHOLD],
-    )
-    .await?;
-    Ok(Figures {
-        sizes,
-        idle: idle.memory,
-        loaded: loaded.memory,
-        fixed_threshold: fixed.memory,
-        startup: loaded.startup,
-        setup: None,
-    })
+    with_pods(ctx, &cluster.kubeconfig, &dir, sizes, idle.memory, None).await
 }
 
 /// `14,463 bytes (4,321 of them managedFields, 3 entries)`.

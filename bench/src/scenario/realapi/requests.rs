@@ -14,6 +14,7 @@
 
 use std::{
     collections::BTreeMap,
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -27,7 +28,7 @@ use super::{
 };
 use crate::{
     Result,
-    cluster::{Cluster, NS},
+    cluster::{self, Cluster, NS},
     exposition::Exposition,
     farm,
     operator::Operator,
@@ -123,6 +124,17 @@ pub struct Figures {
     pub all: Option<(Tally, Tally)>,
     pub applies: Option<f64>,
     pub bench_requests: usize,
+}
+
+impl Figures {
+    /// The steady-state window's requests scaled to an hour (none without a window).
+    pub fn per_hour(&self) -> Tally {
+        self.steady.scaled(if self.steady_seconds > 0.0 {
+            3600.0 / self.steady_seconds
+        } else {
+            0.0
+        })
+    }
 }
 
 fn app(i: usize) -> String {
@@ -251,6 +263,114 @@ async fn read(plane: &Plane, operator: &Operator) -> Result<Reading> {
     })
 }
 
+/// What the remediation needs of an API server, to play a ReplicaSet and a kubelet.
+trait Server {
+    /// Whether policy `name` is `Healthy=True` and not remediating.
+    fn is_settled(&self, policy: &str) -> bool;
+    /// Whether pod `name` is gone (or being deleted).
+    async fn pod_gone(&self, name: &str) -> Result<bool>;
+    /// A pod of `app` just created, no status yet.
+    async fn create_pod(&self, name: &str, app: &str, port: u16) -> Result<()>;
+    /// Pod `name` runs, ready, at `ip`.
+    async fn make_ready(&self, name: &str, ip: Ipv4Addr) -> Result<()>;
+}
+
+/// The real API server: the bench's watch says how a policy stands.
+struct Real<'a> {
+    plane: &'a Plane,
+    watch: &'a PolicyWatch,
+    pods: Api<Pod>,
+}
+
+impl Server for Real<'_> {
+    fn is_settled(&self, policy: &str) -> bool {
+        self.watch.is_settled(policy)
+    }
+
+    async fn pod_gone(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .pods
+            .get_opt(name)
+            .await?
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some()))
+    }
+
+    async fn create_pod(&self, name: &str, app: &str, port: u16) -> Result<()> {
+        self.plane.add_pending_pod(name, app, port).await
+    }
+
+    async fn make_ready(&self, name: &str, ip: Ipv4Addr) -> Result<()> {
+        self.plane.set_pod_ready(name, ip).await
+    }
+}
+
+impl Server for Cluster {
+    fn is_settled(&self, policy: &str) -> bool {
+        self.condition(policy, "Healthy").as_deref() == Some("True")
+            && self.condition(policy, "Remediating").as_deref() != Some("True")
+    }
+
+    async fn pod_gone(&self, name: &str) -> Result<bool> {
+        Ok(self.server.get("v1", "Pod", Some(NS), name).is_none())
+    }
+
+    async fn create_pod(&self, name: &str, app: &str, port: u16) -> Result<()> {
+        self.add_pending_pod(name, app, port)
+    }
+
+    async fn make_ready(&self, name: &str, ip: Ipv4Addr) -> Result<()> {
+        self.set_pod_ready(name, ip)
+    }
+}
+
+/// One remediation, from `t0`: the first policy's pod (at farm target `target`) turns 503; once
+/// its eviction is seen it is replaced at the same address, answering 200: created at once, as
+/// its ReplicaSet would, and made ready [`START_UP`] later. Returns once the ladder is closed
+/// (the policy left `Healthy=True` and is back, not remediating): when the eviction was seen,
+/// and how many requests the bench made of `server`.
+async fn remediate(ctx: &Ctx, server: &impl Server, t0: Instant, target: usize) -> Result<(Duration, usize)> {
+    let port = ctx.farm.port();
+    let (policy, pod) = (app(0), format!("{}-0", app(0)));
+    let replacement = format!("{pod}-r1");
+    let mut requests = 0;
+    ctx.farm.set_failing(target, true).await?;
+    let (mut left, mut evicted, mut started_up) = (false, None, false);
+    loop {
+        tokio::time::sleep(POLL).await;
+        left |= !server.is_settled(&policy);
+        match evicted {
+            None => {
+                requests += 1;
+                if server.pod_gone(&pod).await? {
+                    evicted = Some(t0.elapsed());
+                    ctx.farm.set_failing(target, false).await?;
+                    requests += 1;
+                    server.create_pod(&replacement, &policy, port).await?;
+                }
+            }
+            Some(at) if !started_up => {
+                if t0.elapsed() >= at + START_UP {
+                    requests += 1;
+                    server.make_ready(&replacement, farm::address(target)?).await?;
+                    started_up = true;
+                }
+            }
+            Some(at) => {
+                if left && server.is_settled(&policy) {
+                    return Ok((at, requests));
+                }
+            }
+        }
+        if t0.elapsed() > REMEDIATION_PATIENCE {
+            return Err(format!(
+                "the ladder was not closed {} s after the pod turned 503 (evicted after: {evicted:?})",
+                REMEDIATION_PATIENCE.as_secs()
+            )
+            .into());
+        }
+    }
+}
+
 /// On an API-only control plane.
 pub async fn real(ctx: &Ctx) -> Result<Figures> {
     let plane = Plane::start(ctx, "realapi-requests", false).await?;
@@ -262,12 +382,7 @@ pub async fn real(ctx: &Ctx) -> Result<Figures> {
         plane
             .add_pod(&format!("{app}-0"), &app, farm::address(i)?, port)
             .await?;
-        plane
-            .create(
-                json!({"apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
-                           "metadata": {"name": app, "namespace": NS}, "spec": policy_spec(&app)}),
-            )
-            .await?;
+        plane.create(cluster::policy(&app, policy_spec(&app))).await?;
     }
     let kubeconfig = plane.operator_kubeconfig().await?;
     let watch = PolicyWatch::start(&plane);
@@ -301,53 +416,15 @@ pub async fn real(ctx: &Ctx) -> Result<Figures> {
     let b = read(&plane, &operator).await?;
     let steady_seconds = began.elapsed().as_secs_f64();
 
-    // One pod turns 503; its eviction is seen by reading it (the bench's requests, as the
-    // administrator), then it is replaced at the same address, answering 200.
-    let pods: Api<Pod> = Api::namespaced(plane.client.clone(), NS);
-    let (policy, pod) = (app(0), format!("{}-0", app(0)));
-    let mut bench_requests = 0;
+    // The bench's requests, as the administrator: reads of the failing pod, the replacement pod
+    // and its status.
+    let real = Real {
+        plane: &plane,
+        watch: &watch,
+        pods: Api::namespaced(plane.client.clone(), NS),
+    };
     let t0 = Instant::now();
-    ctx.farm.set_failing(0, true).await?;
-    let replacement = format!("{pod}-r1");
-    let (mut left, mut evicted, mut started_up) = (false, None, false);
-    loop {
-        tokio::time::sleep(POLL).await;
-        left |= !watch.is_settled(&policy);
-        match evicted {
-            None => {
-                bench_requests += 1;
-                let gone = pods
-                    .get_opt(&pod)
-                    .await?
-                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
-                if gone {
-                    evicted = Some(t0.elapsed());
-                    ctx.farm.set_failing(0, false).await?;
-                    bench_requests += 1;
-                    plane.add_pending_pod(&replacement, &policy, port).await?;
-                }
-            }
-            Some(at) if !started_up => {
-                if t0.elapsed() >= at + START_UP {
-                    bench_requests += 1;
-                    plane.set_pod_ready(&replacement, farm::address(0)?).await?;
-                    started_up = true;
-                }
-            }
-            Some(_) => {
-                if left && watch.is_settled(&policy) {
-                    break;
-                }
-            }
-        }
-        if t0.elapsed() > REMEDIATION_PATIENCE {
-            return Err(format!(
-                "the ladder was not closed {} s after the pod turned 503 (evicted after: {evicted:?})",
-                REMEDIATION_PATIENCE.as_secs()
-            )
-            .into());
-        }
-    }
+    let (evicted, bench_requests) = remediate(ctx, &real, t0, 0).await?;
     let c = read(&plane, &operator).await?;
     let remediation_seconds = t0.elapsed().as_secs_f64();
     operator.process.stop();
@@ -358,7 +435,7 @@ pub async fn real(ctx: &Ctx) -> Result<Figures> {
         remediation_watches: remediation.watches(),
         remediation: remediation.without_watches(),
         remediation_seconds,
-        evicted_after: evicted.unwrap_or_default().as_secs_f64(),
+        evicted_after: evicted.as_secs_f64(),
         counted: (b.operator - a.operator, c.operator - b.operator),
         all: Some((
             Tally::request_total(&a.server, &b.server),
@@ -385,10 +462,6 @@ pub async fn test_server(ctx: &Ctx) -> Result<Figures> {
         )?;
         cluster.add_policy_with(&app, policy_spec(&app))?;
     }
-    let settled = |name: &str| {
-        cluster.condition(name, "Healthy").as_deref() == Some("True")
-            && cluster.condition(name, "Remediating").as_deref() != Some("True")
-    };
     let mut operator = Operator::start(
         &ctx.operator,
         &cluster.kubeconfig,
@@ -396,7 +469,7 @@ pub async fn test_server(ctx: &Ctx) -> Result<Figures> {
         ctx.ticks_per_second,
     )?;
     let started = Instant::now();
-    while (0..POLICIES).any(|i| !settled(&app(i))) {
+    while (0..POLICIES).any(|i| !cluster.is_settled(&app(i))) {
         operator.process.check_running()?;
         if started.elapsed() > ctx.patience {
             return Err(format!("not every policy was healthy after {} s", ctx.patience.as_secs()).into());
@@ -414,43 +487,9 @@ pub async fn test_server(ctx: &Ctx) -> Result<Figures> {
     let b = (cluster.server.requests().len(), counted(&operator).await?);
     let steady_seconds = began.elapsed().as_secs_f64();
 
-    let (policy, pod) = (app(0), format!("{}-0", app(0)));
-    let target = TEST_SERVER_TARGETS;
     let t0 = Instant::now();
-    ctx.farm.set_failing(target, true).await?;
-    let replacement = format!("{pod}-r1");
-    let (mut left, mut evicted, mut started_up) = (false, None, false);
-    loop {
-        tokio::time::sleep(POLL).await;
-        left |= !settled(&policy);
-        match evicted {
-            None => {
-                if cluster.server.get("v1", "Pod", Some(NS), &pod).is_none() {
-                    evicted = Some(t0.elapsed());
-                    ctx.farm.set_failing(target, false).await?;
-                    cluster.add_pending_pod(&replacement, &policy, port)?;
-                }
-            }
-            Some(at) if !started_up => {
-                if t0.elapsed() >= at + START_UP {
-                    cluster.set_pod_ready(&replacement, farm::address(target)?)?;
-                    started_up = true;
-                }
-            }
-            Some(_) => {
-                if left && settled(&policy) {
-                    break;
-                }
-            }
-        }
-        if t0.elapsed() > REMEDIATION_PATIENCE {
-            return Err(format!(
-                "the ladder was not closed {} s after the pod turned 503 (evicted after: {evicted:?})",
-                REMEDIATION_PATIENCE.as_secs()
-            )
-            .into());
-        }
-    }
+    // The bench's own calls to the test server are not in its log: not counted.
+    let (evicted, _) = remediate(ctx, &cluster, t0, TEST_SERVER_TARGETS).await?;
     let c = (cluster.server.requests().len(), counted(&operator).await?);
     let remediation_seconds = t0.elapsed().as_secs_f64();
     operator.process.stop();
@@ -480,7 +519,7 @@ pub async fn test_server(ctx: &Ctx) -> Result<Figures> {
         remediation_watches: remediation.watches(),
         remediation: remediation.without_watches(),
         remediation_seconds,
-        evicted_after: evicted.unwrap_or_default().as_secs_f64(),
+        evicted_after: evicted.as_secs_f64(),
         counted: (b.1 - a.1, c.1 - b.1),
         all: None,
         applies: None,

@@ -6,20 +6,20 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::plane::{Plane, PolicyWatch};
 use crate::{
     Result,
-    cluster::Cluster,
-    farm::{self, Farm},
+    cluster::{self, dry_run_policy_spec},
+    farm,
     operator::Operator,
     process::Memory,
     report::num,
-    scenario::{Ctx, PERIOD, Setup, start_over},
+    scenario::{
+        Ctx, PERIOD,
+        memory::{SHARED_TARGET as TARGET, start_shared},
+    },
 };
 
-const TARGET: &str = "web";
 /// Policies created this many at a time.
 const CONCURRENCY: usize = 16;
 
@@ -38,21 +38,12 @@ pub struct Startup {
     pub server_cpu: Option<f64>,
 }
 
-/// The policies' spec: the test server's `add_policy` (probe every 10 s, dry-run remediation).
+/// Policy `i`: the test server's `add_policy` (probe every 10 s, dry-run remediation).
 fn policy(i: usize) -> serde_json::Value {
-    json!({
-        "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
-        "metadata": {"name": format!("p-{i:05}"), "namespace": crate::cluster::NS},
-        "spec": {
-            "targetRef": {"kind": "Deployment", "name": TARGET},
-            "probe": {"http": {"port": "http", "path": "/healthz", "timeoutSeconds": 2},
-                      "periodSeconds": PERIOD.as_secs()},
-            "triggers": [{"consecutiveFailures": {"threshold": 3}}],
-            "recovery": {"consecutiveSuccesses": 2},
-            "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "5m"}],
-                            "cooldown": "10m", "dryRun": true}
-        }
-    })
+    cluster::policy(
+        &format!("p-{i:05}"),
+        dry_run_policy_spec(TARGET, PERIOD.as_secs()),
+    )
 }
 
 /// `count` policies on a fresh API-only control plane.
@@ -130,20 +121,7 @@ pub async fn real(ctx: &Ctx, count: usize) -> Result<Startup> {
 /// The same on the API test server: the memory scenario's `policies-N-shared` layout, started as
 /// every test-server case is.
 pub async fn test_server(ctx: &Ctx, count: usize) -> Result<Startup> {
-    let create = |cluster: &Cluster, farm: &Farm| -> Result<()> {
-        cluster.add_deployment(TARGET, 1, farm.port())?;
-        cluster.add_pod(&format!("{TARGET}-0"), TARGET, farm::address(0)?, farm.port())?;
-        for i in 0..count {
-            cluster.add_policy(&format!("p-{i:05}"), TARGET, PERIOD.as_secs())?;
-        }
-        Ok(())
-    };
-    let setup = Setup {
-        pods: 1,
-        policies: count,
-        create: &create,
-    };
-    let running = start_over(ctx, &format!("realapi-policies-{count}-testserver"), &setup).await?;
+    let running = start_shared(ctx, &format!("realapi-policies-{count}-testserver"), count).await?;
     let memory = running.operator.memory()?;
     let operator_cpu = running.operator.process.cpu_seconds()?;
     let startup = running.startup;
