@@ -335,13 +335,7 @@ async fn install(real: &Side) {
     let r = real.apply(&widgets, "referee", true, &widget_crd()).await;
     assert!(r.code < 300, "installing the widgets' CRD: {}", r.body);
     for crd in [policies, widgets] {
-        real.wait("the CRD established", &crd, |c| {
-            c["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-            })
-        })
-        .await;
+        real.wait_true("the CRD established", &crd, "Established").await;
     }
 }
 
@@ -451,20 +445,9 @@ async fn run(case: &Case, real: &kube::Client, etcd: &str) -> (String, bool) {
     let mut config = kube::Config::new(server.url().parse().unwrap());
     config.default_retry = false;
     let client = kube::Client::try_from(config).unwrap();
-    let mut test = Side {
-        server: Server::Test(server),
-        client,
-        ns: ns.clone(),
-        record: Vec::new(),
-    };
-    let mut kube = Side {
-        server: Server::Real {
-            etcd: etcd.to_owned(),
-        },
-        client: real.clone(),
-        ns: ns.clone(),
-        record: Vec::new(),
-    };
+    let mut test = Side::new(Server::Test(server), client, &ns);
+    let etcd = etcd.to_owned();
+    let mut kube = Side::new(Server::Real { etcd }, real.clone(), &ns);
     let (test_run, kube_run) = tokio::join!(run_side(case, &mut test), run_side(case, &mut kube));
     kube.delete("/api/v1/namespaces/{ns}").await;
 
@@ -526,13 +509,7 @@ async fn the_test_server_answers_as_kube_apiserver_does() {
     let _ = env.client().await; // installs the TLS crypto provider
     let real = client_without_retries(&env.cluster.layout.kubeconfig).await;
     let etcd = env.cluster.state.etcd.clone();
-    install(&Side {
-        server: Server::Real { etcd: etcd.clone() },
-        client: real.clone(),
-        ns: String::new(),
-        record: Vec::new(),
-    })
-    .await;
+    install(&Side::new(Server::Real { etcd: etcd.clone() }, real.clone(), "")).await;
     let only = std::env::var("REFEREE_CASES").ok();
     let cases: Vec<Case> = cases()
         .into_iter()

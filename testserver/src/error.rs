@@ -72,13 +72,14 @@ impl ApiError {
     /// With `details` naming the object as the API server does for errors about one object
     /// (NotFound, AlreadyExists, Conflict): its name, and `resource` (`plural[.group]`) split into
     /// `kind` (the plural) and `group`.
-    fn about(mut self, resource: &str, name: &str) -> Self {
+    fn about(self, resource: &str, name: &str) -> Self {
         let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
-        self.object = Some(Box::new((
-            name.to_string(),
-            group.to_string(),
-            plural.to_string(),
-        )));
+        self.naming(name, group, plural)
+    }
+
+    /// With `details.name`, `details.group` and `details.kind`.
+    fn naming(mut self, name: &str, group: &str, kind: &str) -> Self {
+        self.object = Some(Box::new((name.to_string(), group.to_string(), kind.to_string())));
         self
     }
 
@@ -144,6 +145,33 @@ impl ApiError {
     /// 422 Invalid.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message)
+    }
+
+    /// 422 Invalid about object `name` (of `group` and `kind`, as `details` names them), worded as
+    /// the API server words it: `{subject} "{name}" is invalid: field: message`, several as
+    /// `[field: message, field: message]`, with one `details.causes` entry per
+    /// `(reason, field, message)` of `causes`.
+    pub fn invalid_fields<'a>(
+        subject: &str,
+        (name, group, kind): (&str, &str, &str),
+        causes: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Self {
+        let causes: Vec<_> = causes.into_iter().collect();
+        let lines: Vec<String> = causes
+            .iter()
+            .map(|(_, field, message)| format!("{field}: {message}"))
+            .collect();
+        let list = match lines.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut e =
+            Self::invalid(format!("{subject} \"{name}\" is invalid: {list}")).naming(name, group, kind);
+        e.causes = causes
+            .iter()
+            .map(|(reason, field, message)| json!({"reason": reason, "message": message, "field": field}))
+            .collect();
+        e
     }
 
     /// 500 InternalError.

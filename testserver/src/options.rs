@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
-
 use crate::error::ApiError;
 use crate::registry::ResourceType;
 use crate::selector::FieldSelector;
@@ -22,16 +20,11 @@ pub enum ListAt {
 
 /// A 422 about the `ListOptions`, as the API server words it.
 fn invalid_options(field: &str, reason: &str, detail: &str) -> ApiError {
-    let mut e = ApiError::invalid(format!(
-        "ListOptions.meta.k8s.io \"\" is invalid: {field}: {detail}"
-    ));
-    e.causes = vec![json!({"reason": reason, "message": detail, "field": field})];
-    e.object = Some(Box::new((
-        String::new(),
-        "meta.k8s.io".into(),
-        "ListOptions".into(),
-    )));
-    e
+    ApiError::invalid_fields(
+        "ListOptions.meta.k8s.io",
+        ("", "meta.k8s.io", "ListOptions"),
+        [(reason, field, detail)],
+    )
 }
 
 /// Checks the options of a list (or, `watch`, of a watch) of `rt`; what a list answers at.

@@ -165,32 +165,24 @@ pub fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// A `details.causes` entry for an error worded `field: Reason...`.
-fn cause(err: &str) -> Value {
+/// A `details.causes` entry (reason, field, message) for an error worded `field: Reason...`.
+fn cause(err: &str) -> (&'static str, &str, &str) {
     let (field, message) = err.split_once(": ").unwrap_or(("", err));
     let reason = match message.split(':').next() {
         Some("Forbidden") => "FieldValueForbidden",
         Some("Required value") => "FieldValueRequired",
         _ => "FieldValueInvalid",
     };
-    serde_json::json!({"reason": reason, "message": message, "field": field})
+    (reason, field, message)
 }
 
 /// The pod a resize write leaves: `old` (the stored pod) with the container `resources` and
 /// `resizePolicy` of `candidate` (the patched or PUT pod), or 422 Invalid.
 pub fn apply(old: &Value, candidate: &Value, name: &str) -> Result<Value, ApiError> {
-    let invalid = |errs: Vec<String>| {
-        let all = match errs.as_slice() {
-            [one] => one.clone(),
-            many => format!("[{}]", many.join(", ")),
-        };
-        let mut e = ApiError::invalid(format!("Pod \"{name}\" is invalid: {all}"));
-        // As the API server: one cause per error, and the pod named in `details` (the referee
-        // found them missing).
-        e.causes = errs.iter().map(|err| cause(err)).collect();
-        e.object = Some(Box::new((name.to_string(), String::new(), "Pod".into())));
-        e
-    };
+    // As the API server: one cause per error, and the pod named in `details` (the referee found
+    // them missing).
+    let invalid =
+        |errs: Vec<String>| ApiError::invalid_fields("Pod", (name, "", "Pod"), errs.iter().map(|e| cause(e)));
     let errs = shape_errors(old, candidate);
     if !errs.is_empty() {
         return Err(invalid(errs));

@@ -451,6 +451,28 @@ async fn deployments_scale_and_direct_state_access() {
     );
 }
 
+/// Sends `method path` with `body` (none: an empty one) as `content_type`; returns (status code,
+/// head in lower case, body as JSON, or as a string when it is not JSON).
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&Value>,
+) -> (u16, String, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_request(server, &request).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let code = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+    (code, head.to_ascii_lowercase(), body)
+}
+
 async fn raw_request(server: &TestServer, request: &str) -> String {
     String::from_utf8_lossy(&raw_request_bytes(server, request).await).into_owned()
 }

@@ -62,6 +62,16 @@ const WATCH_LIMIT: Duration = Duration::from_secs(15);
 pub(super) const ALL: usize = usize::MAX;
 
 impl Side {
+    /// `server`, reached through `client`, for a case in namespace `ns`; nothing noted yet.
+    pub(super) fn new(server: Server, client: kube::Client, ns: &str) -> Self {
+        Self {
+            server,
+            client,
+            ns: ns.to_owned(),
+            record: Vec::new(),
+        }
+    }
+
     pub(super) fn is_real(&self) -> bool {
         matches!(self.server, Server::Real { .. })
     }
@@ -153,12 +163,8 @@ impl Side {
                     .unwrap();
             }
             Server::Real { .. } => {
-                self.wait(&format!("pod {name} Ready"), &format!("{PODS}/{name}"), |p| {
-                    p["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                })
-                .await;
+                self.wait_true(&format!("pod {name} Ready"), &format!("{PODS}/{name}"), "Ready")
+                    .await;
             }
         }
     }
@@ -180,6 +186,14 @@ impl Side {
         }
     }
 
+    /// Polls `path` until its condition `type_` is True.
+    pub(super) async fn wait_true(&self, what: &str, path: &str, type_: &str) -> Value {
+        self.wait(what, path, |o| {
+            crate::support::condition(o, type_).is_some_and(|c| c["status"] == "True")
+        })
+        .await
+    }
+
     /// The current resourceVersion of `path`'s list.
     pub(super) async fn list_rv(&self, path: &str) -> String {
         let r = self.get(path).await;
@@ -189,9 +203,23 @@ impl Side {
             .to_owned()
     }
 
+    /// A watch of `path` as [`events`] views it, read as [`Side::watch`] reads it.
+    pub(super) async fn watch_events(&self, path: &str, count: usize) -> Value {
+        let (code, seen) = self.watch(path, count).await;
+        events(code, &seen)
+    }
+
+    /// Lists `path` with each of `queries`, noting each list's [`names`] as `{label} {query}`.
+    pub(super) async fn note_lists(&mut self, label: &str, path: &str, queries: &[&str]) {
+        for query in queries {
+            let r = self.get(&format!("{path}?{query}")).await;
+            self.note(&format!("{label} {query}"), names(&r));
+        }
+    }
+
     /// Reads a watch until the server ends it, `count` events came or [`WATCH_LIMIT`] passed: its
     /// status code and events ([`ALL`] reads to the end).
-    pub(super) async fn watch(&self, path: &str, count: usize) -> (u16, Vec<Value>) {
+    async fn watch(&self, path: &str, count: usize) -> (u16, Vec<Value>) {
         let path = path.replace("{ns}", &self.ns);
         let request = http::Request::get(&path)
             .header("accept", JSON)
@@ -329,7 +357,7 @@ pub(super) fn names(r: &Resp) -> Value {
 
 /// Watch events as `TYPE name` (BOOKMARK with its annotations, ERROR with its Status), with
 /// consecutive BOOKMARKs as one (the API server may send a second one a second later).
-pub(super) fn events(code: u16, events: &[Value]) -> Value {
+fn events(code: u16, events: &[Value]) -> Value {
     let mut out: Vec<Value> = Vec::new();
     for e in events {
         let object = &e["object"];

@@ -22,35 +22,27 @@ pub(super) async fn watch_order(s: &mut Side) {
     .await;
     s.delete(&format!("{CONFIGMAPS}/b")).await;
     // Selected: the root CA publisher's kube-root-ca.crt of the new namespace may land after r0.
-    let (code, seen) = s
-        .watch(
+    let seen = s
+        .watch_events(
             &format!("{CONFIGMAPS}?watch=1&resourceVersion={r0}&timeoutSeconds=2&labelSelector=w%3D1"),
             ALL,
         )
         .await;
-    s.note("from the list's resourceVersion", events(code, &seen));
+    s.note("from the list's resourceVersion", seen);
     let now = s.list_rv(CONFIGMAPS).await;
-    let (code, seen) = s
-        .watch(
-            &format!("{CONFIGMAPS}?watch=1&resourceVersion={now}&timeoutSeconds=1&labelSelector=w%3D1"),
-            ALL,
-        )
-        .await;
-    s.note("from now", events(code, &seen));
-    let (code, seen) = s
-        .watch(
-            &format!("{CONFIGMAPS}?watch=1&timeoutSeconds=1&labelSelector=w%3D1"),
-            ALL,
-        )
-        .await;
-    s.note("without a resourceVersion", events(code, &seen));
-    let (code, seen) = s
-        .watch(
-            &format!("{CONFIGMAPS}?watch=1&resourceVersion=0&timeoutSeconds=1&labelSelector=w%3D1"),
-            ALL,
-        )
-        .await;
-    s.note("from resourceVersion 0", events(code, &seen));
+    for (label, from) in [
+        ("from now", format!("&resourceVersion={now}")),
+        ("without a resourceVersion", String::new()),
+        ("from resourceVersion 0", "&resourceVersion=0".to_owned()),
+    ] {
+        let seen = s
+            .watch_events(
+                &format!("{CONFIGMAPS}?watch=1{from}&timeoutSeconds=1&labelSelector=w%3D1"),
+                ALL,
+            )
+            .await;
+        s.note(label, seen);
+    }
     for query in [
         "resourceVersion=0".to_owned(),
         format!("resourceVersion={r0}&resourceVersionMatch=NotOlderThan"),
@@ -89,13 +81,13 @@ pub(super) async fn watch_selectors(s: &mut Side) {
     .await;
     s.delete(&format!("{CONFIGMAPS}/b")).await;
     for query in ["labelSelector=sel%3Dyes", "fieldSelector=metadata.name%3Da"] {
-        let (code, seen) = s
-            .watch(
+        let seen = s
+            .watch_events(
                 &format!("{CONFIGMAPS}?watch=1&resourceVersion={r0}&timeoutSeconds=2&{query}"),
                 ALL,
             )
             .await;
-        s.note(query, events(code, &seen));
+        s.note(query, seen);
     }
 }
 
@@ -108,7 +100,7 @@ pub(super) async fn watch_bookmarks(s: &mut Side) {
             "{CONFIGMAPS}?watch=1&resourceVersion={r0}&timeoutSeconds=5&labelSelector=w%3D1&allowWatchBookmarks={bookmarks}"
         );
         let side = &*s;
-        let ((code, seen), _) = tokio::join!(side.watch(&path, ALL), async {
+        let (seen, _) = tokio::join!(side.watch_events(&path, ALL), async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             side.post(
                 CONFIGMAPS,
@@ -116,7 +108,7 @@ pub(super) async fn watch_bookmarks(s: &mut Side) {
             )
             .await
         });
-        s.note(&format!("allowWatchBookmarks={bookmarks}"), events(code, &seen));
+        s.note(&format!("allowWatchBookmarks={bookmarks}"), seen);
     }
 }
 
@@ -125,27 +117,30 @@ pub(super) async fn watch_list(s: &mut Side) {
     s.post(CONFIGMAPS, &configmap("a", json!({"w": "1"}))).await;
     s.post(CONFIGMAPS, &configmap("b", json!({"w": "1"}))).await;
     let base = format!("{CONFIGMAPS}?watch=1&sendInitialEvents=true&labelSelector=w%3D1&timeoutSeconds=30");
-    // Until the initial-events-end bookmark; the watch would run on.
-    let (code, seen) = s
-        .watch(
-            &format!("{base}&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"),
-            3,
-        )
-        .await;
-    s.note("streaming list", events(code, &seen));
-    let (code, seen) = s.watch(&format!("{base}&allowWatchBookmarks=true"), 3).await;
-    s.note("without resourceVersionMatch", events(code, &seen));
-    let (code, seen) = s
-        .watch(&format!("{base}&resourceVersionMatch=NotOlderThan"), 3)
-        .await;
-    s.note("without allowWatchBookmarks", events(code, &seen));
-    let plain =
-        format!("{CONFIGMAPS}?watch=1&resourceVersion=0&resourceVersionMatch=NotOlderThan&timeoutSeconds=1");
-    let (code, seen) = s.watch(&plain, 3).await;
-    s.note(
-        "resourceVersionMatch without sendInitialEvents",
-        events(code, &seen),
-    );
+    // Three events at most: up to the initial-events-end bookmark; the watch would run on.
+    for (label, path) in [
+        (
+            "streaming list",
+            format!("{base}&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"),
+        ),
+        (
+            "without resourceVersionMatch",
+            format!("{base}&allowWatchBookmarks=true"),
+        ),
+        (
+            "without allowWatchBookmarks",
+            format!("{base}&resourceVersionMatch=NotOlderThan"),
+        ),
+        (
+            "resourceVersionMatch without sendInitialEvents",
+            format!(
+                "{CONFIGMAPS}?watch=1&resourceVersion=0&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"
+            ),
+        ),
+    ] {
+        let seen = s.watch_events(&path, 3).await;
+        s.note(label, seen);
+    }
 }
 
 fn widget(name: &str) -> Value {
@@ -166,13 +161,12 @@ pub(super) async fn watch_gone(s: &mut Side) {
         .await;
     }
     s.expire(&r0).await;
-    let (code, seen) = s
-        .watch(
+    let mut seen = s
+        .watch_events(
             &format!("{WIDGETS}?watch=1&resourceVersion={r0}&timeoutSeconds=2"),
             ALL,
         )
         .await;
-    let mut seen = events(code, &seen);
     // The message names the oldest resourceVersion still available, which differs.
     if let Some(m) = seen.pointer_mut("/events/0/ERROR/message") {
         *m = json!(

@@ -223,31 +223,35 @@ pub(super) async fn selectors(s: &mut Side) {
     ] {
         s.post(PODS, &pod(name, labels)).await;
     }
-    for query in [
-        "labelSelector=app%3Dweb",
-        "labelSelector=app%20in%20(web,db),tier!%3Da",
-        "labelSelector=!tier",
-        "labelSelector=tier",
-        "labelSelector=app%3D%3Dweb,tier%20notin%20(a)",
-        "labelSelector=app%20in%20web",
-        "fieldSelector=metadata.name%3Dp1",
-        "fieldSelector=metadata.name!%3Dp1",
-        "fieldSelector=metadata.namespace%3D{ns}",
-        "fieldSelector=spec.restartPolicy%3DAlways",
-        "fieldSelector=metadata.labels.app%3Dweb",
-    ] {
-        let r = s.get(&format!("{PODS}?{query}")).await;
-        s.note(&format!("pods {query}"), names(&r));
-    }
+    s.note_lists(
+        "pods",
+        PODS,
+        &[
+            "labelSelector=app%3Dweb",
+            "labelSelector=app%20in%20(web,db),tier!%3Da",
+            "labelSelector=!tier",
+            "labelSelector=tier",
+            "labelSelector=app%3D%3Dweb,tier%20notin%20(a)",
+            "labelSelector=app%20in%20web",
+            "fieldSelector=metadata.name%3Dp1",
+            "fieldSelector=metadata.name!%3Dp1",
+            "fieldSelector=metadata.namespace%3D{ns}",
+            "fieldSelector=spec.restartPolicy%3DAlways",
+            "fieldSelector=metadata.labels.app%3Dweb",
+        ],
+    )
+    .await;
     s.post(CONFIGMAPS, &configmap("c1", json!({"app": "web"}))).await;
-    for query in [
-        "labelSelector=app%3Dweb",
-        "fieldSelector=metadata.name%3Dc1",
-        "fieldSelector=data.k%3Dv",
-    ] {
-        let r = s.get(&format!("{CONFIGMAPS}?{query}")).await;
-        s.note(&format!("configmaps {query}"), names(&r));
-    }
+    s.note_lists(
+        "configmaps",
+        CONFIGMAPS,
+        &[
+            "labelSelector=app%3Dweb",
+            "fieldSelector=metadata.name%3Dc1",
+            "fieldSelector=data.k%3Dv",
+        ],
+    )
+    .await;
 }
 
 fn eviction(name: &str) -> Value {
@@ -396,21 +400,25 @@ pub(super) async fn events_api(s: &mut Side) {
     s.note("create core v1", view(&r, &core));
     let r = s.get(&format!("{EVENTS}/p1.1")).await;
     s.note("as events.k8s.io/v1", view(&r, &fields));
-    for query in [
-        "fieldSelector=involvedObject.name%3Dp1",
-        "fieldSelector=involvedObject.name%3Dweb",
-        "fieldSelector=reason%3DBackOff",
-    ] {
-        let r = s.get(&format!("{CORE_EVENTS}?{query}")).await;
-        s.note(&format!("core v1 {query}"), names(&r));
-    }
-    for query in [
-        "fieldSelector=regarding.name%3Dp1",
-        "fieldSelector=reportingController%3Dapphealth-operator",
-    ] {
-        let r = s.get(&format!("{EVENTS}?{query}")).await;
-        s.note(&format!("events.k8s.io {query}"), names(&r));
-    }
+    s.note_lists(
+        "core v1",
+        CORE_EVENTS,
+        &[
+            "fieldSelector=involvedObject.name%3Dp1",
+            "fieldSelector=involvedObject.name%3Dweb",
+            "fieldSelector=reason%3DBackOff",
+        ],
+    )
+    .await;
+    s.note_lists(
+        "events.k8s.io",
+        EVENTS,
+        &[
+            "fieldSelector=regarding.name%3Dp1",
+            "fieldSelector=reportingController%3Dapphealth-operator",
+        ],
+    )
+    .await;
     let mut invalid = event.clone();
     invalid["metadata"]["name"] = json!("web.2");
     invalid.as_object_mut().unwrap().remove("reportingController");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use jsonschema::JsonType;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod prune;
 
@@ -175,19 +175,14 @@ impl Checks {
                 cel: false,
             });
         } else if let Err(errors) = kube_core::cel::validate_compiled(&self.rules, obj, old) {
-            let mut failed: Vec<Cause> = errors
-                .into_vec()
-                .into_iter()
-                .map(|e| Cause {
-                    reason: "FieldValueInvalid",
-                    field: e.field_path.trim_start_matches('.').to_string(),
-                    // Kubernetes 1.36 words a rule's failure without the value.
-                    message: format!("Invalid value: {}", e.message),
-                    cel: true,
-                })
-                .collect();
-            failed.retain(held);
-            causes.extend(failed);
+            let failed = errors.into_vec().into_iter().map(|e| Cause {
+                reason: "FieldValueInvalid",
+                field: e.field_path.trim_start_matches('.').to_string(),
+                // Kubernetes 1.36 words a rule's failure without the value.
+                message: format!("Invalid value: {}", e.message),
+                cel: true,
+            });
+            causes.extend(failed.filter(held));
         }
         if causes.is_empty() {
             return Ok(());
@@ -477,21 +472,11 @@ fn invalid(rt: &ResourceType, obj: &Value, causes: &[Cause]) -> ApiError {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let lines: Vec<String> = causes
-        .iter()
-        .map(|c| format!("{}: {}", c.field, c.message))
-        .collect();
-    let list = if lines.len() == 1 {
-        lines.concat()
-    } else {
-        format!("[{}]", lines.join(", "))
-    };
-    let message = format!("{}.{} \"{name}\" is invalid: {list}", rt.kind, rt.group);
-    let mut e = ApiError::invalid(message);
-    e.object = Some(Box::new((name.to_string(), rt.group.clone(), rt.kind.clone())));
-    e.causes = causes
-        .iter()
-        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-        .collect();
-    e
+    ApiError::invalid_fields(
+        &format!("{}.{}", rt.kind, rt.group),
+        (name, &rt.group, &rt.kind),
+        causes
+            .iter()
+            .map(|c| (c.reason, c.field.as_str(), c.message.as_str())),
+    )
 }

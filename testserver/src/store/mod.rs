@@ -575,15 +575,15 @@ impl Store {
 
 /// 422 for an update of a custom resource without `metadata.resourceVersion`.
 fn unconditional_update(rt: &ResourceType, name: &str) -> ApiError {
-    let detail = "Invalid value: 0: must be specified for an update";
-    let mut e = ApiError::invalid(format!(
-        "{} \"{name}\" is invalid: metadata.resourceVersion: {detail}",
-        rt.qualified()
-    ));
-    e.causes =
-        vec![json!({"reason": "FieldValueInvalid", "message": detail, "field": "metadata.resourceVersion"})];
-    e.object = Some(Box::new((name.to_string(), rt.group.clone(), rt.plural.clone())));
-    e
+    ApiError::invalid_fields(
+        &rt.qualified(),
+        (name, &rt.group, &rt.plural),
+        [(
+            "FieldValueInvalid",
+            "metadata.resourceVersion",
+            "Invalid value: 0: must be specified for an update",
+        )],
+    )
 }
 
 #[cfg(test)]

@@ -4,23 +4,15 @@
 
 use serde_json::{Value, json};
 
-use super::raw_request;
+use super::{raw_request, send};
 use crate::TestServer;
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 
 /// Sends `method path` (with a JSON body); returns (status code, body as JSON or text).
 async fn call(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let answer = raw_request(server, &request).await;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    (head[9..12].parse().unwrap(), body)
+    let (code, _, body) = send(server, method, path, "application/json", body.as_ref()).await;
+    (code, body)
 }
 
 fn cm(name: &str, labels: Value) -> Value {
@@ -83,13 +75,8 @@ async fn lists_check_their_resource_version_and_list_exactly_at_one() {
     let at = server.resource_version();
     call(&server, "POST", CONFIGMAPS, Some(cm("b", json!({})))).await;
     call(&server, "DELETE", &format!("{CONFIGMAPS}/a"), None).await;
-    let (code, list) = call(
-        &server,
-        "GET",
-        &format!("{CONFIGMAPS}?resourceVersion={at}&resourceVersionMatch=Exact"),
-        None,
-    )
-    .await;
+    let exact = format!("{CONFIGMAPS}?resourceVersion={at}&resourceVersionMatch=Exact");
+    let (code, list) = call(&server, "GET", &exact, None).await;
     assert_eq!((code, names(&list)), (200, vec!["a"]), "{list}");
     assert_eq!(list["metadata"]["resourceVersion"], at.to_string());
     let (_, list) = call(&server, "GET", CONFIGMAPS, None).await;
@@ -99,13 +86,7 @@ async fn lists_check_their_resource_version_and_list_exactly_at_one() {
         assert_eq!(got, code, "{query}: {body}");
     }
     server.compact_history();
-    let (code, body) = call(
-        &server,
-        "GET",
-        &format!("{CONFIGMAPS}?resourceVersion={at}&resourceVersionMatch=Exact"),
-        None,
-    )
-    .await;
+    let (code, body) = call(&server, "GET", &exact, None).await;
     assert_eq!((code, &body["reason"]), (410, &json!("Expired")), "{body}");
 }
 
