@@ -5,7 +5,7 @@
 use std::{hint::black_box, time::Duration};
 
 use apphealth_operator::{
-    api::{AppHealthPolicySpec, AppHealthPolicyStatus, Health, validate},
+    api::{AppHealthPolicySpec, Health, validate},
     evaluate::Evaluator,
     observation::Sample,
     plan::{Budget, PlanInput, PodFacts, plan},
@@ -116,7 +116,7 @@ fn planning(c: &mut Criterion) {
             failing: i == 3,
         })
         .collect();
-    let status = AppHealthPolicyStatus::default();
+    let recorded = apphealth_operator::record::Recorded::default();
     c.bench_function("plan: unhealthy target of 100 pods, 4-step ladder", |b| {
         b.iter_batched(
             || (),
@@ -126,7 +126,7 @@ fn planning(c: &mut Criterion) {
                     suspended: false,
                     health: Health::Unhealthy,
                     pods: &pods,
-                    status: &status,
+                    recorded: &recorded,
                     rollout: None,
                     budget: Budget::default(),
                     now: at(1_000),

@@ -235,3 +235,97 @@ fn no_two_modules_use_each_other() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The stages between observe and report, and the records they pass along: plain data only.
+const CORE: [&str; 8] = [
+    "evaluate",
+    "plan",
+    "probing",
+    "record.rs",
+    "observation.rs",
+    "act/outcome.rs",
+    "act/remediation.rs",
+    "rbac.rs",
+];
+
+/// The types the CRD declares (`src/api/{spec,status,remediation,crd}.rs`), by name.
+fn crd_types(src: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in ["spec.rs", "status.rs", "remediation.rs", "crd.rs"] {
+        let text = fs::read_to_string(src.join("api").join(file)).unwrap();
+        for line in production(&text).lines() {
+            let line = line.trim_start();
+            for kind in ["pub struct ", "pub enum "] {
+                if let Some(rest) = line.strip_prefix(kind) {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The words of `text` that are among `names`, or name a Kubernetes crate. A variant path
+/// (`TriggerSettings::Restarts`) names the variant, not a type.
+fn kubernetes_words(text: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut found = BTreeSet::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        match (is_word(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                start = None;
+                let word = &text[s..i];
+                let variant = text[..s]
+                    .strip_suffix("::")
+                    .and_then(|before| before.rsplit(|c: char| !is_word(c)).next())
+                    .is_some_and(|owner| owner.starts_with(|c: char| c.is_ascii_uppercase()));
+                if !variant && (names.contains(word) || matches!(word, "k8s_openapi" | "kube")) {
+                    found.insert(word.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+#[test]
+fn the_core_names_no_kubernetes_type() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let names = crd_types(&src);
+    assert!(
+        names.contains("AppHealthPolicyStatus") && names.contains("RemediationRecord"),
+        "read {names:?}"
+    );
+    assert_eq!(
+        kubernetes_words(
+            "use k8s_openapi::Time; fn f(s: &AppHealthPolicyStatus, x: Statuses, t: Kind::Ladder)",
+            &names
+        ),
+        ["AppHealthPolicyStatus", "k8s_openapi"].map(str::to_owned).into()
+    );
+    let mut problems = Vec::new();
+    for part in CORE {
+        let path = src.join(part);
+        let files = if path.is_dir() {
+            rust_files(&path)
+        } else {
+            vec![path]
+        };
+        assert!(!files.is_empty(), "{part} not found");
+        for file in files.iter().filter(|f| !is_test_file(f)) {
+            let found = kubernetes_words(&production(&fs::read_to_string(file).unwrap()), &names);
+            if !found.is_empty() {
+                let shown = file.strip_prefix(&src).unwrap_or(file).display().to_string();
+                problems.push(format!("src/{shown} names {found:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -15,7 +15,7 @@ use crate::{
     observation::{Sample, Usage},
     observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
     plan::{Budget, PlanInput},
-    report::{self, Observation, Readiness, text},
+    report::{self, Observation, Readiness, convert, text},
     step::{self, Then, Work},
 };
 
@@ -261,12 +261,13 @@ impl<'a> Session<'a> {
     /// says what was decided.
     fn advance(&mut self, verdict: &TargetVerdict, now: jiff::Timestamp) -> String {
         let remediation = &self.settings.remediation;
+        let recorded = convert::recorded(&self.status);
         let input = PlanInput {
             settings: remediation,
             suspended: false,
             health: verdict.health,
             pods: &[],
-            status: &self.status,
+            recorded: &recorded,
             rollout: None,
             budget: Budget::default(),
             now,

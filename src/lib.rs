@@ -26,6 +26,7 @@ pub mod observe;
 pub mod plan;
 pub mod probing;
 pub mod rbac;
+pub mod record;
 pub mod report;
 pub mod server;
 pub mod step;

@@ -7,8 +7,9 @@ use jiff::Timestamp;
 
 use crate::{
     act::{self, Outcome},
-    api::{AppHealthPolicyStatus, ScaleRestore},
+    api::AppHealthPolicyStatus,
     plan::{self, Plan, PlanInput, Remediation},
+    record::Raised,
     report::{self, EventIntent, Observation, text},
 };
 
@@ -20,7 +21,7 @@ pub enum Work {
     /// Complete a remediation recorded as Pending: check its mark, run it if it did not happen.
     Resume(Remediation),
     /// Put back what ScaleOut raised.
-    Restore(ScaleRestore),
+    Restore(Raised),
 }
 
 /// The status to write and the Events that go with it.
@@ -123,7 +124,7 @@ mod tests {
 
     fn input<'a>(
         settings: &'a validate::RemediationSettings,
-        status: &'a AppHealthPolicyStatus,
+        status: &'a crate::record::Recorded,
         health: Health,
         suspended: bool,
         now: Timestamp,
@@ -133,7 +134,7 @@ mod tests {
             suspended,
             health,
             pods: &[],
-            status,
+            recorded: status,
             rollout: None,
             budget: Budget::default(),
             now,
@@ -150,7 +151,7 @@ mod tests {
         let s = step(
             &prev,
             &seen,
-            &input(remediation, &prev, Health::Unhealthy, false, now),
+            &input(remediation, &Default::default(), Health::Unhealthy, false, now),
             now,
         );
         let Then::Work {
@@ -180,7 +181,7 @@ mod tests {
         let s = step(
             &prev,
             &seen(Health::Unhealthy),
-            &input(&dry, &prev, Health::Unhealthy, false, now),
+            &input(&dry, &Default::default(), Health::Unhealthy, false, now),
             now,
         );
         assert!(
@@ -191,7 +192,13 @@ mod tests {
         let healthy = step(
             &prev,
             &seen(Health::Healthy),
-            &input(&settings.remediation, &prev, Health::Healthy, false, now),
+            &input(
+                &settings.remediation,
+                &Default::default(),
+                Health::Healthy,
+                false,
+                now,
+            ),
             now,
         );
         assert!(matches!(healthy.then, Then::Write(_)), "{healthy:?}");
@@ -206,7 +213,13 @@ mod tests {
         let s = step(
             &prev,
             &seen(Health::Unhealthy),
-            &input(&settings.remediation, &prev, Health::Unhealthy, true, now),
+            &input(
+                &settings.remediation,
+                &Default::default(),
+                Health::Unhealthy,
+                true,
+                now,
+            ),
             now,
         );
         assert!(matches!(s.then, Then::Write(_)), "{s:?}");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{ConfigMap, Event, Pod},
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
     Api,
@@ -18,11 +18,9 @@ use tokio::io::AsyncReadExt;
 
 use super::{ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, Remediation, api_error};
 use crate::{
-    api::{
-        DiagnosticsRef,
-        validate::{DiagnosticsSettings, ExecSettings, StepParams},
-    },
+    api::validate::{DiagnosticsSettings, ExecSettings, StepParams},
     rbac::{Right, right},
+    record::Capture,
 };
 
 /// What CollectDiagnostics is: see [`Descriptor`].
@@ -337,9 +335,9 @@ async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<D
         pods.join(", "),
         if truncated { " (truncated to fit)" } else { "" }
     ))
-    .with(Effect::Diagnostics(DiagnosticsRef {
+    .with(Effect::Diagnostics(Capture {
         config_map: name,
-        at: Time(r.at),
+        at: r.at,
         pods: pods.to_vec(),
     })))
 }
@@ -389,9 +387,9 @@ impl Action for CollectDiagnostics {
             .map_err(api_error("get", "configmaps", ns))?;
         Ok(found.map(|_| {
             Done::succeeded(format!("ConfigMap {name} holds the capture.")).with(Effect::Diagnostics(
-                DiagnosticsRef {
+                Capture {
                     config_map: name,
-                    at: Time(r.at),
+                    at: r.at,
                     pods: r.pods.clone(),
                 },
             ))

@@ -23,7 +23,6 @@ mod tables;
 mod workload;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
 pub use notify::{Notifier, PostError};
@@ -31,10 +30,9 @@ pub use outcome::{Effect, Outcome};
 pub use remediation::{Descriptor, Remediation};
 
 use crate::{
-    api::{
-        self, AppHealthPolicyStatus, Evidence, RemediationRecord, RemediationResult, ScaleRestore, TargetKind,
-    },
+    api::{self, RemediationResult, TargetKind},
     clock,
+    record::{Entry, Finding, Raised, Recorded},
 };
 
 /// The field manager the operator writes with.
@@ -69,11 +67,11 @@ pub struct ActCtx<'a> {
     pub notifier: &'a Notifier,
     pub workload: &'a Workload,
     pub policy: &'a PolicyInfo,
-    /// The status before this remediation (history, scale restore, diagnostics).
-    pub status: AppHealthPolicyStatus,
+    /// What was recorded before this remediation (history, scale restore, diagnostics).
+    pub recorded: Recorded,
     /// The verdict behind the remediation, for people.
     pub summary: String,
-    pub evidence: Vec<Evidence>,
+    pub evidence: Vec<Finding>,
     /// Diagnostics ConfigMaps kept.
     pub retention: u32,
     /// The ladder's CollectDiagnostics settings, for captures taken before a restart.
@@ -297,28 +295,23 @@ pub fn rules() -> Vec<crate::rbac::Rule> {
     own.chain(actions).collect()
 }
 
-fn record(
-    r: &Remediation,
-    result: RemediationResult,
-    message: String,
-    retry_at: Option<Timestamp>,
-) -> RemediationRecord {
-    RemediationRecord {
+fn record(r: &Remediation, result: RemediationResult, message: String, retry_at: Option<Timestamp>) -> Entry {
+    Entry {
         action: r.action(),
         step: r.step,
-        at: Time(r.at),
+        at: r.at,
         result,
         dry_run: r.dry_run,
         pods: r.pods.clone(),
         message: Some(message),
-        retry_at: retry_at.map(Time),
+        retry_at,
     }
 }
 
 /// The intent recorded before acting.
 pub fn pending(r: &Remediation) -> Outcome {
     Outcome {
-        record: Some(RemediationRecord {
+        record: Some(Entry {
             message: None,
             ..record(r, RemediationResult::Pending, String::new(), None)
         }),
@@ -429,7 +422,7 @@ pub async fn resume(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Outcome, ActErr
 }
 
 /// Puts back what ScaleOut raised.
-pub async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Outcome {
+pub async fn restore(ctx: &ActCtx<'_>, raised: &Raised) -> Outcome {
     let (restored, message) = match scale::restore(ctx, raised).await {
         Ok(result) => result,
         Err(e) => (false, format!("Could not restore what ScaleOut raised: {e}")),

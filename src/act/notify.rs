@@ -25,6 +25,7 @@ use crate::{
         reach::Reach,
         request::{Sensitive, TlsOptions},
     },
+    record::Finding,
 };
 
 /// What Notify is: see [`Descriptor`].
@@ -171,20 +172,32 @@ async fn url(ctx: &ActCtx<'_>, url: &KeyRef) -> Result<Sensitive, ActError> {
     Ok(value)
 }
 
+/// The evidence as the payload carries it: each fired trigger, its pods and since when.
+fn evidence(findings: &[Finding]) -> Vec<serde_json::Value> {
+    findings
+        .iter()
+        .map(|f| {
+            let mut e = json!({"trigger": f.trigger, "message": f.message});
+            if !f.pods.is_empty() {
+                e["pods"] = json!(f.pods);
+            }
+            if let Some(since) = f.since {
+                e["since"] = json!(since.to_string());
+            }
+            e
+        })
+        .collect()
+}
+
 fn payload(ctx: &ActCtx<'_>, r: &Remediation, id: &str) -> serde_json::Value {
     let ladder: Vec<serde_json::Value> = ctx
-        .status
+        .recorded
         .history
         .iter()
-        .filter(|h| {
-            ctx.status
-                .ladder
-                .as_ref()
-                .is_some_and(|l| h.at.0 >= l.started_at.0)
-        })
+        .filter(|h| ctx.recorded.ladder.as_ref().is_some_and(|l| h.at >= l.started_at))
         .map(|h| {
             json!({"step": h.step, "action": h.action.as_str(), "result": h.result.as_str(),
-                   "at": h.at.0.to_string(), "message": h.message})
+                   "at": h.at.to_string(), "message": h.message})
         })
         .collect();
     let text = format!(
@@ -196,7 +209,7 @@ fn payload(ctx: &ActCtx<'_>, r: &Remediation, id: &str) -> serde_json::Value {
         "text": text,
         "policy": {"name": ctx.policy.name, "namespace": ctx.workload.namespace},
         "target": {"kind": ctx.workload.kind.as_str(), "name": ctx.workload.name},
-        "verdict": {"health": "Unhealthy", "summary": ctx.summary, "evidence": ctx.evidence},
+        "verdict": {"health": "Unhealthy", "summary": ctx.summary, "evidence": evidence(&ctx.evidence)},
         "step": {"number": r.step, "of": r.of, "action": "Notify"},
         "ladder": ladder,
         "next": ctx.next,

@@ -17,10 +17,11 @@ use super::{
 };
 use crate::{
     api::{
-        ScaleRestore, format_duration,
+        format_duration,
         validate::{ScaleOutSettings, StepParams},
     },
     rbac::right,
+    record::{Raised, ScaledKind},
 };
 
 /// What ScaleOut is: see [`Descriptor`].
@@ -46,9 +47,6 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct ScaleOut;
-
-const WORKLOAD: &str = "Workload";
-const HPA: &str = "HorizontalPodAutoscaler";
 
 /// The autoscaler that targets the workload, if any.
 async fn autoscaler(ctx: &ActCtx<'_>) -> Result<Option<HorizontalPodAutoscaler>, ActError> {
@@ -104,7 +102,7 @@ fn mark_patch(mark: &str, from: &str) -> serde_json::Value {
 struct Decision {
     done: bool,
     message: String,
-    raised: ScaleRestore,
+    raised: Raised,
     /// The HPA's name, or None for the workload's replicas.
     hpa: Option<String>,
     /// The value found before, as the mark records it.
@@ -149,13 +147,8 @@ async fn read(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Seen, ActError> {
 
 /// What a scale-out of `w` does from what was `seen`; `earlier` is the restore an earlier
 /// ScaleOut of the same episode recorded (its originals are what gets restored). Pure.
-fn decide(
-    seen: &Seen,
-    p: &ScaleOutSettings,
-    earlier: Option<&ScaleRestore>,
-    w: &Workload,
-) -> Decided<Decision> {
-    let restore_after = format_duration(p.restore_after);
+fn decide(seen: &Seen, p: &ScaleOutSettings, earlier: Option<&Raised>, w: &Workload) -> Decided<Decision> {
+    let restore_after = p.restore_after;
     match seen {
         Seen::Autoscaler {
             name,
@@ -179,14 +172,14 @@ fn decide(
             let new_max = (wanted > max).then_some(wanted);
             let raise_max =
                 new_max.map_or_else(String::new, |m| format!(" and maxReplicas from {max} to {m}"));
-            let same = |e: &&ScaleRestore| e.kind == HPA && e.name == *name;
+            let same = |e: &&Raised| e.kind == ScaledKind::Autoscaler && e.name == *name;
             Decided::Do(Decision {
                 done: from.is_some() && *now_min == wanted,
                 message: format!(
                     "minReplicas of HorizontalPodAutoscaler {name} (which scales {w}) from {min} to {wanted}{raise_max}"
                 ),
-                raised: ScaleRestore {
-                    kind: HPA.into(),
+                raised: Raised {
+                    kind: ScaledKind::Autoscaler,
                     name: name.clone(),
                     original: earlier.filter(same).map_or(min, |e| e.original),
                     original_max: earlier
@@ -213,11 +206,11 @@ fn decide(
             Decided::Do(Decision {
                 done: from.is_some() && *current == wanted,
                 message: format!("{w} from {start} to {wanted} replicas"),
-                raised: ScaleRestore {
-                    kind: WORKLOAD.into(),
+                raised: Raised {
+                    kind: ScaledKind::Workload,
                     name: w.name.clone(),
                     original: earlier
-                        .filter(|e| e.kind == WORKLOAD)
+                        .filter(|e| e.kind == ScaledKind::Workload)
                         .map_or(start, |e| e.original),
                     original_max: None,
                     set: wanted,
@@ -237,7 +230,7 @@ async fn decided(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Decided<Decision>,
         return Err(ActError::Refused("ScaleOut without its parameters".into()));
     };
     let seen = read(ctx, r).await?;
-    Ok(decide(&seen, p, ctx.status.scale_restore.as_ref(), ctx.workload))
+    Ok(decide(&seen, p, ctx.recorded.raised.as_ref(), ctx.workload))
 }
 
 impl Action for ScaleOut {
@@ -270,7 +263,8 @@ impl Action for ScaleOut {
         let verb = if d.hpa.is_some() { "Raised" } else { "Scaled" };
         Ok(Done::succeeded(format!(
             "{verb} {}; restored after {} healthy.",
-            d.message, d.raised.restore_after
+            d.message,
+            format_duration(d.raised.restore_after)
         ))
         .with(Effect::ScaleRecorded(d.raised)))
     }
@@ -287,9 +281,9 @@ impl Action for ScaleOut {
 
 /// Puts the raised values back if they are still what the operator set; returns whether it did
 /// and a sentence for people.
-pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(bool, String), ActError> {
+pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &Raised) -> Result<(bool, String), ActError> {
     let w = ctx.workload;
-    if raised.kind == HPA {
+    if raised.kind == ScaledKind::Autoscaler {
         let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &w.namespace);
         let Some(hpa) = api.get_opt(&raised.name).await.map_err(api_error(
             "get",
@@ -327,7 +321,9 @@ pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(
             true,
             format!(
                 "The target stayed healthy for {}: minReplicas of HorizontalPodAutoscaler {} is back to {}.",
-                raised.restore_after, raised.name, raised.original
+                format_duration(raised.restore_after),
+                raised.name,
+                raised.original
             ),
         ));
     }
@@ -346,7 +342,8 @@ pub(super) async fn restore(ctx: &ActCtx<'_>, raised: &ScaleRestore) -> Result<(
         true,
         format!(
             "The target stayed healthy for {}: {w} is back to {} replicas.",
-            raised.restore_after, raised.original
+            format_duration(raised.restore_after),
+            raised.original
         ),
     ))
 }
@@ -396,16 +393,16 @@ mod tests {
 
     #[test]
     fn scale_out_decides_from_what_it_read() {
-        let earlier_workload = ScaleRestore {
-            kind: WORKLOAD.into(),
+        let earlier_workload = Raised {
+            kind: ScaledKind::Workload,
             name: "web".into(),
             original: 2,
             original_max: None,
             set: 3,
             set_max: None,
-            restore_after: "30m".into(),
+            restore_after: Duration::from_secs(1800),
         };
-        let cases: [(&str, Seen, ScaleOutSettings, Option<&ScaleRestore>, Want); 8] = [
+        let cases: [(&str, Seen, ScaleOutSettings, Option<&Raised>, Want); 8] = [
             (
                 "replicas raised by 2",
                 replicas(2, None),

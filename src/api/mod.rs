@@ -15,6 +15,8 @@ pub use remediation::*;
 pub use spec::*;
 pub use status::*;
 
+pub use crate::record::{Action, Health, RemediationResult};
+
 /// Pod template annotation that marks a rollout restart done by this operator; its value is the
 /// RFC 3339 time of the decision, recorded in status first, so the action can be read back.
 pub const RESTARTED_AT_ANNOTATION: &str = "apphealth.io/restartedAt";

@@ -5,7 +5,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, KeyRef};
+use super::{Action, Duration, KeyRef};
 
 fn default_zero() -> Duration {
     Duration::from("0s")
@@ -14,7 +14,7 @@ fn default_zero() -> Duration {
 /// The escalation ladder and its guards.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Remediation {
+pub struct RemediationSpec {
     /// Remediations tried in order while the target stays Unhealthy: the first runs when the target
     /// becomes Unhealthy, each next one when the previous step's timeout passes without recovery.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,7 +63,7 @@ fn default_diagnostics_retention() -> u32 {
     5
 }
 
-impl Default for Remediation {
+impl Default for RemediationSpec {
     fn default() -> Self {
         Self {
             steps: Vec::new(),
@@ -156,55 +156,6 @@ pub struct RemediationStep {
     /// Parameters of Notify (required for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Box<NotifyParams>>,
-}
-
-/// A remediation the operator can perform.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum Action {
-    /// Capture the unhealthy pods' recent logs (and those of their crashed instances), container
-    /// states, conditions and Events in a ConfigMap owned by the policy, before anything restarts them.
-    CollectDiagnostics,
-    /// Evict the unhealthy pods through the Eviction API (PodDisruptionBudgets hold); their
-    /// controller replaces them.
-    RestartPods,
-    /// Roll the workload's pods, as `kubectl rollout restart` does.
-    RolloutRestart,
-    /// Return a Deployment to its previous revision's pod template (what `kubectl rollout undo`
-    /// does) when the unhealthy pods all run the newest revision and it rolled out recently.
-    Rollback,
-    /// Add replicas through the scale subresource, or raise the minReplicas of the
-    /// HorizontalPodAutoscaler that targets the workload; restored after the target recovers.
-    ScaleOut,
-    /// Raise the containers' memory and CPU requests and limits on the pod template (which rolls
-    /// the pods), optionally resizing the running pods in place first. Not restored automatically.
-    ScaleUp,
-    /// POST a JSON summary to a webhook (chat, paging), read from a Secret.
-    Notify,
-}
-
-impl Action {
-    /// Every action, in the CRD's order.
-    pub const ALL: [Action; 7] = [
-        Self::CollectDiagnostics,
-        Self::RestartPods,
-        Self::RolloutRestart,
-        Self::Rollback,
-        Self::ScaleOut,
-        Self::ScaleUp,
-        Self::Notify,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CollectDiagnostics => "CollectDiagnostics",
-            Self::RestartPods => "RestartPods",
-            Self::RolloutRestart => "RolloutRestart",
-            Self::Rollback => "Rollback",
-            Self::ScaleUp => "ScaleUp",
-            Self::ScaleOut => "ScaleOut",
-            Self::Notify => "Notify",
-        }
-    }
 }
 
 /// Parameters of CollectDiagnostics.

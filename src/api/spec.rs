@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AppHealthPolicyStatus, Duration, Remediation};
+use super::{AppHealthPolicyStatus, Duration, RemediationSpec};
 
 /// Declares how an application's health is judged and what the operator may do when it is unhealthy:
 /// a target workload, how to probe it, which triggers mean "unhealthy", and an escalation ladder of
@@ -109,7 +109,7 @@ pub struct AppHealthPolicySpec {
     /// What the operator may do about an Unhealthy target, and the guards that hold it back. When
     /// omitted, the operator observes and reports but never acts.
     #[serde(default)]
-    pub remediation: Remediation,
+    pub remediation: RemediationSpec,
 
     /// Stops probing and remediation for this policy; status keeps the last remediation and the
     /// `Ready` condition says the policy is suspended.

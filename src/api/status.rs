@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Action;
+use super::{Action, Health, RemediationResult};
 
 /// Observed state of an AppHealthPolicy.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -63,26 +63,6 @@ pub struct TargetCounts {
     pub healthy: u32,
 }
 
-/// Health of a target or pod.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
-pub enum Health {
-    /// No verdict yet.
-    #[default]
-    Unknown,
-    Healthy,
-    Unhealthy,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "Unknown",
-            Self::Healthy => "Healthy",
-            Self::Unhealthy => "Unhealthy",
-        }
-    }
-}
-
 /// A verdict with its evidence.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -123,33 +103,6 @@ pub struct Ladder {
     /// Every step ran and the target is still unhealthy: the operator waits for a person.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exhausted: bool,
-}
-
-/// Outcome of a remediation.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum RemediationResult {
-    /// Intent recorded; the action has not been confirmed yet.
-    Pending,
-    /// The action was applied (or, in a dry run, would have been).
-    Succeeded,
-    /// The action was attempted and failed; the message says why. The ladder goes on.
-    Failed,
-    /// The step did not apply (a guard such as StormGuard, or nothing to do); the ladder moved on.
-    Skipped,
-    /// Refused for now (a PodDisruptionBudget); retried at retryAt.
-    Held,
-}
-
-impl RemediationResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Skipped => "Skipped",
-            Self::Held => "Held",
-        }
-    }
 }
 
 /// A remediation the operator performed, is performing, or (dry run) would have performed.

@@ -23,7 +23,7 @@ use crate::{
     api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
     clock,
     plan::{self, Budget, PlanInput},
-    report::{self, EventIntent, Observation, reasons, text},
+    report::{self, EventIntent, Observation, convert, reasons, text},
     step::{self, Then},
 };
 
@@ -141,7 +141,7 @@ fn not_probed(
             suspended: policy.spec.suspend,
             health: Health::Unknown,
             pods: &[],
-            status: &old,
+            recorded: &convert::recorded(&old),
             rollout: None,
             budget: Budget::default(),
             now,

@@ -10,7 +10,7 @@ use crate::{
     act::{self, ActCtx, Outcome, PolicyInfo},
     api::{AppHealthPolicy, AppHealthPolicyStatus, validate::StepParams},
     plan::{Plan, PlanInput, PodFacts, Remediation},
-    report::{self, Observation, text},
+    report::{self, Observation, convert, text},
     step::{self, Step, Work},
 };
 
@@ -28,6 +28,7 @@ pub(super) fn step_for(
         .verdict
         .as_ref()
         .map_or(crate::api::Health::Unknown, |v| v.health);
+    let recorded = convert::recorded(old);
     ctx.ladders
         .within_budget(key, &target.workload, old, &ctx.index.policies, |budget| {
             let input = PlanInput {
@@ -35,7 +36,7 @@ pub(super) fn step_for(
                 suspended: false,
                 health,
                 pods,
-                status: old,
+                recorded: &recorded,
                 rollout: target.rollout.clone(),
                 budget,
                 now,
@@ -98,7 +99,7 @@ pub(super) async fn act(
             diagnostics: diagnostics.clone(),
             next,
             now,
-            status: from.clone(),
+            recorded: convert::recorded(from),
         }
     };
     Ok(match work {

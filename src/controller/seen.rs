@@ -4,13 +4,14 @@
 use kube::ResourceExt;
 
 use super::{Context, PolicyRef, dereference::Target};
-use crate::probing::ProbeJob;
 use crate::{
-    api::{AppHealthPolicy, AppHealthPolicyStatus, Evidence, Health, ProbeVia, validate::TriggerSettings},
+    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, ProbeVia, validate::TriggerSettings},
     evaluate::TargetVerdict,
     observe::{references, signals},
     plan::PodFacts,
-    report::{Observation, Readiness, reasons, text},
+    probing::ProbeJob,
+    record::Finding,
+    report::{Observation, Readiness, convert, reasons, text},
 };
 
 pub(super) fn seen(
@@ -37,11 +38,11 @@ pub(super) fn seen(
 }
 
 /// What was Unhealthy when the operator last wrote status, for a probe task that starts now.
-fn resume_from(old: &AppHealthPolicyStatus) -> Vec<Evidence> {
+fn resume_from(old: &AppHealthPolicyStatus) -> Vec<Finding> {
     old.verdict
         .iter()
         .filter(|v| v.health == Health::Unhealthy)
-        .flat_map(|v| v.evidence.iter().cloned())
+        .flat_map(|v| v.evidence.iter().map(convert::finding))
         .collect()
 }
 

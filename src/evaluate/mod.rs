@@ -15,14 +15,14 @@ use std::{
 };
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        Evidence, Health,
+        Health,
         validate::{RecoverySettings, Settings, TriggerSettings},
     },
     observation::{PodSignals, Sample, Usage},
+    record::Finding,
 };
 
 /// Restart times kept per pod, whatever the window.
@@ -97,7 +97,7 @@ pub struct TargetVerdict {
     pub health: Health,
     /// When the target entered `health`.
     pub since: Timestamp,
-    pub evidence: Vec<Evidence>,
+    pub evidence: Vec<Finding>,
     pub probed: u32,
     pub healthy: u32,
     /// Endpoints judged Unhealthy, by name.
@@ -195,7 +195,7 @@ impl Evaluator {
     /// Starts from a verdict recorded before (by an operator that restarted): the endpoints its
     /// evidence names are Unhealthy, with what fired and since when, until they recover as any
     /// Unhealthy endpoint does (`recovery`) or their triggers say otherwise.
-    pub fn resume(&mut self, evidence: &[Evidence], now: Timestamp) {
+    pub fn resume(&mut self, evidence: &[Finding], now: Timestamp) {
         for e in evidence {
             // Evidence names triggers by their spec name; a trigger the policy no longer has is dropped.
             let Some(trigger) = self
@@ -219,7 +219,7 @@ impl Evaluator {
                 state.fired.push(Fired {
                     trigger,
                     observation,
-                    since: e.since.as_ref().map_or(now, |s| s.0),
+                    since: e.since.unwrap_or(now),
                 });
             }
         }
@@ -405,11 +405,11 @@ impl Evaluator {
         }
         let evidence = by_trigger
             .into_iter()
-            .map(|(trigger, (pods, observations, since))| Evidence {
+            .map(|(trigger, (pods, observations, since))| Finding {
                 trigger: trigger.to_owned(),
                 message: observations.join("; "),
                 pods,
-                since: since.map(|t| Time(crate::clock::whole_seconds(t))),
+                since: since.map(crate::clock::whole_seconds),
             })
             .collect();
         TargetVerdict {

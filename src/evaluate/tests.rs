@@ -525,11 +525,7 @@ fn a_new_trigger_firing_replaces_the_evidence_but_more_of_the_same_does_not() {
     let triggers: Vec<&str> = second.evidence.iter().map(|e| e.trigger.as_str()).collect();
     assert_eq!(triggers, ["consecutiveFailures", "restarts"]);
     // Each says since when it fires: the one that kept firing keeps its start.
-    let since: Vec<_> = second
-        .evidence
-        .iter()
-        .map(|e| e.since.clone().map(|t| t.0))
-        .collect();
+    let since: Vec<_> = second.evidence.iter().map(|e| e.since).collect();
     assert_eq!(since, [Some(t(0)), Some(t(20))]);
 }
 
@@ -586,11 +582,11 @@ mod properties {
 
 #[test]
 fn a_verdict_recorded_before_a_restart_is_where_a_new_evaluator_starts() {
-    let evidence = [crate::api::Evidence {
+    let evidence = [Finding {
         trigger: "consecutiveFailures".into(),
         message: "web-a: 3 failed probes in a row (last: HTTP 503), threshold 3; web-b: 4 failed probes in a row (last: HTTP 502), threshold 3".into(),
         pods: vec!["web-a".into(), "web-b".into()],
-        since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(-60))),
+        since: Some(t(-60)),
     }];
     let mut e = Evaluator::new(&policy().settings());
     e.resume(&evidence, t(0));
@@ -604,7 +600,7 @@ fn a_verdict_recorded_before_a_restart_is_where_a_new_evaluator_starts() {
         v.evidence[0].message, evidence[0].message,
         "the evidence carries over"
     );
-    assert_eq!(v.evidence[0].since.as_ref().map(|s| s.0), Some(t(-60)));
+    assert_eq!(v.evidence[0].since, Some(t(-60)));
     assert_eq!(run(&mut e, "web-a", "++"), [U, U], "web-b is still unhealthy");
     assert_eq!(run(&mut e, "web-b", "+"), [U]);
     assert_eq!(run(&mut e, "web-b", "+"), [H], "both recovered");
@@ -612,7 +608,7 @@ fn a_verdict_recorded_before_a_restart_is_where_a_new_evaluator_starts() {
 
 #[test]
 fn resumed_evidence_of_a_trigger_the_policy_no_longer_has_is_dropped() {
-    let evidence = [crate::api::Evidence {
+    let evidence = [Finding {
         trigger: "slowResponses".into(),
         message: "web-a: 3 responses slower than 2s".into(),
         pods: vec!["web-a".into()],

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 
 use super::{Guard, Hold, PlanInput, PodFacts, Remediation};
 use crate::{
-    api::{RemediationRecord, RemediationResult},
     clock,
+    record::{Entry, RemediationResult},
 };
 
 /// A guard: `Some` holds (or skips) the remediation.
@@ -45,9 +45,9 @@ pub(super) fn age(pod: &PodFacts, now: Timestamp) -> Duration {
 
 /// Records that count as remediations of the target: actions that changed it (or, in a dry run,
 /// would have), whatever their outcome, but not skipped or held steps.
-fn remediations<'a>(input: &'a PlanInput, r: &Remediation) -> impl Iterator<Item = &'a RemediationRecord> {
+fn remediations<'a>(input: &'a PlanInput, r: &Remediation) -> impl Iterator<Item = &'a Entry> {
     let dry_run = r.dry_run;
-    input.status.history.iter().filter(move |h| {
+    input.recorded.history.iter().filter(move |h| {
         h.dry_run == dry_run
             && crate::act::descriptor(h.action).changes_target
             && !matches!(h.result, RemediationResult::Skipped | RemediationResult::Held)
@@ -59,7 +59,7 @@ pub fn cooldown(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     if !r.descriptor().changes_target {
         return None;
     }
-    let last = remediations(input, r).map(|h| h.at.0).max()?;
+    let last = remediations(input, r).map(|h| h.at).max()?;
     let cooldown = input.settings.cooldown;
     let ready_at = clock::after(last, cooldown);
     (input.now < ready_at).then_some(())?;
@@ -99,7 +99,7 @@ pub fn circuit_open(input: &PlanInput, r: &Remediation) -> Option<Hold> {
         .saturating_sub(jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX))
         .unwrap_or(Timestamp::MIN);
     let mut recent: Vec<Timestamp> = remediations(input, r)
-        .map(|h| h.at.0)
+        .map(|h| h.at)
         .filter(|at| *at > window_start)
         .collect();
     if recent.len() < usize::try_from(count).unwrap_or(usize::MAX) {
@@ -148,10 +148,10 @@ pub fn rollout_in_progress(input: &PlanInput, r: &Remediation) -> Option<Hold> {
 pub fn disruption_budget(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     let record =
         super::current_record(input).filter(|h| h.step == r.step && h.result == RemediationResult::Held)?;
-    let retry_at = record.retry_at.as_ref()?.0;
+    let retry_at = record.retry_at?;
     (input.now < retry_at).then_some(())?;
     // Looked at again at the retry, or when the step's time is up and the ladder escalates.
-    let escalates_at = clock::after(record.at.0, r.timeout);
+    let escalates_at = clock::after(record.at, r.timeout);
     held(
         Guard::DisruptionBudget {
             detail: record.message.clone().unwrap_or_default(),

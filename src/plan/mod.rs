@@ -14,11 +14,9 @@ pub use guards::GUARDS;
 pub use crate::act::Remediation;
 
 use crate::{
-    api::{
-        AppHealthPolicyStatus, Health, RemediationRecord, RemediationResult, ScaleRestore,
-        validate::{RemediationSettings, StepParams},
-    },
+    api::validate::{RemediationSettings, StepParams},
     clock,
+    record::{Entry, Health, Raised, Recorded, RemediationResult},
 };
 
 /// What the plan knows about one pod of the target.
@@ -54,7 +52,7 @@ pub struct PlanInput<'a> {
     /// The target's pods (empty for a Service probe with no pod signals).
     pub pods: &'a [PodFacts],
     /// Recorded state: ladder, history, scale restore, verdict.
-    pub status: &'a AppHealthPolicyStatus,
+    pub recorded: &'a Recorded,
     /// Why the workload is mid-rollout, if it is.
     pub rollout: Option<String>,
     pub budget: Budget,
@@ -133,7 +131,7 @@ pub enum Plan {
     /// A guard skips this step; the ladder moves on to the next.
     Skip { held: Hold, remediation: Remediation },
     /// Put back what ScaleOut raised: the target has been healthy long enough.
-    Restore(ScaleRestore),
+    Restore(Raised),
 }
 
 impl Plan {
@@ -149,13 +147,13 @@ impl Plan {
 }
 
 /// The most recent record of the current ladder step, if it belongs to it.
-fn current_record<'a>(input: &'a PlanInput) -> Option<&'a RemediationRecord> {
-    let ladder = input.status.ladder.as_ref()?;
+fn current_record<'a>(input: &'a PlanInput) -> Option<&'a Entry> {
+    let ladder = input.recorded.ladder.as_ref()?;
     input
-        .status
+        .recorded
         .history
         .first()
-        .filter(|r| r.step == ladder.step && r.at.0 >= ladder.started_at.0)
+        .filter(|r| r.step == ladder.step && r.at >= ladder.started_at)
 }
 
 /// Decides the next remediation for a target.
@@ -169,7 +167,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     // the health: its mark says whether it ran, and if it did not, it runs now (decided is decided;
     // none is lost).
     if let Some(pending) = input
-        .status
+        .recorded
         .history
         .first()
         .filter(|r| r.result == RemediationResult::Pending)
@@ -177,7 +175,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     {
         return Plan::Resume(r);
     }
-    let ladder = input.status.ladder.as_ref();
+    let ladder = input.recorded.ladder.as_ref();
     match (input.health, ladder) {
         (Health::Healthy, Some(l)) => return Plan::Recovered { step: l.step },
         (Health::Unknown, Some(l)) => {
@@ -213,7 +211,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         timeout: step.timeout,
         pods: pods_for(input, &step.params),
         capture_first: Vec::new(),
-        at: retry.map_or(now, |r| r.at.0),
+        at: retry.map_or(now, |r| r.at),
         dry_run: settings.dry_run,
     };
     let r = Remediation {
@@ -237,14 +235,14 @@ pub fn plan(input: &PlanInput) -> Plan {
 
 /// The step to run next, or (the current step, its deadline) while it has its chance.
 fn next_step(input: &PlanInput) -> Result<u32, (u32, Timestamp)> {
-    let Some(l) = input.status.ladder.as_ref() else {
+    let Some(l) = input.recorded.ladder.as_ref() else {
         return Ok(1);
     };
     let Some(record) = current_record(input) else {
         return Ok(l.step + 1);
     };
     let timeout = input.settings.step(l.step).map_or(Duration::ZERO, |s| s.timeout);
-    let deadline = clock::after(record.at.0, timeout);
+    let deadline = clock::after(record.at, timeout);
     match record.result {
         RemediationResult::Skipped => Ok(l.step + 1),
         // Refused by a budget: tried again until the step's time is up, then escalate.
@@ -267,22 +265,18 @@ fn hold(guard: Guard, until: Option<Timestamp>, remediation: Option<Remediation>
 
 /// No ladder: idle, unless what ScaleOut raised is due to be put back.
 fn idle(input: &PlanInput) -> Plan {
-    let Some(restore) = &input.status.scale_restore else {
+    let Some(restore) = &input.recorded.raised else {
         return Plan::Idle { until: None };
     };
     let healthy_since = input
-        .status
+        .recorded
         .verdict
-        .as_ref()
-        .filter(|v| v.health == Health::Healthy && input.health == Health::Healthy)
-        .map(|v| v.since.0);
+        .filter(|(health, _)| *health == Health::Healthy && input.health == Health::Healthy)
+        .map(|(_, since)| since);
     let Some(since) = healthy_since else {
         return Plan::Idle { until: None };
     };
-    let after = crate::api::Duration::from(restore.restore_after.as_str())
-        .parse()
-        .unwrap_or(Duration::ZERO);
-    let due = clock::after(since, after);
+    let due = clock::after(since, restore.restore_after);
     if input.now >= due {
         Plan::Restore(restore.clone())
     } else {
@@ -292,7 +286,7 @@ fn idle(input: &PlanInput) -> Plan {
 
 /// The remediation a Pending record stands for, with the parameters of its step (None if the
 /// policy no longer has that action at that step: then it is not resumed).
-fn resumed(input: &PlanInput, record: &RemediationRecord) -> Option<Remediation> {
+fn resumed(input: &PlanInput, record: &Entry) -> Option<Remediation> {
     let step = input.settings.step(record.step)?;
     (step.action() == record.action).then(|| Remediation {
         step: record.step,
@@ -301,7 +295,7 @@ fn resumed(input: &PlanInput, record: &RemediationRecord) -> Option<Remediation>
         timeout: step.timeout,
         pods: record.pods.clone(),
         capture_first: Vec::new(),
-        at: record.at.0,
+        at: record.at,
         dry_run: record.dry_run,
     })
 }
@@ -346,15 +340,15 @@ fn capture_first(input: &PlanInput, r: &Remediation) -> Vec<String> {
     if !r.descriptor().replaces_pods || input.settings.collects_diagnostics().is_none() {
         return Vec::new();
     }
-    let since = input.status.ladder.as_ref().map_or(r.at, |l| l.started_at.0);
+    let since = input.recorded.ladder.as_ref().map_or(r.at, |l| l.started_at);
     r.pods
         .iter()
         .filter(|pod| {
             !input
-                .status
-                .diagnostics
+                .recorded
+                .captures
                 .iter()
-                .any(|d| d.at.0 >= since && d.pods.contains(pod))
+                .any(|d| d.at >= since && d.pods.contains(pod))
         })
         .cloned()
         .collect()

@@ -1,13 +1,12 @@
 //! Table tests of the planner on a virtual clock: one row per ladder transition and per guard.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::*;
 use crate::{
-    api::{Action, AppHealthPolicyStatus, Health, Ladder, RemediationRecord, RemediationResult, Verdict},
     fixtures::{PolicyExt, at, policy},
+    record::{Action, Capture, Entry, Health, Position, Raised, Recorded, RemediationResult, ScaledKind},
     report::text,
 };
 
@@ -34,11 +33,11 @@ fn pods(spec: &[&str], now: i64) -> Vec<PodFacts> {
         .collect()
 }
 
-fn rec(action: Action, step: u32, at_secs: i64, result: RemediationResult) -> RemediationRecord {
-    RemediationRecord {
+fn rec(action: Action, step: u32, at_secs: i64, result: RemediationResult) -> Entry {
+    Entry {
         action,
         step,
-        at: Time(t(at_secs)),
+        at: t(at_secs),
         result,
         dry_run: false,
         pods: Vec::new(),
@@ -54,7 +53,7 @@ struct Case {
     pods: &'static [&'static str],
     ladder: Option<(u32, i64)>,
     /// Newest first.
-    history: Vec<RemediationRecord>,
+    history: Vec<Entry>,
     rollout: Option<&'static str>,
     budget: Budget,
     now: i64,
@@ -137,14 +136,14 @@ fn run(case: &Case) -> String {
     }});
     crate::fixtures::merge(&mut spec["remediation"], case.remediation.clone());
     let settings = policy().with_spec(spec).settings();
-    let status = AppHealthPolicyStatus {
-        ladder: case.ladder.map(|(step, started)| Ladder {
+    let status = Recorded {
+        ladder: case.ladder.map(|(step, started)| Position {
             step,
-            started_at: Time(t(started)),
+            started_at: t(started),
             exhausted: false,
         }),
         history: case.history.clone(),
-        ..AppHealthPolicyStatus::default()
+        ..Recorded::default()
     };
     let pods = pods(case.pods, case.now);
     summary(&plan(&PlanInput {
@@ -152,7 +151,7 @@ fn run(case: &Case) -> String {
         suspended: false,
         health: case.health,
         pods: &pods,
-        status: &status,
+        recorded: &status,
         rollout: case.rollout.map(str::to_owned),
         budget: case.budget.clone(),
         now: t(case.now),
@@ -306,7 +305,7 @@ fn the_guards() {
         Case {
             name: "cooldown counts dry runs only in dry run",
             remediation: json!({"cooldown": "10m"}),
-            history: vec![RemediationRecord {
+            history: vec![Entry {
                 dry_run: true,
                 ..rec(Action::RestartPods, 2, 9_800, Succeeded)
             }],
@@ -436,8 +435,8 @@ fn the_guards() {
             name: "an eviction refused by a budget waits for its retry",
             remediation: restart_pods.clone(),
             ladder: Some((1, 9_950)),
-            history: vec![RemediationRecord {
-                retry_at: Some(Time(t(10_020))),
+            history: vec![Entry {
+                retry_at: Some(t(10_020)),
                 ..rec(Action::RestartPods, 1, 9_950, Held)
             }],
             expect: "hold DisruptionBudget RestartPods#1 until 10020",
@@ -447,8 +446,8 @@ fn the_guards() {
             name: "or until the step's time is up, if that comes first",
             remediation: restart_pods.clone(),
             ladder: Some((1, 9_950)),
-            history: vec![RemediationRecord {
-                retry_at: Some(Time(t(10_100))),
+            history: vec![Entry {
+                retry_at: Some(t(10_100)),
                 ..rec(Action::RestartPods, 1, 9_950, Held)
             }],
             expect: "hold DisruptionBudget RestartPods#1 until 10070",
@@ -458,8 +457,8 @@ fn the_guards() {
             name: "and is tried again with its first mark",
             remediation: restart_pods.clone(),
             ladder: Some((1, 9_950)),
-            history: vec![RemediationRecord {
-                retry_at: Some(Time(t(9_990))),
+            history: vec![Entry {
+                retry_at: Some(t(9_990)),
                 ..rec(Action::RestartPods, 1, 9_950, Held)
             }],
             expect: "act RestartPods#1 web-a",
@@ -469,8 +468,8 @@ fn the_guards() {
             name: "until the step's time is up: then the ladder escalates",
             remediation: restart_pods.clone(),
             ladder: Some((1, 9_000)),
-            history: vec![RemediationRecord {
-                retry_at: Some(Time(t(10_020))),
+            history: vec![Entry {
+                retry_at: Some(t(10_020)),
                 ..rec(Action::RestartPods, 1, 9_000, Held)
             }],
             expect: "act Notify#2 web-a",
@@ -529,7 +528,7 @@ fn the_guards() {
                 max: Some(1),
             },
             ladder: Some((1, 9_990)),
-            history: vec![RemediationRecord {
+            history: vec![Entry {
                 dry_run: true,
                 ..rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)
             }],
@@ -552,11 +551,11 @@ fn pods_a_restart_replaces_are_captured_first_unless_this_ladder_already_did() {
         ]}}))
         .settings();
     let pods = pods(&["web-a:3600:u", "web-b:3600:u"], 10_000);
-    let mut status = AppHealthPolicyStatus {
+    let mut status = Recorded {
         // The first step captured web-a only (web-b failed after it).
-        ladder: Some(Ladder {
+        ladder: Some(Position {
             step: 1,
-            started_at: Time(t(9_000)),
+            started_at: t(9_000),
             exhausted: false,
         }),
         history: vec![rec(
@@ -565,20 +564,20 @@ fn pods_a_restart_replaces_are_captured_first_unless_this_ladder_already_did() {
             9_000,
             RemediationResult::Succeeded,
         )],
-        diagnostics: vec![crate::api::DiagnosticsRef {
+        captures: vec![Capture {
             config_map: "web-diagnostics-1".into(),
-            at: Time(t(9_000)),
+            at: t(9_000),
             pods: vec!["web-a".into()],
         }],
-        ..AppHealthPolicyStatus::default()
+        ..Recorded::default()
     };
-    let decide = |status: &AppHealthPolicyStatus| {
+    let decide = |status: &Recorded| {
         plan(&PlanInput {
             settings: &settings.remediation,
             suspended: false,
             health: Health::Unhealthy,
             pods: &pods,
-            status,
+            recorded: status,
             rollout: None,
             budget: Budget::default(),
             now: t(10_000),
@@ -589,15 +588,15 @@ fn pods_a_restart_replaces_are_captured_first_unless_this_ladder_already_did() {
     };
     assert_eq!(r.capture_first, ["web-b"]);
     // A capture from an earlier ladder does not count.
-    status.diagnostics[0].at = Time(t(8_000));
+    status.captures[0].at = t(8_000);
     let Plan::Act(r) = decide(&status) else {
         panic!("expected RestartPods")
     };
     assert_eq!(r.capture_first, ["web-a", "web-b"]);
     // Scale-out replaces no pod: nothing to capture first.
-    status.ladder = Some(Ladder {
+    status.ladder = Some(Position {
         step: 2,
-        started_at: Time(t(9_000)),
+        started_at: t(9_000),
         exhausted: false,
     });
     status.history = vec![rec(Action::RestartPods, 2, 9_000, RemediationResult::Skipped)];
@@ -630,30 +629,26 @@ fn the_guards_are_in_their_documented_order() {
 #[test]
 fn a_scale_out_is_restored_once_healthy_long_enough() {
     let settings = policy().settings();
-    let mut status = AppHealthPolicyStatus {
-        verdict: Some(Verdict {
-            health: Health::Healthy,
-            since: Time(t(0)),
-            evidence: Vec::new(),
-        }),
-        scale_restore: Some(crate::api::ScaleRestore {
-            kind: "Workload".into(),
+    let mut status = Recorded {
+        verdict: Some((Health::Healthy, t(0))),
+        raised: Some(Raised {
+            kind: ScaledKind::Workload,
             name: "web".into(),
             original: 2,
             original_max: None,
             set: 4,
             set_max: None,
-            restore_after: "30m".into(),
+            restore_after: std::time::Duration::from_secs(1800),
         }),
-        ..AppHealthPolicyStatus::default()
+        ..Recorded::default()
     };
-    let input = |status: &AppHealthPolicyStatus, now: i64| {
+    let input = |status: &Recorded, now: i64| {
         summary(&plan(&PlanInput {
             settings: &settings.remediation,
             suspended: false,
             health: Health::Healthy,
             pods: &[],
-            status,
+            recorded: status,
             rollout: None,
             budget: Budget::default(),
             now: t(now),
@@ -661,7 +656,7 @@ fn a_scale_out_is_restored_once_healthy_long_enough() {
     };
     assert_eq!(input(&status, 1_000), "idle until 1800");
     assert_eq!(input(&status, 1_800), "restore web");
-    status.scale_restore = None;
+    status.raised = None;
     assert_eq!(input(&status, 1_800), "idle");
 }
 

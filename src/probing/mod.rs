@@ -30,12 +30,13 @@ use tokio::{
 };
 
 use crate::{
-    api::{Evidence, validate::Settings},
+    api::validate::Settings,
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
     metrics::Metrics,
     observation::{PodSignals, Sample, Usage},
     observe::{prober::HttpProber, request::ProbeRequest, signals::UsageSource},
+    record::Finding,
 };
 pub use schedule::Schedule;
 use schedule::{Due, ProbeKey};
@@ -119,7 +120,7 @@ where
     /// Starts probing for `key`, or hands the running task its new job. A task that starts takes
     /// `resume` (the evidence recorded in status) as its starting point, so pods that were
     /// Unhealthy before an operator restart must recover again rather than look healthy.
-    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Evidence]) {
+    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Finding]) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         // Tasks of deleted policies ended on their own; forget them.
         tasks.retain(|_, t| !t.handle.is_finished());
@@ -375,7 +376,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
 async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     key: K,
     mut jobs: watch::Receiver<Arc<ProbeJob>>,
-    resume: Vec<Evidence>,
+    resume: Vec<Finding>,
     shared: Arc<Probing<K>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
 ) {

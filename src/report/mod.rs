@@ -2,6 +2,7 @@
 //! constants of [`reasons`]; and the writes that apply them: status by server-side apply, only
 //! when something changed, and Events.
 
+pub mod convert;
 pub mod reasons;
 pub mod status;
 pub mod text;

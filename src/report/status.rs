@@ -74,8 +74,8 @@ impl From<&RemediationSettings> for LadderShape {
     }
 }
 
-impl From<&crate::api::Remediation> for LadderShape {
-    fn from(r: &crate::api::Remediation) -> Self {
+impl From<&crate::api::RemediationSpec> for LadderShape {
+    fn from(r: &crate::api::RemediationSpec) -> Self {
         Self {
             dry_run: r.dry_run,
             steps: u32::try_from(r.steps.len()).unwrap_or(u32::MAX),
@@ -225,7 +225,7 @@ fn verdict(
     status.verdict = Some(Verdict {
         health: v.health,
         since,
-        evidence: v.evidence.clone(),
+        evidence: v.evidence.iter().map(super::convert::evidence).collect(),
     });
     status.targets = Some(TargetCounts {
         probed: v.probed,
@@ -274,7 +274,8 @@ fn fold(
     for effect in &outcome.effects {
         events.extend(fold_effect(status, seen, effect));
     }
-    if let Some(record) = &outcome.record {
+    if let Some(entry) = &outcome.record {
+        let record = &super::convert::record(entry);
         advance(status, record);
         events.extend(record_event(old, seen, plan, outcome, record));
     }
@@ -286,7 +287,7 @@ fn fold_effect(
     effect: &Effect,
 ) -> Option<EventIntent> {
     match effect {
-        Effect::ScaleRecorded(raised) => status.scale_restore = Some(raised.clone()),
+        Effect::ScaleRecorded(raised) => status.scale_restore = Some(super::convert::scale_restore(raised)),
         Effect::ScaleRestoreDone { restored, message } => {
             status.scale_restore = None;
             let reason = if *restored {
@@ -298,7 +299,9 @@ fn fold_effect(
         }
         Effect::Diagnostics(capture) => {
             status.diagnostics.retain(|d| d.config_map != capture.config_map);
-            status.diagnostics.insert(0, capture.clone());
+            status
+                .diagnostics
+                .insert(0, super::convert::diagnostics_ref(capture));
             status
                 .diagnostics
                 .truncate(usize::try_from(seen.diagnostics_retention).unwrap_or(usize::MAX));

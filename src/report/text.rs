@@ -139,7 +139,9 @@ pub fn decision(plan: &Plan, target: &str) -> String {
         ),
         Plan::Restore(raised) => format!(
             "would restore {} {} to {}",
-            raised.kind, raised.name, raised.original
+            raised.kind.as_str(),
+            raised.name,
+            raised.original
         ),
     }
 }

@@ -132,7 +132,7 @@ fn trigger(field: &str, t: &Trigger) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
-fn remediation(r: &crate::api::Remediation) -> Result<(), InvalidSpec> {
+fn remediation(r: &crate::api::RemediationSpec) -> Result<(), InvalidSpec> {
     items("spec.remediation.steps", &r.steps, 8)?;
     if let Some(m) = &r.max_remediations {
         at_most("spec.remediation.maxRemediations.count", m.count, 10)?;

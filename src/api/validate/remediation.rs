@@ -299,7 +299,7 @@ fn scale_out(i: usize, p: &crate::api::remediation::ScaleOutParams) -> Result<Sc
 }
 
 /// Parses `spec.remediation`.
-pub(super) fn remediation(r: &crate::api::Remediation) -> Result<RemediationSettings, InvalidSpec> {
+pub(super) fn remediation(r: &crate::api::RemediationSpec) -> Result<RemediationSettings, InvalidSpec> {
     let steps = r
         .steps
         .iter()

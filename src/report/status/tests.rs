@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::{
-    api::{Action, DiagnosticsRef, Evidence, ScaleRestore, validate::StepParams},
+    api::{Action, ScaleRestore, validate::StepParams},
     fixtures::at,
     plan::{Guard, Hold, Remediation},
+    record::{Capture, Entry, Finding, Raised, ScaledKind},
 };
 
 fn t(secs: i64) -> Timestamp {
@@ -19,7 +20,7 @@ fn verdict(health: Health) -> TargetVerdict {
         health,
         since: t(0),
         evidence: if unhealthy {
-            vec![Evidence {
+            vec![Finding {
                 trigger: "consecutiveFailures".into(),
                 message: "web-b: 3 failed probes in a row (last: HTTP 503), threshold 3".into(),
                 pods: vec!["web-b".into()],
@@ -69,10 +70,10 @@ fn restart(at_secs: i64) -> Remediation {
 
 fn record(r: &Remediation, result: RemediationResult) -> Outcome {
     Outcome {
-        record: Some(RemediationRecord {
+        record: Some(Entry {
             action: Action::RolloutRestart,
             step: r.step,
-            at: Time(r.at),
+            at: r.at,
             result,
             dry_run: r.dry_run,
             pods: r.pods.clone(),
@@ -314,14 +315,14 @@ fn a_stopped_policy_says_why_once_and_drops_its_verdict() {
 
 #[test]
 fn scale_and_diagnostics_effects_are_kept() {
-    let raised = ScaleRestore {
-        kind: "Workload".into(),
+    let raised = Raised {
+        kind: ScaledKind::Workload,
         name: "web".into(),
         original: 2,
         original_max: None,
         set: 4,
         set_max: None,
-        restore_after: "30m".into(),
+        restore_after: Duration::from_secs(1800),
     };
     let mut seen = seen(Health::Healthy);
     seen.diagnostics_retention = 2;
@@ -329,9 +330,9 @@ fn scale_and_diagnostics_effects_are_kept() {
     for i in 0..3 {
         let effects = vec![
             Effect::ScaleRecorded(raised.clone()),
-            Effect::Diagnostics(DiagnosticsRef {
+            Effect::Diagnostics(Capture {
                 config_map: format!("web-diagnostics-{i}"),
-                at: Time(t(i)),
+                at: t(i),
                 pods: vec![],
             }),
         ];
@@ -343,7 +344,19 @@ fn scale_and_diagnostics_effects_are_kept() {
         };
         status = desired_status(&status, &seen, None, Some(&outcome), t(i)).0;
     }
-    assert_eq!(status.scale_restore, Some(raised));
+    assert_eq!(
+        status.scale_restore,
+        Some(ScaleRestore {
+            kind: "Workload".into(),
+            name: "web".into(),
+            original: 2,
+            original_max: None,
+            set: 4,
+            set_max: None,
+            restore_after: "30m".into(),
+        }),
+        "recorded in status's shape"
+    );
     let kept: Vec<&str> = status.diagnostics.iter().map(|d| d.config_map.as_str()).collect();
     assert_eq!(
         kept,
