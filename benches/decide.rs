@@ -5,15 +5,16 @@
 use std::{hint::black_box, time::Duration};
 
 use apphealth_operator::{
-    api::{AppHealthPolicySpec, Health, validate},
+    api::{AppHealthPolicySpec, Health},
     evaluate::Evaluator,
     observation::Sample,
     plan::{Budget, PlanInput, PodFacts, plan},
+    settings::{self, Settings},
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 
-fn settings(triggers: serde_json::Value) -> validate::Settings {
+fn settings(triggers: serde_json::Value) -> Settings {
     let spec: AppHealthPolicySpec = serde_json::from_value(serde_json::json!({
         "targetRef": {"kind": "Deployment", "name": "web"},
         "probe": {"http": {"port": "http", "path": "/healthz"}, "periodSeconds": 10},
@@ -26,7 +27,7 @@ fn settings(triggers: serde_json::Value) -> validate::Settings {
         ], "maxUnhealthyPercent": 50, "minPodAge": "1m"}
     }))
     .expect("bench policy deserializes");
-    validate::validate(&spec).expect("bench policy is valid")
+    settings::validate(&spec).expect("bench policy is valid")
 }
 
 /// Every kind of probe trigger, over windows that fill the ring.
@@ -62,7 +63,7 @@ fn at(i: i64) -> Timestamp {
 }
 
 /// An evaluator over `pods` endpoints with full rings.
-fn warmed(settings: &validate::Settings, pods: usize) -> (Evaluator, i64) {
+fn warmed(settings: &Settings, pods: usize) -> (Evaluator, i64) {
     let mut e = Evaluator::new(settings);
     let rounds = i64::try_from(settings.sample_capacity).unwrap_or(64) + 1;
     for i in 0..rounds {

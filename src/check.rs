@@ -6,16 +6,14 @@ use std::{io::Write, path::Path, sync::Arc, time::Duration};
 
 use crate::{
     Error, Result, act,
-    api::{
-        AppHealthPolicy, AppHealthPolicyStatus, Health, format_duration,
-        validate::{self, Settings, TriggerSettings},
-    },
+    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, format_duration, validate::TriggerSettings},
     clock::{self, Clock},
     evaluate::{Evaluator, TargetVerdict},
     observation::{Sample, Usage},
     observe::{prober::HttpProber, reach::Reach, request::RequestTemplate},
     plan::{Budget, PlanInput},
     report::{self, Observation, Readiness, convert, text},
+    settings::{self, Settings},
     step::{self, Then, Work},
 };
 
@@ -153,7 +151,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     out: &mut (dyn Write + Send),
 ) -> Result<CheckReport> {
-    let settings = validate::validate(&policy.spec)?;
+    let settings = settings::validate(&policy.spec)?;
     let period = options.period.unwrap_or(settings.probe.period);
     let name = policy.metadata.name.clone().unwrap_or_default();
     let target = format!(

@@ -3,8 +3,9 @@
 use jiff::Timestamp;
 
 use crate::{
-    api::{AppHealthPolicy, AppHealthPolicySpec, validate::Settings},
+    api::{AppHealthPolicy, AppHealthPolicySpec},
     observation::Sample,
+    settings::Settings,
 };
 
 /// A policy for Deployment `web` in namespace `shop`, probing `/healthz` on port `http`, with one
@@ -39,7 +40,7 @@ impl PolicyExt for AppHealthPolicy {
     }
 
     fn settings(&self) -> Settings {
-        crate::api::validate::validate(&self.spec).expect("fixture policy is valid")
+        crate::settings::validate(&self.spec).expect("fixture policy is valid")
     }
 }
 

@@ -29,6 +29,7 @@ pub mod rbac;
 pub mod record;
 pub mod report;
 pub mod server;
+pub mod settings;
 pub mod step;
 pub mod telemetry;
 

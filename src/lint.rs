@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::api::{AppHealthPolicy, validate::validate};
+use crate::{api::AppHealthPolicy, settings::validate};
 
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,7 +93,7 @@ pub fn finish(
 mod tests {
     use super::*;
     use crate::{
-        api::{Health, RemediationResult, validate},
+        api::{Health, RemediationResult},
         fixtures::{at, policy},
         plan::Budget,
         report::Readiness,
@@ -123,7 +123,7 @@ mod tests {
     }
 
     fn input<'a>(
-        settings: &'a validate::RemediationSettings,
+        settings: &'a plan::RemediationSettings,
         status: &'a crate::record::Recorded,
         health: Health,
         suspended: bool,
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn an_action_that_changes_something_is_recorded_before_it_runs_and_finished_after() {
-        let settings = validate::validate(&policy().spec).unwrap();
+        let settings = crate::settings::validate(&policy().spec).unwrap();
         let remediation = &settings.remediation;
         let now = at("2026-01-01T00:10:00Z");
         let prev = AppHealthPolicyStatus::default();
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn work_that_runs_first_is_not_recorded_and_quiet_steps_have_no_work() {
-        let settings = validate::validate(&policy().spec).unwrap();
+        let settings = crate::settings::validate(&policy().spec).unwrap();
         let mut dry = settings.remediation.clone();
         dry.dry_run = true;
         let now = at("2026-01-01T00:10:00Z");
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn suspend_is_a_plan_input_like_any_guard() {
-        let settings = validate::validate(&policy().spec).unwrap();
+        let settings = crate::settings::validate(&policy().spec).unwrap();
         let now = at("2026-01-01T00:10:00Z");
         let prev = AppHealthPolicyStatus::default();
         let s = step(

@@ -4,11 +4,9 @@
 #![no_main]
 
 use apphealth_operator::{
-    api::{
-        AppHealthPolicySpec,
-        validate::{Check, validate},
-    },
+    api::{AppHealthPolicySpec, validate::Check},
     observe::prober::check_body,
+    settings::validate,
 };
 use serde_json::json;
 

@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
-use apphealth_operator::api::{
-    AppHealthPolicy, MAX_DURATION,
-    validate::{MAX_PROBLEM_BYTES, MAX_SAMPLES_PER_ENDPOINT, validate},
-    watched::Watched,
+use apphealth_operator::{
+    api::{
+        AppHealthPolicy, MAX_DURATION,
+        validate::{MAX_PROBLEM_BYTES, MAX_SAMPLES_PER_ENDPOINT},
+        watched::Watched,
+    },
+    settings::validate,
 };
 use serde_json::{Value, json};
 

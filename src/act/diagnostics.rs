@@ -16,9 +16,17 @@ use kube::{
 };
 use tokio::io::AsyncReadExt;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, Remediation, api_error};
+use super::{
+    ActCtx, ActError, Action, Descriptor, Done, Effect, MANAGER, Remediation, StepParams, api_error,
+    params::{Params, StepField, named},
+};
 use crate::{
-    api::validate::{DiagnosticsSettings, ExecSettings, StepParams},
+    api::{
+        CollectDiagnosticsParams, RemediationStep,
+        validate::{
+            InvalidSpec, at_least_one, at_most, chars, invalid, items, optional_chars, positive_duration,
+        },
+    },
     rbac::{Right, right},
     record::Capture,
 };
@@ -45,6 +53,86 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct CollectDiagnostics;
+
+/// CollectDiagnostics' parameters, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnosticsSettings {
+    pub log_lines: u32,
+    pub previous: bool,
+    pub exec: Option<ExecSettings>,
+}
+
+impl Default for DiagnosticsSettings {
+    fn default() -> Self {
+        Self {
+            log_lines: 200,
+            previous: true,
+            exec: None,
+        }
+    }
+}
+
+/// The command run in each pod, bounded by its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSettings {
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    pub timeout: std::time::Duration,
+}
+
+impl Params for CollectDiagnostics {
+    type Settings = DiagnosticsSettings;
+    const TIMEOUT: std::time::Duration = std::time::Duration::ZERO;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("collectDiagnostics", step.collect_diagnostics.as_ref())
+    }
+
+    fn limits(f: StepField, step: &RemediationStep) -> Result<(), InvalidSpec> {
+        let Some(d) = &step.collect_diagnostics else {
+            return Ok(());
+        };
+        at_most(&f.at("collectDiagnostics.logLines"), d.log_lines, 10_000)?;
+        if let Some(e) = &d.exec {
+            optional_chars(
+                &f.at("collectDiagnostics.exec.container"),
+                e.container.as_ref(),
+                63,
+            )?;
+            items(&f.at("collectDiagnostics.exec.command"), &e.command, 32)?;
+            for (j, arg) in e.command.iter().enumerate() {
+                chars(&f.at(&format!("collectDiagnostics.exec.command[{j}]")), arg, 1024)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<DiagnosticsSettings, InvalidSpec> {
+        let default = CollectDiagnosticsParams::default();
+        let p = step.collect_diagnostics.as_deref().unwrap_or(&default);
+        let exec = match &p.exec {
+            None => None,
+            Some(e) => {
+                if e.command.is_empty() || e.command.iter().any(String::is_empty) {
+                    return Err(invalid(
+                        f.at("collectDiagnostics.exec.command"),
+                        "must name a command, with no empty argument",
+                    ));
+                }
+                Some(ExecSettings {
+                    container: e.container.clone(),
+                    command: e.command.clone(),
+                    timeout: positive_duration(&f.at("collectDiagnostics.exec.timeout"), &e.timeout)?,
+                })
+            }
+        };
+        Ok(DiagnosticsSettings {
+            log_lines: at_least_one(&f.at("collectDiagnostics.logLines"), p.log_lines)?,
+            previous: p.previous,
+            exec,
+        })
+    }
+}
 
 /// Bytes of data a capture holds at most: a ConfigMap holds 1 MiB with its keys and metadata.
 pub const MAX_CAPTURE_BYTES: usize = 900 * 1024;

@@ -9,8 +9,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::EvictParams};
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, api_error};
-use crate::{api::RemediationResult, clock, rbac::right};
+use super::{
+    ActCtx, ActError, Action, Descriptor, Done, Remediation, api_error,
+    params::{Params, StepField, named},
+};
+use crate::{
+    api::{
+        RemediationResult, RemediationStep,
+        validate::{InvalidSpec, at_least_one, at_most},
+    },
+    clock,
+    rbac::right,
+};
 
 /// What RestartPods is: see [`Descriptor`].
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
@@ -25,6 +35,36 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct RestartPods;
+
+/// RestartPods' parameters, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPodsSettings {
+    /// How many unhealthy pods one run evicts at most.
+    pub max_unavailable: u32,
+}
+
+impl Params for RestartPods {
+    type Settings = RestartPodsSettings;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("restartPods", step.restart_pods.as_ref())
+    }
+
+    fn limits(f: StepField, step: &RemediationStep) -> Result<(), InvalidSpec> {
+        step.restart_pods.as_ref().map_or(Ok(()), |p| {
+            at_most(&f.at("restartPods.maxUnavailable"), p.max_unavailable, 100)
+        })
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<RestartPodsSettings, InvalidSpec> {
+        Ok(RestartPodsSettings {
+            max_unavailable: at_least_one(
+                &f.at("restartPods.maxUnavailable"),
+                step.restart_pods.as_ref().map_or(1, |p| p.max_unavailable),
+            )?,
+        })
+    }
+}
 
 /// How long after a refused eviction it is tried again.
 const RETRY: Duration = Duration::from_secs(30);

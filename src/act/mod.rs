@@ -1,18 +1,20 @@
 //! Act: one implementation per action behind one static dispatch (the `actions!` list). Each
 //! action's file has its [`Descriptor`] (Event reason, whether it changes the target or restarts
-//! pods, its chart permission and Kubernetes rights), `apply` (idempotent Kubernetes API calls; in
-//! a dry run it only reads and describes) and `applied` (reads back the mark it leaves, so an
-//! operator that stopped between recording its intent and recording the result neither repeats nor
-//! loses it).
+//! pods, its chart permission and Kubernetes rights), its parameters (`Params`: the settings type,
+//! the schema's bounds on its block, parsing that names the field, its default timeout), `apply`
+//! (idempotent Kubernetes API calls; in a dry run it only reads and describes) and `applied` (reads
+//! back the mark it leaves, so an operator that stopped between recording its intent and
+//! recording the result neither repeats nor loses it).
 //!
-//! Adding an action: its CRD block (the variant in `api::Action` and `Action::ALL`, its
-//! parameters and their parsing in `api::validate`), its file here, and one line in `actions!`;
-//! then `make generate` (the CRD, the chart's rule table, the README's table of rights).
+//! Adding an action: its CRD block (the variant in `Action` and `Action::ALL`, its parameters'
+//! struct and field on `RemediationStep`), its file here, and one line in `actions!`; then
+//! `make generate` (the CRD, the chart's rule table, the README's table of rights).
 
 mod diagnostics;
 mod evict;
 mod notify;
 mod outcome;
+mod params;
 mod remediation;
 mod resize;
 mod restart;
@@ -25,8 +27,11 @@ mod workload;
 use jiff::Timestamp;
 use kube::Client;
 
+pub use diagnostics::ExecSettings;
 pub use notify::{Notifier, PostError};
 pub use outcome::{Effect, Outcome};
+use params::Params;
+pub use params::StepField;
 pub use remediation::{Descriptor, Remediation};
 
 use crate::{
@@ -75,7 +80,7 @@ pub struct ActCtx<'a> {
     /// Diagnostics ConfigMaps kept.
     pub retention: u32,
     /// The ladder's CollectDiagnostics settings, for captures taken before a restart.
-    pub diagnostics: crate::api::validate::DiagnosticsSettings,
+    pub diagnostics: DiagnosticsSettings,
     /// What the ladder does next if this step does not help, for notifications.
     pub next: String,
     /// The injected clock's time, in whole seconds.
@@ -224,7 +229,49 @@ pub(crate) trait Action {
 /// The one list of actions, each with its CRD variant, the module of its file and its type:
 /// makes the dispatch to each action's descriptor and implementation.
 macro_rules! actions {
-    ($($kind:ident => $module:ident :: $implementation:ident,)*) => {
+    ($($kind:ident => $module:ident :: $implementation:ident ($settings:ident),)*) => {
+        $(pub use $module::$settings;)*
+
+        /// An action with its parameters, parsed.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum StepParams {
+            $($kind($settings),)*
+        }
+
+        impl StepParams {
+            pub fn action(&self) -> api::Action {
+                match self {
+                    $(Self::$kind(_) => api::Action::$kind,)*
+                }
+            }
+
+            /// The parameters of step `f` for its action, within the schema's bounds; a block of
+            /// another action's is refused.
+            pub fn parse(f: StepField, step: &api::RemediationStep) -> Result<Self, api::validate::InvalidSpec> {
+                $(
+                    <$module::$implementation as Params>::limits(f, step)?;
+                    if let Some(block) = <$module::$implementation as Params>::block(step)
+                        && step.action != api::Action::$kind
+                    {
+                        return Err(api::validate::invalid(
+                            f.at(block),
+                            format!("may only be set when action is {}", api::Action::$kind.as_str()),
+                        ));
+                    }
+                )*
+                match step.action {
+                    $(api::Action::$kind => <$module::$implementation as Params>::settings(f, step).map(Self::$kind),)*
+                }
+            }
+
+            /// How long a step of this action waits for recovery when its timeout is not set.
+            pub fn default_timeout(&self) -> std::time::Duration {
+                match self {
+                    $(Self::$kind(_) => <$module::$implementation as Params>::TIMEOUT,)*
+                }
+            }
+        }
+
         /// What an action says about itself.
         pub fn descriptor(kind: api::Action) -> &'static Descriptor {
             match kind {
@@ -250,13 +297,13 @@ macro_rules! actions {
 
 // A new action is its file, its CRD block and a line here.
 actions! {
-    CollectDiagnostics => diagnostics::CollectDiagnostics,
-    RestartPods => evict::RestartPods,
-    RolloutRestart => restart::RolloutRestart,
-    Rollback => rollback::Rollback,
-    ScaleOut => scale::ScaleOut,
-    ScaleUp => resize::ScaleUp,
-    Notify => notify::Notify,
+    CollectDiagnostics => diagnostics::CollectDiagnostics(DiagnosticsSettings),
+    RestartPods => evict::RestartPods(RestartPodsSettings),
+    RolloutRestart => restart::RolloutRestart(RolloutRestartSettings),
+    Rollback => rollback::Rollback(RollbackSettings),
+    ScaleOut => scale::ScaleOut(ScaleOutSettings),
+    ScaleUp => resize::ScaleUp(ScaleUpSettings),
+    Notify => notify::Notify(NotifySettings),
 }
 
 /// Every action's descriptor, in the CRD's order.
@@ -442,7 +489,6 @@ mod tests {
     use kube::core::Status;
 
     use super::*;
-    use crate::api::validate::StepParams;
 
     fn api(code: u16) -> ActError {
         ActError::Api {
@@ -458,7 +504,7 @@ mod tests {
         let r = |timeout: u64| Remediation {
             step: 1,
             of: 1,
-            params: StepParams::RolloutRestart,
+            params: StepParams::RolloutRestart(RolloutRestartSettings),
             timeout: Duration::from_secs(timeout),
             pods: Vec::new(),
             capture_first: Vec::new(),

@@ -16,9 +16,15 @@ use kube::Api;
 use rustls::ClientConfig;
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, api_error};
+use super::{
+    ActCtx, ActError, Action, Descriptor, Done, Remediation, StepParams, api_error,
+    params::{Params, StepField, named, required},
+};
 use crate::{
-    api::{KeyRef, Method, format_duration, validate::StepParams},
+    api::{
+        KeyRef, Method, RemediationStep, format_duration,
+        validate::{InvalidSpec, chars, names},
+    },
     observe::{
         error::{ExchangeError, TlsError},
         http::{Outgoing, destination, exchange},
@@ -41,6 +47,36 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct Notify;
+
+/// Notify's parameters, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// The Secret key holding the webhook URL.
+    pub url: KeyRef,
+}
+
+impl Params for Notify {
+    type Settings = NotifySettings;
+    const TIMEOUT: std::time::Duration = std::time::Duration::ZERO;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("notify", step.notify.as_ref())
+    }
+
+    fn limits(f: StepField, step: &RemediationStep) -> Result<(), InvalidSpec> {
+        step.notify.as_ref().map_or(Ok(()), |n| {
+            chars(&f.at("notify.urlSecretRef.key"), &n.url_secret_ref.key, 253)
+        })
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<NotifySettings, InvalidSpec> {
+        let p = required(f, "notify", "Notify", step.notify.as_deref())?;
+        names::object(&f.at("notify.urlSecretRef.name"), &p.url_secret_ref.name)?;
+        Ok(NotifySettings {
+            url: p.url_secret_ref.clone(),
+        })
+    }
+}
 
 /// Why a webhook's POST failed. The text never contains the URL.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +255,7 @@ fn payload(ctx: &ActCtx<'_>, r: &Remediation, id: &str) -> serde_json::Value {
 
 impl Action for Notify {
     async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {
-        let StepParams::Notify { url: reference } = &r.params else {
+        let StepParams::Notify(NotifySettings { url: reference }) = &r.params else {
             return Err(ActError::Refused("Notify without its parameters".into()));
         };
         let url = url(ctx, reference).await?;

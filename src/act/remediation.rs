@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::{
-    api::{self, validate::StepParams},
-    rbac::Right,
-};
+use super::StepParams;
+use crate::{api, rbac::Right};
 
 /// One remediation, fully described: what the act stage runs and what status records.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,11 +12,15 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, as_operator, workload};
+use super::{
+    ActCtx, ActError, Action, Descriptor, Done, Remediation, StepParams, as_operator,
+    params::{Params, StepField, named, required},
+    workload,
+};
 use crate::{
     api::{
-        quantity,
-        validate::{ScaleUpSettings, StepParams},
+        RemediationStep, quantity,
+        validate::{InvalidSpec, invalid, optional_at_most, optional_chars},
     },
     rbac::right,
 };
@@ -38,6 +42,74 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct ScaleUp;
+
+/// ScaleUp's parameters, parsed: percentages (0 for a resource left alone) and the maxima, in
+/// bytes and millicores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleUpSettings {
+    pub memory_percent: u32,
+    pub cpu_percent: u32,
+    pub max_memory: u64,
+    pub max_millicores: u64,
+    pub in_place: bool,
+}
+
+impl Params for ScaleUp {
+    type Settings = ScaleUpSettings;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("scaleUp", step.scale_up.as_ref())
+    }
+
+    fn limits(f: StepField, step: &RemediationStep) -> Result<(), InvalidSpec> {
+        let Some(p) = &step.scale_up else {
+            return Ok(());
+        };
+        optional_at_most(&f.at("scaleUp.memoryPercent"), p.memory_percent, 1000)?;
+        optional_at_most(&f.at("scaleUp.cpuPercent"), p.cpu_percent, 1000)?;
+        optional_chars(&f.at("scaleUp.maxMemory"), p.max_memory.as_ref(), 32)?;
+        optional_chars(&f.at("scaleUp.maxCpu"), p.max_cpu.as_ref(), 32)
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<ScaleUpSettings, InvalidSpec> {
+        let p = required(f, "scaleUp", "ScaleUp", step.scale_up.as_deref())?;
+        if p.memory_percent.is_none() && p.cpu_percent.is_none() {
+            return Err(invalid(f.at("scaleUp"), "must set memoryPercent or cpuPercent"));
+        }
+        let max_memory = match (p.memory_percent, &p.max_memory) {
+            (None, _) => 0,
+            (Some(_), None) => {
+                return Err(invalid(
+                    f.at("scaleUp.maxMemory"),
+                    "is required with memoryPercent",
+                ));
+            }
+            (Some(_), Some(m)) => quantity::bytes(m).filter(|b| *b > 0).ok_or_else(|| {
+                invalid(
+                    f.at("scaleUp.maxMemory"),
+                    format!("{m:?} is not a size such as 2Gi"),
+                )
+            })?,
+        };
+        let max_millicores = match (p.cpu_percent, &p.max_cpu) {
+            (None, _) => 0,
+            (Some(_), None) => return Err(invalid(f.at("scaleUp.maxCpu"), "is required with cpuPercent")),
+            (Some(_), Some(c)) => quantity::millicores(c).filter(|m| *m > 0).ok_or_else(|| {
+                invalid(
+                    f.at("scaleUp.maxCpu"),
+                    format!("{c:?} is not a CPU amount such as 2 or 500m"),
+                )
+            })?,
+        };
+        Ok(ScaleUpSettings {
+            memory_percent: p.memory_percent.unwrap_or(0),
+            cpu_percent: p.cpu_percent.unwrap_or(0),
+            max_memory,
+            max_millicores,
+            in_place: p.in_place,
+        })
+    }
+}
 
 pub const SCALED_UP_AT: &str = "apphealth.io/scaledUpAt";
 

@@ -4,8 +4,15 @@
 use kube::api::Patch;
 use serde_json::json;
 
-use super::{ActCtx, ActError, Action, Descriptor, Done, Remediation, workload};
-use crate::{api::RESTARTED_AT_ANNOTATION, rbac::right};
+use super::{
+    ActCtx, ActError, Action, Descriptor, Done, Remediation,
+    params::{Params, StepField},
+    workload,
+};
+use crate::{
+    api::{RESTARTED_AT_ANNOTATION, RemediationStep, validate::InvalidSpec},
+    rbac::right,
+};
 
 /// What RolloutRestart is: see [`Descriptor`].
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
@@ -23,6 +30,22 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct RolloutRestart;
+
+/// RolloutRestart has no parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRestartSettings;
+
+impl Params for RolloutRestart {
+    type Settings = RolloutRestartSettings;
+
+    fn block(_step: &RemediationStep) -> Option<&'static str> {
+        None
+    }
+
+    fn settings(_f: StepField, _step: &RemediationStep) -> Result<RolloutRestartSettings, InvalidSpec> {
+        Ok(RolloutRestartSettings)
+    }
+}
 
 impl Action for RolloutRestart {
     async fn apply(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Done, ActError> {

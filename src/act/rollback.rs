@@ -17,8 +17,15 @@ use kube::{
 use super::{
     ActCtx, ActError, Action, Decided, Descriptor, Done, MANAGER, Remediation, Workload, api_error, workload,
 };
+use super::{
+    StepParams,
+    params::{Params, StepField, named},
+};
 use crate::{
-    api::{TargetKind, format_duration, validate::StepParams},
+    api::{
+        RemediationStep, TargetKind, format_duration,
+        validate::{InvalidSpec, positive_duration},
+    },
     clock,
     rbac::right,
 };
@@ -39,6 +46,31 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct Rollback;
+
+/// Rollback's parameters, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackSettings {
+    /// Only a rollout that began less than this long ago is rolled back.
+    pub within: std::time::Duration,
+}
+
+impl Params for Rollback {
+    type Settings = RollbackSettings;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("rollback", step.rollback.as_ref())
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<RollbackSettings, InvalidSpec> {
+        let within = step
+            .rollback
+            .as_ref()
+            .map_or_else(|| crate::api::Duration::from("1h"), |r| r.within.clone());
+        Ok(RollbackSettings {
+            within: positive_duration(&f.at("rollback.within"), &within)?,
+        })
+    }
+}
 
 pub const ROLLED_BACK_AT: &str = "apphealth.io/rolledBackAt";
 pub const ROLLED_BACK_TO: &str = "apphealth.io/rolledBackTo";
@@ -165,7 +197,7 @@ fn decide(seen: Seen, w: &Workload, within: std::time::Duration, now: Timestamp)
 /// Reads and decides the rollback `r`.
 async fn plan_undo(ctx: &ActCtx<'_>, r: &Remediation) -> Result<Decided<Undo>, ActError> {
     let within = match &r.params {
-        StepParams::Rollback { within } => *within,
+        StepParams::Rollback(p) => p.within,
         _ => return Err(ActError::Refused("Rollback without its parameters".into())),
     };
     let seen = match ctx.workload.kind {

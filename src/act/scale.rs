@@ -12,13 +12,15 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    ActCtx, ActError, Action, Decided, Descriptor, Done, Effect, Remediation, Workload, api_error,
-    as_operator, workload,
+    ActCtx, ActError, Action, Decided, Descriptor, Done, Effect, Remediation, StepParams, Workload,
+    api_error, as_operator,
+    params::{Params, StepField, named, required},
+    workload,
 };
 use crate::{
     api::{
-        format_duration,
-        validate::{ScaleOutSettings, StepParams},
+        RemediationStep, format_duration,
+        validate::{InvalidSpec, at_least_one, at_most, duration, invalid, optional_at_most},
     },
     rbac::right,
     record::{Raised, ScaledKind},
@@ -47,6 +49,70 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 pub struct ScaleOut;
+
+/// ScaleOut's parameters, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOutSettings {
+    pub by: Option<u32>,
+    pub to: Option<u32>,
+    pub max_replicas: u32,
+    pub restore_after: std::time::Duration,
+}
+
+impl ScaleOutSettings {
+    /// The replicas wanted from `current`, never beyond maxReplicas.
+    pub fn wanted(&self, current: u32) -> u32 {
+        let wanted = match (self.by, self.to) {
+            (Some(by), _) => current.saturating_add(by),
+            (None, Some(to)) => to,
+            (None, None) => current,
+        };
+        wanted.min(self.max_replicas)
+    }
+}
+
+impl Params for ScaleOut {
+    type Settings = ScaleOutSettings;
+
+    fn block(step: &RemediationStep) -> Option<&'static str> {
+        named("scaleOut", step.scale_out.as_ref())
+    }
+
+    fn limits(f: StepField, step: &RemediationStep) -> Result<(), InvalidSpec> {
+        let Some(p) = &step.scale_out else {
+            return Ok(());
+        };
+        optional_at_most(&f.at("scaleOut.by"), p.by, 1000)?;
+        optional_at_most(&f.at("scaleOut.to"), p.to, 10_000)?;
+        at_most(&f.at("scaleOut.maxReplicas"), p.max_replicas, 10_000)
+    }
+
+    fn settings(f: StepField, step: &RemediationStep) -> Result<ScaleOutSettings, InvalidSpec> {
+        let p = required(f, "scaleOut", "ScaleOut", step.scale_out.as_deref())?;
+        let target = match (p.by, p.to) {
+            (Some(by), None) => by,
+            (None, Some(to)) => to,
+            _ => return Err(invalid(f.at("scaleOut"), "must set exactly one of: by, to")),
+        };
+        at_least_one(&f.at("scaleOut.maxReplicas"), p.max_replicas)?;
+        if p.max_replicas < target {
+            let which = if p.by.is_some() { "by" } else { "to" };
+            return Err(invalid(
+                f.at("scaleOut.maxReplicas"),
+                format!(
+                    "must be at least scaleOut.{which} ({} < {target})",
+                    p.max_replicas
+                ),
+            ));
+        }
+        Ok(ScaleOutSettings {
+            by: p.by.map(|b| at_least_one(&f.at("scaleOut.by"), b)).transpose()?,
+            to: p.to.map(|t| at_least_one(&f.at("scaleOut.to"), t)).transpose()?,
+            max_replicas: p.max_replicas,
+            restore_after: duration(&f.at("scaleOut.restoreAfter"), &p.restore_after)?,
+        })
+    }
+}
 
 /// The autoscaler that targets the workload, if any.
 async fn autoscaler(ctx: &ActCtx<'_>) -> Result<Option<HorizontalPodAutoscaler>, ActError> {

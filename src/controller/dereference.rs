@@ -11,14 +11,16 @@ use super::{Context, OwnPod, PolicyRef};
 use crate::{
     Error, Result,
     act::Workload,
-    api::{AppHealthPolicy, ProbeVia, TargetKind, validate},
+    api::{AppHealthPolicy, ProbeVia, TargetKind},
     observe::{endpoints, pod::CachedPod, references, request::RequestTemplate, rollout},
+    plan::RemediationSettings,
     report::{Readiness, reasons, text},
+    settings::{self, Settings},
 };
 
 /// What the policy names, found.
 pub(super) struct Target {
-    pub settings: Arc<validate::Settings>,
+    pub settings: Arc<Settings>,
     pub workload: Workload,
     pub pods: Vec<Arc<CachedPod>>,
     pub resolved: endpoints::Resolved,
@@ -32,7 +34,7 @@ pub(super) struct Stopped {
     pub requeue: Requeue,
     /// The settings of a valid policy that is suspended: the planner still holds its ladder, with
     /// the Suspended guard (None: the spec is invalid).
-    pub suspended: Option<Arc<validate::Settings>>,
+    pub suspended: Option<Arc<Settings>>,
 }
 
 pub(super) enum Dereferenced {
@@ -139,8 +141,8 @@ pub(super) async fn dereference(
 }
 
 /// The spec's settings, or why the policy stops here: its spec is invalid, or it is suspended.
-fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Settings>, Dereferenced> {
-    let settings = validate::validate(&policy.spec).map_err(|invalid| {
+fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<Settings>, Dereferenced> {
+    let settings = settings::validate(&policy.spec).map_err(|invalid| {
         let message = text::invalid_spec(&invalid);
         stopped(
             reasons::INVALID_SPEC,
@@ -167,7 +169,7 @@ fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<validate::Setti
 /// The endpoints to probe: the selected pods, or the Service the probe goes through.
 async fn resolve(
     ctx: &Context,
-    settings: &validate::Settings,
+    settings: &Settings,
     template: &RequestTemplate,
     selector: &LabelSelector,
     pods: &[Arc<CachedPod>],
@@ -209,7 +211,7 @@ fn rollout_of(ctx: &Context, kind: TargetKind, namespace: &str, name: &str) -> O
 /// (and a crash loop of the operator would feed itself). Observing it, collecting diagnostics and
 /// notifying are fine, and so is a dry run. Pure: the operator's pod among the target's pods.
 pub(super) fn remediates_operator<'a>(
-    remediation: &validate::RemediationSettings,
+    remediation: &RemediationSettings,
     workload: &crate::act::Workload,
     mut pods: impl Iterator<Item = &'a str>,
     namespace: &str,
@@ -233,8 +235,8 @@ pub(super) fn remediates_operator<'a>(
 mod tests {
     use super::*;
     use crate::{
-        act::Workload,
-        api::validate::{RemediationSettings, StepParams, StepSettings},
+        act::{StepParams, Workload},
+        plan::StepSettings,
     };
 
     #[test]
@@ -253,7 +255,9 @@ mod tests {
             params,
         };
         let restart = RemediationSettings {
-            steps: vec![step(StepParams::RolloutRestart)],
+            steps: vec![step(StepParams::RolloutRestart(
+                crate::act::RolloutRestartSettings,
+            ))],
             ..RemediationSettings::default()
         };
         let notify_only = RemediationSettings {

@@ -7,8 +7,9 @@ use kube::ResourceExt;
 use super::{Context, PolicyRef, dereference::Target};
 use crate::{
     Result,
+    act::StepParams,
     act::{self, ActCtx, Outcome, PolicyInfo},
-    api::{AppHealthPolicy, AppHealthPolicyStatus, validate::StepParams},
+    api::{AppHealthPolicy, AppHealthPolicyStatus},
     plan::{Plan, PlanInput, PodFacts, Remediation},
     report::{self, Observation, convert, text},
     step::{self, Step, Work},

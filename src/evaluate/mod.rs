@@ -19,10 +19,11 @@ use jiff::Timestamp;
 use crate::{
     api::{
         Health,
-        validate::{RecoverySettings, Settings, TriggerSettings},
+        validate::{RecoverySettings, TriggerSettings},
     },
     observation::{PodSignals, Sample, Usage},
     record::Finding,
+    settings::Settings,
 };
 
 /// Restart times kept per pod, whatever the window.

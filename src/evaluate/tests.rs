@@ -536,7 +536,7 @@ mod properties {
 
     use super::*;
 
-    fn settings_with_window(window_secs: u32, period: u32) -> crate::api::validate::Settings {
+    fn settings_with_window(window_secs: u32, period: u32) -> crate::settings::Settings {
         policy()
             .with_spec(serde_json::json!({
                 "probe": {"periodSeconds": period, "http": {"timeoutSeconds": 1}},

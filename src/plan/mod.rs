@@ -3,6 +3,7 @@
 //! with what parameters); what a guard's hold means for people is worded in `report`.
 
 mod guards;
+mod settings;
 
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ pub use guards::GUARDS;
 /// What the plan names: defined with the actions, so that each action's file says what it is.
 pub use crate::act::Remediation;
 
+pub use settings::{RemediationSettings, StepSettings};
+
 use crate::{
-    api::validate::{RemediationSettings, StepParams},
+    act::StepParams,
     clock,
     record::{Entry, Health, Raised, Recorded, RemediationResult},
 };
@@ -315,7 +318,7 @@ fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
             .collect();
     }
     let mut unhealthy: Vec<&PodFacts> = input.pods.iter().filter(|p| p.unhealthy).collect();
-    let StepParams::RestartPods { max_unavailable } = params else {
+    let StepParams::RestartPods(p) = params else {
         return unhealthy.iter().map(|p| p.name.clone()).collect();
     };
     unhealthy.sort_by_key(|p| (p.ready, p.name.clone()));
@@ -330,7 +333,7 @@ fn pods_for(input: &PlanInput, params: &StepParams) -> Vec<String> {
     };
     chosen
         .into_iter()
-        .take(usize::try_from(*max_unavailable).unwrap_or(usize::MAX))
+        .take(usize::try_from(p.max_unavailable).unwrap_or(usize::MAX))
         .collect()
 }
 

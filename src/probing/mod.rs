@@ -30,13 +30,13 @@ use tokio::{
 };
 
 use crate::{
-    api::validate::Settings,
     clock::Clock,
     evaluate::{Evaluator, TargetVerdict},
     metrics::Metrics,
     observation::{PodSignals, Sample, Usage},
     observe::{prober::HttpProber, request::ProbeRequest, signals::UsageSource},
     record::Finding,
+    settings::Settings,
 };
 pub use schedule::Schedule;
 use schedule::{Due, ProbeKey};

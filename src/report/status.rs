@@ -10,10 +10,11 @@ use crate::{
     act::{Effect, Outcome},
     api::{
         AppHealthPolicyStatus, HISTORY_LIMIT, Health, Ladder, RemediationRecord, RemediationResult,
-        TargetCounts, Verdict, conditions, validate::RemediationSettings,
+        TargetCounts, Verdict, conditions,
     },
     clock,
     evaluate::TargetVerdict,
+    plan::RemediationSettings,
     plan::{Guard, Hold, Plan},
 };
 

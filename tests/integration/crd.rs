@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use apphealth_operator::api::{AppHealthPolicy, validate::validate};
+use apphealth_operator::{api::AppHealthPolicy, settings::validate};
 
 const CRD_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -15,11 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apphealth_operator::{
-    api::{validate::validate, watched::Watched},
-    controller,
-    metrics::Metrics,
-};
+use apphealth_operator::{api::watched::Watched, controller, metrics::Metrics, settings::validate};
 use serde_json::{Value, json};
 
 use self::cases::{Admission, Case, OPERATOR, TOLERATED, VICTIM, Verdict};

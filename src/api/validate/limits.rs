@@ -8,7 +8,7 @@ use super::{InvalidSpec, invalid};
 use crate::api::{AppHealthPolicySpec, Trigger};
 
 /// Items in a list, as the schema's `maxItems`.
-fn items<T>(field: &str, list: &[T], max: usize) -> Result<(), InvalidSpec> {
+pub fn items<T>(field: &str, list: &[T], max: usize) -> Result<(), InvalidSpec> {
     if list.len() > max {
         return Err(invalid(
             field,
@@ -19,7 +19,7 @@ fn items<T>(field: &str, list: &[T], max: usize) -> Result<(), InvalidSpec> {
 }
 
 /// Characters of a string, as the schema's `maxLength` counts them (code points).
-fn chars(field: &str, s: &str, max: usize) -> Result<(), InvalidSpec> {
+pub fn chars(field: &str, s: &str, max: usize) -> Result<(), InvalidSpec> {
     // Bytes bound characters from above: only a long string is counted.
     if s.len() > max && s.chars().count() > max {
         return Err(invalid(
@@ -33,19 +33,19 @@ fn chars(field: &str, s: &str, max: usize) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
-fn optional_chars(field: &str, s: Option<&String>, max: usize) -> Result<(), InvalidSpec> {
+pub fn optional_chars(field: &str, s: Option<&String>, max: usize) -> Result<(), InvalidSpec> {
     s.map_or(Ok(()), |s| chars(field, s, max))
 }
 
 /// A number, as the schema's `maximum` (lower bounds have their own messages in validation).
-fn at_most(field: &str, n: u32, max: u32) -> Result<(), InvalidSpec> {
+pub fn at_most(field: &str, n: u32, max: u32) -> Result<(), InvalidSpec> {
     if n > max {
         return Err(invalid(field, format!("must be at most {max}, not {n}")));
     }
     Ok(())
 }
 
-fn optional_at_most(field: &str, n: Option<u32>, max: u32) -> Result<(), InvalidSpec> {
+pub fn optional_at_most(field: &str, n: Option<u32>, max: u32) -> Result<(), InvalidSpec> {
     n.map_or(Ok(()), |n| at_most(field, n, max))
 }
 
@@ -104,7 +104,7 @@ pub(super) fn within_limits(spec: &AppHealthPolicySpec) -> Result<(), InvalidSpe
         spec.recovery.consecutive_successes,
         100,
     )?;
-    remediation(&spec.remediation)
+    Ok(())
 }
 
 fn trigger(field: &str, t: &Trigger) -> Result<(), InvalidSpec> {
@@ -132,63 +132,25 @@ fn trigger(field: &str, t: &Trigger) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
-fn remediation(r: &crate::api::RemediationSpec) -> Result<(), InvalidSpec> {
-    items("spec.remediation.steps", &r.steps, 8)?;
-    if let Some(m) = &r.max_remediations {
-        at_most("spec.remediation.maxRemediations.count", m.count, 10)?;
-    }
-    at_most(
-        "spec.remediation.diagnosticsRetention",
-        r.diagnostics_retention,
-        20,
-    )?;
-    for (i, step) in r.steps.iter().enumerate() {
-        let f = |name: &str| format!("spec.remediation.steps[{i}].{name}");
-        if let Some(d) = &step.collect_diagnostics {
-            at_most(&f("collectDiagnostics.logLines"), d.log_lines, 10_000)?;
-            if let Some(e) = &d.exec {
-                optional_chars(&f("collectDiagnostics.exec.container"), e.container.as_ref(), 63)?;
-                items(&f("collectDiagnostics.exec.command"), &e.command, 32)?;
-                for (j, arg) in e.command.iter().enumerate() {
-                    chars(&f(&format!("collectDiagnostics.exec.command[{j}]")), arg, 1024)?;
-                }
-            }
-        }
-        if let Some(n) = &step.notify {
-            chars(&f("notify.urlSecretRef.key"), &n.url_secret_ref.key, 253)?;
-        }
-        if let Some(p) = &step.restart_pods {
-            at_most(&f("restartPods.maxUnavailable"), p.max_unavailable, 100)?;
-        }
-        if let Some(p) = &step.scale_out {
-            optional_at_most(&f("scaleOut.by"), p.by, 1000)?;
-            optional_at_most(&f("scaleOut.to"), p.to, 10_000)?;
-            at_most(&f("scaleOut.maxReplicas"), p.max_replicas, 10_000)?;
-        }
-        if let Some(p) = &step.scale_up {
-            optional_at_most(&f("scaleUp.memoryPercent"), p.memory_percent, 1000)?;
-            optional_at_most(&f("scaleUp.cpuPercent"), p.cpu_percent, 1000)?;
-            optional_chars(&f("scaleUp.maxMemory"), p.max_memory.as_ref(), 32)?;
-            optional_chars(&f("scaleUp.maxCpu"), p.max_cpu.as_ref(), 32)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{PolicyExt, policy};
 
+    /// The whole policy's validation: the ladder's bounds are checked by `plan` and each action.
+    fn check(spec: &crate::api::AppHealthPolicySpec) -> Result<(), InvalidSpec> {
+        crate::settings::validate(spec).map(|_| ())
+    }
+
     fn problem(patch: serde_json::Value) -> String {
-        within_limits(&policy().with_spec(patch).spec)
+        check(&policy().with_spec(patch).spec)
             .expect_err("beyond the schema's bounds")
             .to_string()
     }
 
     #[test]
     fn the_fixture_is_within_limits() {
-        within_limits(&policy().spec).unwrap();
+        check(&policy().spec).unwrap();
     }
 
     /// Each bound is the schema's: the CRD's `maxItems`, `maxLength` and `maximum` for the field.
@@ -235,7 +197,7 @@ mod tests {
         ];
         for (patch, expected) in cases {
             let spec = policy().with_spec(patch.clone()).spec;
-            match within_limits(&spec) {
+            match check(&spec) {
                 Ok(()) => assert_eq!(expected, "", "{patch}"),
                 Err(e) => assert_eq!(e.to_string(), expected),
             }

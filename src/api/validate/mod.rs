@@ -8,12 +8,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 
 mod limits;
-mod names;
+pub mod names;
 mod probe;
-mod remediation;
 mod triggers;
 
-pub use remediation::*;
+pub use limits::{at_most, chars, items, optional_at_most, optional_chars};
 pub use triggers::*;
 
 /// Failed probes in a row that make a pod Unhealthy when a policy lists no triggers.
@@ -30,20 +29,21 @@ pub struct InvalidSpec {
 /// Longest problem text kept: a problem quotes what the policy says, which may be a megabyte.
 pub const MAX_PROBLEM_BYTES: usize = 512;
 
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec {
+/// A problem with `field`, its text bounded.
+pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidSpec {
     InvalidSpec {
         field: field.into(),
         problem: super::bounded(&problem.into(), MAX_PROBLEM_BYTES),
     }
 }
 
-/// The settings of a valid policy, parsed once.
+/// What a valid policy says about probing and judging, parsed once (the ladder is parsed by
+/// `plan`, each step's parameters by its action).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub struct Probing {
     pub probe: ProbeSettings,
     pub triggers: Vec<TriggerSettings>,
     pub recovery: RecoverySettings,
-    pub remediation: RemediationSettings,
     /// Probe samples kept per endpoint: enough for the longest window at this period, capped.
     pub sample_capacity: usize,
     /// Sentences about settings the operator adjusted (e.g. a window capped by the sample bound).
@@ -244,13 +244,15 @@ impl std::fmt::Display for SuccessCodes {
     }
 }
 
-fn duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
+/// A duration, or a problem naming `field`.
+pub fn duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
     value
         .parse()
         .map_err(|problem| invalid(field, problem.to_string()))
 }
 
-fn positive_duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
+/// A duration longer than zero.
+pub fn positive_duration(field: &str, value: &super::Duration) -> Result<StdDuration, InvalidSpec> {
     let d = duration(field, value)?;
     if d.is_zero() {
         return Err(invalid(field, "must be longer than zero"));
@@ -258,7 +260,8 @@ fn positive_duration(field: &str, value: &super::Duration) -> Result<StdDuration
     Ok(d)
 }
 
-fn window(field: &str, value: &super::Duration, max: StdDuration) -> Result<StdDuration, InvalidSpec> {
+/// A duration longer than zero and at most `max`.
+pub fn window(field: &str, value: &super::Duration, max: StdDuration) -> Result<StdDuration, InvalidSpec> {
     let d = positive_duration(field, value)?;
     if d > max {
         return Err(invalid(
@@ -269,7 +272,8 @@ fn window(field: &str, value: &super::Duration, max: StdDuration) -> Result<StdD
     Ok(d)
 }
 
-fn at_least_one(field: &str, n: u32) -> Result<u32, InvalidSpec> {
+/// A count of at least one.
+pub fn at_least_one(field: &str, n: u32) -> Result<u32, InvalidSpec> {
     if n == 0 {
         Err(invalid(field, "must be at least 1"))
     } else {
@@ -318,8 +322,8 @@ fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
     Ok(p.to_owned())
 }
 
-/// Validates a spec and returns its parsed settings, or the first problem found.
-pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
+/// Validates the spec's target, probe, triggers and recovery, or names the first problem found.
+pub fn probing(spec: &AppHealthPolicySpec) -> Result<Probing, InvalidSpec> {
     limits::within_limits(spec)?;
     if spec.target_ref.name.is_empty() {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
@@ -335,12 +339,10 @@ pub fn validate(spec: &AppHealthPolicySpec) -> Result<Settings, InvalidSpec> {
         )?,
         healthy_delay: duration("spec.recovery.healthyDelay", &spec.recovery.healthy_delay)?,
     };
-    let remediation = remediation::remediation(&spec.remediation)?;
-    Ok(Settings {
+    Ok(Probing {
         probe,
         triggers,
         recovery,
-        remediation,
         sample_capacity,
         notes,
     })
@@ -411,6 +413,3 @@ fn sample_capacity(
         (needed.max(paths * 4), Vec::new())
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::{
-    api::{Action, ScaleRestore, validate::StepParams},
+    act::{RolloutRestartSettings, StepParams},
+    api::{Action, ScaleRestore},
     fixtures::at,
     plan::{Guard, Hold, Remediation},
     record::{Capture, Entry, Finding, Raised, ScaledKind},
@@ -59,7 +60,7 @@ fn restart(at_secs: i64) -> Remediation {
     Remediation {
         step: 1,
         of: 1,
-        params: StepParams::RolloutRestart,
+        params: StepParams::RolloutRestart(RolloutRestartSettings),
         timeout: Duration::from_secs(300),
         pods: vec!["web-b".into()],
         capture_first: Vec::new(),

@@ -1,5 +1,12 @@
+use std::time::Duration as StdDuration;
+
 use super::*;
 use crate::fixtures::{PolicyExt, policy};
+use crate::{
+    act::{RolloutRestartSettings, StepParams},
+    api::validate::{Check, MAX_PROBLEM_BYTES, MAX_SAMPLES_PER_ENDPOINT, PortRef, SuccessCodes},
+    plan::StepSettings,
+};
 
 fn problem(patch: serde_json::Value) -> String {
     validate(&policy().with_spec(patch).spec)
@@ -16,7 +23,7 @@ fn the_fixture_is_valid_and_parsed() {
     assert_eq!(
         s.remediation.steps,
         vec![StepSettings {
-            params: StepParams::RolloutRestart,
+            params: StepParams::RolloutRestart(RolloutRestartSettings),
             timeout: StdDuration::from_secs(120)
         }]
     );
