@@ -49,6 +49,7 @@ fn sample(endpoint: &str, at: Timestamp, ok: bool) -> Sample {
         code: Some(if ok { 200 } else { 503 }),
         latency: Duration::from_millis(3),
         detail: if ok { "HTTP 200" } else { "HTTP 503" }.to_owned(),
+        reason: if ok { "" } else { "HTTPStatus" },
         timed_out: false,
         certificate_not_after: None,
     }

@@ -75,5 +75,6 @@ pub fn sample(endpoint: &str, t: Timestamp, ok: bool) -> Sample {
         code: Some(if ok { 200 } else { 503 }),
         latency: std::time::Duration::from_millis(5),
         detail: if ok { "HTTP 200".into() } else { "HTTP 503".into() },
+        reason: if ok { "" } else { "HTTPStatus" },
     }
 }

@@ -58,6 +58,13 @@ pub struct GuardLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
     pub stage: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionReasonLabels {
+    pub action: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +85,7 @@ pub struct Metrics {
     /// The `probes` counters of each result, taken once: a probe costs no label lookup.
     probes_ok: Counter,
     probes_fail: Counter,
+    pub probe_failures: Family<ReasonLabel, Counter>,
     pub probe_latency: Histogram,
     pub probe_lag: Histogram,
     pub probes_delayed: Counter,
@@ -86,6 +94,7 @@ pub struct Metrics {
     pub trigger_firings: Family<TriggerLabel, Counter>,
     pub verdict_changes: Family<HealthLabel, Counter>,
     pub remediations: Family<RemediationLabels, Counter>,
+    pub remediation_failures: Family<ActionReasonLabels, Counter>,
     pub holds: Family<GuardLabels, Counter>,
     pub policy_health: Family<PolicyLabel, Gauge>,
     pub reconcile_duration: Histogram,
@@ -108,6 +117,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("apphealth");
         let probes = Family::<ResultLabel, Counter>::default();
         registry.register("probes", "Probes sent, by result (ok, fail)", probes.clone());
+        let probe_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "probe_failures",
+            "Probes that failed, by a stable name of why (Timeout, HTTPStatus, ConnectFailed, BodyNotMatched, …)",
+            probe_failures.clone(),
+        );
         let probe_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "probe_latency_seconds",
@@ -152,6 +167,12 @@ impl Default for Metrics {
             "Remediations that ran (or, in a dry run, would have), by policy, action and result",
             remediations.clone(),
         );
+        let remediation_failures = Family::<ActionReasonLabels, Counter>::default();
+        registry.register(
+            "remediation_failures",
+            "Remediations that failed, by action and a stable name of why (Forbidden, APIError, Refused, …)",
+            remediation_failures.clone(),
+        );
         let holds = Family::<GuardLabels, Counter>::default();
         registry.register(
             "holds",
@@ -173,7 +194,7 @@ impl Default for Metrics {
         let reconcile_errors = Family::<StageLabel, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed, by the stage that failed",
+            "Reconciles that failed, by the stage that failed and a stable name of why",
             reconcile_errors.clone(),
         );
         let api_requests = Family::<ApiLabels, Counter>::default();
@@ -205,6 +226,7 @@ impl Default for Metrics {
             probes,
             probes_ok,
             probes_fail,
+            probe_failures,
             probe_latency,
             probe_lag,
             probes_delayed,
@@ -213,6 +235,7 @@ impl Default for Metrics {
             trigger_firings,
             verdict_changes,
             remediations,
+            remediation_failures,
             holds,
             policy_health,
             reconcile_duration,
@@ -239,11 +262,17 @@ impl Metrics {
         out
     }
 
-    pub fn probe(&self, ok: bool, latency: Duration) {
+    /// A probe answered (`reason`: why it failed, empty when it did not).
+    pub fn probe(&self, ok: bool, latency: Duration, reason: &str) {
         if ok {
             self.probes_ok.inc();
         } else {
             self.probes_fail.inc();
+            self.probe_failures
+                .get_or_create(&ReasonLabel {
+                    reason: label(reason),
+                })
+                .inc();
         }
         self.probe_latency.observe(latency.as_secs_f64());
     }
@@ -313,9 +342,22 @@ impl Metrics {
         }
     }
 
-    pub fn reconcile_failed(&self, stage: &str) {
+    pub fn reconcile_failed(&self, stage: &str, reason: &str) {
         self.reconcile_errors
-            .get_or_create(&StageLabel { stage: label(stage) })
+            .get_or_create(&StageLabel {
+                stage: label(stage),
+                reason: label(reason),
+            })
+            .inc();
+    }
+
+    /// A remediation failed, for `reason` (the action's error's stable name).
+    pub fn remediation_failed(&self, action: &str, reason: &str) {
+        self.remediation_failures
+            .get_or_create(&ActionReasonLabels {
+                action: label(action),
+                reason: label(reason),
+            })
             .inc();
     }
 
@@ -432,14 +474,21 @@ mod tests {
     #[test]
     fn the_text_format_has_every_family() {
         let m = Metrics::default();
-        m.probe(true, Duration::from_millis(3));
+        m.probe(true, Duration::from_millis(3), "");
+        m.probe(false, Duration::from_millis(3), "Timeout");
         m.remediation("shop/web", "RolloutRestart", "Succeeded", false);
+        m.remediation_failed("RestartPods", "Forbidden");
+        m.reconcile_failed("dereference", "APIError");
         m.hold("shop/web", "Cooldown");
         m.health("shop/web", Some(crate::api::Health::Unhealthy));
         let text = m.render();
         for name in [
             "apphealth_probes_total{result=\"ok\"} 1",
-            "apphealth_probe_latency_seconds_count 1",
+            "apphealth_probes_total{result=\"fail\"} 1",
+            "apphealth_probe_failures_total{reason=\"Timeout\"} 1",
+            "apphealth_remediation_failures_total{action=\"RestartPods\",reason=\"Forbidden\"} 1",
+            "apphealth_reconcile_errors_total{stage=\"dereference\",reason=\"APIError\"} 1",
+            "apphealth_probe_latency_seconds_count 2",
             "apphealth_remediations_total{policy=\"shop/web\",action=\"RolloutRestart\",result=\"Succeeded\",dry_run=\"false\"} 1",
             "apphealth_holds_total{policy=\"shop/web\",guard=\"Cooldown\"} 1",
             "apphealth_policy_health{policy=\"shop/web\"} 0",

@@ -20,10 +20,21 @@ pub struct Sample {
     pub latency: Duration,
     /// For people: "HTTP 503", "timed out after 2s", "connection refused".
     pub detail: String,
+    /// Why the probe failed, as a stable name for the metric label ("Timeout", "HTTPStatus",
+    /// "ConnectFailed", …); empty when it succeeded.
+    pub reason: &'static str,
     /// No answer within the timeout.
     pub timed_out: bool,
     /// When the certificate served over HTTPS expires.
     pub certificate_not_after: Option<Timestamp>,
+}
+
+impl Sample {
+    /// Records a failure: its text for people, its stable name for metrics.
+    pub fn failed(&mut self, why: &impl std::fmt::Display, reason: &'static str) {
+        self.detail = why.to_string();
+        self.reason = reason;
+    }
 }
 
 /// What the pod objects say about one pod.

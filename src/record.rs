@@ -145,6 +145,8 @@ pub struct Entry {
     pub message: Option<String>,
     /// For a Held step: when it is tried again.
     pub retry_at: Option<Timestamp>,
+    /// For a Failed step: why, as a stable name.
+    pub reason: Option<String>,
 }
 
 /// What ScaleOut raised on.

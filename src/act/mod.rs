@@ -344,6 +344,7 @@ pub fn rules() -> Vec<crate::rbac::Rule> {
 
 fn record(r: &Remediation, result: RemediationResult, message: String, retry_at: Option<Timestamp>) -> Entry {
     Entry {
+        reason: None,
         action: r.action(),
         step: r.step,
         at: r.at,
@@ -398,12 +399,15 @@ fn outcome(r: &Remediation, done: Result<Done, ActError>, resumed: bool) -> Outc
             effects: done.effects,
         },
         Err(e) => Outcome {
-            record: Some(record(
-                r,
-                RemediationResult::Failed,
-                format!("{} failed: {e}", r.action().as_str()),
-                None,
-            )),
+            record: Some(Entry {
+                reason: Some(e.reason().to_owned()),
+                ..record(
+                    r,
+                    RemediationResult::Failed,
+                    format!("{} failed ({}): {e}", r.action().as_str(), e.reason()),
+                    None,
+                )
+            }),
             action_reason: reason,
             resumed,
             effects: Vec::new(),

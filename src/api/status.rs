@@ -130,6 +130,10 @@ pub struct RemediationRecord {
     /// For a Held step: when it is tried again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Time>,
+    /// For a Failed step: why, as a stable name (Forbidden, APIError, APIUnavailable, Refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub reason: Option<String>,
 }
 
 /// What ScaleOut raised, to be put back.

@@ -166,6 +166,7 @@ mod tests {
 
     fn record(action: Action, at_secs: i64, result: RemediationResult, dry_run: bool) -> RemediationRecord {
         RemediationRecord {
+            reason: None,
             action,
             step: 1,
             at: Time(at("2026-01-01T00:00:00Z") + jiff::SignedDuration::from_secs(at_secs)),

@@ -463,7 +463,7 @@ async fn run_scope(
 fn error_policy(policy: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let key = reflector::ObjectRef::from_obj(policy.as_ref());
     let delay = ctx.failures.next(&key);
-    ctx.metrics.reconcile_failed(error.metric_label());
+    ctx.metrics.reconcile_failed(error.metric_label(), error.reason());
     // The status this process wrote may not have landed: start again from what the API says.
     ctx.writes.forget(&key);
     tracing::warn!(policy = %policy.name_any(), error = %error, stage = error.metric_label(), reason = error.reason(), retry_in = ?delay, "reconcile failed; retrying");

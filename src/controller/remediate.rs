@@ -133,6 +133,9 @@ pub(super) fn count(
             record.result.as_str(),
             record.dry_run,
         );
+        if let Some(reason) = record.reason.as_deref() {
+            ctx.metrics.remediation_failed(record.action.as_str(), reason);
+        }
     }
     if let Plan::Hold { held, .. } | Plan::Skip { held, .. } = plan {
         let reason = text::reason(&held.guard);

@@ -56,6 +56,7 @@ impl HttpProber {
             code: None,
             latency: Duration::ZERO,
             detail: String::new(),
+            reason: "",
             timed_out: false,
             certificate_not_after: None,
         };
@@ -67,7 +68,7 @@ impl HttpProber {
                 };
                 match tokio::time::timeout(req.timeout, connect).await {
                     Err(_) => self.timed_out(&mut sample, req.timeout),
-                    Ok(Err(e)) => sample.detail = e.to_string(),
+                    Ok(Err(e)) => sample.failed(&e, e.reason()),
                     Ok(Ok(_)) => {
                         sample.ok = true;
                         sample.detail = "connected".into();
@@ -78,7 +79,7 @@ impl HttpProber {
                 let tls = match http.tls.as_ref().map(|t| self.tls_config(t)).transpose() {
                     Ok(tls) => tls,
                     Err(why) => {
-                        sample.detail = why.to_string();
+                        sample.failed(&why, "TLSConfig");
                         sample.latency = started.elapsed();
                         return sample;
                     }
@@ -99,19 +100,23 @@ impl HttpProber {
     ) {
         match tokio::time::timeout(timeout, exchange(&self.reach, &http.into(), tls)).await {
             Err(_) => self.timed_out(sample, timeout),
-            Ok(Err(e)) => sample.detail = e.to_string(),
+            Ok(Err(e)) => sample.failed(&e, e.reason()),
             Ok(Ok(ex)) => {
                 sample.code = Some(ex.code);
                 sample.certificate_not_after = ex.certificate_not_after;
                 if !http.success_codes.contains(ex.code) {
                     sample.detail = format!("HTTP {}", ex.code);
+                    sample.reason = "HTTPStatus";
                 } else {
                     match check_body(&http.checks, &ex.body) {
                         Ok(()) => {
                             sample.ok = true;
                             sample.detail = format!("HTTP {}", ex.code);
                         }
-                        Err(why) => sample.detail = format!("HTTP {}, {why}", ex.code),
+                        Err(why) => {
+                            sample.detail = format!("HTTP {}, {why}", ex.code);
+                            sample.reason = why.reason();
+                        }
                     }
                 }
             }
@@ -120,6 +125,7 @@ impl HttpProber {
 
     fn timed_out(&self, sample: &mut Sample, timeout: Duration) {
         sample.timed_out = true;
+        sample.reason = "Timeout";
         sample.detail = format!("timed out after {}", crate::api::format_duration(timeout));
     }
 

@@ -35,6 +35,7 @@ fn pods(spec: &[&str], now: i64) -> Vec<PodFacts> {
 
 fn rec(action: Action, step: u32, at_secs: i64, result: RemediationResult) -> Entry {
     Entry {
+        reason: None,
         action,
         step,
         at: t(at_secs),

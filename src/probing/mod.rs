@@ -320,7 +320,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
         }
         let sample = done.sample;
         tracing::trace!(endpoint = %sample.endpoint, path = %sample.path, ok = sample.ok, detail = %sample.detail, "probe");
-        self.shared.metrics.probe(sample.ok, sample.latency);
+        self.shared
+            .metrics
+            .probe(sample.ok, sample.latency, sample.reason);
         self.evaluator.fold(&sample, self.shared.clock.now())
     }
 

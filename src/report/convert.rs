@@ -45,6 +45,7 @@ pub fn entry(r: &RemediationRecord) -> Entry {
         pods: r.pods.clone(),
         message: r.message.clone(),
         retry_at: r.retry_at.as_ref().map(|t| t.0),
+        reason: r.reason.clone(),
     }
 }
 
@@ -58,6 +59,7 @@ pub fn record(e: &Entry) -> RemediationRecord {
         pods: e.pods.clone(),
         message: e.message.clone(),
         retry_at: e.retry_at.map(Time),
+        reason: e.reason.clone(),
     }
 }
 
@@ -150,6 +152,7 @@ mod tests {
                 exhausted: false,
             }),
             history: vec![RemediationRecord {
+                reason: Some("Forbidden".into()),
                 action: Action::RestartPods,
                 step: 2,
                 at: Time(at("2026-01-01T00:02:00Z")),

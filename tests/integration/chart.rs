@@ -488,13 +488,15 @@ fn chart_dashboard_queries_the_operators_metrics_and_ships_when_enabled() {
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     // One series in every family, so that each is in the text format.
     let metrics = apphealth_operator::metrics::Metrics::default();
-    metrics.probe(true, std::time::Duration::from_millis(1));
+    metrics.probe(true, std::time::Duration::from_millis(1), "");
+    metrics.probe(false, std::time::Duration::from_millis(1), "Timeout");
+    metrics.remediation_failed("RestartPods", "Forbidden");
     metrics.trigger_fired("consecutiveFailures");
     metrics.verdict_changed("Healthy");
     metrics.remediation("shop/web", "RestartPods", "Succeeded", false);
     metrics.hold("shop/web", "Cooldown");
     metrics.health("shop/web", Some(apphealth_operator::api::Health::Healthy));
-    metrics.reconcile_failed("report");
+    metrics.reconcile_failed("report", "APIError");
     metrics.policy_ready("shop/web", Some("Probing"));
     metrics.reconcile_duration.observe(0.01);
     metrics

@@ -156,7 +156,9 @@ async fn an_action_without_the_right_fails_naming_the_verb_and_resource() {
         message.contains("the operator may not create pods/eviction in namespace shop (HTTP 403)"),
         "{message}"
     );
+    assert_eq!(failed["reason"], "Forbidden", "a stable name of why, in status");
     let note = h.wait_event("web", "RemediationFailed").await;
     assert!(note.contains("may not create pods/eviction"), "{note}");
+    assert!(note.contains("RestartPods failed (Forbidden)"), "{note}");
     h.stop_operator().await;
 }

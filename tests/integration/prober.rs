@@ -64,6 +64,7 @@ async fn bad_gateway_and_unavailable_fail_and_say_so() {
         assert!(!sample.ok, "{code}");
         assert_eq!(sample.code, Some(code));
         assert_eq!(sample.detail, format!("HTTP {code}"));
+        assert_eq!(sample.reason, "HTTPStatus");
         assert_eq!(sample.endpoint, "web-1");
     }
 }
@@ -111,6 +112,7 @@ async fn a_slow_answer_past_the_timeout_fails() {
     assert!(!sample.ok);
     assert_eq!(sample.code, None);
     assert_eq!(sample.detail, "timed out after 200ms");
+    assert_eq!(sample.reason, "Timeout");
 }
 
 #[tokio::test]
@@ -162,7 +164,7 @@ async fn a_name_that_does_not_resolve_fails_and_says_so() {
     let sample = probe_with_hosts(&request(unknown, Duration::from_secs(2), &["200"])).await;
     assert!(!sample.ok);
     assert!(
-        sample.detail.contains("name resolution failed"),
+        sample.detail.contains("name resolution failed") && sample.reason == "NameNotResolved",
         "{}",
         sample.detail
     );
@@ -200,6 +202,7 @@ async fn a_refused_connection_fails() {
     .await;
     assert!(!sample.ok);
     assert_eq!(sample.detail, "connection refused");
+    assert_eq!(sample.reason, "ConnectFailed");
 }
 
 #[tokio::test]
@@ -311,6 +314,7 @@ async fn a_body_must_match_the_pattern() {
     let sample = probe(&checked(server.http_url("/"), passes)).await;
     assert!(sample.ok, "{sample:?}");
     assert_eq!(sample.detail, "HTTP 200");
+    assert_eq!(sample.reason, "", "no reason when it succeeded");
 
     let fails = BodyChecks {
         must_match: pattern(r"db: down"),
@@ -320,6 +324,7 @@ async fn a_body_must_match_the_pattern() {
     assert!(!sample.ok);
     assert_eq!(sample.code, Some(200));
     assert_eq!(sample.detail, r#"HTTP 200, body does not match "db: down""#);
+    assert_eq!(sample.reason, "BodyNotMatched");
 }
 
 #[tokio::test]

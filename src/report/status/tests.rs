@@ -72,6 +72,7 @@ fn restart(at_secs: i64) -> Remediation {
 fn record(r: &Remediation, result: RemediationResult) -> Outcome {
     Outcome {
         record: Some(Entry {
+            reason: None,
             action: Action::RolloutRestart,
             step: r.step,
             at: r.at,
