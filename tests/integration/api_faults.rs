@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE},
-    support::wait_until,
+    support::{wait_on_changes, wait_until},
 };
 
 /// Failed attempts are retried with the reconcile's backoff (5 s, 10 s, …): longer than
@@ -43,7 +43,7 @@ async fn settled_with(spec: Value) -> Harness {
 /// once: one successful eviction, one record, Succeeded. Returns the policy.
 async fn restarted_once(h: &Harness) -> Value {
     h.pod("web-b").app.set(Mode::Status(503));
-    let policy = wait_until("web: history[0] Succeeded", OUTLAST, || async {
+    let policy = wait_on_changes("web: history[0] Succeeded", OUTLAST, h.server.changes(), || {
         let p = h.policy("web");
         (p["status"]["history"][0]["result"] == "Succeeded").then_some(p)
     })
@@ -73,11 +73,16 @@ fn assert_once(h: &Harness, policy: &Value) {
 /// After the restart the target recovers: the ladder is closed, nothing was done twice, and the
 /// steady state costs no write.
 async fn recovered(h: &Harness) {
-    let policy = wait_until("web: Remediating=False Recovered", OUTLAST, || async {
-        let p = h.policy("web");
-        let c = crate::harness::condition(&p, "Remediating")?;
-        (c["status"] == "False" && c["reason"] == "Recovered").then_some(p)
-    })
+    let policy = wait_on_changes(
+        "web: Remediating=False Recovered",
+        OUTLAST,
+        h.server.changes(),
+        || {
+            let p = h.policy("web");
+            let c = crate::harness::condition(&p, "Remediating")?;
+            (c["status"] == "False" && c["reason"] == "Recovered").then_some(p)
+        },
+    )
     .await;
     assert_once(h, &policy);
     assert_eq!(
@@ -303,7 +308,7 @@ async fn a_minute_without_the_api_server_the_verdict_is_kept_and_written_after()
     let up = jiff::Timestamp::now();
     h.server.set_reachable(true);
 
-    let policy = wait_until("web: history[0] Succeeded", OUTLAST, || async {
+    let policy = wait_on_changes("web: history[0] Succeeded", OUTLAST, h.server.changes(), || {
         let p = h.policy("web");
         (p["status"]["history"][0]["result"] == "Succeeded").then_some(p)
     })

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE},
-    support::{Answer, AnsweringServer, wait_until},
+    support::{Answer, AnsweringServer, wait_on_changes, wait_until},
 };
 
 /// A plain HTTP/1.1 GET on loopback: (status code, body), or None if nothing answers yet.
@@ -173,10 +173,11 @@ async fn secret_header_values_and_webhook_urls_never_reach_logs_status_or_events
 
     h.wait_condition("web", "Healthy", "True", None).await;
     h.set_all(Mode::Status(503));
-    let policy = wait_until(
+    let policy = wait_on_changes(
         "both Notify steps recorded with their results",
         PATIENCE,
-        || async {
+        h.server.changes(),
+        || {
             let policy = h.policy("web");
             let records = notify_records(&policy);
             // The intent (Pending) is recorded before the step runs: wait for both outcomes.

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE, condition, restarted_at},
-    support::wait_until,
+    support::{wait_on_changes, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,9 +168,12 @@ async fn a_second_failure_inside_the_cooldown_is_held_back_until_it_expires() {
     let mut policy = h.policy("web");
     policy["metadata"]["annotations"] = json!({"touched": "1"});
     h.server.replace(policy).unwrap();
-    let second = wait_until("a second restart after the cooldown", PATIENCE, || async {
-        restarted_at(&h.deployment()).filter(|m| *m != first_mark)
-    })
+    let second = wait_on_changes(
+        "a second restart after the cooldown",
+        PATIENCE,
+        h.server.changes(),
+        || restarted_at(&h.deployment()).filter(|m| *m != first_mark),
+    )
     .await;
     assert!(second > first_mark, "{second} should be later than {first_mark}");
     assert_eq!(h.writes_to("/deployments/web"), 2);

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::{
     flaky::Mode,
     harness::{Harness, NS},
-    support::wait_until,
+    support::{wait_on_changes, wait_until},
 };
 
 /// Long enough for a resume after a restart, and for ScaleOut's restore.
@@ -66,20 +66,30 @@ async fn start(case: &Case) -> Harness {
 /// Drives the scenario to its end (the pod fails; for ScaleOut, it heals after the step and the
 /// replicas are put back) and returns the policy.
 async fn finish(h: &Harness, case: &Case) -> Value {
-    wait_until("the step to be recorded as Succeeded", PATIENCE, || async {
-        let p = h.policy("web");
-        (p["status"]["history"][0]["result"] == "Succeeded").then_some(())
-    })
+    wait_on_changes(
+        "the step to be recorded as Succeeded",
+        PATIENCE,
+        h.server.changes(),
+        || {
+            let p = h.policy("web");
+            (p["status"]["history"][0]["result"] == "Succeeded").then_some(())
+        },
+    )
     .await;
     if !case.restores {
         return h.policy("web");
     }
     h.set_all(Mode::Healthy);
-    wait_until("the replicas to be put back", PATIENCE, || async {
-        let p = h.policy("web");
-        let back = h.deployment()["spec"]["replicas"] == 2 && p["status"]["scaleRestore"].is_null();
-        back.then_some(p)
-    })
+    wait_on_changes(
+        "the replicas to be put back",
+        PATIENCE,
+        h.server.changes(),
+        || {
+            let p = h.policy("web");
+            let back = h.deployment()["spec"]["replicas"] == 2 && p["status"]["scaleRestore"].is_null();
+            back.then_some(p)
+        },
+    )
     .await
 }
 

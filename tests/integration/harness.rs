@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub use crate::support::{condition, merge};
 use crate::{
     flaky::{Flaky, Mode},
-    support::wait_until,
+    support::{wait_on_changes, wait_until},
 };
 
 pub const NS: &str = "shop";
@@ -280,18 +280,19 @@ impl Harness {
 
     /// Waits until the policy's history has a record of `action` with `result`; returns it.
     pub async fn wait_record(&self, name: &str, action: &str, result: &str) -> Value {
-        wait_until(
-            &format!("{name}: a {action} record {result}"),
-            PATIENCE,
-            || async {
-                self.policy(name)["status"]["history"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["action"] == action && r["result"] == result)
-                    .cloned()
-            },
-        )
+        self.wait_state(&format!("{name}: a {action} record {result}"), || {
+            self.policy(name)["status"]["history"]
+                .as_array()?
+                .iter()
+                .find(|r| r["action"] == action && r["result"] == result)
+                .cloned()
+        })
         .await
+    }
+
+    /// Waits until `check` of the server's state returns Some, looking after each change.
+    pub async fn wait_state<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        wait_on_changes(what, PATIENCE, self.server.changes(), check).await
     }
 
     pub fn policy(&self, name: &str) -> Value {
@@ -307,7 +308,7 @@ impl Harness {
     /// Waits until the policy's condition `type_` has `status` (and `reason`, if given); returns the policy.
     pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> Value {
         let what = format!("{name}: {type_}={status} {reason:?}");
-        wait_until(&what, PATIENCE, || async {
+        self.wait_state(&what, || {
             let policy = self.policy(name);
             let c = condition(&policy, type_)?;
             (c["status"] == status && reason.is_none_or(|r| c["reason"] == r)).then_some(policy)
@@ -341,14 +342,10 @@ impl Harness {
 
     /// Waits until the newest record in `status.history` has `result`; returns the policy.
     pub async fn wait_remediation_result(&self, name: &str, result: &str) -> Value {
-        wait_until(
-            &format!("{name}: history[0].result={result}"),
-            PATIENCE,
-            || async {
-                let p = self.policy(name);
-                (p["status"]["history"][0]["result"] == result).then_some(p)
-            },
-        )
+        self.wait_state(&format!("{name}: history[0].result={result}"), || {
+            let p = self.policy(name);
+            (p["status"]["history"][0]["result"] == result).then_some(p)
+        })
         .await
     }
 
@@ -368,7 +365,7 @@ impl Harness {
     }
 
     pub async fn wait_event(&self, policy: &str, reason: &str) -> String {
-        wait_until(&format!("event {reason} for {policy}"), PATIENCE, || async {
+        self.wait_state(&format!("event {reason} for {policy}"), || {
             self.events(policy)
                 .into_iter()
                 .find(|(r, _)| r == reason)

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE},
-    support::wait_until,
+    support::{wait_on_changes, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,7 @@ async fn a_relist_after_410_gone_loses_and_repeats_nothing() {
     h.server.clear_fault_hook();
 
     // The operator relists and finds the new policy.
-    wait_until("the new policy's status", PATIENCE, || async {
+    wait_on_changes("the new policy's status", PATIENCE, h.server.changes(), || {
         let p = h.policy("second");
         p["status"]["conditions"]
             .as_array()

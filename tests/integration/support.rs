@@ -34,6 +34,29 @@ where
     }
 }
 
+/// Checks `check` now and after each change the test server reports, until it returns Some, or
+/// fails the test after `limit` (real time): a wait on the server's state that ends on the change
+/// it waits for, not on the next poll.
+pub async fn wait_on_changes<T>(
+    what: &str,
+    limit: Duration,
+    mut changes: apphealth_testserver::Changes,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::select! {
+            () = changes.next() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return check().unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"));
+            }
+        }
+    }
+}
+
 /// A listener on loopback that only counts the connections it accepts (and drops them): for
 /// asserting that nothing ever connected.
 pub struct CountingListener {

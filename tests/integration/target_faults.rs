@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::{
     harness::{Harness, NS, PATIENCE, condition},
-    support::{BadServer, Behaviour, gauge, wait_until},
+    support::{BadServer, Behaviour, gauge, wait_on_changes, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,19 +59,24 @@ async fn misbehaving_pods_fail_their_probes_and_the_healthy_one_keeps_its_schedu
     });
 
     // Every misbehaving pod is named as failing.
-    let policy = wait_until("every bad pod in the evidence", PATIENCE, || async {
-        let p = h.policy("web");
-        let named: Vec<String> = p["status"]["verdict"]["evidence"]
-            .as_array()?
-            .iter()
-            .flat_map(|e| e["pods"].as_array().cloned().unwrap_or_default())
-            .filter_map(|p| p.as_str().map(str::to_owned))
-            .collect();
-        servers
-            .iter()
-            .all(|(name, _)| named.iter().any(|n| n == name))
-            .then_some(p)
-    })
+    let policy = wait_on_changes(
+        "every bad pod in the evidence",
+        PATIENCE,
+        h.server.changes(),
+        || {
+            let p = h.policy("web");
+            let named: Vec<String> = p["status"]["verdict"]["evidence"]
+                .as_array()?
+                .iter()
+                .flat_map(|e| e["pods"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect();
+            servers
+                .iter()
+                .all(|(name, _)| named.iter().any(|n| n == name))
+                .then_some(p)
+        },
+    )
     .await;
     let healthy = condition(&policy, "Healthy").unwrap();
     assert_eq!(healthy["status"], "False");

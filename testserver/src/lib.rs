@@ -585,6 +585,12 @@ impl TestServer {
         self.shared.store.resource_version()
     }
 
+    /// Wakes on every change to the stored objects from now on: a test waits on the server's
+    /// state by checking it after each change, not by polling it.
+    pub fn changes(&self) -> Changes {
+        Changes(self.shared.store.changes())
+    }
+
     /// Every HTTP request so far, in order of arrival; one still being served has `status` 0.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared
@@ -658,3 +664,19 @@ impl TestServer {
 
 #[cfg(test)]
 mod tests;
+
+/// Changes to the stored objects, from [`TestServer::changes`].
+pub struct Changes(tokio::sync::broadcast::Receiver<Arc<store::Event>>);
+
+impl Changes {
+    /// Returns once something changed since the last call (or since this was made); changes
+    /// missed while the receiver lagged count as one.
+    pub async fn next(&mut self) {
+        use tokio::sync::broadcast::error::RecvError;
+        match self.0.recv().await {
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            // The store is gone with the server: nothing will change again.
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}

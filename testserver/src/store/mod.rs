@@ -571,6 +571,11 @@ impl Store {
     pub fn resource_version(&self) -> u64 {
         self.lock().rv
     }
+
+    /// Every change from now on, of any type.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
 }
 
 /// 422 for an update of a custom resource without `metadata.resourceVersion`.
