@@ -18,6 +18,7 @@ pub mod controller;
 pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
 pub mod leader;
 pub mod lint;
 pub mod metrics;
