@@ -121,6 +121,11 @@ pub struct AppHealthPolicySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
+    /// API group and version of the workload. Default apps/v1, the only one supported today
+    /// (Deployment and StatefulSet).
+    #[serde(default = "default_target_api_version")]
+    #[schemars(extend("enum" = [APPS_V1]))]
+    pub api_version: String,
     /// Kind of the workload: Deployment or StatefulSet (API group apps/v1).
     pub kind: TargetKind,
     /// Name of the workload, in the policy's namespace.
@@ -129,6 +134,13 @@ pub struct TargetRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub name: String,
+}
+
+/// The API version of the workload kinds the operator supports.
+pub const APPS_V1: &str = "apps/v1";
+
+fn default_target_api_version() -> String {
+    APPS_V1.to_owned()
 }
 
 /// A workload kind the operator can watch and remediate.

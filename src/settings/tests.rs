@@ -43,6 +43,10 @@ fn errors_name_the_field_and_the_problem() {
             "spec.targetRef.name: must name a workload",
         ),
         (
+            serde_json::json!({"targetRef": {"apiVersion": "argoproj.io/v1alpha1"}}),
+            "spec.targetRef.apiVersion: \"argoproj.io/v1alpha1\" is not supported: the operator targets Deployment and StatefulSet in apps/v1",
+        ),
+        (
             serde_json::json!({"probe": {"via": "Service"}}),
             "spec.probe.service: is required when spec.probe.via is Service",
         ),

@@ -329,6 +329,16 @@ pub fn probing(spec: &AppHealthPolicySpec) -> Result<Probing, InvalidSpec> {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }
     names::object("spec.targetRef.name", &spec.target_ref.name)?;
+    if spec.target_ref.api_version != super::APPS_V1 {
+        return Err(invalid(
+            "spec.targetRef.apiVersion",
+            format!(
+                "{:?} is not supported: the operator targets Deployment and StatefulSet in {}",
+                spec.target_ref.api_version,
+                super::APPS_V1
+            ),
+        ));
+    }
     let mut probe = probe::probe(&spec.probe)?;
     let triggers = triggers_of(spec, &mut probe)?;
     let (sample_capacity, notes) = sample_capacity(&probe, &triggers, spec.probe.period_seconds);

@@ -156,6 +156,15 @@ fn unknown_values() -> Vec<Case> {
             Refused(UNREADABLE, "spec.targetRef.kind: unknown variant `Pod`"),
         ),
         case(
+            "target-of-another-api",
+            spec(json!({"targetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Deployment"}})),
+            Rejects("/spec/targetRef/apiVersion", "is not one of"),
+            Refused(
+                INVALID,
+                "spec.targetRef.apiVersion: \"argoproj.io/v1alpha1\" is not supported",
+            ),
+        ),
+        case(
             "lowercase-method",
             spec(json!({"probe": {"http": {"method": "get"}}})),
             Rejects("/spec/probe/http/method", "is not one of"),
