@@ -2,5 +2,6 @@
 //! controller wires: which policy remediates a workload several policies cover ([`precedence`]),
 //! and which replica's shard a workload belongs to ([`shard`]).
 
+pub mod leases;
 pub mod precedence;
 pub mod shard;
