@@ -7,6 +7,7 @@ use apphealth_operator::{
     check::{self, CheckOptions},
     clock::SystemClock,
     controller,
+    fleet::keeper::ShardConfig,
     leader::LeaderElection,
     metrics::Metrics,
     observe::{
@@ -100,6 +101,12 @@ struct RunArgs {
     /// Seconds a lease holds without renewal: a standby takes over within this.
     #[arg(long, default_value_t = 15, env = "APPHEALTH_LEASE_DURATION_SECONDS")]
     lease_duration_seconds: u64,
+    /// Share the work across replicas: each holds some of N shard Leases (named
+    /// `<lease-name>-shard-<n>`, in --lease-namespace) and probes, acts and writes status only for
+    /// the workloads that hash to its shards; a dead replica's shards are taken over within the
+    /// lease duration. 1: one replica leads (leader election), as without it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), env = "APPHEALTH_SHARDS")]
+    shards: u32,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "APPHEALTH_HTTP_ADDR")]
     http_addr: std::net::SocketAddr,
@@ -192,8 +199,25 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let readiness = Arc::new(Readyz::default());
     let leader_election = leader_election(&args);
+    let shards = match (args.shards, &leader_election) {
+        (1, _) => None,
+        (shards, Some(election)) => Some(ShardConfig {
+            shards,
+            namespace: election.namespace.clone(),
+            prefix: election.lease_name.clone(),
+            identity: election.identity.clone(),
+            duration: election.duration,
+        }),
+        (_, None) => {
+            eprintln!(
+                "error: --shards needs --lease-namespace (POD_NAMESPACE in a cluster): the shard Leases live there"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let config = controller::Config {
         leader_election,
+        shards,
         namespaces: args.namespace,
         instance: args.instance,
         max_concurrent_remediations: (args.max_concurrent_remediations > 0)

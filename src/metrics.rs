@@ -74,6 +74,11 @@ pub struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    pub shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -101,6 +106,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<StageLabel, Counter>,
     pub api_requests: Family<ApiLabels, Counter>,
     pub leader: Gauge,
+    pub shards: Family<ShardLabel, Gauge>,
     pub policies: Family<ReasonLabel, Gauge>,
     /// The Ready reason last reported per policy, to keep `policies` exact.
     ready: Mutex<HashMap<String, String>>,
@@ -209,6 +215,12 @@ impl Default for Metrics {
             "1 while this replica leads (probes, acts and writes status), else 0",
             leader.clone(),
         );
+        let shards = Family::<ShardLabel, Gauge>::default();
+        registry.register(
+            "shard_held",
+            "1 for each shard this replica holds (with --shards), else 0",
+            shards.clone(),
+        );
         let policies = Family::<ReasonLabel, Gauge>::default();
         registry.register(
             "policies",
@@ -242,6 +254,7 @@ impl Default for Metrics {
             reconcile_errors,
             api_requests,
             leader,
+            shards,
             policies,
             ready: Mutex::default(),
         }
@@ -349,6 +362,15 @@ impl Metrics {
                 reason: label(reason),
             })
             .inc();
+    }
+
+    /// Whether this replica holds `shard`.
+    pub fn shard_held(&self, shard: u32, held: bool) {
+        self.shards
+            .get_or_create(&ShardLabel {
+                shard: shard.to_string(),
+            })
+            .set(i64::from(held));
     }
 
     /// A remediation failed, for `reason` (the action's error's stable name).

@@ -86,6 +86,9 @@ pub struct Config {
     pub leader_election: Option<crate::leader::LeaderElection>,
     /// What probes and webhooks may connect to (`--allow-loopback`, the API server's addresses).
     pub reach: Reach,
+    /// Share the work across replicas by shard Leases (`--shards N`, N > 1); replaces leader
+    /// election.
+    pub shards: Option<crate::fleet::keeper::ShardConfig>,
     /// The operator's own pod, when it knows it (POD_NAMESPACE and POD_NAME from the downward API):
     /// a policy whose target runs it may not remediate it.
     pub own_pod: Option<OwnPod>,
@@ -126,6 +129,7 @@ impl Default for Config {
             metrics: Arc::default(),
             readiness: Arc::default(),
             leader_election: None,
+            shards: None,
             reach: Reach::default(),
             own_pod: None,
         }
@@ -160,12 +164,16 @@ pub struct Context {
     /// What probes may connect to: endpoints it refuses are left out, with the reason in status.
     reach: Reach,
     own_pod: Option<OwnPod>,
+    /// The shards this replica acts for (None: every workload).
+    sharding: Option<Arc<crate::fleet::keeper::Sharding>>,
 }
 
 impl Context {
     /// Drops what is kept in memory about a deleted policy.
     fn forget(&self, key: &PolicyRef) {
-        self.metrics.policy_ready(&key.to_string(), None);
+        let label = remediate::policy_label(key);
+        self.metrics.policy_ready(&label, None);
+        self.metrics.health(&label, None);
         self.writes.forget(key);
         self.failures.reset(key);
         self.not_found.reset(key);
@@ -250,10 +258,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let (readiness, metrics) = (config.readiness.clone(), config.metrics.clone());
+    if let Some(shards) = config.shards.clone().filter(|s| s.shards > 1) {
+        return run_sharded(client, config, shards, clock, shutdown).await;
+    }
     let Some(election) = config.leader_election.clone() else {
         readiness.leading(true);
         metrics.leader.set(1);
-        return run_leading(client, config, clock, shutdown).await;
+        return run_leading(client, config, None, clock, shutdown).await;
     };
     // A standby serves its endpoints and is ready; it does nothing else.
     readiness.caches_synced();
@@ -273,7 +284,7 @@ pub async fn run(
             _ = lost => tracing::warn!("the lease was lost; stopping"),
         }
     };
-    let result = run_leading(client, config, clock, stop).await;
+    let result = run_leading(client, config, None, clock, stop).await;
     let lost = !leadership.held();
     leadership.release().await;
     readiness.leading(false);
@@ -285,12 +296,38 @@ pub async fn run(
     Ok(())
 }
 
+/// Runs the operator for the shards this replica holds (every replica watches everything, and
+/// probes, acts and writes status only for the workloads of its shards), until `shutdown`; then
+/// gives its shards back.
+async fn run_sharded(
+    client: Client,
+    config: Config,
+    shards: crate::fleet::keeper::ShardConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let (sharding, keeper) =
+        crate::fleet::keeper::keep(client.clone(), shards, clock.clone(), config.metrics.clone());
+    let (stop_keeper, keeper_stopped) = tokio::sync::oneshot::channel::<()>();
+    let keeping = tokio::spawn(keeper.run(async move {
+        let _ = keeper_stopped.await;
+    }));
+    config.readiness.leading(true);
+    let result = run_leading(client, config, Some(sharding), clock, shutdown).await;
+    let _ = stop_keeper.send(());
+    if let Err(e) = keeping.await {
+        tracing::warn!(error = %e, "the shard keeper failed");
+    }
+    result
+}
+
 /// The operator proper: watches, probes, reconciles, until `shutdown` resolves. With a list of
 /// namespaces, one pipeline per namespace (each with namespaced calls only, so no cluster-wide
 /// right is needed), sharing the operator-wide ladder budget and the metrics.
 async fn run_leading(
     client: Client,
     config: Config,
+    sharding: Option<Arc<crate::fleet::keeper::Sharding>>,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
@@ -309,6 +346,7 @@ async fn run_leading(
             ladders: ladders.clone(),
             probe_slots: probe_slots.clone(),
             unsynced: unsynced.clone(),
+            sharding: sharding.clone(),
         };
         run_scope(
             client.clone(),
@@ -330,6 +368,7 @@ struct Scope {
     probe_slots: Arc<tokio::sync::Semaphore>,
     /// Scopes whose caches are not filled yet: ready when none is left.
     unsynced: Arc<AtomicUsize>,
+    sharding: Option<Arc<crate::fleet::keeper::Sharding>>,
 }
 
 /// The reconcile's shared state for one scope.
@@ -377,6 +416,7 @@ fn context(
         metrics: config.metrics.clone(),
         reach: config.reach.clone(),
         own_pod: config.own_pod.clone(),
+        sharding: scope.sharding.clone(),
         client,
     })
 }
@@ -404,7 +444,25 @@ async fn run_scope(
     );
     let triggers = stream::select(changes, nudges);
 
-    let ctx = Arc::new(context(client, &config, &scope, clock, &index, nudge_tx)?);
+    let ctx = Arc::new(context(client, &config, &scope, clock, &index, nudge_tx.clone())?);
+    // A shard taken or given back: every policy is looked at again (those of other shards return
+    // at once).
+    if let Some(sharding) = scope.sharding.as_ref() {
+        let (policies, mut held) = (index.policies.clone(), sharding.subscribe());
+        held.mark_changed();
+        tokio::spawn(async move {
+            while held.changed().await.is_ok() {
+                for policy in policies.state() {
+                    if nudge_tx
+                        .send(reflector::ObjectRef::from_obj(policy.as_ref()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
 
     // Ready once every cache has been filled (the leader also once it probes: the probe tasks
     // start with the first reconciles).

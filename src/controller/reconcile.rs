@@ -36,6 +36,21 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
         Ok(policy) => policy,
         Err(problem) => return unreadable(&watched, &key, &problem.problem, &ctx).await,
     };
+    // With shards, only the workloads of this replica's shards: the others are left to the
+    // replicas that hold theirs (counted while the work lasts, so a shard is not given back under it).
+    let target = &policy.spec.target_ref;
+    let _working = match &ctx.sharding {
+        None => None,
+        Some(sharding) => match sharding.work(&namespace, target.kind.as_str(), &target.name) {
+            Some(working) => Some(working),
+            None => {
+                // What this replica knew of it (its last write, its gauges) is another's now.
+                ctx.probes.stop(&key);
+                ctx.forget(&key);
+                return Ok(Requeue::await_change());
+            }
+        },
+    };
     let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     // Whole seconds: what status can hold, so marks written there compare equal when read back.
     let now = clock::whole_seconds(ctx.clock.now());

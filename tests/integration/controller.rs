@@ -310,10 +310,15 @@ async fn the_operator_exits_with_a_hint_when_the_crd_is_missing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_policy_stops_its_probes() {
+async fn deleting_a_policy_stops_its_probes_and_drops_its_gauges() {
     let mut h = Harness::new(1).await;
     h.create_policy("web", json!({}));
-    h.start_operator(Some(NS));
+    let metrics = std::sync::Arc::new(apphealth_operator::metrics::Metrics::default());
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.into()],
+        metrics: metrics.clone(),
+        ..h.config()
+    });
     h.wait_condition("web", "Healthy", "True", None).await;
 
     h.server
@@ -340,6 +345,14 @@ async fn deleting_a_policy_stops_its_probes() {
         deleted_hits,
         "the deleted policy's target is still probed"
     );
+    let text = metrics.render();
+    assert!(!text.contains("policy=\"shop/web\""), "{text}");
+    let policies: i64 = text
+        .lines()
+        .filter(|l| l.starts_with("apphealth_policies{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .sum();
+    assert_eq!(policies, 1, "only the witness is counted: {text}");
     h.stop_operator().await;
 }
 

@@ -26,6 +26,7 @@ mod reach;
 mod relist;
 mod rollback;
 mod scaling;
+mod shards;
 mod signals;
 mod status_writes;
 mod support;

@@ -1,0 +1,349 @@
+//! The shard keeper: each round (a third of the lease duration) it renews this replica's member
+//! Lease, reads the shard Leases, and carries out [`moves`]: renewals, acquisitions and, after
+//! draining, releases. It publishes the shards this replica may act for; a shard whose renewal
+//! has not succeeded for the lease duration minus one round is dropped from that set first, so a
+//! replica cut off from the API server stops acting before anyone else may take over.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::coordination::v1::{Lease, LeaseSpec},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
+use tokio::sync::watch;
+
+use super::{
+    leases::{LeaseView, Move, moves},
+    shard::shard_of,
+};
+use crate::{clock::Clock, metrics::Metrics};
+
+/// The label on member Leases, so that one list finds them all.
+pub const MEMBER_LABEL: &str = "apphealth.io/shard-member";
+
+/// Where the shard Leases live and who this replica is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardConfig {
+    pub shards: u32,
+    pub namespace: String,
+    /// Shard Leases are `<prefix>-shard-<n>`, member Leases `<prefix>-member-<identity>`.
+    pub prefix: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+/// The shards this replica may act for, and the work in flight in each.
+#[derive(Debug)]
+pub struct Sharding {
+    pub shards: u32,
+    held: watch::Receiver<BTreeSet<u32>>,
+    in_flight: Vec<AtomicUsize>,
+}
+
+/// A piece of work for one shard: counted while it lives, so the shard is not given back under it.
+pub struct Working<'a> {
+    counter: &'a AtomicUsize,
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Sharding {
+    /// The shard of a workload.
+    pub fn shard(&self, namespace: &str, kind: &str, name: &str) -> u32 {
+        shard_of(namespace, kind, name, self.shards)
+    }
+
+    /// Starts work for the workload if this replica holds its shard (None: leave it alone).
+    pub fn work(&self, namespace: &str, kind: &str, name: &str) -> Option<Working<'_>> {
+        let shard = self.shard(namespace, kind, name);
+        let counter = self.in_flight.get(shard as usize)?;
+        counter.fetch_add(1, Ordering::SeqCst);
+        let working = Working { counter };
+        // Checked after counting, so a release that drains sees this work or it sees no shard.
+        self.held.borrow().contains(&shard).then_some(working)
+    }
+
+    /// The set of held shards, to wait on its changes.
+    pub fn subscribe(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.held.clone()
+    }
+
+    /// The shards held now.
+    pub fn held(&self) -> BTreeSet<u32> {
+        self.held.borrow().clone()
+    }
+}
+
+/// Starts keeping the shards: returns the handle the controller asks, and the task to run.
+pub fn keep(
+    client: Client,
+    config: ShardConfig,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> (Arc<Sharding>, Keeper) {
+    let (tx, rx) = watch::channel(BTreeSet::new());
+    let sharding = Arc::new(Sharding {
+        shards: config.shards.max(1),
+        held: rx,
+        in_flight: (0..config.shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+    });
+    let keeper = Keeper {
+        api: Api::namespaced(client, &config.namespace),
+        config,
+        clock,
+        metrics,
+        sharding: sharding.clone(),
+        held: tx,
+        renewed: Vec::new(),
+    };
+    (sharding, keeper)
+}
+
+/// Keeps the shard Leases until stopped; see [`Keeper::run`].
+pub struct Keeper {
+    api: Api<Lease>,
+    config: ShardConfig,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    sharding: Arc<Sharding>,
+    held: watch::Sender<BTreeSet<u32>>,
+    /// When each held shard was last renewed by this replica.
+    renewed: Vec<(u32, Timestamp)>,
+}
+
+impl Keeper {
+    fn round(&self) -> Duration {
+        (self.config.duration / 3).max(Duration::from_millis(100))
+    }
+
+    /// Keeps the shards round after round until `stop` resolves; then gives back every shard
+    /// it holds (its work has ended by then), so that the other replicas take them at once.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()> + Send) {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            if let Err(e) = self.once().await {
+                tracing::warn!(error = %e, "could not keep the shard leases this round");
+            }
+            self.fence();
+            tokio::select! {
+                () = tokio::time::sleep(self.round()) => {}
+                () = &mut stop => break,
+            }
+        }
+        let held: Vec<u32> = self.renewed.iter().map(|(s, _)| *s).collect();
+        for s in held {
+            let lease = self.api.get_opt(&self.shard_name(s)).await.ok().flatten();
+            let mine = lease
+                .as_ref()
+                .and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.config.identity.as_str());
+            if mine && let Err(e) = self.release(s, lease).await {
+                tracing::warn!(shard = s, error = %e, "could not give the shard back; it is taken over when its lease expires");
+            }
+        }
+    }
+
+    fn shard_name(&self, shard: u32) -> String {
+        format!("{}-shard-{shard}", self.config.prefix)
+    }
+
+    async fn once(&mut self) -> kube::Result<()> {
+        let now = self.clock.now();
+        self.renew_member(now).await?;
+        let members: Vec<LeaseView> = self
+            .api
+            .list(&ListParams::default().labels(&format!("{MEMBER_LABEL}={}", self.config.prefix)))
+            .await?
+            .items
+            .iter()
+            .map(view)
+            .collect();
+        let mut leases = Vec::new();
+        for shard in 0..self.sharding.shards {
+            leases.push(self.api.get_opt(&self.shard_name(shard)).await?);
+        }
+        let views: Vec<LeaseView> = leases
+            .iter()
+            .map(|l| l.as_ref().map_or_else(free, view))
+            .collect();
+        for m in moves(&views, &members, &self.config.identity, now) {
+            match m {
+                Move::Renew(s) | Move::Acquire(s) => {
+                    let lease = leases[s as usize].clone();
+                    let acquiring = matches!(m, Move::Acquire(_));
+                    if self.hold(s, lease, acquiring, now).await? {
+                        self.renewed.retain(|(shard, _)| *shard != s);
+                        self.renewed.push((s, now));
+                    }
+                }
+                Move::Release(s) => self.release(s, leases[s as usize].clone()).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews (or creates) this replica's member Lease.
+    async fn renew_member(&self, now: Timestamp) -> kube::Result<()> {
+        let name = format!("{}-member-{}", self.config.prefix, self.config.identity);
+        let existing = self.api.get_opt(&name).await?;
+        let mut lease = existing.unwrap_or_else(|| Lease {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(MEMBER_LABEL.to_owned(), self.config.prefix.clone())].into()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        });
+        lease.spec = Some(self.spec(now, now, 0));
+        if lease.metadata.resource_version.is_some() {
+            self.api.replace(&name, &PostParams::default(), &lease).await?;
+        } else {
+            self.api.create(&PostParams::default(), &lease).await?;
+        }
+        Ok(())
+    }
+
+    fn spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(
+                i32::try_from(self.config.duration.as_secs().max(1)).unwrap_or(i32::MAX),
+            ),
+            acquire_time: Some(MicroTime(acquired)),
+            renew_time: Some(MicroTime(renewed)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// Renews or takes shard `s`; false when another replica got there first.
+    async fn hold(
+        &self,
+        s: u32,
+        lease: Option<Lease>,
+        acquiring: bool,
+        now: Timestamp,
+    ) -> kube::Result<bool> {
+        let name = self.shard_name(s);
+        let result = match lease {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(self.spec(now, now, 0)),
+                };
+                self.api.create(&PostParams::default(), &lease).await
+            }
+            Some(mut lease) => {
+                let old = lease.spec.clone().unwrap_or_default();
+                let (acquired, transitions) = if acquiring {
+                    (now, old.lease_transitions.unwrap_or(0).saturating_add(1))
+                } else {
+                    (
+                        old.acquire_time.map_or(now, |t| t.0),
+                        old.lease_transitions.unwrap_or(0),
+                    )
+                };
+                lease.spec = Some(self.spec(acquired, now, transitions));
+                // The resourceVersion read is the precondition: a replica that took it meanwhile wins.
+                self.api.replace(&name, &PostParams::default(), &lease).await
+            }
+        };
+        match result {
+            Ok(_) => {
+                if acquiring {
+                    tracing::info!(shard = s, "shard taken");
+                }
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives shard `s` back: stops starting work for it, waits for the work in flight, then
+    /// clears the holder so another replica takes it at once.
+    async fn release(&mut self, s: u32, lease: Option<Lease>) -> kube::Result<()> {
+        self.renewed.retain(|(shard, _)| *shard != s);
+        self.publish();
+        let counter = &self.sharding.in_flight[s as usize];
+        let deadline = tokio::time::Instant::now() + self.config.duration;
+        while counter.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(mut lease) = lease else { return Ok(()) };
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = None;
+        }
+        match self
+            .api
+            .replace(&self.shard_name(s), &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(shard = s, "shard given back");
+                Ok(())
+            }
+            // Taken by another replica meanwhile: given back all the same.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops shards whose renewal is too old to act on safely, and publishes the set.
+    fn fence(&mut self) {
+        let now = self.clock.now();
+        let safe = self.config.duration.saturating_sub(self.round());
+        self.renewed
+            .retain(|(_, at)| now < crate::clock::after(*at, safe));
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let held: BTreeSet<u32> = self.renewed.iter().map(|(s, _)| *s).collect();
+        for shard in 0..self.sharding.shards {
+            self.metrics.shard_held(shard, held.contains(&shard));
+        }
+        self.held.send_if_modified(|current| {
+            let changed = *current != held;
+            *current = held.clone();
+            changed
+        });
+    }
+}
+
+fn view(lease: &Lease) -> LeaseView {
+    let spec = lease.spec.clone().unwrap_or_default();
+    LeaseView {
+        holder: spec.holder_identity,
+        renewed: spec.renew_time.map(|t| t.0),
+        duration: Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0)),
+    }
+}
+
+fn free() -> LeaseView {
+    LeaseView {
+        holder: None,
+        renewed: None,
+        duration: Duration::ZERO,
+    }
+}

@@ -1,0 +1,177 @@
+//! Three operator instances share the work by shard Leases: each holds one shard and probes only
+//! the workloads that hash to it; an instance that dies has its shard taken over once its Lease
+//! expires, one that stops gives its shard back at once, and every workload stays probed.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use apphealth_operator::{
+    controller,
+    fleet::{keeper::ShardConfig, shard::shard_of},
+    metrics::Metrics,
+};
+
+use crate::{
+    flaky::Flaky,
+    harness::{Harness, NS, PATIENCE, client},
+    support::wait_until,
+};
+
+const LEASE_NS: &str = "apphealth-system";
+const SHARDS: u32 = 3;
+const LEASE: Duration = Duration::from_secs(3);
+
+struct Instance {
+    metrics: Arc<Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<apphealth_operator::Result<()>>,
+}
+
+impl Instance {
+    fn start(h: &Harness, identity: &str) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let config = controller::Config {
+            namespaces: vec![NS.into()],
+            instance: Some(identity.into()),
+            metrics: metrics.clone(),
+            shards: Some(ShardConfig {
+                shards: SHARDS,
+                namespace: LEASE_NS.into(),
+                prefix: "apphealth-operator".into(),
+                identity: identity.into(),
+                duration: LEASE,
+            }),
+            ..h.config()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (client, clock) = (client(&h.server), Arc::new(h.clock.clone()));
+        let task = tokio::spawn(async move {
+            controller::run(client, config, clock, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self {
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The shards this instance says it holds, from its metrics.
+    fn held(&self) -> Vec<u32> {
+        (0..SHARDS)
+            .filter(|s| {
+                self.metrics
+                    .render()
+                    .contains(&format!("apphealth_shard_held{{shard=\"{s}\"}} 1"))
+            })
+            .collect()
+    }
+
+    /// The policies this instance reconciles (and so probes), from its metrics.
+    fn policies(&self) -> i64 {
+        self.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("apphealth_policies{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the instance stops")
+            .unwrap()
+            .expect("a graceful stop is not an error");
+    }
+}
+
+/// Two workloads in each shard, each with a policy of its own.
+async fn workloads(h: &mut Harness) -> BTreeMap<String, (u32, Flaky)> {
+    let mut by_shard = BTreeMap::<u32, usize>::new();
+    let mut out = BTreeMap::new();
+    for i in 0.. {
+        if by_shard.len() == SHARDS as usize && by_shard.values().all(|n| *n >= 2) {
+            break;
+        }
+        let name = format!("svc-{i}");
+        let shard = shard_of(NS, "Deployment", &name, SHARDS);
+        if by_shard.get(&shard).copied().unwrap_or(0) >= 2 {
+            continue;
+        }
+        *by_shard.entry(shard).or_default() += 1;
+        let app = h.add_workload(&name).await;
+        h.create_policy(&name, serde_json::json!({"targetRef": {"name": name}}));
+        out.insert(name, (shard, app));
+    }
+    out
+}
+
+/// Waits until every workload has answered more probes than it had.
+async fn all_probed(workloads: &BTreeMap<String, (u32, Flaky)>, what: &str) {
+    let before: Vec<u64> = workloads.values().map(|(_, app)| app.hits()).collect();
+    wait_until(what, PATIENCE, || async {
+        workloads
+            .values()
+            .zip(&before)
+            .all(|((_, app), hits)| app.hits() > *hits + 1)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_split_the_shards_and_take_over_a_dead_ones() {
+    let mut h = Harness::new(0).await;
+    let workloads = workloads(&mut h).await;
+    let mut instances: Vec<Instance> = ["op-a", "op-b", "op-c"]
+        .into_iter()
+        .map(|id| Instance::start(&h, id))
+        .collect();
+
+    // Each holds one shard, and every workload is probed (once each: by its shard's holder).
+    wait_until("one shard each", PATIENCE, || async {
+        let held: Vec<Vec<u32>> = instances.iter().map(Instance::held).collect();
+        held.iter().all(|h| h.len() == 1).then_some(())
+    })
+    .await;
+    all_probed(&workloads, "every workload probed").await;
+    for name in workloads.keys() {
+        h.wait_condition(name, "Ready", "True", None).await;
+    }
+    // Each instance reconciles (and probes) the two workloads of its shard, and no other.
+    for instance in &instances {
+        wait_until("two policies each", PATIENCE, || async {
+            (instance.policies() == 2).then_some(())
+        })
+        .await;
+    }
+
+    // op-c dies without a word: its Lease runs out, and its shard is taken over.
+    let dead = instances.pop().expect("three instances");
+    let orphan = dead.held()[0];
+    dead.task.abort();
+    let took_over = wait_until("the dead instance's shard taken over", PATIENCE, || async {
+        instances.iter().position(|i| i.held().contains(&orphan))
+    })
+    .await;
+    let survivors: usize = instances.iter().map(|i| i.held().len()).sum();
+    assert_eq!(survivors, SHARDS as usize, "the survivors hold every shard");
+    all_probed(&workloads, "every workload probed after the takeover").await;
+
+    // The other stops gracefully: its shards are given back and taken at once.
+    let stopping = instances.remove(1 - took_over.min(1));
+    stopping.stop().await;
+    wait_until("the last instance holds every shard", PATIENCE, || async {
+        (instances[0].held().len() == SHARDS as usize).then_some(())
+    })
+    .await;
+    all_probed(&workloads, "every workload probed by the last instance").await;
+    for instance in instances {
+        instance.stop().await;
+    }
+}
