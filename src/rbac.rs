@@ -111,6 +111,26 @@ pub const LEASE: Rights = Rights {
     ],
 };
 
+/// Sharding's rights (`--shards N`), in the operator's own namespace only: the shard and member
+/// Leases are many and named after the replicas, so they are read, listed and updated by type.
+pub const SHARD_LEASES: Rights = Rights {
+    needed_by: "sharding",
+    why: "replicas share the work by shard Leases",
+    rights: &[
+        right("coordination.k8s.io", "leases", &["create"]),
+        right("coordination.k8s.io", "leases", &["get", "list", "update"]),
+    ],
+};
+
+/// [`SHARD_LEASES`] as rules.
+pub fn shard_lease_rules() -> Vec<Rule> {
+    SHARD_LEASES
+        .rights
+        .iter()
+        .map(|r| Rule::new(r, Need::Always))
+        .collect()
+}
+
 /// [`LEASE`] as rules.
 pub fn lease_rules() -> Vec<Rule> {
     LEASE.rights.iter().map(|r| Rule::new(r, Need::Always)).collect()

@@ -24,6 +24,7 @@ modes=(
   "cluster-wide|--set serviceMonitor.enabled=true --set dashboard.enabled=true"
   "namespaced|--set rbac.namespaced=true --set watchNamespaces={shop,payments} --set serviceMonitor.enabled=true"
   "one-replica-minimal-rights|--set replicas=1 --set permissions.collectDiagnostics=false --set permissions.restartPods=false --set permissions.rolloutRestart=false --set permissions.rollback=false --set permissions.scaleOut=false --set permissions.scaleUp=false --set permissions.notify=false"
+  "sharded|--set replicas=3 --set sharding.shards=3"
 )
 
 status=0

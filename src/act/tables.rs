@@ -6,7 +6,7 @@
 use std::{fs, path::Path};
 
 use super::{descriptors, rules};
-use crate::rbac::{self, CONTROLLER, EXTRA_TOGGLES, LEASE, Need, Rule};
+use crate::rbac::{self, CONTROLLER, EXTRA_TOGGLES, LEASE, Need, Rule, SHARD_LEASES};
 
 const RULE_TABLE: &str = "charts/apphealth-operator/templates/_rules.tpl";
 const README: &str = "README.md";
@@ -49,17 +49,20 @@ fn readme_table() -> String {
             group.why
         ));
     }
-    let verbs: Vec<String> = LEASE
-        .rights
-        .iter()
-        .map(|r| format!("`{}`", r.verbs.join("/")))
-        .collect();
-    out.push_str(&format!(
-        "| {} a Lease in its own namespace | {} | {} |\n",
-        verbs.join(", then "),
-        LEASE.needed_by,
-        LEASE.why
-    ));
+    let sharded = " (`sharding.shards` > 1, instead of the row above's `get/patch`)";
+    for (lease, what, also) in [(LEASE, "a Lease", ""), (SHARD_LEASES, "Leases", sharded)] {
+        let verbs: Vec<String> = lease
+            .rights
+            .iter()
+            .map(|r| format!("`{}`", r.verbs.join("/")))
+            .collect();
+        out.push_str(&format!(
+            "| {} {what} in its own namespace | {}{also} | {} |\n",
+            verbs.join(", then "),
+            lease.needed_by,
+            lease.why
+        ));
+    }
     for d in descriptors() {
         let rights = match rbac::describe(d.rights) {
             none if none.is_empty() => "—".to_owned(),

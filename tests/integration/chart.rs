@@ -387,6 +387,40 @@ fn chart_grants_the_leader_election_lease_in_the_release_namespace_only() {
     }
 }
 
+/// With `sharding.shards` above 1 the operator is told the number of shards and may read, list and
+/// update the Leases of its namespace (`rbac::SHARD_LEASES`); with 1, neither.
+#[test]
+fn chart_shards_the_work_only_when_asked_with_the_rights_it_needs() {
+    for (shards, expected) in [(1, None), (3, Some("--shards=3"))] {
+        let objects = render(&["--set".into(), format!("sharding.shards={shards}")]);
+        let container = &of_kind(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+        let args = strings(&container["args"], "args");
+        let sharded = args.iter().find(|a| a.starts_with("--shards"));
+        assert_eq!(sharded.map(String::as_str), expected, "{args:?}");
+        let role = of_kind(&objects, "Role")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == LEADER_ELECTION)
+            .expect("the Lease Role");
+        let rules = role["rules"].as_array().expect("rules");
+        let by_type: Vec<serde_json::Value> = rules
+            .iter()
+            .filter(|r| r.get("resourceNames").is_none())
+            .map(|r| r["verbs"].clone())
+            .collect();
+        if shards == 1 {
+            assert_eq!(by_type, [serde_json::json!(["create"])], "{rules:?}");
+        } else {
+            let code: Vec<serde_json::Value> = apphealth_operator::rbac::shard_lease_rules()
+                .iter()
+                .map(|r| serde_json::json!(r.verbs))
+                .collect();
+            assert_eq!(by_type, code, "{rules:?}");
+        }
+    }
+    let err = helm_template(&["--set".into(), "sharding.shards=0".into()]).expect_err("0 shards");
+    assert!(err.contains("shards"), "{err}");
+}
+
 #[test]
 fn chart_namespaced_mode_without_namespaces_fails_saying_what_to_set() {
     let err = helm_template(&["--set".into(), "rbac.namespaced=true".into()])
