@@ -28,6 +28,7 @@ mod referee;
 mod relist;
 mod remediation;
 mod scenario;
+mod shards;
 mod signals;
 #[path = "../integration/support.rs"]
 #[allow(dead_code)]

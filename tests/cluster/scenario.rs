@@ -44,6 +44,8 @@ pub struct Operator {
     child: tokio::process::Child,
     pub log: PathBuf,
     pub pod: String,
+    /// Where it serves /metrics, /healthz and /readyz.
+    pub http: SocketAddr,
 }
 
 pub struct Scenario {
@@ -314,7 +316,7 @@ impl Scenario {
     pub async fn start_operator(&mut self) -> usize {
         let index = self.operators.len();
         let pod = self.chart_pod(index).await;
-        let (pod_spec, args, env) = self.chart_command(&pod).await;
+        let (pod_spec, args, env, http) = self.chart_command(&pod).await;
         let account = pod_spec
             .service_account_name
             .expect("the chart names a ServiceAccount");
@@ -334,7 +336,12 @@ impl Scenario {
             .kill_on_drop(true)
             .spawn()
             .expect("the operator binary starts");
-        self.operators.push(Some(Operator { child, log, pod }));
+        self.operators.push(Some(Operator {
+            child,
+            log,
+            pod,
+            http,
+        }));
         index
     }
 
@@ -359,7 +366,7 @@ impl Scenario {
 
     /// The chart's pod spec, and the arguments and environment its container runs with as pod
     /// `pod` (its `--http-addr` moved to a free port on loopback).
-    async fn chart_command(&self, pod: &str) -> (PodSpec, Vec<String>, Vec<(String, String)>) {
+    async fn chart_command(&self, pod: &str) -> (PodSpec, Vec<String>, Vec<(String, String)>, SocketAddr) {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.system);
         let chart = deployments
             .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release)))
@@ -404,7 +411,7 @@ impl Scenario {
                 (e.name, value)
             })
             .collect();
-        (pod_spec, args, env)
+        (pod_spec, args, env, http)
     }
 
     /// A token of ServiceAccount `account` of the chart, from the TokenRequest API.

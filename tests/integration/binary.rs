@@ -5,25 +5,14 @@
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     flaky::Mode,
     harness::{Harness, NS, PATIENCE},
-    support::{Answer, AnsweringServer, wait_on_changes, wait_until},
+    support::{Answer, AnsweringServer, get, wait_on_changes, wait_until},
 };
 
 /// A plain HTTP/1.1 GET on loopback: (status code, body), or None if nothing answers yet.
-async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((code, body))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() {

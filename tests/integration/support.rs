@@ -57,6 +57,19 @@ pub async fn wait_on_changes<T>(
     }
 }
 
+/// GET `path` from `addr` over plain HTTP/1.1: the status code and the body (None if nothing
+/// answered).
+pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
 /// A listener on loopback that only counts the connections it accepts (and drops them): for
 /// asserting that nothing ever connected.
 pub struct CountingListener {
