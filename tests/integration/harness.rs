@@ -60,6 +60,47 @@ impl Drop for Harness {
     }
 }
 
+/// An operator instance run in this process (`controller::run` against the harness's server and
+/// clock): stopped gracefully, or aborted as a process would be killed.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<apphealth_operator::Result<()>>,
+}
+
+impl Running {
+    pub fn spawn(h: &Harness, client: kube::Client, config: controller::Config) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let clock = Arc::new(h.clock.clone());
+        let task = tokio::spawn(async move {
+            controller::run(client, config, clock, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops it gracefully, and fails the test unless it stops in time and without an error.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the instance stops")
+            .unwrap()
+            .expect("a graceful stop is not an error");
+    }
+
+    /// Ends it without a word, as SIGKILL would: nothing is released.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
 pub fn client(server: &TestServer) -> kube::Client {
     let config = kube::Config::new(server.url().parse().unwrap());
     kube::Client::try_from(config).unwrap()

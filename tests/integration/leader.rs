@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     flaky::Mode,
-    harness::{Harness, NS, PATIENCE},
+    harness::{Harness, NS, PATIENCE, Running},
     support::wait_until,
 };
 
@@ -65,8 +65,7 @@ where
 }
 
 struct Instance {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<apphealth_operator::Result<()>>,
+    running: Running,
     writes: Writes,
 }
 
@@ -88,17 +87,8 @@ impl Instance {
             }),
             ..h.config()
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let clock = Arc::new(h.clock.clone());
-        let task = tokio::spawn(async move {
-            controller::run(client, config, clock, async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
         Self {
-            stop: Some(stop),
-            task,
+            running: Running::spawn(h, client, config),
             writes,
         }
     }
@@ -115,15 +105,8 @@ impl Instance {
             .collect()
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("the instance stops")
-            .unwrap()
-            .expect("a graceful stop is not an error");
+    async fn stop(self) {
+        self.running.stop().await;
     }
 }
 

@@ -12,7 +12,7 @@ use apphealth_operator::{
 
 use crate::{
     flaky::Flaky,
-    harness::{Harness, NS, PATIENCE, client},
+    harness::{Harness, NS, PATIENCE, Running, client},
     support::wait_until,
 };
 
@@ -22,8 +22,7 @@ const LEASE: Duration = Duration::from_secs(3);
 
 struct Instance {
     metrics: Arc<Metrics>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<apphealth_operator::Result<()>>,
+    running: Running,
 }
 
 impl Instance {
@@ -42,18 +41,9 @@ impl Instance {
             }),
             ..h.config()
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (client, clock) = (client(&h.server), Arc::new(h.clock.clone()));
-        let task = tokio::spawn(async move {
-            controller::run(client, config, clock, async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
         Self {
             metrics,
-            stop: Some(stop),
-            task,
+            running: Running::spawn(h, client(&h.server), config),
         }
     }
 
@@ -78,15 +68,8 @@ impl Instance {
             .sum()
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("the instance stops")
-            .unwrap()
-            .expect("a graceful stop is not an error");
+    async fn stop(self) {
+        self.running.stop().await;
     }
 }
 
@@ -154,7 +137,7 @@ async fn three_instances_split_the_shards_and_take_over_a_dead_ones() {
     // op-c dies without a word: its Lease runs out, and its shard is taken over.
     let dead = instances.pop().expect("three instances");
     let orphan = dead.held()[0];
-    dead.task.abort();
+    dead.running.kill();
     let took_over = wait_until("the dead instance's shard taken over", PATIENCE, || async {
         instances.iter().position(|i| i.held().contains(&orphan))
     })
