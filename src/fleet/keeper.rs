@@ -1,11 +1,12 @@
-//! The shard keeper: each round (a third of the lease duration) it renews this replica's member
-//! Lease, reads the shard Leases, and carries out [`moves`]: renewals, acquisitions and, after
-//! draining, releases. It publishes the shards this replica may act for; a shard whose renewal
-//! has not succeeded for the lease duration minus one round is dropped from that set first, so a
-//! replica cut off from the API server stops acting before anyone else may take over.
+//! The shard keeper: each round (a fifth of the lease duration, itself bounded by a round) it
+//! renews this replica's member Lease, reads the shard Leases, and carries out [`moves`]:
+//! renewals, acquisitions and, after draining, releases. It publishes the shards this replica may
+//! act for; a shard whose renewal has not succeeded for the lease duration minus two rounds is
+//! dropped from that set first (the checks are at most two rounds apart), so a replica cut off
+//! from the API server stops acting before anyone else may take over.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -45,11 +46,23 @@ pub struct ShardConfig {
 }
 
 /// The shards this replica may act for, and the work in flight in each.
-#[derive(Debug)]
 pub struct Sharding {
     pub shards: u32,
-    held: watch::Receiver<BTreeSet<u32>>,
+    /// The shards held, each with the time until which this replica may act for it (its last
+    /// renewal plus the lease duration less two rounds): checked by the clock at every start of
+    /// work, whatever the keeper's own timing.
+    held: watch::Receiver<BTreeMap<u32, Timestamp>>,
     in_flight: Vec<AtomicUsize>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Sharding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharding")
+            .field("shards", &self.shards)
+            .field("held", &*self.held.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A piece of work for one shard: counted while it lives, so the shard is not given back under it.
@@ -76,17 +89,20 @@ impl Sharding {
         counter.fetch_add(1, Ordering::SeqCst);
         let working = Working { counter };
         // Checked after counting, so a release that drains sees this work or it sees no shard.
-        self.held.borrow().contains(&shard).then_some(working)
+        let until = self.held.borrow().get(&shard).copied();
+        until
+            .is_some_and(|until| self.clock.now() < until)
+            .then_some(working)
     }
 
-    /// The set of held shards, to wait on its changes.
-    pub fn subscribe(&self) -> watch::Receiver<BTreeSet<u32>> {
+    /// The held shards, to wait on changes of the set (not of their renewals).
+    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<u32, Timestamp>> {
         self.held.clone()
     }
 
     /// The shards held now.
     pub fn held(&self) -> BTreeSet<u32> {
-        self.held.borrow().clone()
+        self.held.borrow().keys().copied().collect()
     }
 }
 
@@ -97,11 +113,12 @@ pub fn keep(
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> (Arc<Sharding>, Keeper) {
-    let (tx, rx) = watch::channel(BTreeSet::new());
+    let (tx, rx) = watch::channel(BTreeMap::new());
     let sharding = Arc::new(Sharding {
         shards: config.shards.max(1),
         held: rx,
         in_flight: (0..config.shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        clock: clock.clone(),
     });
     let keeper = Keeper {
         api: Api::namespaced(client, &config.namespace),
@@ -122,14 +139,14 @@ pub struct Keeper {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     sharding: Arc<Sharding>,
-    held: watch::Sender<BTreeSet<u32>>,
+    held: watch::Sender<BTreeMap<u32, Timestamp>>,
     /// When each held shard was last renewed by this replica.
     renewed: Vec<(u32, Timestamp)>,
 }
 
 impl Keeper {
     fn round(&self) -> Duration {
-        (self.config.duration / 3).max(Duration::from_millis(100))
+        (self.config.duration / 5).max(Duration::from_millis(100))
     }
 
     /// Keeps the shards round after round until `stop` resolves; then gives back every shard
@@ -137,8 +154,11 @@ impl Keeper {
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()> + Send) {
         let mut stop = std::pin::pin!(stop);
         loop {
-            if let Err(e) = self.once().await {
-                tracing::warn!(error = %e, "could not keep the shard leases this round");
+            // An API server that does not answer must not hold the fence back.
+            match tokio::time::timeout(self.round(), self.once()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not keep the shard leases this round"),
+                Err(_) => tracing::warn!("the shard leases' round timed out"),
             }
             self.fence();
             tokio::select! {
@@ -309,23 +329,35 @@ impl Keeper {
         }
     }
 
+    /// How long after a renewal this replica may act for the shard.
+    fn safe(&self) -> Duration {
+        self.config.duration.saturating_sub(self.round() * 2)
+    }
+
     /// Drops shards whose renewal is too old to act on safely, and publishes the set.
     fn fence(&mut self) {
         let now = self.clock.now();
-        let safe = self.config.duration.saturating_sub(self.round());
+        let safe = self.safe();
         self.renewed
             .retain(|(_, at)| now < crate::clock::after(*at, safe));
         self.publish();
     }
 
+    /// Publishes the held shards with their deadlines; those waiting hear of a change of the set
+    /// only.
     fn publish(&self) {
-        let held: BTreeSet<u32> = self.renewed.iter().map(|(s, _)| *s).collect();
+        let safe = self.safe();
+        let held: BTreeMap<u32, Timestamp> = self
+            .renewed
+            .iter()
+            .map(|(s, at)| (*s, crate::clock::after(*at, safe)))
+            .collect();
         for shard in 0..self.sharding.shards {
-            self.metrics.shard_held(shard, held.contains(&shard));
+            self.metrics.shard_held(shard, held.contains_key(&shard));
         }
         self.held.send_if_modified(|current| {
-            let changed = *current != held;
-            *current = held.clone();
+            let changed = !current.keys().eq(held.keys());
+            *current = held;
             changed
         });
     }
@@ -345,5 +377,57 @@ fn free() -> LeaseView {
         holder: None,
         renewed: None,
         duration: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{OffsetClock, SystemClock};
+
+    #[test]
+    fn work_starts_only_for_a_held_shard_and_only_until_its_deadline() {
+        let clock = OffsetClock::new(SystemClock);
+        let now = clock.now();
+        let (tx, rx) = watch::channel(BTreeMap::new());
+        let sharding = Sharding {
+            shards: 3,
+            held: rx,
+            in_flight: (0..3).map(|_| AtomicUsize::new(0)).collect(),
+            clock: Arc::new(clock.clone()),
+        };
+        let shard = sharding.shard("shop", "Deployment", "web");
+        let other = (shard + 1) % 3;
+        tx.send_replace([(shard, crate::clock::after(now, Duration::from_secs(10)))].into());
+        {
+            let working = sharding.work("shop", "Deployment", "web");
+            assert!(working.is_some(), "its shard is held");
+            assert_eq!(
+                sharding.in_flight[shard as usize].load(Ordering::SeqCst),
+                1,
+                "counted while it lasts"
+            );
+        }
+        assert_eq!(
+            sharding.in_flight[shard as usize].load(Ordering::SeqCst),
+            0,
+            "and no longer"
+        );
+        let elsewhere = (0..)
+            .map(|i| format!("svc-{i}"))
+            .find(|n| sharding.shard("shop", "Deployment", n) == other)
+            .expect("a workload of another shard");
+        assert!(
+            sharding.work("shop", "Deployment", &elsewhere).is_none(),
+            "not its shard"
+        );
+        assert_eq!(sharding.in_flight[other as usize].load(Ordering::SeqCst), 0);
+        // Past the deadline no work starts, though the keeper has not dropped the shard yet.
+        clock.jump(Duration::from_secs(11));
+        assert!(
+            sharding.work("shop", "Deployment", "web").is_none(),
+            "fenced by the clock"
+        );
+        assert_eq!(sharding.held(), [shard].into());
     }
 }

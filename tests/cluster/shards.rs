@@ -21,10 +21,10 @@ use crate::{
 };
 
 const SHARDS: u32 = 3;
-/// The chart's lease duration (`--lease-duration-seconds`, default 15), one keeper round (a third
+/// The chart's lease duration (`--lease-duration-seconds`, default 15), one keeper round (a fifth
 /// of it) and the probe period.
 const LEASE: Duration = Duration::from_secs(15);
-const ROUND: Duration = Duration::from_secs(5);
+const ROUND: Duration = Duration::from_secs(3);
 const PERIOD: Duration = Duration::from_secs(2);
 
 /// The shards operator `i` says it holds.

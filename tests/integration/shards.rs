@@ -158,3 +158,65 @@ async fn three_instances_split_the_shards_and_take_over_a_dead_ones() {
         instance.stop().await;
     }
 }
+
+/// A replica whose Lease writes fail drops its shards and stops probing them, and takes them up
+/// again once it can renew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_renew_drops_its_shards_and_takes_them_up_again() {
+    let mut h = Harness::new(0).await;
+    let workloads = workloads(&mut h).await;
+    let instance = Instance::start(&h, "op-a");
+    wait_until("every shard held", PATIENCE, || async {
+        (instance.held().len() == SHARDS as usize).then_some(())
+    })
+    .await;
+    all_probed(&workloads, "every workload probed").await;
+
+    // The API server refuses every Lease write from now on.
+    h.server.set_fault_hook(|r| {
+        (r.path.contains("/leases/") && r.is_write()).then(|| apphealth_testserver::Fault::Status {
+            code: 503,
+            reason: "ServiceUnavailable".into(),
+            message: "etcd is unavailable".into(),
+        })
+    });
+    wait_until("every shard dropped", PATIENCE, || async {
+        instance.held().is_empty().then_some(())
+    })
+    .await;
+    // (That no work starts after a shard's deadline, whatever the keeper's timing, is checked on
+    // the clock in `fleet::keeper`'s tests.)
+    // Nothing is probed by it any more (a probe in flight lands first).
+    wait_until("probing stopped", PATIENCE, || async {
+        (instance.policies() == 0).then_some(())
+    })
+    .await;
+    let stopped: Vec<u64> = workloads.values().map(|(_, app)| app.hits()).collect();
+    // Five more refused rounds of the keeper (a fifth of the lease each): longer than a probe period.
+    let refused = || {
+        h.server
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/leases/") && r.status == 503)
+            .count()
+    };
+    let seen = refused();
+    wait_until("five more refused rounds", PATIENCE, || async {
+        (refused() >= seen + 5).then_some(())
+    })
+    .await;
+    let after: Vec<u64> = workloads.values().map(|(_, app)| app.hits()).collect();
+    assert!(
+        stopped.iter().zip(&after).all(|(a, b)| b <= &(a + 1)),
+        "probes went on: {stopped:?} → {after:?}"
+    );
+
+    // The API server recovers: the shards are taken up again and probing resumes.
+    h.server.clear_fault_hook();
+    wait_until("every shard held again", PATIENCE, || async {
+        (instance.held().len() == SHARDS as usize).then_some(())
+    })
+    .await;
+    all_probed(&workloads, "every workload probed again").await;
+    instance.stop().await;
+}
