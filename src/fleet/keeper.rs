@@ -305,10 +305,15 @@ impl Keeper {
     async fn release(&mut self, s: u32, lease: Option<Lease>) -> kube::Result<()> {
         self.renewed.retain(|(shard, _)| *shard != s);
         self.publish();
+        // Half a round at most, so the round ends in time; work still running then is waited for
+        // again next round (the shard is no longer renewed, nor acted for meanwhile).
         let counter = &self.sharding.in_flight[s as usize];
-        let deadline = tokio::time::Instant::now() + self.config.duration;
-        while counter.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = tokio::time::Instant::now() + self.round() / 2;
+        while counter.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let Some(mut lease) = lease else { return Ok(()) };
         if let Some(spec) = lease.spec.as_mut() {
