@@ -121,11 +121,11 @@ pub struct AppHealthPolicySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
-    /// API group and version of the workload. Default apps/v1, the only one supported today
-    /// (Deployment and StatefulSet).
-    #[serde(default = "default_target_api_version")]
-    #[schemars(extend("enum" = [APPS_V1]))]
-    pub api_version: String,
+    /// API group and version of the workload: apps/v1, the only one supported today (Deployment
+    /// and StatefulSet), and what a policy that leaves it out means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", extend("enum" = [APPS_V1]))]
+    pub api_version: Option<String>,
     /// Kind of the workload: Deployment or StatefulSet (API group apps/v1).
     pub kind: TargetKind,
     /// Name of the workload, in the policy's namespace.
@@ -138,10 +138,6 @@ pub struct TargetRef {
 
 /// The API version of the workload kinds the operator supports.
 pub const APPS_V1: &str = "apps/v1";
-
-fn default_target_api_version() -> String {
-    APPS_V1.to_owned()
-}
 
 /// A workload kind the operator can watch and remediate.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]

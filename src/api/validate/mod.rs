@@ -329,12 +329,16 @@ pub fn probing(spec: &AppHealthPolicySpec) -> Result<Probing, InvalidSpec> {
         return Err(invalid("spec.targetRef.name", "must name a workload"));
     }
     names::object("spec.targetRef.name", &spec.target_ref.name)?;
-    if spec.target_ref.api_version != super::APPS_V1 {
+    if let Some(other) = spec
+        .target_ref
+        .api_version
+        .as_deref()
+        .filter(|v| *v != super::APPS_V1)
+    {
         return Err(invalid(
             "spec.targetRef.apiVersion",
             format!(
-                "{:?} is not supported: the operator targets Deployment and StatefulSet in {}",
-                spec.target_ref.api_version,
+                "{other:?} is not supported: the operator targets Deployment and StatefulSet in {}",
                 super::APPS_V1
             ),
         ));
