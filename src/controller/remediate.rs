@@ -7,8 +7,7 @@ use kube::ResourceExt;
 use super::{Context, PolicyRef, dereference::Target};
 use crate::{
     Result,
-    act::StepParams,
-    act::{self, ActCtx, Outcome, PolicyInfo},
+    act::{self, ActCtx, Outcome, PolicyInfo, StepParams},
     api::{AppHealthPolicy, AppHealthPolicyStatus},
     plan::{Plan, PlanInput, PodFacts, Remediation},
     report::{self, Observation, convert, text},
@@ -110,12 +109,12 @@ pub(super) async fn act(
     })
 }
 
-/// Remediations that completed and holds that began, for the metrics.
 /// How metrics name a policy: `namespace/name`.
 pub(super) fn policy_label(key: &PolicyRef) -> String {
     format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name)
 }
 
+/// Remediations that completed and holds that began, for the metrics.
 pub(super) fn count(
     ctx: &Context,
     key: &PolicyRef,

@@ -187,18 +187,27 @@ impl Keeper {
     async fn once(&mut self) -> kube::Result<()> {
         let now = self.clock.now();
         self.renew_member(now).await?;
-        let members: Vec<LeaseView> = self
-            .api
-            .list(&ListParams::default().labels(&format!("{MEMBER_LABEL}={}", self.config.prefix)))
-            .await?
-            .items
+        // One list a round: the member Leases by their label, the shard Leases by their names.
+        let all = self.api.list(&ListParams::default()).await?.items;
+        let members: Vec<LeaseView> = all
             .iter()
+            .filter(|l| {
+                l.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|labels| labels.get(MEMBER_LABEL))
+                    == Some(&self.config.prefix)
+            })
             .map(view)
             .collect();
-        let mut leases = Vec::new();
-        for shard in 0..self.sharding.shards {
-            leases.push(self.api.get_opt(&self.shard_name(shard)).await?);
-        }
+        let leases: Vec<Option<Lease>> = (0..self.sharding.shards)
+            .map(|shard| {
+                let name = self.shard_name(shard);
+                all.iter()
+                    .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
+                    .cloned()
+            })
+            .collect();
         let views: Vec<LeaseView> = leases
             .iter()
             .map(|l| l.as_ref().map_or_else(free, view))

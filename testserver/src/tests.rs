@@ -453,6 +453,11 @@ async fn deployments_scale_and_direct_state_access() {
 
 /// Sends `method path` with `body` (none: an empty one) as `content_type`; returns (status code,
 /// head in lower case, body as JSON, or as a string when it is not JSON).
+/// A JSON merge patch of `path`, as `kubectl patch --type merge` sends it.
+async fn merge_patch(server: &TestServer, path: &str, patch: &Value) -> (u16, String, Value) {
+    send(server, "PATCH", path, "application/merge-patch+json", Some(patch)).await
+}
+
 async fn send(
     server: &TestServer,
     method: &str,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::send;
+use super::{merge_patch, send};
 use crate::TestServer;
 
 fn gadget_crd() -> Value {
@@ -186,36 +186,15 @@ async fn direct_writes_are_stored_as_given_and_unchanged_values_ratchet() {
     let item = format!("{PATH}/g");
     // A status write leaves the invalid spec as it was: allowed.
     let status = json!({"status": {"phase": "Running"}});
-    let (code, _, body) = send(
-        &server,
-        "PATCH",
-        &format!("{item}/status"),
-        "application/merge-patch+json",
-        Some(&status),
-    )
-    .await;
+    let (code, _, body) = merge_patch(&server, &format!("{item}/status"), &status).await;
     assert_eq!(code, 200, "{body}");
     // So is a spec change that leaves the invalid values alone.
     let patch = json!({"spec": {"name": "ok"}});
-    let (code, _, body) = send(
-        &server,
-        "PATCH",
-        &item,
-        "application/merge-patch+json",
-        Some(&patch),
-    )
-    .await;
+    let (code, _, body) = merge_patch(&server, &item, &patch).await;
     assert_eq!(code, 200, "{body}");
     // A new invalid value is not.
     let patch = json!({"spec": {"replicas": 11}});
-    let (code, _, body) = send(
-        &server,
-        "PATCH",
-        &item,
-        "application/merge-patch+json",
-        Some(&patch),
-    )
-    .await;
+    let (code, _, body) = merge_patch(&server, &item, &patch).await;
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["details"]["causes"][0]["field"], "spec.replicas");
     // The unchanged invalid mode ratchets; the rule over the changed spec is evaluated beside the
@@ -237,14 +216,7 @@ async fn unknown_fields_stored_before_survive_later_writes() {
         .unwrap();
     let item = format!("{PATH}/g");
     let status = json!({"status": {"phase": "Running"}});
-    let (code, head, body) = send(
-        &server,
-        "PATCH",
-        &format!("{item}/status"),
-        "application/merge-patch+json",
-        Some(&status),
-    )
-    .await;
+    let (code, head, body) = merge_patch(&server, &format!("{item}/status"), &status).await;
     assert_eq!(code, 200, "{body}");
     assert!(
         !head.contains("warning:"),
@@ -256,14 +228,7 @@ async fn unknown_fields_stored_before_survive_later_writes() {
     );
 
     let patch = json!({"spec": {"colour": "red"}});
-    let (code, head, body) = send(
-        &server,
-        "PATCH",
-        &item,
-        "application/merge-patch+json",
-        Some(&patch),
-    )
-    .await;
+    let (code, head, body) = merge_patch(&server, &item, &patch).await;
     assert_eq!(code, 200, "{body}");
     assert!(head.contains("unknown field \\\"spec.colour\\\""), "{head}");
     assert!(!head.contains("spec.legacy"), "{head}");
