@@ -154,11 +154,7 @@ pub async fn run(
     let settings = settings::validate(&policy.spec)?;
     let period = options.period.unwrap_or(settings.probe.period);
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let target = format!(
-        "{} {}",
-        policy.spec.target_ref.kind.as_str(),
-        policy.spec.target_ref.name
-    );
+    let target = policy.spec.describe_target();
     // The URL is one the person running the check could fetch themselves, from their own machine:
     // loopback is allowed; the rest of the deny-list holds, as in the operator.
     let prober = HttpProber::new(Reach::with_loopback())?;

@@ -35,6 +35,10 @@ pub struct Report {
     pub files: usize,
     pub policies: usize,
     pub findings: Vec<Finding>,
+    /// The Deployments and StatefulSets in the files: kind, namespace, labels.
+    workloads: Vec<(String, Option<String>, std::collections::BTreeMap<String, String>)>,
+    /// The targetSelector policies in the files, to check against them: where, namespace, selector.
+    selectors: Vec<(String, usize, Option<String>, crate::api::TargetSelector)>,
 }
 
 /// The checks, built once.
@@ -219,15 +223,63 @@ impl Linter {
                     .as_str()
                     .is_some_and(|v| v.starts_with("apphealth.io/"));
             if !is_policy {
+                remember_workload(&object, report);
                 continue;
             }
             report.policies += 1;
-            for (path, problem) in self.check(&object) {
+            let problems = self.check(&object);
+            if problems.is_empty()
+                && let Ok(policy) = serde_json::from_value::<AppHealthPolicy>(object.clone())
+                && let Some(selector) = policy.spec.target_selector
+            {
+                let line = line_of(&doc, "/spec/targetSelector");
+                report
+                    .selectors
+                    .push((file.to_owned(), line, policy.metadata.namespace, selector));
+            }
+            for (path, problem) in problems {
                 report.findings.push(Finding {
                     file: file.to_owned(),
                     line: line_of(&doc, &path),
                     field: dotted(&path),
                     problem,
+                });
+            }
+        }
+    }
+
+    /// The checks across files, once every file has been read: a targetSelector that selects none
+    /// of the Deployments and StatefulSets in the files (when the files hold any: policies linted
+    /// on their own are not compared with a cluster lint cannot see). A policy or workload without
+    /// a namespace is taken to be in the one its counterpart names.
+    pub fn finish(&self, report: &mut Report) {
+        if report.workloads.is_empty() {
+            return;
+        }
+        for (file, line, namespace, selector) in std::mem::take(&mut report.selectors) {
+            let Ok(labels) = kube::core::Selector::try_from(selector.label_selector()) else {
+                continue;
+            };
+            let matched = report.workloads.iter().any(|(kind, ns, workload_labels)| {
+                selector.kinds.iter().any(|k| k.as_str() == kind)
+                    && (namespace.is_none() || ns.is_none() || *ns == namespace)
+                    && kube::core::SelectorExt::matches(&labels, workload_labels)
+            });
+            if !matched {
+                let kinds: Vec<&str> = selector.kinds.iter().map(|k| k.as_str()).collect();
+                report.findings.push(Finding {
+                    file,
+                    line,
+                    field: "spec.targetSelector".into(),
+                    problem: format!(
+                        "selects none of the {} in the files given ({} {labels})",
+                        kinds.join(" and "),
+                        if labels.to_string().is_empty() {
+                            "every one"
+                        } else {
+                            "by"
+                        },
+                    ),
                 });
             }
         }
@@ -250,8 +302,21 @@ impl Linter {
                 }
             }
         }
+        self.finish(&mut report);
         report
     }
+}
+
+/// Keeps a Deployment or StatefulSet of the files, for the selectors to be checked against.
+fn remember_workload(object: &Value, report: &mut Report) {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    if object["apiVersion"] != crate::api::APPS_V1 || !matches!(kind, "Deployment" | "StatefulSet") {
+        return;
+    }
+    let meta = &object["metadata"];
+    let labels = serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
+    let namespace = meta["namespace"].as_str().map(str::to_owned);
+    report.workloads.push((kind.to_owned(), namespace, labels));
 }
 
 fn files(path: &Path) -> Vec<PathBuf> {
@@ -326,6 +391,42 @@ mod tests {
                 "{expected:?} not in {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_selector_matching_none_of_the_workloads_given_is_flagged() {
+        let fleet = "apiVersion: apphealth.io/v1alpha1\nkind: AppHealthPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  targetSelector:\n    matchLabels: {tier: web}\n  probe:\n    http: {port: 8080}\n";
+        let workload = |labels: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: a, namespace: shop, labels: {labels}}}\n"
+            )
+        };
+        let linter = Linter::new().unwrap();
+        let run = |text: &str| {
+            let mut report = Report::default();
+            linter.lint_text("p.yaml", text, &mut report);
+            linter.finish(&mut report);
+            report
+                .findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            run(fleet),
+            Vec::<String>::new(),
+            "no workloads given: nothing to compare with"
+        );
+        assert_eq!(
+            run(&format!("{fleet}---\n{}", workload("{tier: web}"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&format!("{fleet}---\n{}", workload("{tier: batch}"))),
+            [
+                "p.yaml:5: spec.targetSelector: selects none of the Deployment and StatefulSet in the files given (by tier=web)"
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `AppHealthPolicy.spec`: what a platform team declares. Doc comments here are what
 //! `kubectl explain apphealthpolicy.spec` prints, so they are written for the people using it.
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,18 @@ use super::{AppHealthPolicyStatus, Duration, RemediationSpec};
         json_path = ".spec.targetRef.kind",
         priority = 1,
         description = "Kind of the target workload"
+    ),
+    printcolumn(
+        name = "Targets",
+        type_ = "integer",
+        json_path = ".status.fleet.selected",
+        description = "Workloads a targetSelector policy selects"
+    ),
+    printcolumn(
+        name = "Unhealthy",
+        type_ = "integer",
+        json_path = ".status.fleet.unhealthy",
+        description = "How many of them are Unhealthy"
     ),
     printcolumn(
         name = "Ready",
@@ -88,10 +102,29 @@ use super::{AppHealthPolicyStatus, Duration, RemediationSpec};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.targetRef) != has(self.targetSelector)")
+        .message("exactly one of spec.targetRef and spec.targetSelector must be set")
+)]
 pub struct AppHealthPolicySpec {
     /// The workload whose health this policy judges and remediates: a Deployment or StatefulSet in
-    /// the policy's own namespace.
-    pub target_ref: TargetRef,
+    /// the policy's own namespace. Exactly one of targetRef and targetSelector is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+
+    /// The workloads this policy judges and remediates, each on its own (its own verdict, ladder,
+    /// history, cooldown and circuit breaker, as if it had a policy of its own): those of the
+    /// given kinds in the policy's namespace whose labels the selector matches. Workloads that
+    /// start or stop matching are picked up or released within a probe period. Exactly one of
+    /// targetRef and targetSelector is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_selector: Option<TargetSelector>,
+
+    /// Among policies that cover the same workload the same way (two selectors, say), the one with
+    /// the higher priority remediates it and the others observe; on a tie, the policy whose name
+    /// sorts first. A policy naming the workload by targetRef always wins over selectors.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
 
     /// How the operator probes the target.
     pub probe: Probe,
@@ -136,6 +169,116 @@ pub struct TargetRef {
     pub name: String,
 }
 
+impl AppHealthPolicySpec {
+    /// For people: the workload named, or what the selector selects.
+    pub fn describe_target(&self) -> String {
+        match (&self.target_ref, &self.target_selector) {
+            (Some(t), _) => format!("{} {}", t.kind.as_str(), t.name),
+            (None, Some(s)) => {
+                let kinds: Vec<&str> = s.kinds.iter().map(|k| k.as_str()).collect();
+                let selector = kube::core::Selector::try_from(s.label_selector())
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                if selector.is_empty() {
+                    format!("every {}", kinds.join(" and "))
+                } else {
+                    format!("every {} selected by {selector}", kinds.join(" and "))
+                }
+            }
+            (None, None) => "no workload".to_owned(),
+        }
+    }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// Selects the workloads of a policy over many: by kind and labels, in the policy's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSelector {
+    /// The workload kinds selected (apps/v1): Deployment, StatefulSet, or both (the default).
+    #[serde(default = "all_kinds")]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(validation = Rule::new("self.all(k, self.exists_one(j, j == k))").message("kinds must not repeat"))]
+    pub kinds: Vec<TargetKind>,
+    /// Workloads whose labels hold every one of these pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub match_labels: BTreeMap<String, String>,
+    /// Workloads whose labels meet every one of these requirements (operators In, NotIn, Exists,
+    /// DoesNotExist), as in a Deployment's selector. With neither matchLabels nor
+    /// matchExpressions, every workload of the kinds in the namespace is selected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+fn all_kinds() -> Vec<TargetKind> {
+    vec![TargetKind::Deployment, TargetKind::StatefulSet]
+}
+
+impl TargetSelector {
+    /// The selector as Kubernetes spells it.
+    pub fn label_selector(&self) -> LabelSelector {
+        LabelSelector {
+            match_labels: (!self.match_labels.is_empty()).then(|| self.match_labels.clone()),
+            match_expressions: (!self.match_expressions.is_empty()).then(|| {
+                self.match_expressions
+                    .iter()
+                    .map(
+                        |r| k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                            key: r.key.clone(),
+                            operator: r.operator.as_str().to_owned(),
+                            values: (!r.values.is_empty()).then(|| r.values.clone()),
+                        },
+                    )
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// One requirement on a workload's labels.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(self.operator == 'In' || self.operator == 'NotIn') == (has(self.values) && size(self.values) > 0)")
+        .message("values must be non-empty for In and NotIn, and absent for Exists and DoesNotExist")
+)]
+pub struct LabelSelectorRequirement {
+    /// The label key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: SelectorOperator,
+    /// The values, for In and NotIn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub values: Vec<String>,
+}
+
+/// How a label requirement compares.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl SelectorOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "In",
+            Self::NotIn => "NotIn",
+            Self::Exists => "Exists",
+            Self::DoesNotExist => "DoesNotExist",
+        }
+    }
+}
+
 /// The API version of the workload kinds the operator supports.
 pub const APPS_V1: &str = "apps/v1";
 
@@ -147,6 +290,15 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// The kind named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Deployment" => Some(Self::Deployment),
+            "StatefulSet" => Some(Self::StatefulSet),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Deployment => "Deployment",

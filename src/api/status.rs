@@ -51,6 +51,114 @@ pub struct AppHealthPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub diagnostics: Vec<DiagnosticsRef>,
+
+    /// For a targetSelector policy: how many workloads it selects and how they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetCounts>,
+
+    /// For a targetSelector policy: the selected workloads that are not healthy or have a ladder
+    /// or a restore pending, worst first, each with its own verdict, ladder and history (what a
+    /// restarted operator resumes from). At most 50; fleet.truncated says when more were left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+/// Counts over the workloads of a targetSelector policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetCounts {
+    /// Workloads selected.
+    pub selected: u32,
+    /// Of those, Healthy.
+    pub healthy: u32,
+    /// Unhealthy.
+    pub unhealthy: u32,
+    /// With a ladder acting.
+    pub remediating: u32,
+    /// With a ladder held back by a guard.
+    pub blocked: u32,
+    /// Remediated by another policy that covers them too (they are observed here).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owned_elsewhere: u32,
+    /// More workloads were not healthy than status.workloads lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One workload of a targetSelector policy: the same record a single-target policy keeps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// Deployment or StatefulSet.
+    pub kind: String,
+    /// Its name, in the policy's namespace.
+    pub name: String,
+    /// The policy that remediates it instead, when another one covers it with precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+    /// Healthy, Remediating and RemediationBlocked, as on a single-target policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// How many of its pods are probed and how many of them are healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TargetCounts>,
+    /// The latest verdict on the workload and the evidence behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Its escalation ladder in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
+    /// Its last remediations, newest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<RemediationRecord>,
+    /// What ScaleOut raised on it, to be restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_restore: Option<ScaleRestore>,
+    /// Its diagnostics ConfigMaps, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub diagnostics: Vec<DiagnosticsRef>,
+}
+
+impl WorkloadStatus {
+    /// The record as a single-target policy's status, for the pipeline that reads one.
+    pub fn to_policy_status(&self, observed_generation: Option<i64>) -> AppHealthPolicyStatus {
+        AppHealthPolicyStatus {
+            observed_generation,
+            conditions: self.conditions.clone(),
+            targets: self.targets.clone(),
+            verdict: self.verdict.clone(),
+            ladder: self.ladder.clone(),
+            history: self.history.clone(),
+            scale_restore: self.scale_restore.clone(),
+            diagnostics: self.diagnostics.clone(),
+            fleet: None,
+            workloads: Vec::new(),
+        }
+    }
+
+    /// The record of workload `kind`/`name` from a single-target status.
+    pub fn from_policy_status(kind: &str, name: &str, status: &AppHealthPolicyStatus) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            owned_by: None,
+            conditions: status.conditions.clone(),
+            targets: status.targets.clone(),
+            verdict: status.verdict.clone(),
+            ladder: status.ladder.clone(),
+            history: status.history.clone(),
+            scale_restore: status.scale_restore.clone(),
+            diagnostics: status.diagnostics.clone(),
+        }
+    }
 }
 
 /// Counts of probed endpoints.

@@ -59,10 +59,12 @@ fn stopped(reason: &'static str, message: String, event: String, requeue: Requeu
 pub(super) async fn dereference(
     policy: &AppHealthPolicy,
     key: &PolicyRef,
+    validated: Option<Arc<Settings>>,
     ctx: &Context,
 ) -> Result<Dereferenced> {
     let namespace = policy.metadata.namespace.clone().unwrap_or_default();
-    let settings = match settings(policy) {
+    // A targetSelector policy's workloads share the settings it validated once.
+    let settings = match validated.map_or_else(|| settings(policy), Ok) {
         Ok(settings) => settings,
         Err(stopped) => return Ok(stopped),
     };
@@ -70,7 +72,17 @@ pub(super) async fn dereference(
         return Ok(Dereferenced::NotSynced);
     }
 
-    let target = &policy.spec.target_ref;
+    let Some(target) = policy.spec.target_ref.as_ref() else {
+        // Validation refuses a policy without one; a selector policy's workloads come here each
+        // with a targetRef of its own.
+        let message = text::invalid_spec(&"spec.targetRef: is required");
+        return Ok(stopped(
+            reasons::INVALID_SPEC,
+            message.clone(),
+            message,
+            Requeue::await_change(),
+        ));
+    };
     let workload = Workload {
         kind: target.kind,
         namespace: namespace.clone(),
@@ -141,7 +153,7 @@ pub(super) async fn dereference(
 }
 
 /// The spec's settings, or why the policy stops here: its spec is invalid, or it is suspended.
-fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<Settings>, Dereferenced> {
+pub(super) fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<Settings>, Dereferenced> {
     let settings = settings::validate(&policy.spec).map_err(|invalid| {
         let message = text::invalid_spec(&invalid);
         stopped(

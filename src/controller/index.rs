@@ -10,12 +10,13 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
 };
 use kube::{
-    core::PartialObjectMeta,
+    core::{PartialObjectMeta, SelectorExt},
     runtime::reflector::{ObjectRef, Store},
 };
 
 use crate::{
-    api::{AppHealthPolicy, TargetKind, watched::Watched},
+    api::{AppHealthPolicy, TargetKind, TargetSelector, watched::Watched},
+    fleet::precedence::{Claim, Coverage},
     observe::{endpoints, pod::CachedPod, pod::ConfigKind, references},
 };
 
@@ -46,14 +47,39 @@ fn label_group(ns: &str, key: &str, value: &str) -> String {
 pub(super) fn policy_groups(policy: &Watched) -> Vec<String> {
     let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
     let mut groups = vec![ns.to_owned()];
-    if let Ok(p) = &policy.decoded {
-        groups.push(target_group(ns, p.spec.target_ref.kind, &p.spec.target_ref.name));
+    if let Some(target) = policy
+        .decoded
+        .as_ref()
+        .ok()
+        .and_then(|p| p.spec.target_ref.as_ref())
+    {
+        groups.push(target_group(ns, target.kind, &target.name));
     }
     groups
 }
 
 fn target_group(ns: &str, kind: TargetKind, name: &str) -> String {
     format!("{ns}\0{kind:?}/{name}")
+}
+
+fn target_of(w: &Watched) -> Option<&crate::api::TargetRef> {
+    w.decoded.as_ref().ok().and_then(|p| p.spec.target_ref.as_ref())
+}
+
+fn selector_of(w: &Watched) -> Option<&TargetSelector> {
+    w.decoded
+        .as_ref()
+        .ok()
+        .filter(|p| p.spec.target_ref.is_none())
+        .and_then(|p| p.spec.target_selector.as_ref())
+}
+
+/// A workload a targetSelector policy selects.
+pub(super) struct Selected {
+    pub kind: TargetKind,
+    pub name: String,
+    /// Its pods' selector.
+    pub pods: LabelSelector,
 }
 
 /// Maps workloads and pods to the policies that target them.
@@ -89,27 +115,122 @@ impl TargetIndex {
             .collect()
     }
 
-    /// Policies in `namespace` whose targetRef names this workload.
+    /// Policies in `namespace` whose targetRef names this workload, and the targetSelector policies
+    /// there that select its kind (whether its labels match now or matched before: a workload
+    /// relabelled out of a selector is released by that policy's reconcile).
     pub fn policies_for_workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Vec<PolicyRef> {
-        self.policies_of(&target_group(namespace, kind, name))
+        let mut refs: Vec<PolicyRef> = self
+            .policies_of(&target_group(namespace, kind, name))
             .map(|w| ObjectRef::from_obj(w.as_ref()))
-            .collect()
+            .collect();
+        refs.extend(
+            self.policies_in(namespace)
+                .into_iter()
+                .filter(|(_, w)| selector_of(w).is_some_and(|s| s.kinds.contains(&kind)))
+                .map(|(r, _)| r),
+        );
+        refs
     }
 
-    /// Policies whose target workload selects this pod.
+    /// Policies whose target workload selects this pod (for a targetSelector policy: one of the
+    /// workloads it selects).
     pub fn policies_for_pod(&self, pod: &CachedPod) -> Vec<PolicyRef> {
         let Some(namespace) = pod.metadata.namespace.as_deref() else {
             return Vec::new();
         };
+        let labels = pod.metadata.labels.as_ref();
         self.policies_in(namespace)
             .into_iter()
-            .filter(|(_, w)| {
-                w.decoded.as_ref().is_ok_and(|p| {
-                    self.workload_selector(p.spec.target_ref.kind, namespace, &p.spec.target_ref.name)
-                        .is_some_and(|s| endpoints::selects(&s, pod.metadata.labels.as_ref()))
-                })
+            .filter(|(_, w)| match (target_of(w), selector_of(w)) {
+                (Some(t), _) => self
+                    .workload_selector(t.kind, namespace, &t.name)
+                    .is_some_and(|s| endpoints::selects(&s, labels)),
+                (None, Some(selector)) => self
+                    .selected(namespace, selector)
+                    .iter()
+                    .any(|w| endpoints::selects(&w.pods, labels)),
+                (None, None) => false,
             })
             .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The workloads of `namespace` that `selector` selects, by kind and name.
+    pub(super) fn selected(&self, namespace: &str, selector: &TargetSelector) -> Vec<Selected> {
+        let Ok(labels) = kube::core::Selector::try_from(selector.label_selector()) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut take = |kind,
+                        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+                        pods: Option<&LabelSelector>| {
+            let empty = std::collections::BTreeMap::new();
+            if meta.namespace.as_deref() == Some(namespace)
+                && labels.matches(meta.labels.as_ref().unwrap_or(&empty))
+                && let (Some(name), Some(pods)) = (&meta.name, pods)
+            {
+                found.push(Selected {
+                    kind,
+                    name: name.clone(),
+                    pods: pods.clone(),
+                });
+            }
+        };
+        if selector.kinds.contains(&TargetKind::Deployment) {
+            for d in self.deployments.state() {
+                take(
+                    TargetKind::Deployment,
+                    &d.metadata,
+                    d.spec.as_ref().map(|s| &s.selector),
+                );
+            }
+        }
+        if selector.kinds.contains(&TargetKind::StatefulSet) {
+            for s in self.statefulsets.state() {
+                take(
+                    TargetKind::StatefulSet,
+                    &s.metadata,
+                    s.spec.as_ref().map(|s| &s.selector),
+                );
+            }
+        }
+        found.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));
+        found
+    }
+
+    /// Every policy of `namespace` that covers this workload, as a claim for precedence.
+    pub(super) fn claims_on(&self, namespace: &str, kind: TargetKind, name: &str) -> Vec<Claim> {
+        let labels = match kind {
+            TargetKind::Deployment => self
+                .deployment(namespace, name)
+                .and_then(|d| d.metadata.labels.clone()),
+            TargetKind::StatefulSet => self
+                .statefulset(namespace, name)
+                .and_then(|s| s.metadata.labels.clone()),
+        }
+        .unwrap_or_default();
+        self.policies_in(namespace)
+            .into_iter()
+            .filter_map(|(_, w)| {
+                let p = w.decoded.as_ref().ok()?;
+                let coverage = match (&p.spec.target_ref, &p.spec.target_selector) {
+                    (Some(t), None) if t.kind == kind && t.name == name => Coverage::Named,
+                    (None, Some(s))
+                        if s.kinds.contains(&kind)
+                            && kube::core::Selector::try_from(s.label_selector())
+                                .is_ok_and(|sel| sel.matches(&labels)) =>
+                    {
+                        Coverage::Selected
+                    }
+                    _ => return None,
+                };
+                Some(Claim {
+                    namespace: Some(namespace.to_owned()),
+                    name: w.metadata.name.clone().unwrap_or_default(),
+                    coverage,
+                    priority: p.spec.priority,
+                })
+            })
             .collect()
     }
 

@@ -65,19 +65,46 @@ impl Ladders {
         }
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         // Claims of policies that are gone no longer count.
-        claims.retain(|k, _| policies.get(k).is_some() || k == key);
-        let recorded = policies.state().into_iter().filter_map(|w| {
-            let p = w.decoded.as_ref().ok()?;
-            let status = p.status.as_ref()?;
-            Some((
-                ObjectRef::from_obj(w.as_ref()),
-                Workload {
-                    kind: p.spec.target_ref.kind,
-                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                    name: p.spec.target_ref.name.clone(),
-                },
-                acting(status),
-            ))
+        claims.retain(|k, _| policies.get(&super::unit::policy(k)).is_some() || k == key);
+        let recorded = policies.state().into_iter().flat_map(|w| {
+            let Some((p, status)) = w
+                .decoded
+                .as_ref()
+                .ok()
+                .and_then(|p| Some((p, p.status.as_ref()?)))
+            else {
+                return Vec::new();
+            };
+            let namespace = p.metadata.namespace.clone().unwrap_or_default();
+            let key = ObjectRef::from_obj(w.as_ref());
+            match &p.spec.target_ref {
+                Some(target) => vec![(
+                    key,
+                    Workload {
+                        kind: target.kind,
+                        namespace,
+                        name: target.name.clone(),
+                    },
+                    acting(status),
+                )],
+                // A selector policy's workloads, each a ladder of its own.
+                None => status
+                    .workloads
+                    .iter()
+                    .filter_map(|u| {
+                        let kind = crate::api::TargetKind::parse(&u.kind)?;
+                        Some((
+                            super::unit::key(&key, kind, &u.name),
+                            Workload {
+                                kind,
+                                namespace: namespace.clone(),
+                                name: u.name.clone(),
+                            },
+                            acting(&u.to_policy_status(None)),
+                        ))
+                    })
+                    .collect(),
+            }
         });
         let others = elsewhere(key, recorded, &claims);
         let budget = budget(workload, &others, acting(own), self.max);

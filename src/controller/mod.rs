@@ -40,7 +40,9 @@ use crate::{
     server::Readyz,
 };
 
+mod book;
 mod dereference;
+mod fleet;
 mod groups;
 mod index;
 mod ladders;
@@ -48,7 +50,9 @@ mod reconcile;
 mod remediate;
 mod seen;
 pub mod slim;
+mod stages;
 mod synced;
+mod unit;
 mod watches;
 mod writes;
 
@@ -166,6 +170,8 @@ pub struct Context {
     own_pod: Option<OwnPod>,
     /// The shards this replica acts for (None: every workload).
     sharding: Option<Arc<crate::fleet::keeper::Sharding>>,
+    /// What is known of each targetSelector policy's workloads.
+    fleets: book::Memory,
 }
 
 impl Context {
@@ -177,6 +183,7 @@ impl Context {
         self.writes.forget(key);
         self.failures.reset(key);
         self.not_found.reset(key);
+        book::release_all(self, key);
     }
 }
 
@@ -400,7 +407,7 @@ fn context(
             nudge,
             alive: {
                 let policies = index.policies.clone();
-                Arc::new(move |key: &PolicyRef| policies.get(key).is_some())
+                Arc::new(move |key: &PolicyRef| policies.get(&unit::policy(key)).is_some())
             },
             metrics: config.metrics.clone(),
         }),
@@ -417,6 +424,7 @@ fn context(
         reach: config.reach.clone(),
         own_pod: config.own_pod.clone(),
         sharding: scope.sharding.clone(),
+        fleets: book::Memory::default(),
         client,
     })
 }
@@ -440,7 +448,8 @@ async fn run_scope(
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
     let nudges = stream::unfold(
         nudge_rx,
-        |mut rx| async move { rx.recv().await.map(|key| (key, rx)) },
+        // A workload of a targetSelector policy nudges its policy.
+        |mut rx| async move { rx.recv().await.map(|key: PolicyRef| (unit::policy(&key), rx)) },
     );
     let triggers = stream::select(changes, nudges);
 

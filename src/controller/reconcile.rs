@@ -1,8 +1,7 @@
-//! The reconcile: wiring over named stages with typed hand-offs —
-//! dereference (target, pods, references) → seen (observe: the probe task's verdict, pod facts) →
-//! step (pure: the plan and what to record) → the record written (an intent before its action) →
-//! act (the step's work) → finish (pure) → report (status written only when it changed, then
-//! Events). No decision is made here.
+//! The reconcile: wiring over named stages with typed hand-offs — the stages for one workload
+//! ([`stages`](super::stages): dereference → seen → step → the record written → act → finish),
+//! then report (status written only when it changed, then Events). A targetSelector policy runs
+//! the same stages for each of its workloads ([`fleet`](super::fleet)). No decision is made here.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,18 +12,14 @@ use kube::{
 };
 
 use super::{
-    Context, PolicyRef,
-    dereference::{Dereferenced, Stopped, Target, dereference},
-    remediate,
-    seen::seen,
+    Context, PolicyRef, book, remediate,
+    stages::{Reported, Subject, one, publish, write},
 };
 use crate::{
     Result,
-    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, conditions, watched::Watched},
+    api::{AppHealthPolicy, Health, conditions, watched::Watched},
     clock,
-    plan::{self, Budget, PlanInput},
-    report::{self, EventIntent, Observation, convert, reasons, text},
-    step::{self, Then},
+    report::{self, EventIntent, reasons, text},
 };
 
 #[tracing::instrument(skip_all, fields(policy = %watched.name_any(), namespace = watched.namespace().unwrap_or_default()))]
@@ -36,139 +31,48 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
         Ok(policy) => policy,
         Err(problem) => return unreadable(&watched, &key, &problem.problem, &ctx).await,
     };
-    // With shards, only the workloads of this replica's shards: the others are left to the
-    // replicas that hold theirs (counted while the work lasts, so a shard is not given back under it).
-    let target = &policy.spec.target_ref;
-    let _working = match &ctx.sharding {
-        None => None,
-        Some(sharding) => match sharding.work(&namespace, target.kind.as_str(), &target.name) {
-            Some(working) => Some(working),
-            None => {
-                // What this replica knew of it (its last write, its gauges) is another's now.
-                ctx.probes.stop(&key);
-                ctx.forget(&key);
-                return Ok(Requeue::await_change());
-            }
-        },
-    };
-    let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     // Whole seconds: what status can hold, so marks written there compare equal when read back.
     let now = clock::whole_seconds(ctx.clock.now());
+    if policy.spec.target_ref.is_none() && policy.spec.target_selector.is_some() {
+        // A policy over many workloads: each is judged and remediated on its own.
+        ctx.probes.stop(&key);
+        let requeue = super::fleet::reconcile(policy, &key, &ctx, now).await?;
+        ctx.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        return Ok(requeue);
+    }
+    // It may have selected workloads before: they are its no longer.
+    book::release_all(&ctx, &key);
+    // With shards, only the workloads of this replica's shards: the others are left to the
+    // replicas that hold theirs (counted while the work lasts, so a shard is not given back under it).
+    let _working = match (&ctx.sharding, &policy.spec.target_ref) {
+        (Some(sharding), Some(target)) => {
+            match sharding.work(&namespace, target.kind.as_str(), &target.name) {
+                Some(working) => Some(working),
+                None => {
+                    // What this replica knew of it (its last write, its gauges) is another's now.
+                    ctx.probes.stop(&key);
+                    ctx.forget(&key);
+                    return Ok(Requeue::await_change());
+                }
+            }
+        }
+        _ => None,
+    };
+    let api: Api<AppHealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let old = ctx
         .writes
         .current(&key, &policy.status.clone().unwrap_or_default());
 
-    let reported = match dereference(policy, &key, &ctx).await? {
-        Dereferenced::NotSynced => return Ok(Requeue::requeue(Duration::from_secs(5))),
-        Dereferenced::Found(target) => {
-            probe_and_remediate(policy, &key, &api, &target, old, &ctx, now).await?
-        }
-        Dereferenced::Stopped(stopped) => {
-            ctx.probes.stop(&key);
-            not_probed(policy, stopped, old, now)
-        }
+    let Some(reported) = one(policy, &key, &Subject::Policy(&api), old, None, &ctx, now).await? else {
+        return Ok(Requeue::requeue(Duration::from_secs(5)));
     };
     report(policy, &key, &api, &reported, &ctx).await?;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     Ok(reported.requeue)
-}
-
-/// What a reconcile ends with: the status and its Events, the status as last written (the
-/// intent, when one was recorded), and when to look again.
-struct Reported {
-    written: AppHealthPolicyStatus,
-    status: AppHealthPolicyStatus,
-    events: Vec<EventIntent>,
-    requeue: Requeue,
-}
-
-/// Stages two to four for a policy whose target was found: seen → step (plan) → the step's
-/// record written → act → finish.
-async fn probe_and_remediate(
-    policy: &AppHealthPolicy,
-    key: &PolicyRef,
-    api: &Api<AppHealthPolicy>,
-    target: &Target,
-    old: AppHealthPolicyStatus,
-    ctx: &Context,
-    now: jiff::Timestamp,
-) -> Result<Reported> {
-    let (seen, pods) = seen(policy, key, target, &old, ctx);
-    let step = remediate::step_for(key, target, &old, &seen, &pods, ctx, now);
-    let requeue = match step.plan.revisit_at() {
-        Some(at) => Requeue::requeue(clock::until(now, at) + Duration::from_secs(1)),
-        None => Requeue::requeue(ctx.resync),
-    };
-    let mut written = old.clone();
-    let (status, events) = match step.then {
-        Then::Write(new) => new,
-        Then::Work { intent, work } => {
-            // The hand-off from plan to act: the intent is written first.
-            if let Some((intent, events)) = intent {
-                written = write(ctx, key, api, &intent).await?;
-                // What led here is told now, not after work that may take a while.
-                publish(ctx, policy, events).await;
-            }
-            let done = remediate::act(policy, target, &written, &seen, &work, ctx, now).await?;
-            step::finish(&written, &seen, &step.plan, &done, now)
-        }
-    };
-    remediate::count(ctx, key, &old, &status, &step.plan);
-    Ok(Reported {
-        written,
-        status,
-        events,
-        requeue,
-    })
-}
-
-/// The status of a policy that is not probed (invalid, suspended, its target missing). A
-/// suspended policy's ladder is held by the planner's Suspended guard; an invalid one has no
-/// ladder to plan.
-fn not_probed(
-    policy: &AppHealthPolicy,
-    stopped: Stopped,
-    old: AppHealthPolicyStatus,
-    now: jiff::Timestamp,
-) -> Reported {
-    let workload = format!(
-        "{} {}",
-        policy.spec.target_ref.kind.as_str(),
-        policy.spec.target_ref.name
-    );
-    let ladder = match &stopped.suspended {
-        Some(settings) => (&settings.remediation).into(),
-        None => (&policy.spec.remediation).into(),
-    };
-    let seen = Observation::new(
-        policy.metadata.generation,
-        workload,
-        stopped.readiness,
-        None,
-        ladder,
-    );
-    // Nothing is probed, so nothing runs: the plan is only what status says of the ladder.
-    let plan = stopped.suspended.as_ref().map(|settings| {
-        plan::plan(&PlanInput {
-            settings: &settings.remediation,
-            suspended: policy.spec.suspend,
-            health: Health::Unknown,
-            pods: &[],
-            recorded: &convert::recorded(&old),
-            rollout: None,
-            budget: Budget::default(),
-            now,
-        })
-    });
-    let (status, events) = report::desired_status(&old, &seen, plan.as_ref(), None, now);
-    Reported {
-        written: old,
-        status,
-        events,
-        requeue: stopped.requeue,
-    }
 }
 
 /// Stage five: the status written when it changed, the Events published, the metrics set.
@@ -190,25 +94,6 @@ async fn report(
     let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
     ctx.metrics.health(&remediate::policy_label(key), Some(health));
     Ok(())
-}
-
-/// Writes the status (server-side apply), remembers it, and keeps the ladder claims in step.
-async fn write(
-    ctx: &Context,
-    key: &PolicyRef,
-    api: &Api<AppHealthPolicy>,
-    status: &AppHealthPolicyStatus,
-) -> Result<AppHealthPolicyStatus> {
-    let written = report::apply_status(api, &key.name, status).await?;
-    ctx.writes.wrote(key, written.clone());
-    ctx.ladders.settle(key, &written);
-    Ok(written)
-}
-
-async fn publish(ctx: &Context, policy: &AppHealthPolicy, events: Vec<EventIntent>) {
-    for event in events {
-        report::publish(&ctx.recorder, policy, event).await;
-    }
 }
 
 /// A policy this operator version cannot read: stop probing it and say why on its Ready

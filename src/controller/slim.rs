@@ -17,10 +17,11 @@
 //! - every object: `metadata` name, namespace, uid, resourceVersion, generation,
 //!   creationTimestamp, deletionTimestamp (the stores' keys, `name_any`, Event references,
 //!   [`rollout`](crate::observe::rollout) compares generations).
-//! - Deployment ([`deployment`]): `spec.replicas` and `spec.selector` (which pods belong to it),
+//! - Deployment ([`deployment`]): its labels (what a targetSelector selects by), `spec.replicas`
+//!   and `spec.selector` (which pods belong to it),
 //!   `status` observedGeneration, replicas, updatedReplicas, availableReplicas and its Progressing
 //!   conditions (type, status, reason): `rollout::deployment`. The pod template is dropped.
-//! - StatefulSet ([`statefulset`]): `spec.replicas` and `spec.selector`, `status`
+//! - StatefulSet ([`statefulset`]): its labels, `spec.replicas` and `spec.selector`, `status`
 //!   observedGeneration, replicas, updatedReplicas, readyReplicas, currentRevision, updateRevision:
 //!   `rollout::statefulset`. The pod template and volume claim templates are dropped.
 //! - AppHealthPolicy ([`policy`]): all of spec and status (the operator reads nearly every field, and
@@ -50,7 +51,9 @@ const PROGRESSING: &str = "Progressing";
 
 /// Cuts a Deployment down to what the operator reads.
 pub fn deployment(d: &mut Deployment) {
+    let labels = d.metadata.labels.take();
     d.metadata = identity(std::mem::take(&mut d.metadata));
+    d.metadata.labels = labels;
     d.spec = d.spec.take().map(|s| DeploymentSpec {
         replicas: s.replicas,
         selector: s.selector,
@@ -79,7 +82,9 @@ pub fn deployment(d: &mut Deployment) {
 
 /// Cuts a StatefulSet down to what the operator reads.
 pub fn statefulset(s: &mut StatefulSet) {
+    let labels = s.metadata.labels.take();
     s.metadata = identity(std::mem::take(&mut s.metadata));
+    s.metadata.labels = labels;
     s.spec = s.spec.take().map(|s| StatefulSetSpec {
         replicas: s.replicas,
         selector: s.selector,

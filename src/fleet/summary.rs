@@ -14,8 +14,11 @@ pub struct Unit {
     pub health: Health,
     /// The ladder step it is on, if a ladder is in progress.
     pub step: Option<u32>,
-    /// The guard holding its ladder back, if one is.
-    pub blocked: Option<&'static str>,
+    /// A guard is holding its ladder back.
+    pub blocked: bool,
+    /// Something is left to finish while it is healthy (a scale-out to restore): its record is
+    /// kept in status.
+    pub pending: bool,
     /// The last remediation and how it ended.
     pub last: Option<(Action, RemediationResult)>,
 }
@@ -38,11 +41,11 @@ pub struct Summary {
 /// a held one, then unhealthy, then not known yet; then by name.
 fn badness(u: &Unit) -> (u8, Reverse<u32>, &str) {
     let rank = match (u.step, u.blocked, u.health) {
-        (Some(_), None, _) => 0,
-        (_, Some(_), _) => 1,
-        (None, None, Health::Unhealthy) => 2,
-        (None, None, Health::Unknown) => 3,
-        (None, None, Health::Healthy) => 4,
+        (Some(_), false, _) => 0,
+        (_, true, _) => 1,
+        (None, false, Health::Unhealthy) => 2,
+        (None, false, Health::Unknown) => 3,
+        (None, false, Health::Healthy) => 4,
     };
     (rank, Reverse(u.step.unwrap_or(0)), &u.workload)
 }
@@ -55,15 +58,15 @@ fn count(units: &[Unit], keep: impl Fn(&Unit) -> bool) -> u32 {
 pub fn summarize(units: &[Unit], limit: usize) -> Summary {
     let mut troubled: Vec<&Unit> = units
         .iter()
-        .filter(|u| u.health != Health::Healthy || u.step.is_some() || u.blocked.is_some())
+        .filter(|u| u.health != Health::Healthy || u.step.is_some() || u.blocked || u.pending)
         .collect();
     troubled.sort_by(|a, b| badness(a).cmp(&badness(b)));
     Summary {
         selected: count(units, |_| true),
         healthy: count(units, |u| u.health == Health::Healthy),
         unhealthy: count(units, |u| u.health == Health::Unhealthy),
-        remediating: count(units, |u| u.step.is_some() && u.blocked.is_none()),
-        blocked: count(units, |u| u.blocked.is_some()),
+        remediating: count(units, |u| u.step.is_some() && !u.blocked),
+        blocked: count(units, |u| u.blocked),
         cut: troubled.len() > limit,
         worst: troubled.into_iter().take(limit).cloned().collect(),
     }
@@ -78,7 +81,8 @@ mod tests {
             workload: workload.into(),
             health,
             step,
-            blocked,
+            blocked: blocked.is_some(),
+            pending: false,
             last: step.map(|_| (Action::RestartPods, RemediationResult::Succeeded)),
         }
     }

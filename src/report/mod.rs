@@ -3,6 +3,7 @@
 //! when something changed, and Events.
 
 pub mod convert;
+pub mod fleet;
 pub mod reasons;
 pub mod status;
 pub mod text;
@@ -207,6 +208,29 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(error = %e, reason = intent.reason, "could not publish event");
+    }
+}
+
+/// Publishes an Event regarding `regarding` (a workload), with `related` (the policy) beside it.
+pub async fn publish_about(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    intent: EventIntent,
+) {
+    let event = Event {
+        type_: if intent.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: intent.reason.into(),
+        note: Some(truncate(intent.note, 1000)),
+        action: intent.action.into(),
+        secondary: related,
+    };
+    if let Err(e) = recorder.publish(&event, regarding).await {
         tracing::warn!(error = %e, reason = intent.reason, "could not publish event");
     }
 }

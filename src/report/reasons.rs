@@ -2,6 +2,10 @@
 
 // Ready
 pub const PROBING: &str = "Probing";
+/// A targetSelector policy is selecting (and probing) its workloads.
+pub const WORKLOADS_SELECTED: &str = "WorkloadsSelected";
+/// Guards hold back the ladders of some of a targetSelector policy's workloads.
+pub const WORKLOADS_BLOCKED: &str = "WorkloadsBlocked";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
 pub const INVALID_REFERENCE: &str = "InvalidReference";

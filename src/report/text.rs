@@ -295,3 +295,41 @@ pub fn dry_run_blocked(would: Option<(&str, &str)>) -> String {
         None => "spec.remediation.dryRun is set, so nothing is changed.".to_owned(),
     }
 }
+
+/// A targetSelector policy's Ready message: how many workloads it selects, and by what.
+pub fn workloads_match(count: u32, selects: &str) -> String {
+    let noun = if count == 1 {
+        "workload matches"
+    } else {
+        "workloads match"
+    };
+    if selects.is_empty() {
+        format!("{count} {noun}")
+    } else {
+        format!("{count} {noun} {selects}")
+    }
+}
+
+/// A targetSelector policy's Healthy message.
+pub fn fleet_health(counts: &crate::api::FleetCounts) -> String {
+    format!(
+        "{} healthy, {} unhealthy of {} selected",
+        counts.healthy, counts.unhealthy, counts.selected
+    )
+}
+
+pub fn fleet_remediating(count: u32) -> String {
+    match count {
+        0 => IDLE.to_owned(),
+        1 => "1 workload has a remediation ladder in progress.".to_owned(),
+        n => format!("{n} workloads have a remediation ladder in progress."),
+    }
+}
+
+pub fn fleet_blocked(count: u32) -> String {
+    match count {
+        0 => NOT_BLOCKED.to_owned(),
+        1 => "A guard is holding back the ladder of 1 workload; see status.workloads.".to_owned(),
+        n => format!("Guards are holding back the ladders of {n} workloads; see status.workloads."),
+    }
+}

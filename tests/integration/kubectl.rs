@@ -235,7 +235,17 @@ fn kubectl_drives_the_test_server() {
     let table = scratch.ok(&["get", "ahp"]);
     assert_eq!(
         columns(&table),
-        ["NAME", "TARGET", "READY", "HEALTHY", "STEP", "LAST ACTION", "AGE"],
+        [
+            "NAME",
+            "TARGET",
+            "TARGETS",
+            "UNHEALTHY",
+            "READY",
+            "HEALTHY",
+            "STEP",
+            "LAST ACTION",
+            "AGE"
+        ],
         "{table}"
     );
     assert!(

@@ -26,6 +26,7 @@ mod reach;
 mod relist;
 mod rollback;
 mod scaling;
+mod selector;
 mod shards;
 mod signals;
 mod status_writes;

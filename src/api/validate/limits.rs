@@ -51,7 +51,6 @@ pub fn optional_at_most(field: &str, n: Option<u32>, max: u32) -> Result<(), Inv
 
 /// Checks every bound of the schema that serde's types do not already enforce.
 pub(super) fn within_limits(spec: &AppHealthPolicySpec) -> Result<(), InvalidSpec> {
-    chars("spec.targetRef.name", &spec.target_ref.name, 253)?;
     let probe = &spec.probe;
     optional_chars("spec.probe.service", probe.service.as_ref(), 63)?;
     at_most("spec.probe.periodSeconds", probe.period_seconds, 3600)?;

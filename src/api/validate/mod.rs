@@ -10,6 +10,7 @@ use super::{AppHealthPolicySpec, KeyRef, Method, ProbeVia, Scheme};
 mod limits;
 pub mod names;
 mod probe;
+mod target;
 mod triggers;
 
 pub use limits::{at_most, chars, items, optional_at_most, optional_chars};
@@ -325,24 +326,7 @@ fn path(field: &str, p: &str) -> Result<String, InvalidSpec> {
 /// Validates the spec's target, probe, triggers and recovery, or names the first problem found.
 pub fn probing(spec: &AppHealthPolicySpec) -> Result<Probing, InvalidSpec> {
     limits::within_limits(spec)?;
-    if spec.target_ref.name.is_empty() {
-        return Err(invalid("spec.targetRef.name", "must name a workload"));
-    }
-    names::object("spec.targetRef.name", &spec.target_ref.name)?;
-    if let Some(other) = spec
-        .target_ref
-        .api_version
-        .as_deref()
-        .filter(|v| *v != super::APPS_V1)
-    {
-        return Err(invalid(
-            "spec.targetRef.apiVersion",
-            format!(
-                "{other:?} is not supported: the operator targets Deployment and StatefulSet in {}",
-                super::APPS_V1
-            ),
-        ));
-    }
+    target::target(spec)?;
     let mut probe = probe::probe(&spec.probe)?;
     let triggers = triggers_of(spec, &mut probe)?;
     let (sample_capacity, notes) = sample_capacity(&probe, &triggers, spec.probe.period_seconds);

@@ -777,7 +777,9 @@ fn an_index_of_slimmed_objects_answers_the_same() {
             .iter()
             .filter(|w| {
                 w.decoded.as_ref().is_ok_and(|d| {
-                    let t = &d.spec.target_ref;
+                    let Some(t) = &d.spec.target_ref else {
+                        return false;
+                    };
                     w.metadata.namespace == p.metadata.namespace
                         && full
                             .workload_selector(t.kind, "shop", &t.name)

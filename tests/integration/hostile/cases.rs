@@ -411,6 +411,32 @@ fn lists() -> Vec<Case> {
             ),
         ),
         case(
+            "target-ref-and-selector",
+            spec(json!({"targetSelector": {"matchLabels": {"tier": "web"}}})),
+            Rejects(
+                "",
+                "exactly one of spec.targetRef and spec.targetSelector must be set",
+            ),
+            Refused(
+                INVALID,
+                "spec.targetSelector: cannot be set together with spec.targetRef",
+            ),
+        ),
+        case(
+            "selector-exists-with-values",
+            spec(json!({"targetRef": null, "targetSelector": {"matchExpressions": [
+                {"key": "tier", "operator": "Exists", "values": ["web"]}
+            ]}})),
+            Rejects(
+                "",
+                "values must be non-empty for In and NotIn, and absent for Exists",
+            ),
+            Refused(
+                INVALID,
+                "spec.targetSelector.matchExpressions[0].values: must be empty for Exists",
+            ),
+        ),
+        case(
             "http-and-tcp",
             spec(json!({"probe": {"tcp": {"port": 8080}}})),
             Rejects("", "probe must set exactly one of: http, tcp"),

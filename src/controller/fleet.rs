@@ -1,0 +1,228 @@
+//! A policy over many workloads (`targetSelector`). Each selected workload is judged and remediated
+//! on its own — its own probe task, verdict, ladder, history, cooldown and circuit breaker — by the
+//! same stages as a single-target policy, run on the policy as it would read had it named that
+//! workload. What this process knows of each workload is kept here in memory; the policy's status
+//! holds the counts and the records of the workloads that are not healthy (or have something
+//! pending), worst first and bounded ([`report::fleet`]), which is what a restarted operator
+//! resumes from. A workload that stops matching is released: its probe task stops, its record goes.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use kube::{Api, ResourceExt, runtime::controller::Action as Requeue};
+
+use super::{
+    Context, PolicyRef,
+    book::{Book, UnitId, release, seeded},
+    dereference::{self, Dereferenced},
+    index::Selected,
+    remediate,
+    stages::{self, Subject},
+    unit,
+};
+use crate::{
+    Result,
+    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, TargetRef, conditions},
+    fleet::precedence,
+    report::{self, EventIntent, Readiness, fleet::Stopped},
+};
+
+/// The reconcile of a targetSelector policy: select, release what no longer matches, run each
+/// workload's stages, write the policy's status when it changed.
+pub(super) async fn reconcile(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    ctx: &Arc<Context>,
+    now: jiff::Timestamp,
+) -> Result<Requeue> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let cached = policy.status.clone().unwrap_or_default();
+    let Some(selector) = policy.spec.target_selector.as_ref() else {
+        return Ok(Requeue::await_change());
+    };
+    let selects = kube::core::Selector::try_from(selector.label_selector())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let memory = ctx.fleets.take(key).unwrap_or_else(|| seeded(&cached));
+    let book = Book {
+        policy,
+        key,
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        units: Mutex::new(memory),
+        written: Mutex::new(cached),
+        selects,
+        now,
+    };
+    let settings = match dereference::settings(policy) {
+        Ok(settings) => settings,
+        Err(Dereferenced::Stopped(stopped)) => {
+            let units = book.units.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            for id in units.keys() {
+                release(ctx, key, id);
+            }
+            let (reason, message, event) = match &stopped.readiness {
+                Readiness::Stopped {
+                    reason,
+                    message,
+                    event,
+                } => (*reason, message.clone(), event.clone()),
+                _ => (report::reasons::INVALID_SPEC, String::new(), String::new()),
+            };
+            let was = report::condition(
+                &book.written.lock().unwrap_or_else(PoisonError::into_inner),
+                conditions::READY,
+            )
+            .map(|c| c.reason.clone());
+            book.flush(Some(Stopped {
+                reason,
+                message: &message,
+            }))
+            .await?;
+            if was.as_deref() != Some(reason) {
+                report::publish(
+                    &ctx.recorder,
+                    policy,
+                    EventIntent {
+                        reason,
+                        warning: true,
+                        action: "Observe",
+                        note: event,
+                    },
+                )
+                .await;
+            }
+            ctx.metrics
+                .policy_ready(&remediate::policy_label(key), Some(reason));
+            ctx.fleets.put(key, units);
+            return Ok(stopped.requeue);
+        }
+        Err(_) => return Ok(Requeue::requeue(Duration::from_secs(5))),
+    };
+    if !ctx.index.synced().await {
+        ctx.fleets.put(
+            key,
+            book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
+        );
+        return Ok(Requeue::requeue(Duration::from_secs(5)));
+    }
+    let selected = ctx.index.selected(&namespace, selector);
+    // Released: those no longer selected.
+    let gone: Vec<UnitId> = {
+        let units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
+        units
+            .keys()
+            .filter(|(kind, name)| {
+                !selected
+                    .iter()
+                    .any(|s| s.kind.as_str() == kind && s.name == *name)
+            })
+            .cloned()
+            .collect()
+    };
+    for id in &gone {
+        release(ctx, key, id);
+        book.forget(id);
+    }
+    let mut revisit = ctx.resync;
+    for workload in &selected {
+        if let Some(after) = judge(policy, key, &book, workload, &settings, ctx, now).await? {
+            revisit = revisit.min(after);
+        }
+    }
+    book.flush(None).await?;
+    ctx.failures.reset(key);
+    ctx.metrics.policy_ready(
+        &remediate::policy_label(key),
+        Some(report::reasons::WORKLOADS_SELECTED),
+    );
+    ctx.fleets.put(
+        key,
+        book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
+    );
+    Ok(Requeue::requeue(revisit))
+}
+
+/// One selected workload: who owns it, whether this replica's shards hold it, then the stages.
+/// Returns when to look at it again.
+async fn judge(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    book: &Book<'_>,
+    workload: &Selected,
+    settings: &Arc<crate::settings::Settings>,
+    ctx: &Context,
+    now: jiff::Timestamp,
+) -> Result<Option<Duration>> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let id: UnitId = (workload.kind.as_str().to_owned(), workload.name.clone());
+    let unit_key = unit::key(key, workload.kind, &workload.name);
+    // Several policies may cover it: one remediates, the others say who does.
+    let claims = ctx.index.claims_on(&namespace, workload.kind, &workload.name);
+    let owner = precedence::owner(&claims)
+        .filter(|c| c.name != policy.name_any())
+        .map(precedence::Claim::policy);
+    if let Some(owner) = owner {
+        ctx.probes.stop(&unit_key);
+        ctx.metrics.health(&remediate::policy_label(&unit_key), None);
+        book.set(&id, AppHealthPolicyStatus::default(), Some(owner));
+        return Ok(None);
+    }
+    let _working = match &ctx.sharding {
+        None => None,
+        Some(sharding) => match sharding.work(&namespace, workload.kind.as_str(), &workload.name) {
+            Some(working) => Some(working),
+            None => {
+                release(ctx, key, &id);
+                book.forget(&id);
+                return Ok(None);
+            }
+        },
+    };
+    let old = book.status_of(&id);
+    let as_single = single(policy, workload, old.clone());
+    let subject = Subject::Unit(book, &id);
+    let Some(reported) = stages::one(
+        &as_single,
+        &unit_key,
+        &subject,
+        old,
+        Some(settings.clone()),
+        ctx,
+        now,
+    )
+    .await?
+    else {
+        return Ok(Some(Duration::from_secs(5)));
+    };
+    book.set(&id, reported.status.clone(), None);
+    book.publish(ctx, &id, reported.events).await;
+    let health = reported
+        .status
+        .verdict
+        .as_ref()
+        .map_or(Health::Unknown, |v| v.health);
+    ctx.metrics
+        .health(&remediate::policy_label(&unit_key), Some(health));
+    Ok(reported.revisit)
+}
+
+/// The policy as it would read had it named this one workload by targetRef. Its name carries the
+/// workload's, so what an action names after the policy (a diagnostics ConfigMap) is the
+/// workload's own.
+fn single(policy: &AppHealthPolicy, workload: &Selected, status: AppHealthPolicyStatus) -> AppHealthPolicy {
+    let mut single = AppHealthPolicy {
+        metadata: policy.metadata.clone(),
+        spec: policy.spec.clone(),
+        status: Some(status),
+    };
+    single.metadata.name = Some(format!("{}-{}", policy.name_any(), workload.name));
+    single.spec.target_selector = None;
+    single.spec.target_ref = Some(TargetRef {
+        api_version: None,
+        kind: workload.kind,
+        name: workload.name.clone(),
+    });
+    single
+}

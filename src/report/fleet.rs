@@ -1,0 +1,315 @@
+//! The status of a policy over many workloads (`targetSelector`): its own conditions, the counts,
+//! and the records of the workloads that are not healthy (or have something pending), worst
+//! first and bounded, each the same record a single-target policy keeps. Pure.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::{CondStatus, condition, reasons, set_condition};
+use crate::{
+    api::{AppHealthPolicyStatus, FleetCounts, Health, WorkloadStatus, conditions},
+    fleet::summary::{self, Unit},
+};
+
+/// Most workload records a policy's status keeps (the CRD's bound on status.workloads).
+pub const WORKLOADS_LISTED: usize = 50;
+
+/// One selected workload as the fleet reconcile knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitRecord {
+    /// Its record, shaped as a single-target policy's status.
+    pub status: AppHealthPolicyStatus,
+    /// The policy that remediates it instead, when another one has precedence.
+    pub owned_by: Option<String>,
+}
+
+/// Why a selector policy is not probing its workloads.
+pub struct Stopped<'a> {
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
+/// The policy's status from its units (keyed `(kind, name)`), its previous status (whose
+/// conditions keep their transition times), and what it selects.
+pub fn compose(
+    old: &AppHealthPolicyStatus,
+    generation: Option<i64>,
+    units: &BTreeMap<(String, String), UnitRecord>,
+    selects: &str,
+    stopped: Option<Stopped<'_>>,
+    now: Timestamp,
+) -> AppHealthPolicyStatus {
+    let summed: Vec<Unit> = units
+        .iter()
+        .map(|((kind, name), record)| unit(kind, name, record))
+        .collect();
+    let summary = summary::summarize(&summed, WORKLOADS_LISTED);
+    let owned_elsewhere = units.values().filter(|r| r.owned_by.is_some()).count();
+    let mut status = AppHealthPolicyStatus {
+        observed_generation: generation,
+        conditions: old.conditions.clone(),
+        fleet: Some(FleetCounts {
+            selected: summary.selected,
+            healthy: summary.healthy,
+            unhealthy: summary.unhealthy,
+            remediating: summary.remediating,
+            blocked: summary.blocked,
+            owned_elsewhere: u32::try_from(owned_elsewhere).unwrap_or(u32::MAX),
+            truncated: summary.cut,
+        }),
+        ..AppHealthPolicyStatus::default()
+    };
+    status.workloads = summary
+        .worst
+        .iter()
+        .filter_map(|u| {
+            let (kind, name) = u.workload.split_once('/')?;
+            let record = units.get(&(kind.to_owned(), name.to_owned()))?;
+            let mut listed = WorkloadStatus::from_policy_status(kind, name, &record.status);
+            listed.owned_by = record.owned_by.clone();
+            Some(listed)
+        })
+        .collect();
+    let cond = |status: &mut AppHealthPolicyStatus, t: &str, s: CondStatus, reason: &str, m: String| {
+        set_condition(&mut status.conditions, t, s, reason, m, generation, now);
+    };
+    if let Some(stopped) = stopped {
+        cond(
+            &mut status,
+            conditions::READY,
+            CondStatus::False,
+            stopped.reason,
+            stopped.message.to_owned(),
+        );
+        cond(
+            &mut status,
+            conditions::HEALTHY,
+            CondStatus::Unknown,
+            stopped.reason,
+            super::text::NOT_PROBING.into(),
+        );
+        return status;
+    }
+    let counts = status.fleet.clone().unwrap_or_default();
+    cond(
+        &mut status,
+        conditions::READY,
+        CondStatus::True,
+        reasons::WORKLOADS_SELECTED,
+        super::text::workloads_match(counts.selected, selects),
+    );
+    let (health, reason) = if counts.unhealthy > 0 {
+        (CondStatus::False, reasons::TRIGGER_FIRED)
+    } else if counts.selected > 0 && counts.healthy == counts.selected {
+        (CondStatus::True, reasons::PROBES_SUCCEEDING)
+    } else {
+        (CondStatus::Unknown, reasons::AWAITING_VERDICT)
+    };
+    cond(
+        &mut status,
+        conditions::HEALTHY,
+        health,
+        reason,
+        super::text::fleet_health(&counts),
+    );
+    let remediating = counts.remediating > 0;
+    cond(
+        &mut status,
+        conditions::REMEDIATING,
+        CondStatus::from(remediating),
+        if remediating {
+            reasons::LADDER_IN_PROGRESS
+        } else {
+            reasons::IDLE
+        },
+        super::text::fleet_remediating(counts.remediating),
+    );
+    let blocked = counts.blocked > 0;
+    cond(
+        &mut status,
+        conditions::REMEDIATION_BLOCKED,
+        CondStatus::from(blocked),
+        if blocked {
+            reasons::WORKLOADS_BLOCKED
+        } else {
+            reasons::NOT_BLOCKED
+        },
+        super::text::fleet_blocked(counts.blocked),
+    );
+    status
+}
+
+/// A workload's record summed up.
+fn unit(kind: &str, name: &str, record: &UnitRecord) -> Unit {
+    let status = &record.status;
+    let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
+    let step = status.ladder.as_ref().filter(|l| !l.exhausted).map(|l| l.step);
+    let blocked = condition(status, conditions::REMEDIATION_BLOCKED).is_some_and(|c| c.status == "True");
+    let pending = status.scale_restore.is_some()
+        || status
+            .history
+            .first()
+            .is_some_and(|h| h.result == crate::api::RemediationResult::Pending);
+    Unit {
+        workload: format!("{kind}/{name}"),
+        // A workload another policy remediates is observed here: listed only while it is unhealthy.
+        health,
+        step: step.filter(|_| record.owned_by.is_none()),
+        blocked: blocked && record.owned_by.is_none(),
+        pending: pending && record.owned_by.is_none(),
+        last: status.history.first().map(|h| (h.action, h.result)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Ladder, Verdict};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn record(health: Health, step: Option<u32>) -> UnitRecord {
+        UnitRecord {
+            status: AppHealthPolicyStatus {
+                verdict: Some(Verdict {
+                    health,
+                    since: Time(at("2026-01-01T00:00:00Z")),
+                    evidence: Vec::new(),
+                }),
+                ladder: step.map(|step| Ladder {
+                    step,
+                    started_at: Time(at("2026-01-01T00:00:00Z")),
+                    exhausted: false,
+                }),
+                ..AppHealthPolicyStatus::default()
+            },
+            owned_by: None,
+        }
+    }
+
+    fn units(list: &[(&str, UnitRecord)]) -> BTreeMap<(String, String), UnitRecord> {
+        list.iter()
+            .map(|(name, r)| (("Deployment".to_owned(), (*name).to_owned()), r.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn counts_and_the_troubled_worst_first() {
+        let all = units(&[
+            ("a", record(Health::Healthy, None)),
+            ("b", record(Health::Unhealthy, None)),
+            ("c", record(Health::Unhealthy, Some(2))),
+            ("d", record(Health::Healthy, None)),
+        ]);
+        let status = compose(
+            &AppHealthPolicyStatus::default(),
+            Some(3),
+            &all,
+            "tier=web",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        let fleet = status.fleet.clone().unwrap();
+        assert_eq!(
+            (fleet.selected, fleet.healthy, fleet.unhealthy, fleet.remediating),
+            (4, 2, 2, 1)
+        );
+        let listed: Vec<&str> = status.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            listed,
+            ["c", "b"],
+            "healthy ones are not listed; the one mid-ladder first"
+        );
+        let ready = condition(&status, conditions::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_str()),
+            ("True", "4 workloads match tier=web")
+        );
+        assert_eq!(condition(&status, conditions::HEALTHY).unwrap().status, "False");
+        assert_eq!(
+            condition(&status, conditions::REMEDIATING).unwrap().status,
+            "True"
+        );
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn nothing_selected_is_ready_and_says_so() {
+        let status = compose(
+            &AppHealthPolicyStatus::default(),
+            None,
+            &BTreeMap::new(),
+            "tier=web",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        let ready = condition(&status, conditions::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_str()),
+            ("True", "0 workloads match tier=web")
+        );
+        assert_eq!(condition(&status, conditions::HEALTHY).unwrap().status, "Unknown");
+        assert!(status.workloads.is_empty());
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_says_it_was_cut() {
+        let many: Vec<(String, UnitRecord)> = (0..WORKLOADS_LISTED + 5)
+            .map(|i| (format!("w{i:03}"), record(Health::Unhealthy, None)))
+            .collect();
+        let all: BTreeMap<(String, String), UnitRecord> = many
+            .into_iter()
+            .map(|(n, r)| (("Deployment".to_owned(), n), r))
+            .collect();
+        let status = compose(
+            &AppHealthPolicyStatus::default(),
+            None,
+            &all,
+            "",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        assert_eq!(status.workloads.len(), WORKLOADS_LISTED);
+        assert!(status.fleet.unwrap().truncated);
+    }
+
+    #[test]
+    fn a_workload_owned_elsewhere_is_counted_not_remediated_here() {
+        let mut owned = record(Health::Unhealthy, Some(1));
+        owned.owned_by = Some("shop/web-pinned".into());
+        let all = units(&[("a", owned)]);
+        let status = compose(
+            &AppHealthPolicyStatus::default(),
+            None,
+            &all,
+            "",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        let fleet = status.fleet.unwrap();
+        assert_eq!(
+            (fleet.remediating, fleet.owned_elsewhere, fleet.unhealthy),
+            (0, 1, 1)
+        );
+        assert_eq!(status.workloads[0].owned_by.as_deref(), Some("shop/web-pinned"));
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_while_unchanged() {
+        let all = units(&[("a", record(Health::Healthy, None))]);
+        let first = compose(
+            &AppHealthPolicyStatus::default(),
+            None,
+            &all,
+            "",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        let again = compose(&first, None, &all, "", None, at("2026-01-01T00:09:00Z"));
+        assert_eq!(first, again, "a steady fleet writes nothing");
+    }
+}

@@ -1,0 +1,206 @@
+//! Policies over many workloads (`targetSelector`) on the API test server: each selected workload
+//! judged and remediated on its own, Events on the workload with the policy related, workloads
+//! picked up and released as their labels change, precedence over a policy naming a workload.
+//! Scenarios whose outcome Kubernetes decides run on the local control plane too:
+//! tests/cluster/selector.rs.
+
+use serde_json::{Value, json};
+
+use crate::{
+    flaky::Mode,
+    harness::{Harness, NS},
+};
+
+/// Sets (or with None, removes) label `tier` on Deployment `name`.
+fn label(h: &Harness, name: &str, tier: Option<&str>) {
+    let mut deployment = h.server.get("apps/v1", "Deployment", Some(NS), name).unwrap();
+    match tier {
+        Some(tier) => deployment["metadata"]["labels"] = json!({ "tier": tier }),
+        None => deployment["metadata"]["labels"] = json!({}),
+    }
+    h.server.replace(deployment).unwrap();
+}
+
+fn create_fleet(h: &Harness, name: &str, extra: Value) {
+    h.create_policy(name, json!({"targetRef": null}));
+    // create_policy merges into a targetRef policy: rewrite the spec as a selector policy.
+    let mut policy = h.policy(name);
+    let spec = policy["spec"].as_object_mut().unwrap();
+    spec.remove("targetRef");
+    spec.insert("targetSelector".into(), json!({"matchLabels": {"tier": "web"}}));
+    spec.insert(
+        "remediation".into(),
+        json!({"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}),
+    );
+    if let (Some(spec), Value::Object(extra)) = (policy["spec"].as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    h.server.replace(policy).unwrap();
+}
+
+fn ready_message(policy: &Value) -> String {
+    policy["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn fleet(h: &Harness, name: &str) -> Value {
+    h.policy(name)["status"]["fleet"].clone()
+}
+
+async fn wait_fleet(h: &Harness, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    h.wait_state(what, || {
+        let fleet = fleet(h, name);
+        check(&fleet).then_some(fleet)
+    })
+    .await
+}
+
+/// Events regarding `kind`/`name`, as (reason, related object's name).
+fn events_regarding(h: &Harness, kind: &str, name: &str) -> Vec<(String, String)> {
+    h.server
+        .list("events.k8s.io/v1", "Event", Some(NS))
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["related"]["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_selected_workload_is_judged_and_remediated_on_its_own() {
+    let mut h = Harness::new(2).await;
+    let api = h.add_workload("api").await;
+    let _cart = h.add_workload("cart").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    label(&h, "cart", Some("batch"));
+    create_fleet(&h, "fleet", json!({}));
+    let metrics = std::sync::Arc::new(apphealth_operator::metrics::Metrics::default());
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.to_owned()],
+        metrics: metrics.clone(),
+        ..h.config()
+    });
+
+    wait_fleet(&h, "fleet", "two workloads healthy", |f| {
+        f["selected"] == 2 && f["healthy"] == 2
+    })
+    .await;
+    let policy = h
+        .wait_condition("fleet", "Ready", "True", Some("WorkloadsSelected"))
+        .await;
+    assert_eq!(ready_message(&policy), "2 workloads match tier=web");
+
+    // One workload's pod fails: only it is remediated, and its record is in status.
+    api.set(Mode::Status(503));
+    let record = h
+        .wait_state("api's RestartPods in status.workloads", || {
+            let policy = h.policy("fleet");
+            let listed = policy["status"]["workloads"].as_array()?.clone();
+            let api = listed.iter().find(|w| w["name"] == "api")?;
+            (api["history"][0]["action"] == "RestartPods" && api["history"][0]["result"] == "Succeeded")
+                .then(|| api.clone())
+        })
+        .await;
+    assert_eq!(record["kind"], "Deployment");
+    assert_eq!(record["history"][0]["pods"], json!(["api-a"]));
+    assert!(
+        h.server.get("v1", "Pod", Some(NS), "api-a").is_none(),
+        "api's bad pod evicted"
+    );
+    for pod in ["web-a", "web-b", "cart-a"] {
+        assert!(
+            h.server.get("v1", "Pod", Some(NS), pod).is_some(),
+            "{pod} left alone"
+        );
+    }
+    // Its Events regard the Deployment, with the policy related.
+    let events = events_regarding(&h, "Deployment", "api");
+    assert!(
+        events
+            .iter()
+            .any(|(reason, related)| reason == "PodsRestarted" && related == "fleet"),
+        "{events:?}"
+    );
+    assert!(
+        events_regarding(&h, "Deployment", "web").is_empty(),
+        "nothing about web"
+    );
+
+    // Labels decide: cart joins, web leaves.
+    label(&h, "cart", Some("web"));
+    wait_fleet(&h, "fleet", "cart picked up", |f| f["selected"] == 3).await;
+    label(&h, "web", None);
+    wait_fleet(&h, "fleet", "web released", |f| f["selected"] == 2).await;
+    let policy = h
+        .wait_condition("fleet", "Ready", "True", Some("WorkloadsSelected"))
+        .await;
+    assert_eq!(ready_message(&policy), "2 workloads match tier=web");
+    let text = metrics.render();
+    let health: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("apphealth_policy_health"))
+        .collect();
+    assert!(
+        health.iter().any(|l| l.contains("shop/fleet/Deployment/cart")),
+        "cart's health gauge: {health:?}"
+    );
+    assert!(
+        !health.iter().any(|l| l.contains("shop/fleet/Deployment/web\"")),
+        "web's removed: {health:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_matching_nothing_is_ready_and_says_so() {
+    let mut h = Harness::new(1).await;
+    create_fleet(&h, "fleet", json!({}));
+    h.start_operator(Some(NS));
+    let policy = h
+        .wait_condition("fleet", "Ready", "True", Some("WorkloadsSelected"))
+        .await;
+    assert_eq!(ready_message(&policy), "0 workloads match tier=web");
+    assert_eq!(fleet(&h, "fleet")["selected"], 0);
+    assert!(h.policy("fleet")["status"]["workloads"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_naming_a_workload_owns_it_over_a_selector() {
+    let mut h = Harness::new(1).await;
+    label(&h, "web", Some("web"));
+    h.create_policy("web-pinned", json!({}));
+    create_fleet(&h, "fleet", json!({}));
+    h.start_operator(Some(NS));
+    h.wait_condition("web-pinned", "Healthy", "True", None).await;
+    let counts = wait_fleet(&h, "fleet", "web owned elsewhere", |f| f["ownedElsewhere"] == 1).await;
+    assert_eq!(counts["selected"], 1);
+    let listed = h.policy("fleet")["status"]["workloads"][0].clone();
+    assert_eq!(
+        (listed["name"].as_str(), listed["ownedBy"].as_str()),
+        (Some("web"), Some("shop/web-pinned"))
+    );
+
+    // The named policy remediates; the selector policy does not act on it.
+    h.set_all(Mode::Status(503));
+    h.wait_record("web-pinned", "RolloutRestart", "Succeeded").await;
+    let fleet_policy = h.policy("fleet");
+    assert!(
+        fleet_policy["status"]["workloads"][0]["history"].is_null(),
+        "the selector policy recorded no action: {fleet_policy}"
+    );
+    assert_eq!(
+        h.writes_to("/pods/web-a/eviction"),
+        0,
+        "no eviction by the selector policy"
+    );
+}
