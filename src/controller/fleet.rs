@@ -29,6 +29,9 @@ use crate::{
     report::{self, EventIntent, Readiness, fleet::Stopped},
 };
 
+/// The kind a selector policy is hashed as, to find its shard.
+const SHARDED_AS: &str = "AppHealthPolicy";
+
 /// The reconcile of a targetSelector policy: select, release what no longer matches, run each
 /// workload's stages, write the policy's status when it changed.
 pub(super) async fn reconcile(
@@ -41,6 +44,19 @@ pub(super) async fn reconcile(
     let cached = policy.status.clone().unwrap_or_default();
     let Some(selector) = policy.spec.target_selector.as_ref() else {
         return Ok(Requeue::await_change());
+    };
+    // With shards, a selector policy is one piece of work, of the shard its own name hashes to:
+    // its status is one object, written by one replica. (Its workloads do not spread across
+    // replicas yet.)
+    let _working = match &ctx.sharding {
+        None => None,
+        Some(sharding) => match sharding.work(&namespace, SHARDED_AS, &policy.name_any()) {
+            Some(working) => Some(working),
+            None => {
+                ctx.forget(key);
+                return Ok(Requeue::await_change());
+            }
+        },
     };
     let selects = kube::core::Selector::try_from(selector.label_selector())
         .map(|s| s.to_string())
@@ -169,17 +185,6 @@ async fn judge(
         book.set(&id, AppHealthPolicyStatus::default(), Some(owner));
         return Ok(None);
     }
-    let _working = match &ctx.sharding {
-        None => None,
-        Some(sharding) => match sharding.work(&namespace, workload.kind.as_str(), &workload.name) {
-            Some(working) => Some(working),
-            None => {
-                release(ctx, key, &id);
-                book.forget(&id);
-                return Ok(None);
-            }
-        },
-    };
     let old = book.status_of(&id);
     let as_single = single(policy, workload, old.clone());
     let subject = Subject::Unit(book, &id);
