@@ -53,6 +53,13 @@ pub struct RemediationSpec {
     /// what it would have done.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+
+    /// For a targetSelector policy: at most this many of its workloads may have a ladder acting at
+    /// once; the others wait (RemediationBlocked, reason PolicyLimit), so a fleet-wide incident
+    /// does not restart every service at the same moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent: Option<u32>,
 }
 
 fn default_cooldown() -> Duration {
@@ -73,6 +80,7 @@ impl Default for RemediationSpec {
             max_unhealthy_percent: None,
             diagnostics_retention: default_diagnostics_retention(),
             dry_run: false,
+            max_concurrent: None,
         }
     }
 }

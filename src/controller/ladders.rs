@@ -54,6 +54,7 @@ impl Ladders {
         key: &PolicyRef,
         workload: &Workload,
         own: &AppHealthPolicyStatus,
+        policy_max: Option<u32>,
         policies: &Store<Watched>,
         plan_with: impl Fn(Budget) -> Step,
     ) -> Step {
@@ -107,7 +108,7 @@ impl Ladders {
             }
         });
         let others = elsewhere(key, recorded, &claims);
-        let budget = budget(workload, &others, acting(own), self.max);
+        let budget = budget(key, workload, &others, acting(own), self.max, policy_max);
         let step = plan_with(budget);
         if changes(&step) {
             claims.insert(key.clone(), workload.clone());
@@ -150,11 +151,19 @@ fn elsewhere(
 /// acts on the same workload (TargetBusy), and how many act at all against the operator-wide cap
 /// (GlobalLimit). A ladder already acting keeps its place under the cap.
 fn budget(
+    key: &PolicyRef,
     workload: &Workload,
     others: &HashMap<PolicyRef, Workload>,
     own_acting: bool,
     max: Option<u32>,
+    policy_max: Option<u32>,
 ) -> Budget {
+    // The other workloads of the same targetSelector policy (a single-target policy has none).
+    let policy = super::unit::policy(key);
+    let siblings = others
+        .keys()
+        .filter(|k| *k != &policy && super::unit::policy(k) == policy)
+        .count();
     let mut busy: Vec<&str> = others
         .iter()
         .filter(|(_, w)| *w == workload)
@@ -166,6 +175,8 @@ fn budget(
         busy_with: busy.first().map(|name| (*name).to_owned()),
         active_elsewhere: u32::try_from(others.len()).unwrap_or(u32::MAX),
         max: if own_acting { None } else { max },
+        siblings_acting: u32::try_from(siblings).unwrap_or(u32::MAX),
+        policy_max: if own_acting { None } else { policy_max },
     }
 }
 
@@ -299,6 +310,7 @@ mod tests {
                     busy_with: None,
                     active_elsewhere: 0,
                     max: Some(2),
+                    ..Budget::default()
                 },
             },
             Case {
@@ -311,6 +323,7 @@ mod tests {
                     busy_with: Some("b".into()),
                     active_elsewhere: 2,
                     max: None,
+                    ..Budget::default()
                 },
             },
             Case {
@@ -323,6 +336,7 @@ mod tests {
                     busy_with: None,
                     active_elsewhere: 0,
                     max: None,
+                    ..Budget::default()
                 },
             },
             Case {
@@ -335,6 +349,7 @@ mod tests {
                     busy_with: Some("b".into()),
                     active_elsewhere: 1,
                     max: Some(1),
+                    ..Budget::default()
                 },
             },
             Case {
@@ -347,17 +362,44 @@ mod tests {
                     busy_with: Some("m".into()),
                     active_elsewhere: 2,
                     max: Some(5),
+                    ..Budget::default()
                 },
             },
         ];
         for case in cases {
             let others = elsewhere(&key("own"), case.recorded, &case.claims);
             assert_eq!(
-                budget(&web, &others, case.own_acting, case.max),
+                budget(&key("own"), &web, &others, case.own_acting, case.max, None),
                 case.want,
                 "{}",
                 case.what
             );
         }
+    }
+
+    #[test]
+    fn a_selector_policys_other_workloads_count_against_its_max_concurrent() {
+        let policy = key("fleet");
+        let unit = |name: &str| crate::controller::unit::key(&policy, TargetKind::Deployment, name);
+        let recorded = vec![
+            (unit("api"), deployment("api"), true),
+            (unit("cart"), deployment("cart"), true),
+            (unit("idle"), deployment("idle"), false),
+            (key("other"), deployment("db"), true),
+        ];
+        let own = unit("web");
+        let others = elsewhere(&own, recorded, &HashMap::new());
+        let got = budget(&own, &deployment("web"), &others, false, None, Some(2));
+        assert_eq!(
+            (got.siblings_acting, got.policy_max, got.active_elsewhere),
+            (2, Some(2), 3)
+        );
+        let acting = budget(&own, &deployment("web"), &others, true, None, Some(2));
+        assert_eq!(acting.policy_max, None, "a ladder already acting keeps its place");
+        let single = budget(&key("other"), &deployment("db"), &others, false, None, None);
+        assert_eq!(
+            single.siblings_acting, 0,
+            "a single-target policy has no siblings"
+        );
     }
 }

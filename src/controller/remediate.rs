@@ -29,8 +29,13 @@ pub(super) fn step_for(
         .as_ref()
         .map_or(crate::api::Health::Unknown, |v| v.health);
     let recorded = convert::recorded(old);
-    ctx.ladders
-        .within_budget(key, &target.workload, old, &ctx.index.policies, |budget| {
+    ctx.ladders.within_budget(
+        key,
+        &target.workload,
+        old,
+        target.settings.remediation.max_concurrent,
+        &ctx.index.policies,
+        |budget| {
             let input = PlanInput {
                 settings: &target.settings.remediation,
                 suspended: false,
@@ -42,7 +47,8 @@ pub(super) fn step_for(
                 now,
             };
             step::step(old, seen, &input, now)
-        })
+        },
+    )
 }
 
 /// What the ladder does next if the step `r` does not help.

@@ -25,6 +25,7 @@ pub const GUARDS: &[Check] = &[
     rollout_in_progress,
     disruption_budget,
     target_busy,
+    policy_limit,
     global_limit,
 ];
 
@@ -167,6 +168,20 @@ pub fn target_busy(input: &PlanInput, r: &Remediation) -> Option<Hold> {
     }
     let policy = input.budget.busy_with.clone()?;
     held(Guard::TargetBusy { policy }, Some(clock::after(input.now, POLL)))
+}
+
+/// PolicyLimit: as many of the policy's workloads as its maxConcurrent allows have a ladder acting.
+pub fn policy_limit(input: &PlanInput, r: &Remediation) -> Option<Hold> {
+    let max = input.budget.policy_max?;
+    if r.dry_run || !r.descriptor().changes_target {
+        return None;
+    }
+    let active = input.budget.siblings_acting;
+    (active >= max).then_some(())?;
+    held(
+        Guard::PolicyLimit { active, max },
+        Some(clock::after(input.now, POLL)),
+    )
 }
 
 /// GlobalLimit: the operator-wide cap on ladders acting at once is reached.

@@ -44,6 +44,10 @@ pub struct Budget {
     pub active_elsewhere: u32,
     /// The operator-wide cap on ladders acting at once.
     pub max: Option<u32>,
+    /// Ladders acting on the other workloads of the same targetSelector policy.
+    pub siblings_acting: u32,
+    /// That policy's cap (spec.remediation.maxConcurrent), unless this ladder already acts.
+    pub policy_max: Option<u32>,
 }
 
 /// Everything the planner looks at.
@@ -96,6 +100,10 @@ pub enum Guard {
     },
     TargetBusy {
         policy: String,
+    },
+    PolicyLimit {
+        active: u32,
+        max: u32,
     },
     GlobalLimit {
         active: u32,

@@ -16,6 +16,8 @@ pub struct RemediationSettings {
     pub max_unhealthy_percent: Option<u32>,
     pub diagnostics_retention: u32,
     pub dry_run: bool,
+    /// Most of a targetSelector policy's workloads with a ladder acting at once.
+    pub max_concurrent: Option<u32>,
 }
 
 impl RemediationSettings {

@@ -497,6 +497,30 @@ fn the_guards() {
             ..Case::default()
         },
         Case {
+            name: "a selector policy's maxConcurrent holds a further workload's ladder",
+            budget: Budget {
+                siblings_acting: 2,
+                policy_max: Some(2),
+                ..Budget::default()
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "hold PolicyLimit RestartPods#2 until 10030",
+            ..Case::default()
+        },
+        Case {
+            name: "below its maxConcurrent it runs",
+            budget: Budget {
+                siblings_acting: 1,
+                policy_max: Some(2),
+                ..Budget::default()
+            },
+            ladder: Some((1, 9_990)),
+            history: vec![rec(Action::CollectDiagnostics, 1, 9_990, Succeeded)],
+            expect: "act RestartPods#2 web-a",
+            ..Case::default()
+        },
+        Case {
             name: "the global cap holds new ladders",
             budget: Budget {
                 active_elsewhere: 3,
@@ -527,6 +551,8 @@ fn the_guards() {
                 busy_with: Some("other".into()),
                 active_elsewhere: 9,
                 max: Some(1),
+                siblings_acting: 9,
+                policy_max: Some(1),
             },
             ladder: Some((1, 9_990)),
             history: vec![Entry {
@@ -624,7 +650,7 @@ fn the_guards_are_in_their_documented_order() {
         ..Case::default()
     };
     assert!(run(&case).starts_with("hold Cooldown"), "{}", run(&case));
-    assert_eq!(GUARDS.len(), 8);
+    assert_eq!(GUARDS.len(), 9);
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub fn reason(guard: &Guard) -> &'static str {
         Guard::RolloutInProgress { .. } => reasons::ROLLOUT_IN_PROGRESS,
         Guard::DisruptionBudget { .. } => reasons::DISRUPTION_BUDGET,
         Guard::TargetBusy { .. } => reasons::TARGET_BUSY,
+        Guard::PolicyLimit { .. } => reasons::POLICY_LIMIT,
         Guard::GlobalLimit { .. } => reasons::GLOBAL_LIMIT,
     }
 }
@@ -89,6 +90,11 @@ pub fn hold_message(guard: &Guard, r: Option<&Remediation>, until: Option<Timest
         Guard::TargetBusy { policy } => format!(
             "AppHealthPolicy {policy} is already remediating the same workload, so {what} waits for its \
              ladder to end (checked again{}).",
+            ends(until)
+        ),
+        Guard::PolicyLimit { active, max } => format!(
+            "{active} of this policy's workloads have a remediation ladder acting, its limit \
+             (spec.remediation.maxConcurrent {max}), so {what} waits (checked again{}).",
             ends(until)
         ),
         Guard::GlobalLimit { active, max } => format!(

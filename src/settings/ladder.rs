@@ -67,5 +67,9 @@ pub fn remediation(r: &RemediationSpec) -> Result<RemediationSettings, InvalidSp
             r.diagnostics_retention,
         )?,
         dry_run: r.dry_run,
+        max_concurrent: match r.max_concurrent {
+            Some(n) => Some(at_least_one("spec.remediation.maxConcurrent", n)?),
+            None => None,
+        },
     })
 }

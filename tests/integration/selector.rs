@@ -204,3 +204,94 @@ async fn a_policy_naming_a_workload_owns_it_over_a_selector() {
         "no eviction by the selector policy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_holds_further_workloads_ladders() {
+    let mut h = Harness::new(1).await;
+    let api = h.add_workload("api").await;
+    let cart = h.add_workload("cart").await;
+    for name in ["web", "api", "cart"] {
+        label(&h, name, Some("web"));
+    }
+    create_fleet(&h, "fleet", json!({}));
+    let mut policy = h.policy("fleet");
+    policy["spec"]["remediation"]["maxConcurrent"] = json!(1);
+    h.server.replace(policy).unwrap();
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "fleet", "three healthy", |f| f["healthy"] == 3).await;
+
+    h.pod("web-a").app.set(Mode::Status(503));
+    api.set(Mode::Status(503));
+    cart.set(Mode::Status(503));
+    let listed = h
+        .wait_state("one ladder acting, two held by PolicyLimit", || {
+            let listed = h.policy("fleet")["status"]["workloads"].as_array()?.clone();
+            let acted = listed
+                .iter()
+                .filter(|w| w["history"][0]["action"] == "RestartPods")
+                .count();
+            let held = listed
+                .iter()
+                .filter(|w| {
+                    w["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "RemediationBlocked" && c["reason"] == "PolicyLimit")
+                })
+                .count();
+            (acted == 1 && held == 2).then_some(listed)
+        })
+        .await;
+    let fleet = fleet(&h, "fleet");
+    assert_eq!(
+        (fleet["remediating"].as_u64(), fleet["blocked"].as_u64()),
+        (Some(1), Some(2)),
+        "{fleet}"
+    );
+    let evicted = ["web-a", "api-a", "cart-a"]
+        .iter()
+        .filter(|p| h.server.get("v1", "Pod", Some(NS), p).is_none())
+        .count();
+    assert_eq!(evicted, 1, "one workload's pod evicted: {listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_fleet_writes_nothing_and_a_restart_resumes_from_status() {
+    let mut h = Harness::new(2).await;
+    let api = h.add_workload("api").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    create_fleet(&h, "fleet", json!({}));
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
+    h.assert_no_writes_over("web-a", 3).await;
+
+    api.set(Mode::Status(503));
+    h.wait_state("api's RestartPods recorded", || {
+        let listed = h.policy("fleet")["status"]["workloads"].as_array()?.clone();
+        listed
+            .iter()
+            .any(|w| w["name"] == "api" && w["history"][0]["result"] == "Succeeded")
+            .then_some(())
+    })
+    .await;
+    h.kill_operator().await;
+    h.start_operator(Some(NS));
+    // The new process probes (and so has reconciled the fleet) before anything is judged.
+    h.wait_rounds("web-a", 3).await;
+    let listed = h.policy("fleet")["status"]["workloads"].clone();
+    let api_record = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["name"] == "api")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        api_record["history"].as_array().map(Vec::len),
+        Some(1),
+        "kept, not repeated: {listed}"
+    );
+    assert_eq!(h.writes_to("/pods/api-a/eviction"), 1, "evicted once");
+}
