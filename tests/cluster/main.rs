@@ -28,6 +28,7 @@ mod referee;
 mod relist;
 mod remediation;
 mod scenario;
+mod selector;
 mod shards;
 mod signals;
 #[path = "../integration/support.rs"]
