@@ -139,6 +139,7 @@ pub(super) async fn reconcile(
     };
     for id in &gone {
         release(ctx, key, id);
+        restore_released(policy, &book, id, ctx, now).await;
         book.forget(id);
     }
     let mut revisit = ctx.resync;
@@ -158,6 +159,41 @@ pub(super) async fn reconcile(
         book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
     );
     Ok(Requeue::requeue(revisit))
+}
+
+/// What ScaleOut raised on a released workload is put back, and said in an Event on it.
+async fn restore_released(
+    policy: &AppHealthPolicy,
+    book: &Book<'_>,
+    id: &UnitId,
+    ctx: &Context,
+    now: jiff::Timestamp,
+) {
+    let Some(kind) = crate::api::TargetKind::parse(&id.0) else {
+        return;
+    };
+    let workload = crate::act::Workload {
+        kind,
+        namespace: policy.namespace().unwrap_or_default(),
+        name: id.1.clone(),
+    };
+    let status = book.status_of(id);
+    let Some((restored, note)) = remediate::restore_released(ctx, policy, &workload, &status, now).await
+    else {
+        return;
+    };
+    let reason = if restored {
+        report::reasons::SCALE_RESTORED
+    } else {
+        report::reasons::SCALE_RESTORE_SKIPPED
+    };
+    let event = EventIntent {
+        reason,
+        warning: !restored,
+        action: "ScaleOut",
+        note,
+    };
+    book.publish(ctx, id, vec![event]).await;
 }
 
 /// One selected workload: who owns it, whether this replica's shards hold it, then the stages.

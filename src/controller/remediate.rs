@@ -115,6 +115,49 @@ pub(super) async fn act(
     })
 }
 
+/// Puts back what ScaleOut raised on a workload the policy no longer selects (released: what the
+/// policy changed goes back as it was, without waiting for restoreAfter). Returns whether it did,
+/// and a sentence for people.
+pub(super) async fn restore_released(
+    ctx: &Context,
+    policy: &AppHealthPolicy,
+    workload: &act::Workload,
+    status: &AppHealthPolicyStatus,
+    now: jiff::Timestamp,
+) -> Option<(bool, String)> {
+    let raised = convert::raised(status.scale_restore.as_ref()?)?;
+    let info = PolicyInfo {
+        name: policy.name_any(),
+        uid: policy.uid().unwrap_or_default(),
+    };
+    let act_ctx = ActCtx {
+        client: ctx.client.clone(),
+        direct_client: ctx.direct_client.clone(),
+        notifier: &ctx.notifier,
+        workload,
+        policy: &info,
+        summary: String::new(),
+        evidence: Vec::new(),
+        retention: 0,
+        diagnostics: Default::default(),
+        next: String::new(),
+        now,
+        recorded: convert::recorded(status),
+    };
+    let outcome = act::restore(&act_ctx, &raised).await;
+    outcome.effects.into_iter().find_map(|e| match e {
+        act::Effect::ScaleRestoreDone { restored, message } => Some((
+            restored,
+            if restored {
+                text::released_restored(&workload.to_string(), raised.original)
+            } else {
+                message
+            },
+        )),
+        _ => None,
+    })
+}
+
 /// How metrics name a policy: `namespace/name`.
 pub(super) fn policy_label(key: &PolicyRef) -> String {
     format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name)

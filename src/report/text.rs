@@ -302,6 +302,13 @@ pub fn dry_run_blocked(would: Option<(&str, &str)>) -> String {
     }
 }
 
+/// A released workload's scale-out, put back.
+pub fn released_restored(workload: &str, original: i32) -> String {
+    format!(
+        "{workload} no longer matches the policy's selector, so what ScaleOut raised is put back: {original} replicas (or minReplicas) again."
+    )
+}
+
 /// A targetSelector policy's Ready message: how many workloads it selects, and by what.
 pub fn workloads_match(count: u32, selects: &str) -> String {
     let noun = if count == 1 {

@@ -295,3 +295,42 @@ async fn a_steady_fleet_writes_nothing_and_a_restart_resumes_from_status() {
     );
     assert_eq!(h.writes_to("/pods/api-a/eviction"), 1, "evicted once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_workloads_scale_out_is_put_back() {
+    let mut h = Harness::new(1).await;
+    let api = h.add_workload("api").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    create_fleet(&h, "fleet", json!({}));
+    let mut policy = h.policy("fleet");
+    policy["spec"]["remediation"]["steps"] = json!([
+        {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 8, "restoreAfter": "10m"}, "timeout": "1h"}
+    ]);
+    h.server.replace(policy).unwrap();
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
+
+    let replicas = |name: &str| {
+        h.server.get("apps/v1", "Deployment", Some(NS), name).unwrap()["spec"]["replicas"].clone()
+    };
+    api.set(Mode::Status(503));
+    h.wait_state("api scaled out from 2 to 4", || {
+        (replicas("api") == 4).then_some(())
+    })
+    .await;
+    assert_eq!(replicas("web"), 2, "web left alone");
+
+    // Unlabelled: no longer the policy's, so what it raised is put back at once.
+    label(&h, "api", None);
+    h.wait_state("api back to 2 replicas", || (replicas("api") == 2).then_some(()))
+        .await;
+    h.wait_state("a ScaleRestored Event regarding api, the policy related", || {
+        events_regarding(&h, "Deployment", "api")
+            .iter()
+            .any(|(reason, related)| reason == "ScaleRestored" && related == "fleet")
+            .then_some(())
+    })
+    .await;
+    wait_fleet(&h, "fleet", "api released", |f| f["selected"] == 1).await;
+}
