@@ -58,6 +58,14 @@ impl Cluster {
         self.create(deployment(name, replicas, port))
     }
 
+    /// Like [`Cluster::add_deployment`], with label `key: value` on the Deployment (what a
+    /// targetSelector selects by).
+    pub fn add_labelled_deployment(&self, name: &str, replicas: usize, port: u16, key: &str, value: &str) -> Result<()> {
+        let mut d = deployment(name, replicas, port);
+        d["metadata"]["labels"] = json!({ key: value });
+        self.create(d)
+    }
+
     /// A small ready pod of `app` at `ip` (what the test harness creates).
     pub fn add_pod(&self, name: &str, app: &str, ip: Ipv4Addr, port: u16) -> Result<()> {
         self.add_pending_pod(name, app, port)?;
@@ -194,6 +202,20 @@ pub fn dry_run_policy_spec(target: &str, period_seconds: u64) -> Value {
         "remediation": {"steps": [{"action": "RolloutRestart", "timeout": "5m"}],
                         "cooldown": "10m", "dryRun": true}
     })
+}
+
+/// The spec of a policy over every Deployment labelled `key: value`, otherwise as
+/// [`dry_run_policy_spec`].
+pub fn selector_policy_spec(key: &str, value: &str, period_seconds: u64) -> Value {
+    let mut spec = dry_run_policy_spec("unused", period_seconds);
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("targetRef");
+        spec.insert(
+            "targetSelector".into(),
+            json!({"kinds": ["Deployment"], "matchLabels": { key: value }}),
+        );
+    }
+    spec
 }
 
 /// The `status` of condition `type_` of `object` ("True", "False", "Unknown"), if it has one.

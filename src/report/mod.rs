@@ -196,20 +196,7 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     policy: &K,
     intent: EventIntent,
 ) {
-    let event = Event {
-        type_: if intent.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: intent.reason.into(),
-        note: Some(truncate(intent.note, 1000)),
-        action: intent.action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(error = %e, reason = intent.reason, "could not publish event");
-    }
+    publish_about(recorder, &policy.object_ref(&()), None, intent).await;
 }
 
 /// Publishes an Event regarding `regarding` (a workload), with `related` (the policy) beside it.

@@ -7,30 +7,42 @@ use std::fmt::Write as _;
 use super::{Ctx, Layout, PERIOD, Window, measure};
 use crate::report::{Outcome, Row, Section, mib, num};
 
-pub const LAYOUTS: [Layout; 6] = [
+pub const LAYOUTS: [Layout; 7] = [
     Layout {
         pods: 100,
         policies: 1,
+        selector: false,
     },
     Layout {
         pods: 1_000,
         policies: 1,
+        selector: false,
     },
     Layout {
         pods: 10_000,
         policies: 1,
+        selector: false,
     },
     Layout {
         pods: 100,
         policies: 100,
+        selector: false,
     },
     Layout {
         pods: 1_000,
         policies: 1_000,
+        selector: false,
     },
     Layout {
         pods: 10_000,
         policies: 1_000,
+        selector: false,
+    },
+    // The same 1,000 Deployments of 10 pods under one targetSelector policy (issue 18).
+    Layout {
+        pods: 10_000,
+        policies: 1_000,
+        selector: true,
     },
 ];
 
@@ -52,6 +64,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
          RSS now / peak | Lag p50 / p99 | Latency p50 / p99 | Failed | Delayed / skipped | Connections per probe | Bench cores |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut measured: Vec<(Layout, Window)> = Vec::new();
     for layout in LAYOUTS {
         let id = layout.id();
         if only.is_some_and(|o| o != id) {
@@ -70,6 +83,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
                 );
                 rows(&mut section.rows, layout, &w, &command);
                 write_details(&mut details, layout, &w, startup);
+                measured.push((layout, w));
             }
             Err(e) => {
                 eprintln!("bench: capacity {id} failed: {e}");
@@ -84,9 +98,45 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
             }
         }
     }
+    if let Some(row) = selector_against_singles(&measured, &ctx.command("capacity --only 10000x1000-selector")) {
+        section.rows.push(row);
+    }
     section.details = details;
     section.notes = notes(ctx);
     section
+}
+
+/// Measured noise allowed when one case must cost no more than another (two runs of the same case
+/// differ by a few per cent on these machines).
+const NOISE: f64 = 1.05;
+
+/// One targetSelector policy over 1,000 Deployments against 1,000 single-target policies over the
+/// same pods: it may cost no more CPU and memory (issue 18).
+fn selector_against_singles(measured: &[(Layout, Window)], command: &str) -> Option<Row> {
+    let find = |selector| {
+        measured
+            .iter()
+            .find(|(l, _)| l.pods == 10_000 && l.policies == 1_000 && l.selector == selector)
+            .map(|(_, w)| w)
+    };
+    let (one, many) = (find(true)?, find(false)?);
+    let cpu_ok = one.cores() <= many.cores() * NOISE;
+    let rss_ok = one.memory.peak_kib as f64 <= many.memory.peak_kib as f64 * NOISE;
+    Some(Row {
+        figure: "one targetSelector policy over 1,000 Deployments of 10 pods vs 1,000 single-target policies: CPU and peak RSS"
+            .into(),
+        goal: "no more (within 5 % noise)".into(),
+        measured: format!(
+            "{} vs {} cores; peak {} vs {}",
+            num(one.cores(), 3),
+            num(many.cores(), 3),
+            mib(one.memory.peak_kib),
+            mib(many.memory.peak_kib)
+        ),
+        peer: String::new(),
+        outcome: Outcome::from(cpu_ok && rss_ok),
+        command: command.into(),
+    })
 }
 
 /// One case's line in the details table.

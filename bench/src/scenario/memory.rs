@@ -205,7 +205,11 @@ fn failed(figure: &str, goal: &str, e: &crate::Error, command: String) -> Row {
 }
 
 pub(super) async fn idle(ctx: &Ctx) -> Result<Reading> {
-    let running = start(ctx, "memory-idle", Layout { pods: 0, policies: 0 }).await?;
+    let running = start(ctx, "memory-idle", Layout {
+            pods: 0,
+            policies: 0,
+            selector: false,
+        }).await?;
     read(running.operator, running.startup).await
 }
 
@@ -216,6 +220,7 @@ async fn policies(ctx: &Ctx, id: &str, count: usize) -> Result<Reading> {
         Layout {
             pods: count,
             policies: count,
+            selector: false,
         },
     )
     .await?;

@@ -85,15 +85,35 @@ impl Ctx {
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
     pub pods: usize,
+    /// Deployments (one policy each unless `selector`).
     pub policies: usize,
+    /// One targetSelector policy over all the Deployments instead of one policy each.
+    pub selector: bool,
 }
 
 impl Layout {
     pub fn id(&self) -> String {
-        format!("{}x{}", self.pods, self.policies)
+        if self.selector {
+            format!("{}x{}-selector", self.pods, self.policies)
+        } else {
+            format!("{}x{}", self.pods, self.policies)
+        }
+    }
+
+    /// The policies the case creates.
+    pub fn policy_objects(&self) -> usize {
+        if self.selector { 1.min(self.policies) } else { self.policies }
     }
 
     pub fn describe(&self) -> String {
+        if self.selector {
+            let per = self.pods / self.policies.max(1);
+            return format!(
+                "{} pods in {} Deployments of {per} pods, one targetSelector policy over them",
+                num(self.pods as f64, 0),
+                num(self.policies as f64, 0),
+            );
+        }
         format!(
             "{} pods in {} {}",
             num(self.pods as f64, 0),
@@ -124,7 +144,11 @@ impl Layout {
         let mut target = 0;
         for i in 0..self.policies {
             let app = format!("app-{i:05}");
-            cluster.add_deployment(&app, per, farm.port())?;
+            if self.selector {
+                cluster.add_labelled_deployment(&app, per, farm.port(), "tier", "bench")?;
+            } else {
+                cluster.add_deployment(&app, per, farm.port())?;
+            }
             for j in 0..per {
                 cluster.add_pod(
                     &format!("{app}-{j:05}"),
@@ -134,7 +158,12 @@ impl Layout {
                 )?;
                 target += 1;
             }
-            cluster.add_policy(&app, &app, PERIOD.as_secs())?;
+            if !self.selector {
+                cluster.add_policy(&app, &app, PERIOD.as_secs())?;
+            }
+        }
+        if self.selector && self.policies > 0 {
+            cluster.add_policy_with("fleet", crate::cluster::selector_policy_spec("tier", "bench", PERIOD.as_secs()))?;
         }
         Ok(())
     }
@@ -164,7 +193,7 @@ struct StartError {
 pub async fn start(ctx: &Ctx, case: &str, layout: Layout) -> Result<Running> {
     let setup = Setup {
         pods: layout.pods,
-        policies: layout.policies,
+        policies: layout.policy_objects(),
         create: &|cluster, farm| layout.create(cluster, farm),
     };
     start_over(ctx, case, &setup).await
