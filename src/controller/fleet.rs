@@ -29,6 +29,57 @@ use crate::{
     report::{self, EventIntent, Readiness, fleet::Stopped},
 };
 
+/// A policy that is not probed (invalid, suspended): its workloads are released (their records
+/// kept, for when it runs again) and its Ready condition says why, with an Event when that changes.
+async fn not_probing(
+    policy: &AppHealthPolicy,
+    key: &PolicyRef,
+    book: &Book<'_>,
+    stopped: &dereference::Stopped,
+    ctx: &Context,
+) -> Result<()> {
+    let ids: Vec<UnitId> = book
+        .units
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .keys()
+        .cloned()
+        .collect();
+    for id in &ids {
+        release(ctx, key, id);
+    }
+    let (reason, message, event) = match &stopped.readiness {
+        Readiness::Stopped {
+            reason,
+            message,
+            event,
+        } => (*reason, message.clone(), event.clone()),
+        _ => (report::reasons::INVALID_SPEC, String::new(), String::new()),
+    };
+    let was = report::condition(
+        &book.written.lock().unwrap_or_else(PoisonError::into_inner),
+        conditions::READY,
+    )
+    .map(|c| c.reason.clone());
+    book.flush(Some(Stopped {
+        reason,
+        message: &message,
+    }))
+    .await?;
+    if was.as_deref() != Some(reason) {
+        let event = EventIntent {
+            reason,
+            warning: true,
+            action: "Observe",
+            note: event,
+        };
+        report::publish(&ctx.recorder, policy, event).await;
+    }
+    ctx.metrics
+        .policy_ready(&remediate::policy_label(key), Some(reason));
+    Ok(())
+}
+
 /// The kind a selector policy is hashed as, to find its shard.
 const SHARDED_AS: &str = "AppHealthPolicy";
 
@@ -71,59 +122,38 @@ pub(super) async fn reconcile(
         selects,
         now,
     };
+    let result = judge_all(&book, selector, ctx, now).await;
+    // What is known of the workloads is kept whatever happened.
+    ctx.fleets.put(
+        key,
+        book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
+    );
+    result
+}
+
+/// The policy's settings, then its workloads: the released ones let go, each selected one judged,
+/// the policy's status written when it changed.
+async fn judge_all(
+    book: &Book<'_>,
+    selector: &crate::api::TargetSelector,
+    ctx: &Context,
+    now: jiff::Timestamp,
+) -> Result<Requeue> {
+    let (policy, key) = (book.policy, book.key);
     let settings = match dereference::settings(policy) {
         Ok(settings) => settings,
         Err(Dereferenced::Stopped(stopped)) => {
-            let units = book.units.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            for id in units.keys() {
-                release(ctx, key, id);
-            }
-            let (reason, message, event) = match &stopped.readiness {
-                Readiness::Stopped {
-                    reason,
-                    message,
-                    event,
-                } => (*reason, message.clone(), event.clone()),
-                _ => (report::reasons::INVALID_SPEC, String::new(), String::new()),
-            };
-            let was = report::condition(
-                &book.written.lock().unwrap_or_else(PoisonError::into_inner),
-                conditions::READY,
-            )
-            .map(|c| c.reason.clone());
-            book.flush(Some(Stopped {
-                reason,
-                message: &message,
-            }))
-            .await?;
-            if was.as_deref() != Some(reason) {
-                report::publish(
-                    &ctx.recorder,
-                    policy,
-                    EventIntent {
-                        reason,
-                        warning: true,
-                        action: "Observe",
-                        note: event,
-                    },
-                )
-                .await;
-            }
-            ctx.metrics
-                .policy_ready(&remediate::policy_label(key), Some(reason));
-            ctx.fleets.put(key, units);
+            not_probing(policy, key, book, &stopped, ctx).await?;
             return Ok(stopped.requeue);
         }
         Err(_) => return Ok(Requeue::requeue(Duration::from_secs(5))),
     };
     if !ctx.index.synced().await {
-        ctx.fleets.put(
-            key,
-            book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
-        );
         return Ok(Requeue::requeue(Duration::from_secs(5)));
     }
-    let selected = ctx.index.selected(&namespace, selector);
+    let selected = ctx
+        .index
+        .selected(&policy.namespace().unwrap_or_default(), selector);
     // Released: those no longer selected.
     let gone: Vec<UnitId> = {
         let units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
@@ -139,24 +169,31 @@ pub(super) async fn reconcile(
     };
     for id in &gone {
         release(ctx, key, id);
-        restore_released(policy, &book, id, ctx, now).await;
+        restore_released(policy, book, id, ctx, now).await;
         book.forget(id);
     }
+    // A workload whose stages fail does not hold the others up: the first error is returned once
+    // every workload has had its turn (the policy is then retried with its backoff).
     let mut revisit = ctx.resync;
+    let mut failed = None;
     for workload in &selected {
-        if let Some(after) = judge(policy, key, &book, workload, &settings, ctx, now).await? {
-            revisit = revisit.min(after);
+        match judge(policy, key, book, workload, &settings, ctx, now).await {
+            Ok(Some(after)) => revisit = revisit.min(after),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(workload = %workload.name, kind = workload.kind.as_str(), error = %e, "a workload's stages failed");
+                failed.get_or_insert(e);
+            }
         }
     }
     book.flush(None).await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     ctx.failures.reset(key);
     ctx.metrics.policy_ready(
         &remediate::policy_label(key),
         Some(report::reasons::WORKLOADS_SELECTED),
-    );
-    ctx.fleets.put(
-        key,
-        book.units.into_inner().unwrap_or_else(PoisonError::into_inner),
     );
     Ok(Requeue::requeue(revisit))
 }
