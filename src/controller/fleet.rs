@@ -275,6 +275,8 @@ async fn judge(
         return Ok(Some(Duration::from_secs(5)));
     };
     book.set(&id, reported.status.clone(), None);
+    // Its ladder's claim follows its record: released once the ladder stops acting.
+    ctx.ladders.settle(&unit_key, &reported.status);
     book.publish(ctx, &id, reported.events).await;
     let health = reported
         .status

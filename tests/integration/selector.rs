@@ -334,3 +334,40 @@ async fn a_released_workloads_scale_out_is_put_back() {
     .await;
     wait_fleet(&h, "fleet", "api released", |f| f["selected"] == 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_that_recovers_gives_its_place_under_max_concurrent_to_the_next() {
+    let mut h = Harness::new(2).await;
+    let api = h.add_workload("api").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    create_fleet(&h, "fleet", json!({}));
+    let mut policy = h.policy("fleet");
+    policy["spec"]["remediation"]["maxConcurrent"] = json!(1);
+    h.server.replace(policy).unwrap();
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
+
+    // web's bad pod is evicted; web-a alone is healthy, so web recovers and its ladder ends.
+    h.pod("web-b").app.set(Mode::Status(503));
+    h.wait_state("web-b evicted", || {
+        h.server
+            .get("v1", "Pod", Some(NS), "web-b")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    wait_fleet(&h, "fleet", "web recovered, its ladder closed", |f| {
+        f["healthy"] == 2 && f["remediating"] == 0
+    })
+    .await;
+    // Its place is free: api's ladder is not held by PolicyLimit.
+    api.set(Mode::Status(503));
+    h.wait_state("api's pod evicted", || {
+        h.server
+            .get("v1", "Pod", Some(NS), "api-a")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
