@@ -26,6 +26,8 @@ pub(super) struct Target {
     pub resolved: endpoints::Resolved,
     /// Why the workload is mid-rollout, if it is.
     pub rollout: Option<String>,
+    /// The policy that remediates the workload instead of this one, by precedence.
+    pub owned_by: Option<String>,
 }
 
 /// Why a policy is not probed now.
@@ -149,6 +151,7 @@ pub(super) async fn dereference(
         pods,
         resolved,
         rollout,
+        owned_by: None,
     })))
 }
 

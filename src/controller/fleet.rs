@@ -247,20 +247,15 @@ async fn judge(
     let namespace = policy.namespace().unwrap_or_default();
     let id: UnitId = (workload.kind.as_str().to_owned(), workload.name.clone());
     let unit_key = unit::key(key, workload.kind, &workload.name);
-    // Several policies may cover it: one remediates, the others say who does.
+    // Several policies may cover it: one remediates, the others observe it (probe and judge, no
+    // step taken: the OwnedElsewhere guard) and say who remediates it.
     let claims = ctx.index.claims_on(&namespace, workload.kind, &workload.name);
     let owner = precedence::owner(&claims)
         .filter(|c| c.name != policy.name_any())
         .map(precedence::Claim::policy);
-    if let Some(owner) = owner {
-        ctx.probes.stop(&unit_key);
-        ctx.metrics.health(&remediate::policy_label(&unit_key), None);
-        book.set(&id, AppHealthPolicyStatus::default(), Some(owner));
-        return Ok(None);
-    }
     let old = book.status_of(&id);
     let as_single = single(policy, workload, old.clone());
-    let subject = Subject::Unit(book, &id);
+    let subject = Subject::Unit(book, &id, owner.as_deref());
     let Some(reported) = stages::one(
         &as_single,
         &unit_key,
@@ -274,7 +269,7 @@ async fn judge(
     else {
         return Ok(Some(Duration::from_secs(5)));
     };
-    book.set(&id, reported.status.clone(), None);
+    book.set(&id, reported.status.clone(), owner);
     // Its ladder's claim follows its record: released once the ladder stops acting.
     ctx.ladders.settle(&unit_key, &reported.status);
     book.publish(ctx, &id, reported.events).await;

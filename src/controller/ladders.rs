@@ -177,6 +177,7 @@ fn budget(
         max: if own_acting { None } else { max },
         siblings_acting: u32::try_from(siblings).unwrap_or(u32::MAX),
         policy_max: if own_acting { None } else { policy_max },
+        owned_by: None,
     }
 }
 

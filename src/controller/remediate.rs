@@ -35,7 +35,8 @@ pub(super) fn step_for(
         old,
         target.settings.remediation.max_concurrent,
         &ctx.index.policies,
-        |budget| {
+        |mut budget| {
+            budget.owned_by.clone_from(&target.owned_by);
             let input = PlanInput {
                 settings: &target.settings.remediation,
                 suspended: false,

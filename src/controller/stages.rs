@@ -27,7 +27,9 @@ use crate::{
 /// workload's record in a targetSelector policy's.
 pub(super) enum Subject<'a> {
     Policy(&'a Api<AppHealthPolicy>),
-    Unit(&'a Book<'a>, &'a UnitId),
+    /// A workload of a selector policy, and the policy that remediates it instead, if another has
+    /// precedence.
+    Unit(&'a Book<'a>, &'a UnitId, Option<&'a str>),
 }
 
 /// Stages one to four for one workload: dereference → (seen → step → record → act → finish), or
@@ -43,7 +45,10 @@ pub(super) async fn one(
 ) -> Result<Option<Reported>> {
     Ok(Some(match dereference(policy, key, settings, ctx).await? {
         Dereferenced::NotSynced => return Ok(None),
-        Dereferenced::Found(target) => {
+        Dereferenced::Found(mut target) => {
+            if let Subject::Unit(_, _, Some(owner)) = subject {
+                target.owned_by = Some((*owner).to_owned());
+            }
             probe_and_remediate(policy, key, subject, &target, old, ctx, now).await?
         }
         Dereferenced::Stopped(stopped) => {
@@ -90,12 +95,12 @@ async fn probe_and_remediate(
             if let Some((intent, events)) = intent {
                 written = match subject {
                     Subject::Policy(api) => write(ctx, key, api, &intent).await?,
-                    Subject::Unit(book, unit) => book.write(ctx, unit, intent).await?,
+                    Subject::Unit(book, unit, _) => book.write(ctx, unit, intent).await?,
                 };
                 // What led here is told now, not after work that may take a while.
                 match subject {
                     Subject::Policy(_) => publish(ctx, policy, events).await,
-                    Subject::Unit(book, unit) => book.publish(ctx, unit, events).await,
+                    Subject::Unit(book, unit, _) => book.publish(ctx, unit, events).await,
                 }
             }
             let done = remediate::act(policy, target, &written, &seen, &work, ctx, now).await?;

@@ -16,8 +16,10 @@ use crate::{
 pub type Check = fn(&PlanInput, &Remediation) -> Option<Hold>;
 
 /// In order. Dry run is not a guard: a dry-run remediation passes the same guards and is then
-/// described instead of applied. TargetBusy and GlobalLimit coordinate real actions only.
+/// described instead of applied. TargetBusy and GlobalLimit coordinate real actions only;
+/// OwnedElsewhere holds every step, dry runs included.
 pub const GUARDS: &[Check] = &[
+    owned_elsewhere,
     cooldown,
     min_pod_age,
     circuit_open,
@@ -53,6 +55,13 @@ fn remediations<'a>(input: &'a PlanInput, r: &Remediation) -> impl Iterator<Item
             && crate::act::descriptor(h.action).changes_target
             && !matches!(h.result, RemediationResult::Skipped | RemediationResult::Held)
     })
+}
+
+/// OwnedElsewhere: another policy remediates this workload by precedence; this one observes it and
+/// takes no step at all (not even diagnostics or a notification: the owner's ladder does those).
+pub fn owned_elsewhere(input: &PlanInput, _r: &Remediation) -> Option<Hold> {
+    let policy = input.budget.owned_by.clone()?;
+    held(Guard::OwnedElsewhere { policy }, None)
 }
 
 /// Cooldown: the last remediation that changed the target was too recent.

@@ -48,6 +48,9 @@ pub struct Budget {
     pub siblings_acting: u32,
     /// That policy's cap (spec.remediation.maxConcurrent), unless this ladder already acts.
     pub policy_max: Option<u32>,
+    /// Another policy remediates this workload by precedence (a policy naming it, a selector of
+    /// higher priority): this one only observes it.
+    pub owned_by: Option<String>,
 }
 
 /// Everything the planner looks at.
@@ -99,6 +102,9 @@ pub enum Guard {
         detail: String,
     },
     TargetBusy {
+        policy: String,
+    },
+    OwnedElsewhere {
         policy: String,
     },
     PolicyLimit {

@@ -497,6 +497,25 @@ fn the_guards() {
             ..Case::default()
         },
         Case {
+            name: "a workload another policy owns is only observed: no step at all",
+            budget: Budget {
+                owned_by: Some("shop/checkout".into()),
+                ..Budget::default()
+            },
+            expect: "hold OwnedElsewhere CollectDiagnostics#1",
+            ..Case::default()
+        },
+        Case {
+            name: "not even in a dry run",
+            remediation: json!({"dryRun": true}),
+            budget: Budget {
+                owned_by: Some("shop/checkout".into()),
+                ..Budget::default()
+            },
+            expect: "hold OwnedElsewhere CollectDiagnostics#1",
+            ..Case::default()
+        },
+        Case {
             name: "a selector policy's maxConcurrent holds a further workload's ladder",
             budget: Budget {
                 siblings_acting: 2,
@@ -553,6 +572,7 @@ fn the_guards() {
                 max: Some(1),
                 siblings_acting: 9,
                 policy_max: Some(1),
+                owned_by: None,
             },
             ladder: Some((1, 9_990)),
             history: vec![Entry {
@@ -650,7 +670,7 @@ fn the_guards_are_in_their_documented_order() {
         ..Case::default()
     };
     assert!(run(&case).starts_with("hold Cooldown"), "{}", run(&case));
-    assert_eq!(GUARDS.len(), 9);
+    assert_eq!(GUARDS.len(), 10);
 }
 
 #[test]

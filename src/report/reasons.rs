@@ -34,6 +34,7 @@ pub const STORM_GUARD: &str = "StormGuard";
 pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
 pub const DISRUPTION_BUDGET: &str = "DisruptionBudget";
 pub const TARGET_BUSY: &str = "TargetBusy";
+pub const OWNED_ELSEWHERE: &str = "OwnedElsewhere";
 pub const POLICY_LIMIT: &str = "PolicyLimit";
 pub const GLOBAL_LIMIT: &str = "GlobalLimit";
 pub const LADDER_EXHAUSTED: &str = "LadderExhausted";

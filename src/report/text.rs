@@ -23,6 +23,7 @@ pub fn reason(guard: &Guard) -> &'static str {
         Guard::RolloutInProgress { .. } => reasons::ROLLOUT_IN_PROGRESS,
         Guard::DisruptionBudget { .. } => reasons::DISRUPTION_BUDGET,
         Guard::TargetBusy { .. } => reasons::TARGET_BUSY,
+        Guard::OwnedElsewhere { .. } => reasons::OWNED_ELSEWHERE,
         Guard::PolicyLimit { .. } => reasons::POLICY_LIMIT,
         Guard::GlobalLimit { .. } => reasons::GLOBAL_LIMIT,
     }
@@ -87,6 +88,11 @@ pub fn hold_message(guard: &Guard, r: Option<&Remediation>, until: Option<Timest
                 ends(until)
             )
         }
+        Guard::OwnedElsewhere { policy } => format!(
+            "AppHealthPolicy {policy} remediates this workload (a policy naming it by targetRef, or a \
+             selector of higher priority, takes precedence), so this policy only observes it and {what} \
+             is not taken."
+        ),
         Guard::TargetBusy { policy } => format!(
             "AppHealthPolicy {policy} is already remediating the same workload, so {what} waits for its \
              ladder to end (checked again{}).",

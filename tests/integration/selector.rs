@@ -182,22 +182,41 @@ async fn a_policy_naming_a_workload_owns_it_over_a_selector() {
     create_fleet(&h, "fleet", json!({}));
     h.start_operator(Some(NS));
     h.wait_condition("web-pinned", "Healthy", "True", None).await;
-    let counts = wait_fleet(&h, "fleet", "web owned elsewhere", |f| f["ownedElsewhere"] == 1).await;
+    // Observed: probed and judged here too.
+    let counts = wait_fleet(&h, "fleet", "web owned elsewhere, judged healthy", |f| {
+        f["ownedElsewhere"] == 1 && f["healthy"] == 1
+    })
+    .await;
     assert_eq!(counts["selected"], 1);
-    let listed = h.policy("fleet")["status"]["workloads"][0].clone();
+
+    // The named policy remediates; the selector policy observes, says who owns it, takes no step.
+    h.set_all(Mode::Status(503));
+    h.wait_record("web-pinned", "RolloutRestart", "Succeeded").await;
+    let listed = h
+        .wait_state(
+            "fleet lists web as owned elsewhere, held by OwnedElsewhere",
+            || {
+                let listed = h.policy("fleet")["status"]["workloads"][0].clone();
+                let held = listed["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "RemediationBlocked" && c["reason"] == "OwnedElsewhere");
+                held.then_some(listed)
+            },
+        )
+        .await;
     assert_eq!(
         (listed["name"].as_str(), listed["ownedBy"].as_str()),
         (Some("web"), Some("shop/web-pinned"))
     );
-
-    // The named policy remediates; the selector policy does not act on it.
-    h.set_all(Mode::Status(503));
-    h.wait_record("web-pinned", "RolloutRestart", "Succeeded").await;
-    let fleet_policy = h.policy("fleet");
-    assert!(
-        fleet_policy["status"]["workloads"][0]["history"].is_null(),
-        "the selector policy recorded no action: {fleet_policy}"
-    );
+    let acted: Vec<&Value> = listed["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["result"] != "Held")
+        .collect();
+    assert!(acted.is_empty(), "the selector policy took no step: {listed}");
+    assert_eq!(fleet(&h, "fleet")["remediating"], 0);
     assert_eq!(
         h.writes_to("/pods/web-a/eviction"),
         0,
@@ -370,4 +389,29 @@ async fn a_workload_that_recovers_gives_its_place_under_max_concurrent_to_the_ne
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn among_selectors_the_higher_priority_remediates() {
+    let mut h = Harness::new(1).await;
+    label(&h, "web", Some("web"));
+    create_fleet(&h, "a-low", json!({}));
+    create_fleet(&h, "b-high", json!({"priority": 10}));
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "a-low", "web owned by b-high", |f| f["ownedElsewhere"] == 1).await;
+    let high = wait_fleet(&h, "b-high", "web its own", |f| f["healthy"] == 1).await;
+    assert!(high["ownedElsewhere"].is_null(), "{high}");
+
+    h.set_all(Mode::Status(503));
+    let record = h
+        .wait_state("b-high's RestartPods", || {
+            let listed = h.policy("b-high")["status"]["workloads"][0].clone();
+            (listed["history"][0]["action"] == "RestartPods" && listed["history"][0]["result"] == "Succeeded")
+                .then_some(listed)
+        })
+        .await;
+    assert_eq!(record["history"][0]["pods"], json!(["web-a"]));
+    let low = h.policy("a-low")["status"]["workloads"][0].clone();
+    assert_eq!(low["ownedBy"], "shop/b-high", "{low}");
+    assert_eq!(h.writes_to("/pods/web-a/eviction"), 1, "evicted once, by b-high");
 }

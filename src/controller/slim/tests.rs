@@ -373,6 +373,7 @@ fn facts(p: &CachedPod) -> Vec<PodFacts> {
         pods: vec![Arc::new(p.clone())],
         resolved: endpoints::Resolved::default(),
         rollout: None,
+        owned_by: None,
     };
     pod_facts(&target, None)
 }
