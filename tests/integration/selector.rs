@@ -415,3 +415,38 @@ async fn among_selectors_the_higher_priority_remediates() {
     assert_eq!(low["ownedBy"], "shop/b-high", "{low}");
     assert_eq!(h.writes_to("/pods/web-a/eviction"), 1, "evicted once, by b-high");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_selector_policy_lets_its_workloads_go() {
+    let mut h = Harness::new(1).await;
+    let _api = h.add_workload("api").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    create_fleet(&h, "fleet", json!({}));
+    let metrics = std::sync::Arc::new(apphealth_operator::metrics::Metrics::default());
+    h.start_operator_with(apphealth_operator::controller::Config {
+        namespaces: vec![NS.to_owned()],
+        metrics: metrics.clone(),
+        ..h.config()
+    });
+    wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
+    let gauges = |text: &str| -> usize {
+        text.lines()
+            .filter(|l| l.starts_with("apphealth_policy_health") && l.contains("shop/fleet/"))
+            .count()
+    };
+    assert_eq!(gauges(&metrics.render()), 2, "one health gauge per workload");
+
+    h.server
+        .delete("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), "fleet")
+        .unwrap();
+    crate::support::wait_until(
+        "the workloads' gauges removed",
+        std::time::Duration::from_secs(30),
+        || {
+            let left = gauges(&metrics.render());
+            async move { (left == 0).then_some(()) }
+        },
+    )
+    .await;
+}
