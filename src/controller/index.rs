@@ -43,6 +43,11 @@ fn label_group(ns: &str, key: &str, value: &str) -> String {
     format!("{ns}\0{key}={value}")
 }
 
+/// Workloads by namespace.
+pub(super) fn namespace_group<K: kube::ResourceExt>(object: &K) -> Vec<String> {
+    vec![object.namespace().unwrap_or_default()]
+}
+
 /// Policies by namespace and by the workload they target.
 pub(super) fn policy_groups(policy: &Watched) -> Vec<String> {
     let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
@@ -89,6 +94,8 @@ pub struct TargetIndex {
     /// Lookups by namespace, label and target, kept from the watches' events.
     pub(super) pod_groups: Arc<Groups<CachedPod>>,
     pub(super) policy_groups: Arc<Groups<Watched>>,
+    pub(super) deployment_groups: Arc<Groups<Deployment>>,
+    pub(super) statefulset_groups: Arc<Groups<StatefulSet>>,
     pub(super) deployments: Store<Deployment>,
     pub(super) statefulsets: Store<StatefulSet>,
     pub(super) pods: Store<CachedPod>,
@@ -177,21 +184,27 @@ impl TargetIndex {
             }
         };
         if selector.kinds.contains(&TargetKind::Deployment) {
-            for d in self.deployments.state() {
-                take(
-                    TargetKind::Deployment,
-                    &d.metadata,
-                    d.spec.as_ref().map(|s| &s.selector),
-                );
+            for id in self.deployment_groups.members(namespace) {
+                let (ns, name) = split(&id);
+                if let Some(d) = self.deployment(ns, name) {
+                    take(
+                        TargetKind::Deployment,
+                        &d.metadata,
+                        d.spec.as_ref().map(|s| &s.selector),
+                    );
+                }
             }
         }
         if selector.kinds.contains(&TargetKind::StatefulSet) {
-            for s in self.statefulsets.state() {
-                take(
-                    TargetKind::StatefulSet,
-                    &s.metadata,
-                    s.spec.as_ref().map(|s| &s.selector),
-                );
+            for id in self.statefulset_groups.members(namespace) {
+                let (ns, name) = split(&id);
+                if let Some(s) = self.statefulset(ns, name) {
+                    take(
+                        TargetKind::StatefulSet,
+                        &s.metadata,
+                        s.spec.as_ref().map(|s| &s.selector),
+                    );
+                }
             }
         }
         found.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));

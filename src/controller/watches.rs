@@ -51,9 +51,23 @@ pub(super) fn watch(
             policies_filled,
         ],
     ) = synced::Synced::new();
-    let (deployments, deployment_events) = reflect(client, ns, slim::deployment, None, deployments_filled);
-    let (statefulsets, statefulset_events) =
-        reflect(client, ns, slim::statefulset, None, statefulsets_filled);
+    // Workloads by namespace: what a targetSelector policy looks through.
+    let deployment_groups = Arc::new(groups::Groups::new(index::namespace_group::<Deployment>));
+    let (deployments, deployment_events) = reflect(
+        client,
+        ns,
+        slim::deployment,
+        Some(deployment_groups.clone()),
+        deployments_filled,
+    );
+    let statefulset_groups = Arc::new(groups::Groups::new(index::namespace_group::<StatefulSet>));
+    let (statefulsets, statefulset_events) = reflect(
+        client,
+        ns,
+        slim::statefulset,
+        Some(statefulset_groups.clone()),
+        statefulsets_filled,
+    );
     // Pods are decoded compact (`CachedPod`): nothing is left to cut.
     let pod_groups = Arc::new(groups::Groups::new(index::pod_groups));
     let (pods, pod_events) = reflect(
@@ -91,6 +105,8 @@ pub(super) fn watch(
         policies: controller.store(),
         pod_groups,
         policy_groups,
+        deployment_groups,
+        statefulset_groups,
         deployments,
         statefulsets,
         pods,

@@ -739,9 +739,24 @@ fn an_index_of_slimmed_objects_answers_the_same() {
     };
     let all_pods: Vec<CachedPod> = cached().collect();
     let (pod_groups, policy_groups) = grouped(&policies, &all_pods);
+    let by_namespace = |d: &[Deployment], s: &[StatefulSet]| {
+        (
+            std::sync::Arc::new(crate::controller::groups::Groups::filled(
+                crate::controller::index::namespace_group::<Deployment>,
+                d,
+            )),
+            std::sync::Arc::new(crate::controller::groups::Groups::filled(
+                crate::controller::index::namespace_group::<StatefulSet>,
+                s,
+            )),
+        )
+    };
+    let (deployment_groups, statefulset_groups) = by_namespace(&deployments, &statefulsets);
     let full = TargetIndex {
         pod_groups,
         policy_groups,
+        deployment_groups: deployment_groups.clone(),
+        statefulset_groups: statefulset_groups.clone(),
         policies: store(policies.clone()),
         deployments: store(deployments.clone()),
         statefulsets: store(statefulsets.clone()),
@@ -753,6 +768,8 @@ fn an_index_of_slimmed_objects_answers_the_same() {
     let slim = |pods: Vec<CachedPod>| TargetIndex {
         pod_groups: grouped(&policies, &pods).0,
         policy_groups: grouped(&policies, &pods).1,
+        deployment_groups: deployment_groups.clone(),
+        statefulset_groups: statefulset_groups.clone(),
         policies: store(policies.iter().map(|p| slimmed(p, super::policy))),
         deployments: store(deployments.iter().map(|d| slimmed(d, super::deployment))),
         statefulsets: store(statefulsets.iter().map(|s| slimmed(s, super::statefulset))),
