@@ -60,7 +60,14 @@ impl Cluster {
 
     /// Like [`Cluster::add_deployment`], with label `key: value` on the Deployment (what a
     /// targetSelector selects by).
-    pub fn add_labelled_deployment(&self, name: &str, replicas: usize, port: u16, key: &str, value: &str) -> Result<()> {
+    pub fn add_labelled_deployment(
+        &self,
+        name: &str,
+        replicas: usize,
+        port: u16,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
         let mut d = deployment(name, replicas, port);
         d["metadata"]["labels"] = json!({ key: value });
         self.create(d)

@@ -98,7 +98,9 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
             }
         }
     }
-    if let Some(row) = selector_against_singles(&measured, &ctx.command("capacity --only 10000x1000-selector")) {
+    if let Some(row) =
+        selector_against_singles(&measured, &ctx.command("capacity --only 10000x1000-selector"))
+    {
         section.rows.push(row);
     }
     section.details = details;

@@ -205,11 +205,16 @@ fn failed(figure: &str, goal: &str, e: &crate::Error, command: String) -> Row {
 }
 
 pub(super) async fn idle(ctx: &Ctx) -> Result<Reading> {
-    let running = start(ctx, "memory-idle", Layout {
+    let running = start(
+        ctx,
+        "memory-idle",
+        Layout {
             pods: 0,
             policies: 0,
             selector: false,
-        }).await?;
+        },
+    )
+    .await?;
     read(running.operator, running.startup).await
 }
 

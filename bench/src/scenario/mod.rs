@@ -102,7 +102,11 @@ impl Layout {
 
     /// The policies the case creates.
     pub fn policy_objects(&self) -> usize {
-        if self.selector { 1.min(self.policies) } else { self.policies }
+        if self.selector {
+            1.min(self.policies)
+        } else {
+            self.policies
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -163,7 +167,10 @@ impl Layout {
             }
         }
         if self.selector && self.policies > 0 {
-            cluster.add_policy_with("fleet", crate::cluster::selector_policy_spec("tier", "bench", PERIOD.as_secs()))?;
+            cluster.add_policy_with(
+                "fleet",
+                crate::cluster::selector_policy_spec("tier", "bench", PERIOD.as_secs()),
+            )?;
         }
         Ok(())
     }
