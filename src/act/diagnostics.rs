@@ -352,7 +352,7 @@ async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<D
         _ => &ctx.diagnostics,
     };
     let ns = &ctx.workload.namespace;
-    let name = config_map_name(&ctx.policy.name, r.at);
+    let name = config_map_name(&ctx.policy.captures, r.at);
     if pods.is_empty() {
         return Ok(Done::skipped(
             "no unhealthy pod to capture (a probe through a Service judges the Service)",
@@ -467,7 +467,7 @@ impl Action for CollectDiagnostics {
 
     async fn applied(&self, ctx: &ActCtx<'_>, r: &Remediation) -> Result<Option<Done>, ActError> {
         let ns = &ctx.workload.namespace;
-        let name = config_map_name(&ctx.policy.name, r.at);
+        let name = config_map_name(&ctx.policy.captures, r.at);
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         let found = api
             .get_opt(&name)

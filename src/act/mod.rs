@@ -62,6 +62,9 @@ impl std::fmt::Display for Workload {
 pub struct PolicyInfo {
     pub name: String,
     pub uid: String,
+    /// What diagnostics ConfigMaps are named after: the policy's name, or for a workload of a
+    /// targetSelector policy `<policy>-<workload>`, so two workloads' captures never collide.
+    pub captures: String,
 }
 
 /// What every action may use.

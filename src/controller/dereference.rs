@@ -28,6 +28,9 @@ pub(super) struct Target {
     pub rollout: Option<String>,
     /// The policy that remediates the workload instead of this one, by precedence.
     pub owned_by: Option<String>,
+    /// For a workload of a targetSelector policy: that policy's name (the stages run on the policy
+    /// as it would read had it named the workload, under a name of the workload's own).
+    pub selected_by: Option<String>,
 }
 
 /// Why a policy is not probed now.
@@ -152,6 +155,7 @@ pub(super) async fn dereference(
         resolved,
         rollout,
         owned_by: None,
+        selected_by: None,
     })))
 }
 

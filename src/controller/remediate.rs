@@ -77,8 +77,9 @@ pub(super) async fn act(
     now: jiff::Timestamp,
 ) -> Result<Outcome> {
     let info = PolicyInfo {
-        name: policy.name_any(),
+        name: target.selected_by.clone().unwrap_or_else(|| policy.name_any()),
         uid: policy.uid().unwrap_or_default(),
+        captures: policy.name_any(),
     };
     let diagnostics = match target
         .settings
@@ -130,6 +131,7 @@ pub(super) async fn restore_released(
     let info = PolicyInfo {
         name: policy.name_any(),
         uid: policy.uid().unwrap_or_default(),
+        captures: policy.name_any(),
     };
     let act_ctx = ActCtx {
         client: ctx.client.clone(),

@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::{Api, runtime::controller::Action as Requeue};
+use kube::{Api, ResourceExt, runtime::controller::Action as Requeue};
 
 use super::{
     Context, PolicyRef,
@@ -46,8 +46,9 @@ pub(super) async fn one(
     Ok(Some(match dereference(policy, key, settings, ctx).await? {
         Dereferenced::NotSynced => return Ok(None),
         Dereferenced::Found(mut target) => {
-            if let Subject::Unit(_, _, Some(owner)) = subject {
-                target.owned_by = Some((*owner).to_owned());
+            if let Subject::Unit(book, _, owner) = subject {
+                target.owned_by = owner.map(str::to_owned);
+                target.selected_by = Some(book.policy.name_any());
             }
             probe_and_remediate(policy, key, subject, &target, old, ctx, now).await?
         }

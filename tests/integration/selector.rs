@@ -450,3 +450,42 @@ async fn a_deleted_selector_policy_lets_its_workloads_go() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workloads_diagnostics_are_named_after_it_and_owned_by_the_policy() {
+    let mut h = Harness::new(1).await;
+    let api = h.add_workload("api").await;
+    label(&h, "web", Some("web"));
+    label(&h, "api", Some("web"));
+    create_fleet(&h, "fleet", json!({}));
+    let mut policy = h.policy("fleet");
+    policy["spec"]["remediation"]["steps"] = json!([
+        {"action": "CollectDiagnostics", "collectDiagnostics": {"logLines": 2}},
+        {"action": "RestartPods", "timeout": "1h"}
+    ]);
+    h.server.replace(policy).unwrap();
+    h.start_operator(Some(NS));
+    wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
+
+    api.set(Mode::Status(503));
+    let capture = h
+        .wait_state("api's diagnostics ConfigMap", || {
+            h.server.list("v1", "ConfigMap", Some(NS)).into_iter().find(|c| {
+                c["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("fleet-api-diagnostics-"))
+            })
+        })
+        .await;
+    let owner = &capture["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("AppHealthPolicy"), Some("fleet"))
+    );
+    assert_eq!(owner["uid"], h.policy("fleet")["metadata"]["uid"]);
+    let summary = capture["data"]["summary.txt"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("by AppHealthPolicy fleet ") && summary.contains("Deployment api"),
+        "{summary}"
+    );
+}

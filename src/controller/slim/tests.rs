@@ -374,6 +374,7 @@ fn facts(p: &CachedPod) -> Vec<PodFacts> {
         resolved: endpoints::Resolved::default(),
         rollout: None,
         owned_by: None,
+        selected_by: None,
     };
     pod_facts(&target, None)
 }
