@@ -21,21 +21,16 @@ fn label(h: &Harness, name: &str, tier: Option<&str>) {
     h.server.replace(deployment).unwrap();
 }
 
-fn create_fleet(h: &Harness, name: &str, extra: Value) {
-    h.create_policy(name, json!({"targetRef": null}));
-    // create_policy merges into a targetRef policy: rewrite the spec as a selector policy.
-    let mut policy = h.policy(name);
-    let spec = policy["spec"].as_object_mut().unwrap();
-    spec.remove("targetRef");
-    spec.insert("targetSelector".into(), json!({"matchLabels": {"tier": "web"}}));
-    spec.insert(
-        "remediation".into(),
-        json!({"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}),
-    );
-    if let (Some(spec), Value::Object(extra)) = (policy["spec"].as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    h.server.replace(policy).unwrap();
+/// Creates policy `name` over the Deployments labelled tier=web (RestartPods, cooldown 1h, probing
+/// every 2s as the harness's policies do), after merging `patch` into its spec.
+fn create_fleet(h: &Harness, name: &str, patch: Value) {
+    let mut spec = json!({
+        "targetRef": null,
+        "targetSelector": {"matchLabels": {"tier": "web"}},
+        "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}]}
+    });
+    crate::support::merge(&mut spec, patch);
+    h.create_policy(name, spec);
 }
 
 fn ready_message(policy: &Value) -> String {
@@ -232,10 +227,7 @@ async fn max_concurrent_holds_further_workloads_ladders() {
     for name in ["web", "api", "cart"] {
         label(&h, name, Some("web"));
     }
-    create_fleet(&h, "fleet", json!({}));
-    let mut policy = h.policy("fleet");
-    policy["spec"]["remediation"]["maxConcurrent"] = json!(1);
-    h.server.replace(policy).unwrap();
+    create_fleet(&h, "fleet", json!({"remediation": {"maxConcurrent": 1}}));
     h.start_operator(Some(NS));
     wait_fleet(&h, "fleet", "three healthy", |f| f["healthy"] == 3).await;
 
@@ -321,12 +313,13 @@ async fn a_released_workloads_scale_out_is_put_back() {
     let api = h.add_workload("api").await;
     label(&h, "web", Some("web"));
     label(&h, "api", Some("web"));
-    create_fleet(&h, "fleet", json!({}));
-    let mut policy = h.policy("fleet");
-    policy["spec"]["remediation"]["steps"] = json!([
-        {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 8, "restoreAfter": "10m"}, "timeout": "1h"}
-    ]);
-    h.server.replace(policy).unwrap();
+    create_fleet(
+        &h,
+        "fleet",
+        json!({"remediation": {"steps": [
+            {"action": "ScaleOut", "scaleOut": {"by": 2, "maxReplicas": 8, "restoreAfter": "10m"}, "timeout": "1h"}
+        ]}}),
+    );
     h.start_operator(Some(NS));
     wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
 
@@ -360,10 +353,7 @@ async fn a_workload_that_recovers_gives_its_place_under_max_concurrent_to_the_ne
     let api = h.add_workload("api").await;
     label(&h, "web", Some("web"));
     label(&h, "api", Some("web"));
-    create_fleet(&h, "fleet", json!({}));
-    let mut policy = h.policy("fleet");
-    policy["spec"]["remediation"]["maxConcurrent"] = json!(1);
-    h.server.replace(policy).unwrap();
+    create_fleet(&h, "fleet", json!({"remediation": {"maxConcurrent": 1}}));
     h.start_operator(Some(NS));
     wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
 
@@ -457,13 +447,14 @@ async fn a_workloads_diagnostics_are_named_after_it_and_owned_by_the_policy() {
     let api = h.add_workload("api").await;
     label(&h, "web", Some("web"));
     label(&h, "api", Some("web"));
-    create_fleet(&h, "fleet", json!({}));
-    let mut policy = h.policy("fleet");
-    policy["spec"]["remediation"]["steps"] = json!([
-        {"action": "CollectDiagnostics", "collectDiagnostics": {"logLines": 2}},
-        {"action": "RestartPods", "timeout": "1h"}
-    ]);
-    h.server.replace(policy).unwrap();
+    create_fleet(
+        &h,
+        "fleet",
+        json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics", "collectDiagnostics": {"logLines": 2}},
+            {"action": "RestartPods", "timeout": "1h"}
+        ]}}),
+    );
     h.start_operator(Some(NS));
     wait_fleet(&h, "fleet", "two healthy", |f| f["healthy"] == 2).await;
 
