@@ -257,15 +257,12 @@ impl Linter {
             return;
         }
         for (file, line, namespace, selector) in std::mem::take(&mut report.selectors) {
-            let Ok(labels) = kube::core::Selector::try_from(selector.label_selector()) else {
-                continue;
-            };
-            let matched = report.workloads.iter().any(|(kind, ns, workload_labels)| {
-                selector.kinds.iter().any(|k| k.as_str() == kind)
-                    && (namespace.is_none() || ns.is_none() || *ns == namespace)
-                    && kube::core::SelectorExt::matches(&labels, workload_labels)
+            let matched = report.workloads.iter().any(|(kind, ns, labels)| {
+                (namespace.is_none() || ns.is_none() || *ns == namespace)
+                    && crate::api::TargetKind::parse(kind).is_some_and(|k| selector.selects(k, labels))
             });
             if !matched {
+                let labels = selector.describe();
                 let kinds: Vec<&str> = selector.kinds.iter().map(|k| k.as_str()).collect();
                 report.findings.push(Finding {
                     file,
@@ -274,11 +271,7 @@ impl Linter {
                     problem: format!(
                         "selects none of the {} in the files given ({} {labels})",
                         kinds.join(" and "),
-                        if labels.to_string().is_empty() {
-                            "every one"
-                        } else {
-                            "by"
-                        },
+                        if labels.is_empty() { "every one" } else { "by" },
                     ),
                 });
             }

@@ -176,9 +176,7 @@ impl AppHealthPolicySpec {
             (Some(t), _) => format!("{} {}", t.kind.as_str(), t.name),
             (None, Some(s)) => {
                 let kinds: Vec<&str> = s.kinds.iter().map(|k| k.as_str()).collect();
-                let selector = kube::core::Selector::try_from(s.label_selector())
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
+                let selector = s.describe();
                 if selector.is_empty() {
                     format!("every {}", kinds.join(" and "))
                 } else {
@@ -220,6 +218,21 @@ fn all_kinds() -> Vec<TargetKind> {
 }
 
 impl TargetSelector {
+    /// Whether it selects a workload of `kind` labelled `labels`.
+    pub fn selects(&self, kind: TargetKind, labels: &BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
+        self.kinds.contains(&kind)
+            && kube::core::Selector::try_from(self.label_selector()).is_ok_and(|s| s.matches(labels))
+    }
+
+    /// The label selector as kubectl writes one (`tier=web,team in (a,b)`); empty when it selects
+    /// every workload of its kinds.
+    pub fn describe(&self) -> String {
+        kube::core::Selector::try_from(self.label_selector())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
     /// The selector as Kubernetes spells it.
     pub fn label_selector(&self) -> LabelSelector {
         LabelSelector {

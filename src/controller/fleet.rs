@@ -109,9 +109,7 @@ pub(super) async fn reconcile(
             }
         },
     };
-    let selects = kube::core::Selector::try_from(selector.label_selector())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let selects = selector.describe();
     let memory = ctx.fleets.take(key).unwrap_or_else(|| seeded(&cached));
     let book = Book {
         policy,

@@ -1,7 +1,7 @@
 //! Which policies a workload, pod, ConfigMap or Secret concerns: the map from watch events to
 //! the policies to reconcile.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -10,7 +10,7 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
 };
 use kube::{
-    core::{PartialObjectMeta, SelectorExt},
+    core::PartialObjectMeta,
     runtime::reflector::{ObjectRef, Store},
 };
 
@@ -48,10 +48,14 @@ pub(super) fn namespace_group<K: kube::ResourceExt>(object: &K) -> Vec<String> {
     vec![object.namespace().unwrap_or_default()]
 }
 
-/// Policies by namespace and by the workload they target.
+/// Policies by namespace, by the workload they target, and the targetSelector policies of a
+/// namespace.
 pub(super) fn policy_groups(policy: &Watched) -> Vec<String> {
     let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
     let mut groups = vec![ns.to_owned()];
+    if selector_of(policy).is_some() {
+        groups.push(selector_group(ns));
+    }
     if let Some(target) = policy
         .decoded
         .as_ref()
@@ -61,6 +65,10 @@ pub(super) fn policy_groups(policy: &Watched) -> Vec<String> {
         groups.push(target_group(ns, target.kind, &target.name));
     }
     groups
+}
+
+fn selector_group(ns: &str) -> String {
+    format!("{ns}\0targetSelector")
 }
 
 fn target_group(ns: &str, kind: TargetKind, name: &str) -> String {
@@ -131,10 +139,9 @@ impl TargetIndex {
             .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect();
         refs.extend(
-            self.policies_in(namespace)
-                .into_iter()
-                .filter(|(_, w)| selector_of(w).is_some_and(|s| s.kinds.contains(&kind)))
-                .map(|(r, _)| r),
+            self.policies_of(&selector_group(namespace))
+                .filter(|w| selector_of(w).is_some_and(|s| s.kinds.contains(&kind)))
+                .map(|w| ObjectRef::from_obj(w.as_ref())),
         );
         refs
     }
@@ -164,77 +171,69 @@ impl TargetIndex {
 
     /// The workloads of `namespace` that `selector` selects, by kind and name.
     pub(super) fn selected(&self, namespace: &str, selector: &TargetSelector) -> Vec<Selected> {
-        let Ok(labels) = kube::core::Selector::try_from(selector.label_selector()) else {
-            return Vec::new();
-        };
-        let mut found = Vec::new();
-        let mut take = |kind,
-                        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-                        pods: Option<&LabelSelector>| {
-            let empty = std::collections::BTreeMap::new();
-            if meta.namespace.as_deref() == Some(namespace)
-                && labels.matches(meta.labels.as_ref().unwrap_or(&empty))
-                && let (Some(name), Some(pods)) = (&meta.name, pods)
-            {
-                found.push(Selected {
-                    kind,
-                    name: name.clone(),
-                    pods: pods.clone(),
-                });
-            }
-        };
-        if selector.kinds.contains(&TargetKind::Deployment) {
-            for id in self.deployment_groups.members(namespace) {
-                let (ns, name) = split(&id);
-                if let Some(d) = self.deployment(ns, name) {
-                    take(
-                        TargetKind::Deployment,
-                        &d.metadata,
-                        d.spec.as_ref().map(|s| &s.selector),
-                    );
-                }
-            }
-        }
-        if selector.kinds.contains(&TargetKind::StatefulSet) {
-            for id in self.statefulset_groups.members(namespace) {
-                let (ns, name) = split(&id);
-                if let Some(s) = self.statefulset(ns, name) {
-                    take(
-                        TargetKind::StatefulSet,
-                        &s.metadata,
-                        s.spec.as_ref().map(|s| &s.selector),
-                    );
-                }
-            }
-        }
+        let mut found: Vec<Selected> = selector
+            .kinds
+            .iter()
+            .flat_map(|&kind| self.workloads_in(kind, namespace))
+            .filter(|(kind, _, labels, _)| selector.selects(*kind, labels))
+            .map(|(kind, name, _, pods)| Selected { kind, name, pods })
+            .collect();
         found.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));
         found
     }
 
+    /// The workloads of `kind` in `namespace`: name, labels, pod selector.
+    fn workloads_in(
+        &self,
+        kind: TargetKind,
+        namespace: &str,
+    ) -> Vec<(TargetKind, String, BTreeMap<String, String>, LabelSelector)> {
+        let ids = match kind {
+            TargetKind::Deployment => self.deployment_groups.members(namespace),
+            TargetKind::StatefulSet => self.statefulset_groups.members(namespace),
+        };
+        ids.iter()
+            .filter_map(|id| {
+                let (ns, name) = split(id);
+                let (labels, pods) = self.workload(kind, ns, name)?;
+                Some((kind, name.to_owned(), labels, pods))
+            })
+            .collect()
+    }
+
+    /// A workload's labels and pod selector, from the cache.
+    fn workload(
+        &self,
+        kind: TargetKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(BTreeMap<String, String>, LabelSelector)> {
+        let (meta, spec_selector) = match kind {
+            TargetKind::Deployment => {
+                let d = self.deployment(namespace, name)?;
+                (d.metadata.labels.clone(), d.spec.as_ref()?.selector.clone())
+            }
+            TargetKind::StatefulSet => {
+                let s = self.statefulset(namespace, name)?;
+                (s.metadata.labels.clone(), s.spec.as_ref()?.selector.clone())
+            }
+        };
+        Some((meta.unwrap_or_default(), spec_selector))
+    }
+
     /// Every policy of `namespace` that covers this workload, as a claim for precedence.
     pub(super) fn claims_on(&self, namespace: &str, kind: TargetKind, name: &str) -> Vec<Claim> {
-        let labels = match kind {
-            TargetKind::Deployment => self
-                .deployment(namespace, name)
-                .and_then(|d| d.metadata.labels.clone()),
-            TargetKind::StatefulSet => self
-                .statefulset(namespace, name)
-                .and_then(|s| s.metadata.labels.clone()),
-        }
-        .unwrap_or_default();
+        let labels = self
+            .workload(kind, namespace, name)
+            .map(|(labels, _)| labels)
+            .unwrap_or_default();
         self.policies_in(namespace)
             .into_iter()
             .filter_map(|(_, w)| {
                 let p = w.decoded.as_ref().ok()?;
                 let coverage = match (&p.spec.target_ref, &p.spec.target_selector) {
                     (Some(t), None) if t.kind == kind && t.name == name => Coverage::Named,
-                    (None, Some(s))
-                        if s.kinds.contains(&kind)
-                            && kube::core::Selector::try_from(s.label_selector())
-                                .is_ok_and(|sel| sel.matches(&labels)) =>
-                    {
-                        Coverage::Selected
-                    }
+                    (None, Some(s)) if s.selects(kind, &labels) => Coverage::Selected,
                     _ => return None,
                 };
                 Some(Claim {
