@@ -89,10 +89,11 @@ lint:
 
 # Regenerate the CRD from the Rust types (the one command for generated files), and its copy in
 # the chart.
-CRD_FILE := apphealthpolicies.apphealth.io.yaml
+CRDS := apphealthpolicies clusterapphealthpolicies
 crd:
-	$(CARGO) run --quiet --bin apphealth-operator -- crd > crds/$(CRD_FILE)
-	cp crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE)
+	@for plural in $(CRDS); do \
+	  $(CARGO) run --quiet --bin apphealth-operator -- crd $$plural > crds/$$plural.apphealth.io.yaml \
+	  && cp crds/$$plural.apphealth.io.yaml $(CHART)/crds/ || exit 1; done
 
 # Regenerate every generated file: the CRD and its copy, and the tables of rights generated from
 # src/rbac.rs and the actions' descriptors (the chart's templates/_rules.tpl, the README's table).
@@ -102,10 +103,12 @@ generate: crd
 
 # Fails when the checked-in CRD and the code disagree, or the chart's copy and crds/.
 crd-check:
-	$(CARGO) run --quiet --bin apphealth-operator -- crd | diff -u crds/$(CRD_FILE) - \
-	  || { echo "crds/ is stale: run 'make crd' and commit the result"; exit 1; }
-	diff -u crds/$(CRD_FILE) $(CHART)/crds/$(CRD_FILE) \
-	  || { echo "$(CHART)/crds/ differs from crds/: run 'make crd' and commit the result"; exit 1; }
+	@for plural in $(CRDS); do file=$$plural.apphealth.io.yaml; \
+	  $(CARGO) run --quiet --bin apphealth-operator -- crd $$plural | diff -u crds/$$file - \
+	    || { echo "crds/ is stale: run 'make crd' and commit the result"; exit 1; }; \
+	  diff -u crds/$$file $(CHART)/crds/$$file \
+	    || { echo "$(CHART)/crds/ differs from crds/: run 'make crd' and commit the result"; exit 1; }; \
+	done
 
 # The local control plane (DESIGN.md, Testing 4): etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok, built once from Kubernetes' own Go modules by the wrapper modules in

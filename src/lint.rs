@@ -1,12 +1,16 @@
 //! Offline policy validation for GitOps CI: what `kubectl apply` would refuse (the CRD's OpenAPI
 //! schema, its CEL rules, unknown fields as strict field validation reports them) and what the
-//! operator would report as `InvalidSpec`, for every AppHealthPolicy in multi-document YAML files.
+//! operator would report as `InvalidSpec`, for every AppHealthPolicy and ClusterAppHealthPolicy in
+//! multi-document YAML files.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::{api::AppHealthPolicy, settings::validate};
+use crate::{
+    api::{AppHealthPolicy, ClusterAppHealthPolicy},
+    settings::validate,
+};
 
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,14 +41,60 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The Deployments and StatefulSets in the files: kind, namespace, labels.
     workloads: Vec<(String, Option<String>, std::collections::BTreeMap<String, String>)>,
-    /// The targetSelector policies in the files, to check against them: where, namespace, selector.
+    /// The targetSelector policies in the files, to check against them: where, namespace (None for
+    /// a cluster policy: any namespace), selector.
     selectors: Vec<(String, usize, Option<String>, crate::api::TargetSelector)>,
 }
 
-/// The checks, built once.
+/// The checks, built once: an AppHealthPolicy's and a ClusterAppHealthPolicy's.
 pub struct Linter {
+    namespaced: Schema,
+    cluster: Schema,
+}
+
+/// A CRD's schema, compiled.
+struct Schema {
     schema: Value,
     validator: jsonschema::Validator,
+}
+
+impl Schema {
+    fn of(
+        crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    ) -> crate::Result<Self> {
+        let crd = serde_json::to_value(crd).map_err(|source| crate::Error::Serialize {
+            what: "the CRD",
+            source,
+        })?;
+        let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+        let validator = jsonschema::options()
+            .build(&schema)
+            .map_err(|e| crate::Error::Usage(format!("the CRD's schema does not compile: {e}")))?;
+        Ok(Self { schema, validator })
+    }
+
+    /// What the API server would say at `kubectl apply`: "path: problem".
+    fn check(&self, object: &Value) -> Vec<(String, String)> {
+        let mut problems: Vec<(String, String)> = self
+            .validator
+            .iter_errors(object)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect();
+        let mut unknown = Vec::new();
+        unknown_fields(&self.schema, object, "", &mut unknown);
+        problems.extend(unknown.into_iter().map(|p| (p, "unknown field".to_owned())));
+        if !problems.is_empty() {
+            return problems;
+        }
+        match kube::core::cel::Validator::new().validate(&self.schema, object, None) {
+            Ok(()) => Vec::new(),
+            Err(cel) => cel
+                .into_vec()
+                .into_iter()
+                .map(|e| (e.field_path.to_string(), e.message.to_string()))
+                .collect(),
+        }
+    }
 }
 
 /// A document of a YAML file and the line it starts on.
@@ -160,38 +210,20 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<Strin
 }
 
 impl Linter {
-    /// Builds the checks from the CRD the code generates.
+    /// Builds the checks from the CRDs the code generates.
     pub fn new() -> crate::Result<Self> {
-        let crd = serde_json::to_value(crate::api::crd()).map_err(|source| crate::Error::Serialize {
-            what: "the CRD",
-            source,
-        })?;
-        let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
-        let validator = jsonschema::options()
-            .build(&schema)
-            .map_err(|e| crate::Error::Usage(format!("the CRD's schema does not compile: {e}")))?;
-        Ok(Self { schema, validator })
+        Ok(Self {
+            namespaced: Schema::of(crate::api::crd())?,
+            cluster: Schema::of(crate::api::cluster_crd())?,
+        })
     }
 
-    /// What the API server would say at `kubectl apply`, then what the operator would: "path: problem".
+    /// What the API server would say at `kubectl apply` of an AppHealthPolicy, then what the
+    /// operator would: "path: problem".
     pub fn check(&self, object: &Value) -> Vec<(String, String)> {
-        let mut problems: Vec<(String, String)> = self
-            .validator
-            .iter_errors(object)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
-            .collect();
-        let mut unknown = Vec::new();
-        unknown_fields(&self.schema, object, "", &mut unknown);
-        problems.extend(unknown.into_iter().map(|p| (p, "unknown field".to_owned())));
+        let problems = self.namespaced.check(object);
         if !problems.is_empty() {
             return problems;
-        }
-        if let Err(cel) = kube::core::cel::Validator::new().validate(&self.schema, object, None) {
-            return cel
-                .into_vec()
-                .into_iter()
-                .map(|e| (e.field_path.to_string(), e.message.to_string()))
-                .collect();
         }
         match serde_json::from_value::<AppHealthPolicy>(object.clone()) {
             Err(e) => vec![(String::new(), e.to_string())],
@@ -200,6 +232,33 @@ impl Linter {
                 Err(invalid) => vec![(invalid.field, invalid.problem)],
             },
         }
+    }
+
+    /// The same for a ClusterAppHealthPolicy: its own rules, then an AppHealthPolicy's.
+    pub fn check_cluster(&self, object: &Value) -> Vec<(String, String)> {
+        let problems = self.cluster.check(object);
+        if !problems.is_empty() {
+            return problems;
+        }
+        match serde_json::from_value::<ClusterAppHealthPolicy>(object.clone()) {
+            Err(e) => vec![(String::new(), e.to_string())],
+            Ok(policy) => match crate::api::validate::cluster(&policy.spec)
+                .and_then(|()| validate(&policy.spec.policy).map(|_| ()))
+            {
+                Ok(()) => Vec::new(),
+                Err(invalid) => vec![(invalid.field, invalid.problem)],
+            },
+        }
+    }
+
+    /// Which of the project's kinds `object` is, if it is one.
+    fn kind_of(object: &Value) -> Option<&str> {
+        let ours = object["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("apphealth.io/"));
+        object["kind"]
+            .as_str()
+            .filter(|k| ours && matches!(*k, "AppHealthPolicy" | "ClusterAppHealthPolicy"))
     }
 
     /// Lints one file's text.
@@ -218,24 +277,32 @@ impl Linter {
                     continue;
                 }
             };
-            let is_policy = object["kind"] == "AppHealthPolicy"
-                && object["apiVersion"]
-                    .as_str()
-                    .is_some_and(|v| v.starts_with("apphealth.io/"));
-            if !is_policy {
+            let Some(kind) = Self::kind_of(&object) else {
                 remember_workload(&object, report);
                 continue;
-            }
+            };
             report.policies += 1;
-            let problems = self.check(&object);
+            // A cluster policy's selector is compared with the workloads of every namespace.
+            let (problems, selector) = if kind == "ClusterAppHealthPolicy" {
+                let problems = self.check_cluster(&object);
+                let selector = serde_json::from_value::<ClusterAppHealthPolicy>(object.clone())
+                    .ok()
+                    .and_then(|p| Some((None, p.spec.policy.target_selector?)));
+                (problems, selector)
+            } else {
+                let problems = self.check(&object);
+                let selector = serde_json::from_value::<AppHealthPolicy>(object.clone())
+                    .ok()
+                    .and_then(|p| Some((p.metadata.namespace, p.spec.target_selector?)));
+                (problems, selector)
+            };
             if problems.is_empty()
-                && let Ok(policy) = serde_json::from_value::<AppHealthPolicy>(object.clone())
-                && let Some(selector) = policy.spec.target_selector
+                && let Some((namespace, selector)) = selector
             {
                 let line = line_of(&doc, "/spec/targetSelector");
                 report
                     .selectors
-                    .push((file.to_owned(), line, policy.metadata.namespace, selector));
+                    .push((file.to_owned(), line, namespace, selector));
             }
             for (path, problem) in problems {
                 report.findings.push(Finding {
@@ -349,6 +416,53 @@ mod tests {
             (1, 0),
             "{:?}",
             report.findings
+        );
+    }
+
+    #[test]
+    fn cluster_policies_are_checked_by_their_own_rules_and_selectors() {
+        let cluster = "apiVersion: apphealth.io/v1alpha1\nkind: ClusterAppHealthPolicy\nmetadata: {name: web}\nspec:\n  namespaceSelector:\n    matchLabels: {env: prod}\n  targetSelector:\n    matchLabels: {tier: web}\n  probe:\n    http: {port: 8080}\n";
+        let workload = |labels: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: a, namespace: bank, labels: {labels}}}\n"
+            )
+        };
+        let linted = |text: String| {
+            let linter = Linter::new().unwrap();
+            let mut report = Report::default();
+            linter.lint_text("c.yaml", &text, &mut report);
+            linter.finish(&mut report);
+            let found: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+            (report.policies, found)
+        };
+        // Selects a workload of any namespace: clean.
+        let (policies, found) = linted(format!("{cluster}---\n{}", workload("{tier: web}")));
+        assert_eq!((policies, found.len()), (1, 0), "{found:?}");
+        // Selects none of them: flagged.
+        let (_, found) = linted(format!("{cluster}---\n{}", workload("{tier: db}")));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains("spec.targetSelector: selects none")),
+            "{found:?}"
+        );
+        // No targetRef in this kind (its CRD has none); a bad namespaceSelector is named.
+        let named = cluster.replace(
+            "  targetSelector:",
+            "  targetRef: {kind: Deployment, name: web}\n  targetSelector:",
+        );
+        let (_, found) = linted(named);
+        assert!(
+            found.iter().any(|f| f.contains("spec.targetRef: unknown field")),
+            "{found:?}"
+        );
+        let (_, found) = linted(cluster.replace("{env: prod}", "{env: \"no spaces\"}"));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains("c.yaml:6: spec.namespaceSelector.matchLabels")
+                    && f.contains("not a label value")),
+            "{found:?}"
         );
     }
 

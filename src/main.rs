@@ -32,8 +32,13 @@ struct Cli {
 enum Command {
     /// Run the operator against the cluster of the current kube context (or in-cluster config).
     Run(RunArgs),
-    /// Print the AppHealthPolicy CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML: AppHealthPolicy and ClusterAppHealthPolicy
+    /// (two documents, for `kubectl apply -f -`), or the one named.
+    Crd {
+        /// `apphealthpolicies` or `clusterapphealthpolicies`: print only that one.
+        #[arg(value_parser = ["apphealthpolicies", "clusterapphealthpolicies"])]
+        plural: Option<String>,
+    },
     /// Validate AppHealthPolicy files offline, as `kubectl apply` and the operator would: the CRD's
     /// schema, its CEL rules, unknown fields, and the operator's own checks. Prints
     /// `file:line: field: problem`; exits 1 on any problem. Other kinds are skipped.
@@ -292,16 +297,26 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     install_crypto_provider();
     match cli.command {
-        Command::Crd => match serde_saphyr::to_string(&apphealth_operator::api::crd()) {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crd { plural } => {
+            use apphealth_operator::api::{cluster_crd, crd};
+            let crds = match plural.as_deref() {
+                Some("apphealthpolicies") => vec![crd()],
+                Some(_) => vec![cluster_crd()],
+                None => vec![crd(), cluster_crd()],
+            };
+            let mut out = Vec::new();
+            for crd in &crds {
+                match serde_saphyr::to_string(crd) {
+                    Ok(yaml) => out.push(yaml),
+                    Err(e) => {
+                        eprintln!("error: could not render the CRD: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
-            Err(e) => {
-                eprintln!("error: could not render the CRD: {e}");
-                ExitCode::FAILURE
-            }
-        },
+            print!("{}", out.join("---\n"));
+            ExitCode::SUCCESS
+        }
         Command::Check {
             policy,
             url,

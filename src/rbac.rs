@@ -100,6 +100,18 @@ pub const CONTROLLER: &[Rights] = &[
     },
 ];
 
+/// ClusterAppHealthPolicies' rights: granted to a cluster-wide install only (one that watches
+/// every namespace); a namespaced install does not serve cluster policies.
+pub const CLUSTER_POLICIES: Rights = Rights {
+    needed_by: "cluster-wide installs (`watchNamespaces` empty)",
+    why: "ClusterAppHealthPolicies, and the namespaces' labels their namespaceSelector reads",
+    rights: &[
+        right("apphealth.io", "clusterapphealthpolicies", WATCH),
+        right("", "namespaces", &["list", "watch"]),
+        right("apphealth.io", "clusterapphealthpolicies/status", &["patch"]),
+    ],
+};
+
 /// Leader election's rights, in the operator's own namespace only: the Lease is created once, then
 /// read and renewed by its name.
 pub const LEASE: Rights = Rights {

@@ -396,7 +396,7 @@ async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<D
             ])),
             owner_references: Some(vec![OwnerReference {
                 api_version: "apphealth.io/v1alpha1".into(),
-                kind: "AppHealthPolicy".into(),
+                kind: ctx.policy.kind.clone(),
                 name: ctx.policy.name.clone(),
                 uid: ctx.policy.uid.clone(),
                 ..OwnerReference::default()

@@ -60,11 +60,25 @@ impl std::fmt::Display for Workload {
 /// The policy an action runs for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyInfo {
+    /// AppHealthPolicy or ClusterAppHealthPolicy: what owns the ConfigMaps it writes.
+    pub kind: String,
     pub name: String,
     pub uid: String,
     /// What diagnostics ConfigMaps are named after: the policy's name, or for a workload of a
     /// targetSelector policy `<policy>-<workload>`, so two workloads' captures never collide.
     pub captures: String,
+}
+
+impl PolicyInfo {
+    /// The policy `policy` refers to, its diagnostics named after `captures`.
+    pub fn of(policy: &k8s_openapi::api::core::v1::ObjectReference, captures: String) -> Self {
+        Self {
+            kind: policy.kind.clone().unwrap_or_default(),
+            name: policy.name.clone().unwrap_or_default(),
+            uid: policy.uid.clone().unwrap_or_default(),
+            captures,
+        }
+    }
 }
 
 /// What every action may use.

@@ -6,7 +6,7 @@
 use std::{fs, path::Path};
 
 use super::{descriptors, rules};
-use crate::rbac::{self, CONTROLLER, EXTRA_TOGGLES, LEASE, Need, Rule, SHARD_LEASES};
+use crate::rbac::{self, CLUSTER_POLICIES, CONTROLLER, EXTRA_TOGGLES, LEASE, Need, Rule, SHARD_LEASES};
 
 const RULE_TABLE: &str = "charts/apphealth-operator/templates/_rules.tpl";
 const README: &str = "README.md";
@@ -35,6 +35,24 @@ fn rule_table() -> String {
         ));
     }
     out.push_str("{{- end }}\n");
+    out.push_str(
+        "{{/*\nThe rights of a cluster-wide install only (`watchNamespaces` empty): \
+         ClusterAppHealthPolicies and namespaces.\n*/}}\n\
+         {{- define \"apphealth-operator.clusterRules\" -}}\n",
+    );
+    for right in CLUSTER_POLICIES.rights {
+        let group = if right.group.is_empty() {
+            "\"\""
+        } else {
+            right.group
+        };
+        out.push_str(&format!(
+            "- apiGroups: [{group}]\n  resources: [{}]\n  verbs: [{}]\n",
+            right.resource,
+            right.verbs.join(", ")
+        ));
+    }
+    out.push_str("{{- end }}\n");
     out
 }
 
@@ -49,6 +67,12 @@ fn readme_table() -> String {
             group.why
         ));
     }
+    out.push_str(&format!(
+        "| {} | {} | {} |\n",
+        rbac::describe(CLUSTER_POLICIES.rights),
+        CLUSTER_POLICIES.needed_by,
+        CLUSTER_POLICIES.why
+    ));
     let sharded = " (`sharding.shards` > 1, instead of the row above's `get/patch`)";
     for (lease, what, also) in [(LEASE, "a Lease", ""), (SHARD_LEASES, "Leases", sharded)] {
         let verbs: Vec<String> = lease
@@ -154,6 +178,7 @@ fn the_charts_rule_table_is_generated_from_the_code() {
     // Something is compared: every action with rights appears.
     assert!(want.contains("need: [restartPods], group: \"\", resource: pods/eviction"));
     assert!(want.contains("need: [collectDiagnostics, diagnosticsExec]"));
+    assert!(want.contains("resources: [clusterapphealthpolicies/status]\n  verbs: [patch]"));
 }
 
 #[test]

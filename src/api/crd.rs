@@ -8,11 +8,70 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use super::AppHealthPolicy;
+use super::{AppHealthPolicy, ClusterAppHealthPolicy};
 
 /// The AppHealthPolicy CRD: what `apphealth-operator crd` prints and the chart installs.
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = AppHealthPolicy::crd();
+    installed(AppHealthPolicy::crd())
+}
+
+/// The ClusterAppHealthPolicy CRD: an AppHealthPolicy's spec over a targetSelector (which it
+/// requires, and no targetRef: a cluster policy names no one workload) and a namespaceSelector.
+pub fn cluster_crd() -> CustomResourceDefinition {
+    let mut crd = ClusterAppHealthPolicy::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        if let Ok(mut value) = serde_json::to_value(&*schema) {
+            selector_only(&mut value);
+            if let Ok(fixed) = serde_json::from_value(value) {
+                *schema = fixed;
+            }
+        }
+    }
+    installed(crd)
+}
+
+/// The cluster policy's spec schema: targetSelector required, targetRef gone, and with it the rule
+/// that one of the two is set; its targetSelector selects in every namespace selected.
+fn selector_only(root: &mut Value) {
+    let Some(spec) = root.pointer_mut("/properties/spec") else {
+        return;
+    };
+    if let Some(properties) = spec.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.remove("targetRef");
+        if let Some(Value::Object(selector)) = properties.get_mut("targetSelector") {
+            selector.insert(
+                "description".into(),
+                Value::String(
+                    "The workloads this policy judges and remediates, each on its own (its own \
+                     verdict, ladder, history, cooldown and circuit breaker): those of the given \
+                     kinds whose labels the selector matches, in every namespace the \
+                     namespaceSelector selects. Workloads that start or stop matching are picked up \
+                     or released within a probe period."
+                        .into(),
+                ),
+            );
+        }
+    }
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("x-kubernetes-validations");
+        let required = spec.entry("required").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(required) = required {
+            if !required.iter().any(|r| r == "targetSelector") {
+                required.push(Value::String("targetSelector".into()));
+            }
+        }
+    }
+}
+
+/// A derived CRD with the integer formats Kubernetes knows.
+fn installed(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let Some(schema) = version
             .schema
@@ -107,5 +166,40 @@ mod tests {
         }
         // The bounds that the unsigned types carried are still there.
         assert!(text.contains("\"periodSeconds\":{\"default\":10,"), "{text:.300}");
+    }
+
+    #[test]
+    fn the_cluster_crd_is_cluster_scoped_and_selects_only() {
+        let cluster = serde_json::to_value(cluster_crd()).unwrap();
+        assert_eq!(cluster["spec"]["scope"], "Cluster");
+        assert_eq!(
+            cluster["spec"]["names"]["shortNames"],
+            serde_json::json!(["cahp"])
+        );
+        let spec = &cluster["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let properties = spec["properties"].as_object().unwrap();
+        assert!(properties.contains_key("namespaceSelector"));
+        assert!(properties.contains_key("probe") && properties.contains_key("remediation"));
+        assert!(
+            !properties.contains_key("targetRef"),
+            "a cluster policy names no one workload"
+        );
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.as_str())
+            .collect();
+        assert!(required.contains(&"targetSelector") && required.contains(&"probe"));
+        assert!(spec.get("x-kubernetes-validations").is_none());
+        // The namespaced CRD is untouched by it.
+        let namespaced = serde_json::to_value(crd()).unwrap();
+        assert_eq!(namespaced["spec"]["scope"], "Namespaced");
+        assert!(
+            namespaced["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                ["properties"]
+                .get("namespaceSelector")
+                .is_none()
+        );
     }
 }

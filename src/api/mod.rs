@@ -1,5 +1,6 @@
 //! The `AppHealthPolicy` custom resource (apphealth.io/v1alpha1): the public contract.
 
+pub mod cluster;
 pub mod crd;
 mod duration;
 pub mod quantity;
@@ -9,7 +10,8 @@ pub mod status;
 pub mod validate;
 pub mod watched;
 
-pub use crd::crd;
+pub use cluster::{ClusterAppHealthPolicy, ClusterAppHealthPolicySpec};
+pub use crd::{cluster_crd, crd};
 pub use duration::{DURATION_PATTERN, Duration, MAX as MAX_DURATION, format as format_duration};
 pub use remediation::*;
 pub use spec::*;

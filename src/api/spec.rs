@@ -201,13 +201,23 @@ pub struct TargetSelector {
     #[schemars(length(min = 1, max = 2))]
     #[x_kube(validation = Rule::new("self.all(k, self.exists_one(j, j == k))").message("kinds must not repeat"))]
     pub kinds: Vec<TargetKind>,
-    /// Workloads whose labels hold every one of these pairs.
+    /// The labels the workloads must have. With neither matchLabels nor matchExpressions, every
+    /// workload of the kinds is selected.
+    #[serde(flatten)]
+    pub labels: LabelMatch,
+}
+
+/// A label selector (Kubernetes' `matchLabels` and `matchExpressions`), bounded.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelMatch {
+    /// Those whose labels hold every one of these pairs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32))]
     pub match_labels: BTreeMap<String, String>,
-    /// Workloads whose labels meet every one of these requirements (operators In, NotIn, Exists,
+    /// Those whose labels meet every one of these requirements (operators In, NotIn, Exists,
     /// DoesNotExist), as in a Deployment's selector. With neither matchLabels nor
-    /// matchExpressions, every workload of the kinds in the namespace is selected.
+    /// matchExpressions, everything is selected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
@@ -220,13 +230,24 @@ fn all_kinds() -> Vec<TargetKind> {
 impl TargetSelector {
     /// Whether it selects a workload of `kind` labelled `labels`.
     pub fn selects(&self, kind: TargetKind, labels: &BTreeMap<String, String>) -> bool {
-        use kube::core::SelectorExt;
-        self.kinds.contains(&kind)
-            && kube::core::Selector::try_from(self.label_selector()).is_ok_and(|s| s.matches(labels))
+        self.kinds.contains(&kind) && self.labels.matches(labels)
     }
 
     /// The label selector as kubectl writes one (`tier=web,team in (a,b)`); empty when it selects
     /// every workload of its kinds.
+    pub fn describe(&self) -> String {
+        self.labels.describe()
+    }
+}
+
+impl LabelMatch {
+    /// Whether labels `labels` meet it.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
+        kube::core::Selector::try_from(self.label_selector()).is_ok_and(|s| s.matches(labels))
+    }
+
+    /// As kubectl writes a selector (`tier=web,team in (a,b)`); empty when it selects everything.
     pub fn describe(&self) -> String {
         kube::core::Selector::try_from(self.label_selector())
             .map(|s| s.to_string())

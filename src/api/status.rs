@@ -94,6 +94,10 @@ fn is_zero(n: &u32) -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadStatus {
+    /// Its namespace, for a ClusterAppHealthPolicy's workload (a namespaced policy's are in its
+    /// own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Deployment or StatefulSet.
     pub kind: String,
     /// Its name, in the policy's namespace.
@@ -147,6 +151,7 @@ impl WorkloadStatus {
     /// The record of workload `kind`/`name` from a single-target status.
     pub fn from_policy_status(kind: &str, name: &str, status: &AppHealthPolicyStatus) -> Self {
         Self {
+            namespace: None,
             kind: kind.to_owned(),
             name: name.to_owned(),
             owned_by: None,

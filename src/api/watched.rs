@@ -5,26 +5,27 @@
 
 use std::borrow::Cow;
 
-use k8s_openapi::{
-    NamespaceResourceScope,
-    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta},
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
-use super::AppHealthPolicy;
+use super::{AppHealthPolicy, ClusterAppHealthPolicy};
 
-/// A watched policy: decoded, or its metadata and why it could not be read.
+/// A watched policy: decoded, or its metadata and why it could not be read. An AppHealthPolicy,
+/// or a [`ClusterAppHealthPolicy`] ([`WatchedCluster`]).
 #[derive(Clone, Debug)]
-pub struct Watched {
+pub struct Watched<K = AppHealthPolicy> {
     pub metadata: ObjectMeta,
     /// The Ready condition as found in status, read on its own so it is known even when the rest
     /// of the object cannot be read.
     pub ready: Option<Condition>,
     /// The policy, or "path: problem" (e.g. "spec.remediation.steps[0].action: unknown variant `Reboot`, …"),
     /// at most [`MAX_PROBLEM_BYTES`](super::validate::MAX_PROBLEM_BYTES) and a "…".
-    pub decoded: Result<AppHealthPolicy, Undecodable>,
+    pub decoded: Result<K, Undecodable>,
 }
+
+/// A watched ClusterAppHealthPolicy.
+pub type WatchedCluster = Watched<ClusterAppHealthPolicy>;
 
 /// Why a stored policy cannot be read by this operator version: "path: problem", bounded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +34,7 @@ pub struct Undecodable {
     pub problem: String,
 }
 
-impl Watched {
+impl<K: DeserializeOwned> Watched<K> {
     /// Decodes a policy from JSON, keeping its metadata whatever else is wrong with it.
     pub fn from_value(value: serde_json::Value) -> Result<Self, serde_json::Error> {
         let metadata: ObjectMeta = match value.get("metadata") {
@@ -48,7 +49,7 @@ impl Watched {
                     .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(super::conditions::READY))
             })
             .and_then(|c| serde_json::from_value(c.clone()).ok());
-        let decoded = serde_path_to_error::deserialize::<_, AppHealthPolicy>(&value).map_err(|e| {
+        let decoded = serde_path_to_error::deserialize::<_, K>(&value).map_err(|e| {
             let path = e.path().to_string();
             let problem = if path == "." {
                 e.inner().to_string()
@@ -69,31 +70,31 @@ impl Watched {
     }
 }
 
-impl<'de> Deserialize<'de> for Watched {
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Watched<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
         Self::from_value(value).map_err(serde::de::Error::custom)
     }
 }
 
-impl Resource for Watched {
+impl<K: Resource<DynamicType = ()>> Resource for Watched<K> {
     type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+    type Scope = K::Scope;
 
     fn kind(dt: &()) -> Cow<'_, str> {
-        AppHealthPolicy::kind(dt)
+        K::kind(dt)
     }
 
     fn group(dt: &()) -> Cow<'_, str> {
-        AppHealthPolicy::group(dt)
+        K::group(dt)
     }
 
     fn version(dt: &()) -> Cow<'_, str> {
-        AppHealthPolicy::version(dt)
+        K::version(dt)
     }
 
     fn plural(dt: &()) -> Cow<'_, str> {
-        AppHealthPolicy::plural(dt)
+        K::plural(dt)
     }
 
     fn meta(&self) -> &ObjectMeta {

@@ -1,8 +1,8 @@
-//! What the fleet reconcile knows of a targetSelector policy's workloads: the records kept in
-//! memory between reconciles ([`Memory`]), and the book the stages of one workload write through
-//! ([`Book`]): a workload's record set, then the policy's status written when it changed, so an
-//! intent lands before its action runs. Events of a workload regard the workload, with the policy
-//! related.
+//! What the fleet reconcile knows of the workloads of a policy over many (a targetSelector
+//! policy, or a ClusterAppHealthPolicy): the records kept in memory between reconciles
+//! ([`Memory`]), and the book the stages of one workload write through ([`Book`]): a workload's
+//! record set, then the policy's status written when it changed, so an intent lands before its
+//! action runs. Events of a workload regard the workload, with the policy related.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,20 +10,33 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::{Context, PolicyRef, remediate, unit};
+pub(super) use crate::report::fleet::UnitId;
 use crate::{
     Result,
-    api::{AppHealthPolicy, AppHealthPolicyStatus, TargetKind},
+    api::{AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, TargetKind},
     report::{
         self, EventIntent,
         fleet::{Stopped, UnitRecord},
     },
 };
 
-/// A workload of a targetSelector policy: its kind and name.
-pub(super) type UnitId = (String, String);
+/// Where a policy over many writes its status: its own kind's API.
+pub(super) enum StatusApi {
+    Namespaced(Api<AppHealthPolicy>),
+    Cluster(Api<ClusterAppHealthPolicy>),
+}
+
+impl StatusApi {
+    async fn apply(&self, name: &str, status: &AppHealthPolicyStatus) -> Result<AppHealthPolicyStatus> {
+        match self {
+            Self::Namespaced(api) => report::apply_status(api, name, status).await,
+            Self::Cluster(api) => report::apply_status(api, name, status).await,
+        }
+    }
+}
 
 /// What this process knows of each targetSelector policy's workloads, between reconciles.
 #[derive(Default)]
@@ -52,11 +65,8 @@ pub(super) fn release_all(ctx: &Context, key: &PolicyRef) {
 }
 
 /// Stops what runs for one workload of `policy` and drops what is kept in memory for it.
-pub(super) fn release(ctx: &Context, policy: &PolicyRef, (kind, name): &UnitId) {
-    let Some(kind) = TargetKind::parse(kind) else {
-        return;
-    };
-    let key = unit::key(policy, kind, name);
+pub(super) fn release(ctx: &Context, policy: &PolicyRef, id: &UnitId) {
+    let key = unit::key(policy, id);
     ctx.probes.stop(&key);
     ctx.ladders.settle(&key, &AppHealthPolicyStatus::default());
     ctx.metrics.health(&remediate::policy_label(&key), None);
@@ -70,7 +80,7 @@ pub(super) fn seeded(status: &AppHealthPolicyStatus) -> BTreeMap<UnitId, UnitRec
         .iter()
         .map(|w| {
             (
-                (w.kind.clone(), w.name.clone()),
+                UnitId::new(w.namespace.as_deref(), &w.kind, &w.name),
                 UnitRecord {
                     status: w.to_policy_status(status.observed_generation),
                     owned_by: w.owned_by.clone(),
@@ -83,9 +93,12 @@ pub(super) fn seeded(status: &AppHealthPolicyStatus) -> BTreeMap<UnitId, UnitRec
 /// The records of a policy's workloads, and its status as last written: the unit stages write
 /// through it, so each intent lands (in the policy's status) before its action runs.
 pub(super) struct Book<'a> {
+    /// The policy (a ClusterAppHealthPolicy as [`ClusterAppHealthPolicy::as_policy`] reads it).
     pub policy: &'a AppHealthPolicy,
     pub key: &'a PolicyRef,
-    pub api: Api<AppHealthPolicy>,
+    pub api: StatusApi,
+    /// The policy as its workloads' Events name it.
+    pub related: ObjectReference,
     pub units: Mutex<BTreeMap<UnitId, UnitRecord>>,
     pub written: Mutex<AppHealthPolicyStatus>,
     pub selects: String,
@@ -125,9 +138,7 @@ impl Book<'_> {
     ) -> Result<AppHealthPolicyStatus> {
         self.set(id, status.clone(), None);
         self.flush(None).await?;
-        if let Some(kind) = TargetKind::parse(&id.0) {
-            ctx.ladders.settle(&unit::key(self.key, kind, &id.1), &status);
-        }
+        ctx.ladders.settle(&unit::key(self.key, id), &status);
         Ok(status)
     }
 
@@ -148,18 +159,18 @@ impl Book<'_> {
         if desired == *self.written.lock().unwrap_or_else(PoisonError::into_inner) {
             return Ok(());
         }
-        let stored = report::apply_status(&self.api, &self.policy.name_any(), &desired).await?;
+        let stored = self.api.apply(&self.policy.name_any(), &desired).await?;
         *self.written.lock().unwrap_or_else(PoisonError::into_inner) = stored;
         Ok(())
     }
 
     /// Publishes a workload's Events: regarding the workload (so `kubectl describe` on it shows
     /// them), with the policy as the related object.
-    pub(super) async fn publish(&self, ctx: &Context, (kind, name): &UnitId, events: Vec<EventIntent>) {
+    pub(super) async fn publish(&self, ctx: &Context, id: &UnitId, events: Vec<EventIntent>) {
         if events.is_empty() {
             return;
         }
-        let namespace = self.policy.namespace().unwrap_or_default();
+        let (namespace, kind, name) = (self.namespace_of(id), &id.kind, &id.name);
         let uid = match TargetKind::parse(kind) {
             Some(TargetKind::Deployment) => ctx.index.deployment(&namespace, name).and_then(|d| d.uid()),
             Some(TargetKind::StatefulSet) => ctx.index.statefulset(&namespace, name).and_then(|s| s.uid()),
@@ -173,9 +184,14 @@ impl Book<'_> {
             uid,
             ..ObjectReference::default()
         };
-        let related = self.policy.object_ref(&());
         for event in events {
-            report::publish_about(&ctx.recorder, &regarding, Some(related.clone()), event).await;
+            report::publish_about(&ctx.recorder, &regarding, Some(self.related.clone()), event).await;
         }
+    }
+
+    /// A workload's namespace: its own (a cluster policy's), or the policy's.
+    pub(super) fn namespace_of(&self, id: &UnitId) -> String {
+        id.namespace_or(&self.policy.namespace().unwrap_or_default())
+            .to_owned()
     }
 }

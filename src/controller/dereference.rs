@@ -28,9 +28,9 @@ pub(super) struct Target {
     pub rollout: Option<String>,
     /// The policy that remediates the workload instead of this one, by precedence.
     pub owned_by: Option<String>,
-    /// For a workload of a targetSelector policy: that policy's name (the stages run on the policy
-    /// as it would read had it named the workload, under a name of the workload's own).
-    pub selected_by: Option<String>,
+    /// For a workload of a policy over many: that policy (the stages run on the policy as it would
+    /// read had it named the workload, under a name of the workload's own).
+    pub selected_by: Option<k8s_openapi::api::core::v1::ObjectReference>,
 }
 
 /// Why a policy is not probed now.
@@ -47,6 +47,17 @@ pub(super) enum Dereferenced {
     Stopped(Stopped),
     /// The caches are still filling: try again shortly, change nothing.
     NotSynced,
+}
+
+/// Stopped for an invalid spec, saying which field is wrong.
+pub(super) fn invalid(invalid: &crate::api::validate::InvalidSpec) -> Dereferenced {
+    let message = text::invalid_spec(invalid);
+    stopped(
+        reasons::INVALID_SPEC,
+        message.clone(),
+        message,
+        Requeue::await_change(),
+    )
 }
 
 fn stopped(reason: &'static str, message: String, event: String, requeue: Requeue) -> Dereferenced {
@@ -161,15 +172,7 @@ pub(super) async fn dereference(
 
 /// The spec's settings, or why the policy stops here: its spec is invalid, or it is suspended.
 pub(super) fn settings(policy: &AppHealthPolicy) -> std::result::Result<Arc<Settings>, Dereferenced> {
-    let settings = settings::validate(&policy.spec).map_err(|invalid| {
-        let message = text::invalid_spec(&invalid);
-        stopped(
-            reasons::INVALID_SPEC,
-            message.clone(),
-            message,
-            Requeue::await_change(),
-        )
-    })?;
+    let settings = settings::validate(&policy.spec).map_err(|e| invalid(&e))?;
     if policy.spec.suspend {
         let message = text::SUSPENDED.to_owned();
         return Err(Dereferenced::Stopped(Stopped {

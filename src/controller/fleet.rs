@@ -1,4 +1,5 @@
-//! A policy over many workloads (`targetSelector`). Each selected workload is judged and remediated
+//! A policy over many workloads: a namespaced `targetSelector` policy, or a
+//! ClusterAppHealthPolicy over the workloads of the namespaces it selects. Each selected workload is judged and remediated
 //! on its own — its own probe task, verdict, ladder, history, cooldown and circuit breaker — by the
 //! same stages as a single-target policy, run on the policy as it would read had it named that
 //! workload. What this process knows of each workload is kept here in memory; the policy's status
@@ -11,11 +12,11 @@ use std::{
     time::Duration,
 };
 
-use kube::{Api, ResourceExt, runtime::controller::Action as Requeue};
+use kube::{Api, Resource, ResourceExt, runtime::controller::Action as Requeue};
 
 use super::{
     Context, PolicyRef,
-    book::{Book, UnitId, release, seeded},
+    book::{Book, StatusApi, UnitId, release, seeded},
     dereference::{self, Dereferenced},
     index::Selected,
     remediate,
@@ -24,20 +25,18 @@ use super::{
 };
 use crate::{
     Result,
-    api::{AppHealthPolicy, AppHealthPolicyStatus, Health, TargetRef, conditions},
+    api::{
+        AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, Health, LabelMatch, TargetRef,
+        conditions,
+    },
     fleet::precedence,
-    report::{self, EventIntent, Readiness, fleet::Stopped},
+    report::{self, EventIntent, Readiness, fleet::Stopped, text},
 };
 
 /// A policy that is not probed (invalid, suspended): its workloads are released (their records
 /// kept, for when it runs again) and its Ready condition says why, with an Event when that changes.
-async fn not_probing(
-    policy: &AppHealthPolicy,
-    key: &PolicyRef,
-    book: &Book<'_>,
-    stopped: &dereference::Stopped,
-    ctx: &Context,
-) -> Result<()> {
+async fn not_probing(book: &Book<'_>, stopped: &dereference::Stopped, ctx: &Context) -> Result<()> {
+    let key = book.key;
     let ids: Vec<UnitId> = book
         .units
         .lock()
@@ -73,15 +72,25 @@ async fn not_probing(
             action: "Observe",
             note: event,
         };
-        report::publish(&ctx.recorder, policy, event).await;
+        report::publish_about(&ctx.recorder, &book.related, None, event).await;
     }
     ctx.metrics
         .policy_ready(&remediate::policy_label(key), Some(reason));
     Ok(())
 }
 
-/// The kind a selector policy is hashed as, to find its shard.
+/// The kind a namespaced selector policy is hashed as, to find its shard.
 const SHARDED_AS: &str = "AppHealthPolicy";
+/// The kind a cluster policy is hashed as (of no namespace).
+const CLUSTER_SHARDED_AS: &str = "ClusterAppHealthPolicy";
+
+/// Where a policy over many looks for its workloads.
+pub(super) enum Looks<'a> {
+    /// A namespaced targetSelector policy: its own namespace.
+    InNamespace(String),
+    /// A ClusterAppHealthPolicy: the namespaces its namespaceSelector selects (all when None).
+    Cluster(Option<&'a LabelMatch>),
+}
 
 /// The reconcile of a targetSelector policy: select, release what no longer matches, run each
 /// workload's stages, write the policy's status when it changed.
@@ -92,16 +101,82 @@ pub(super) async fn reconcile(
     now: jiff::Timestamp,
 ) -> Result<Requeue> {
     let namespace = policy.namespace().unwrap_or_default();
-    let cached = policy.status.clone().unwrap_or_default();
     let Some(selector) = policy.spec.target_selector.as_ref() else {
         return Ok(Requeue::await_change());
     };
-    // With shards, a selector policy is one piece of work, of the shard its own name hashes to:
+    let book = Book {
+        policy,
+        key,
+        api: StatusApi::Namespaced(Api::namespaced(ctx.client.clone(), &namespace)),
+        related: policy.object_ref(&()),
+        units: Mutex::default(),
+        written: Mutex::new(policy.status.clone().unwrap_or_default()),
+        selects: selector.describe(),
+        now,
+    };
+    let settings = dereference::settings(policy);
+    run(
+        book,
+        (&namespace, SHARDED_AS),
+        Looks::InNamespace(namespace.clone()),
+        settings,
+        ctx,
+    )
+    .await
+}
+
+/// The reconcile of a ClusterAppHealthPolicy: as a targetSelector policy's, over the workloads of
+/// every namespace it selects.
+pub(super) async fn reconcile_cluster(
+    cluster: &ClusterAppHealthPolicy,
+    key: &PolicyRef,
+    ctx: &Arc<Context>,
+    now: jiff::Timestamp,
+) -> Result<Requeue> {
+    let policy = cluster.as_policy();
+    let selects = match (&policy.spec.target_selector, &cluster.spec.namespace_selector) {
+        (Some(workloads), Some(namespaces)) => {
+            text::in_namespaces(&workloads.describe(), &namespaces.describe())
+        }
+        (Some(workloads), None) => text::in_namespaces(&workloads.describe(), ""),
+        (None, _) => String::new(),
+    };
+    let book = Book {
+        policy: &policy,
+        key,
+        api: StatusApi::Cluster(Api::all(ctx.client.clone())),
+        related: cluster.object_ref(&()),
+        units: Mutex::default(),
+        written: Mutex::new(policy.status.clone().unwrap_or_default()),
+        selects,
+        now,
+    };
+    // Its own rules first (no targetRef, a well-formed namespaceSelector), then an
+    // AppHealthPolicy's.
+    let settings = match crate::api::validate::cluster(&cluster.spec) {
+        Ok(()) => dereference::settings(&policy),
+        Err(invalid) => Err(dereference::invalid(&invalid)),
+    };
+    let looks = Looks::Cluster(cluster.spec.namespace_selector.as_ref());
+    run(book, ("", CLUSTER_SHARDED_AS), looks, settings, ctx).await
+}
+
+/// A policy over many, with its book: this replica's to run (with shards), its workloads' records
+/// taken from memory (or, after a restart, from status) and kept again whatever happens.
+async fn run(
+    book: Book<'_>,
+    (namespace, sharded_as): (&str, &str),
+    looks: Looks<'_>,
+    settings: std::result::Result<Arc<crate::settings::Settings>, Dereferenced>,
+    ctx: &Arc<Context>,
+) -> Result<Requeue> {
+    let key = book.key;
+    // With shards, a policy over many is one piece of work, of the shard its own name hashes to:
     // its status is one object, written by one replica. (Its workloads do not spread across
     // replicas yet.)
     let _working = match &ctx.sharding {
         None => None,
-        Some(sharding) => match sharding.work(&namespace, SHARDED_AS, &policy.name_any()) {
+        Some(sharding) => match sharding.work(namespace, sharded_as, &book.policy.name_any()) {
             Some(working) => Some(working),
             None => {
                 ctx.forget(key);
@@ -109,18 +184,12 @@ pub(super) async fn reconcile(
             }
         },
     };
-    let selects = selector.describe();
-    let memory = ctx.fleets.take(key).unwrap_or_else(|| seeded(&cached));
-    let book = Book {
-        policy,
-        key,
-        api: Api::namespaced(ctx.client.clone(), &namespace),
-        units: Mutex::new(memory),
-        written: Mutex::new(cached),
-        selects,
-        now,
-    };
-    let result = judge_all(&book, selector, ctx, now).await;
+    let memory = ctx
+        .fleets
+        .take(key)
+        .unwrap_or_else(|| seeded(&book.written.lock().unwrap_or_else(PoisonError::into_inner)));
+    *book.units.lock().unwrap_or_else(PoisonError::into_inner) = memory;
+    let result = judge_all(&book, &looks, settings, ctx).await;
     // What is known of the workloads is kept whatever happened.
     ctx.fleets.put(
         key,
@@ -133,15 +202,15 @@ pub(super) async fn reconcile(
 /// the policy's status written when it changed.
 async fn judge_all(
     book: &Book<'_>,
-    selector: &crate::api::TargetSelector,
+    looks: &Looks<'_>,
+    settings: std::result::Result<Arc<crate::settings::Settings>, Dereferenced>,
     ctx: &Context,
-    now: jiff::Timestamp,
 ) -> Result<Requeue> {
     let (policy, key) = (book.policy, book.key);
-    let settings = match dereference::settings(policy) {
+    let settings = match settings {
         Ok(settings) => settings,
         Err(Dereferenced::Stopped(stopped)) => {
-            not_probing(policy, key, book, &stopped, ctx).await?;
+            not_probing(book, &stopped, ctx).await?;
             return Ok(stopped.requeue);
         }
         Err(_) => return Ok(Requeue::requeue(Duration::from_secs(5))),
@@ -149,37 +218,51 @@ async fn judge_all(
     if !ctx.index.synced().await {
         return Ok(Requeue::requeue(Duration::from_secs(5)));
     }
-    let selected = ctx
-        .index
-        .selected(&policy.namespace().unwrap_or_default(), selector);
+    let selector = policy.spec.target_selector.as_ref();
+    let selected: Vec<(UnitId, Selected)> = match (looks, selector) {
+        (_, None) => Vec::new(),
+        (Looks::InNamespace(ns), Some(selector)) => ctx
+            .index
+            .selected(ns, selector)
+            .into_iter()
+            .map(|s| (UnitId::new(None, s.kind.as_str(), &s.name), s))
+            .collect(),
+        (Looks::Cluster(namespaces), Some(selector)) => ctx
+            .index
+            .namespaces_selected(*namespaces)
+            .into_iter()
+            .flat_map(|ns| {
+                ctx.index
+                    .selected(&ns, selector)
+                    .into_iter()
+                    .map(move |s| (UnitId::new(Some(&ns), s.kind.as_str(), &s.name), s))
+            })
+            .collect(),
+    };
     // Released: those no longer selected.
     let gone: Vec<UnitId> = {
         let units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
         units
             .keys()
-            .filter(|(kind, name)| {
-                !selected
-                    .iter()
-                    .any(|s| s.kind.as_str() == kind && s.name == *name)
-            })
+            .filter(|id| !selected.iter().any(|(s, _)| s == *id))
             .cloned()
             .collect()
     };
     for id in &gone {
         release(ctx, key, id);
-        restore_released(policy, book, id, ctx, now).await;
+        restore_released(book, id, ctx).await;
         book.forget(id);
     }
     // A workload whose stages fail does not hold the others up: the first error is returned once
     // every workload has had its turn (the policy is then retried with its backoff).
     let mut revisit = ctx.resync;
     let mut failed = None;
-    for workload in &selected {
-        match judge(policy, key, book, workload, &settings, ctx, now).await {
+    for (id, workload) in &selected {
+        match judge(book, id, workload, &settings, ctx).await {
             Ok(Some(after)) => revisit = revisit.min(after),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(workload = %workload.name, kind = workload.kind.as_str(), error = %e, "a workload's stages failed");
+                tracing::warn!(workload = %id, error = %e, "a workload's stages failed");
                 failed.get_or_insert(e);
             }
         }
@@ -197,23 +280,18 @@ async fn judge_all(
 }
 
 /// What ScaleOut raised on a released workload is put back, and said in an Event on it.
-async fn restore_released(
-    policy: &AppHealthPolicy,
-    book: &Book<'_>,
-    id: &UnitId,
-    ctx: &Context,
-    now: jiff::Timestamp,
-) {
-    let Some(kind) = crate::api::TargetKind::parse(&id.0) else {
+async fn restore_released(book: &Book<'_>, id: &UnitId, ctx: &Context) {
+    let Some(kind) = crate::api::TargetKind::parse(&id.kind) else {
         return;
     };
     let workload = crate::act::Workload {
         kind,
-        namespace: policy.namespace().unwrap_or_default(),
-        name: id.1.clone(),
+        namespace: book.namespace_of(id),
+        name: id.name.clone(),
     };
     let status = book.status_of(id);
-    let Some((restored, note)) = remediate::restore_released(ctx, policy, &workload, &status, now).await
+    let info = crate::act::PolicyInfo::of(&book.related, book.policy.name_any());
+    let Some((restored, note)) = remediate::restore_released(ctx, &info, &workload, &status, book.now).await
     else {
         return;
     };
@@ -231,29 +309,26 @@ async fn restore_released(
     book.publish(ctx, id, vec![event]).await;
 }
 
-/// One selected workload: who owns it, whether this replica's shards hold it, then the stages.
-/// Returns when to look at it again.
+/// One selected workload: who owns it, then the stages. Returns when to look at it again.
 async fn judge(
-    policy: &AppHealthPolicy,
-    key: &PolicyRef,
     book: &Book<'_>,
+    id: &UnitId,
     workload: &Selected,
     settings: &Arc<crate::settings::Settings>,
     ctx: &Context,
-    now: jiff::Timestamp,
 ) -> Result<Option<Duration>> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let id: UnitId = (workload.kind.as_str().to_owned(), workload.name.clone());
-    let unit_key = unit::key(key, workload.kind, &workload.name);
+    let (policy, key, now) = (book.policy, book.key, book.now);
+    let namespace = book.namespace_of(id);
+    let unit_key = unit::key(key, id);
     // Several policies may cover it: one remediates, the others observe it (probe and judge, no
     // step taken: the OwnedElsewhere guard) and say who remediates it.
     let claims = ctx.index.claims_on(&namespace, workload.kind, &workload.name);
     let owner = precedence::owner(&claims)
-        .filter(|c| c.name != policy.name_any())
+        .filter(|c| !(c.namespace == key.namespace && c.name == key.name))
         .map(precedence::Claim::policy);
-    let old = book.status_of(&id);
-    let as_single = single(policy, workload, old.clone());
-    let subject = Subject::Unit(book, &id, owner.as_deref());
+    let old = book.status_of(id);
+    let as_single = single(policy, &namespace, workload, old.clone());
+    let subject = Subject::Unit(book, id, owner.as_deref());
     let Some(reported) = stages::one(
         &as_single,
         &unit_key,
@@ -267,10 +342,10 @@ async fn judge(
     else {
         return Ok(Some(Duration::from_secs(5)));
     };
-    book.set(&id, reported.status.clone(), owner);
+    book.set(id, reported.status.clone(), owner);
     // Its ladder's claim follows its record: released once the ladder stops acting.
     ctx.ladders.settle(&unit_key, &reported.status);
-    book.publish(ctx, &id, reported.events).await;
+    book.publish(ctx, id, reported.events).await;
     let health = reported
         .status
         .verdict
@@ -281,16 +356,22 @@ async fn judge(
     Ok(reported.revisit)
 }
 
-/// The policy as it would read had it named this one workload by targetRef. Its name carries the
-/// workload's, so what an action names after the policy (a diagnostics ConfigMap) is the
-/// workload's own.
-fn single(policy: &AppHealthPolicy, workload: &Selected, status: AppHealthPolicyStatus) -> AppHealthPolicy {
+/// The policy as it would read had it named this one workload by targetRef, in the workload's
+/// namespace. Its name carries the workload's, so what an action names after the policy (a
+/// diagnostics ConfigMap) is the workload's own.
+fn single(
+    policy: &AppHealthPolicy,
+    namespace: &str,
+    workload: &Selected,
+    status: AppHealthPolicyStatus,
+) -> AppHealthPolicy {
     let mut single = AppHealthPolicy {
         metadata: policy.metadata.clone(),
         spec: policy.spec.clone(),
         status: Some(status),
     };
     single.metadata.name = Some(format!("{}-{}", policy.name_any(), workload.name));
+    single.metadata.namespace = Some(namespace.to_owned());
     single.spec.target_selector = None;
     single.spec.target_ref = Some(TargetRef {
         api_version: None,

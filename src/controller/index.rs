@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Secret},
+    core::v1::{ConfigMap, Namespace, Secret},
 };
 use kube::{
     core::PartialObjectMeta,
@@ -15,7 +15,11 @@ use kube::{
 };
 
 use crate::{
-    api::{AppHealthPolicy, TargetKind, TargetSelector, watched::Watched},
+    act::Workload,
+    api::{
+        AppHealthPolicy, AppHealthPolicyStatus, LabelMatch, TargetKind, TargetSelector,
+        watched::{Watched, WatchedCluster},
+    },
     fleet::precedence::{Claim, Coverage},
     observe::{endpoints, pod::CachedPod, pod::ConfigKind, references},
 };
@@ -99,6 +103,10 @@ pub(super) struct Selected {
 #[derive(Clone)]
 pub struct TargetIndex {
     pub(super) policies: Store<Watched>,
+    /// ClusterAppHealthPolicies and the namespaces' labels (a cluster-wide scope's; empty in a
+    /// namespace's).
+    pub(super) cluster_policies: Store<WatchedCluster>,
+    pub(super) namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Lookups by namespace, label and target, kept from the watches' events.
     pub(super) pod_groups: Arc<Groups<CachedPod>>,
     pub(super) policy_groups: Arc<Groups<Watched>>,
@@ -221,12 +229,25 @@ impl TargetIndex {
         Some((meta.unwrap_or_default(), spec_selector))
     }
 
-    /// Every policy of `namespace` that covers this workload, as a claim for precedence.
+    /// Every policy that covers this workload (those of its namespace, and the cluster policies
+    /// that select it), as a claim for precedence.
     pub(super) fn claims_on(&self, namespace: &str, kind: TargetKind, name: &str) -> Vec<Claim> {
         let labels = self
             .workload(kind, namespace, name)
             .map(|(labels, _)| labels)
             .unwrap_or_default();
+        let cluster = self
+            .cluster_policies_over(namespace)
+            .into_iter()
+            .filter_map(|(w, spec)| {
+                let selector = spec.policy.target_selector.as_ref()?;
+                selector.selects(kind, &labels).then(|| Claim {
+                    namespace: None,
+                    name: w.metadata.name.clone().unwrap_or_default(),
+                    coverage: Coverage::ClusterSelected,
+                    priority: spec.policy.priority,
+                })
+            });
         self.policies_in(namespace)
             .into_iter()
             .filter_map(|(_, w)| {
@@ -243,7 +264,156 @@ impl TargetIndex {
                     priority: p.spec.priority,
                 })
             })
+            .chain(cluster)
             .collect()
+    }
+
+    /// The valid cluster policies whose namespaceSelector selects `namespace`, with their spec.
+    fn cluster_policies_over(
+        &self,
+        namespace: &str,
+    ) -> Vec<(Arc<WatchedCluster>, crate::api::ClusterAppHealthPolicySpec)> {
+        let labels = self.namespace_labels(namespace);
+        self.cluster_policies
+            .state()
+            .into_iter()
+            .filter_map(|w| {
+                let spec = w.decoded.as_ref().ok()?.spec.clone();
+                crate::api::validate::cluster(&spec).ok()?;
+                let over = spec
+                    .namespace_selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(&labels));
+                over.then_some((w, spec))
+            })
+            .collect()
+    }
+
+    /// The cluster policies to reconcile when something in `namespace` changes: those that look
+    /// there.
+    pub fn cluster_policies_for(&self, namespace: &str) -> Vec<ObjectRef<WatchedCluster>> {
+        self.cluster_policies_over(namespace)
+            .into_iter()
+            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .collect()
+    }
+
+    /// Whether there is any cluster policy to tell of a change.
+    pub(super) fn has_cluster_policies(&self) -> bool {
+        !self.cluster_policies.is_empty()
+    }
+
+    /// The cluster policies looking in `namespace` for workloads of `kind`.
+    pub fn cluster_policies_for_workload(
+        &self,
+        kind: TargetKind,
+        namespace: &str,
+    ) -> Vec<ObjectRef<WatchedCluster>> {
+        self.cluster_policies_over(namespace)
+            .into_iter()
+            .filter(|(_, spec)| {
+                spec.policy
+                    .target_selector
+                    .as_ref()
+                    .is_some_and(|s| s.kinds.contains(&kind))
+            })
+            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .collect()
+    }
+
+    /// The cluster policies one of whose workloads selects this pod.
+    pub fn cluster_policies_for_pod(&self, pod: &CachedPod) -> Vec<ObjectRef<WatchedCluster>> {
+        let Some(namespace) = pod.metadata.namespace.as_deref() else {
+            return Vec::new();
+        };
+        let labels = pod.metadata.labels.as_ref();
+        self.cluster_policies_over(namespace)
+            .into_iter()
+            .filter(|(_, spec)| {
+                spec.policy.target_selector.as_ref().is_some_and(|selector| {
+                    self.selected(namespace, selector)
+                        .iter()
+                        .any(|w| endpoints::selects(&w.pods, labels))
+                })
+            })
+            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .collect()
+    }
+
+    /// Every cluster policy (a namespace came, went or was relabelled).
+    pub fn all_cluster_policies(&self) -> Vec<ObjectRef<WatchedCluster>> {
+        self.cluster_policies
+            .state()
+            .iter()
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
+            .collect()
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default()
+    }
+
+    /// The namespaces `selector` selects (every one when None), by name.
+    pub(super) fn namespaces_selected(&self, selector: Option<&LabelMatch>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .namespaces
+            .state()
+            .iter()
+            .filter(|n| selector.is_none_or(|s| s.matches(&n.metadata.labels.clone().unwrap_or_default())))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the policy of this key exists: a namespaced one, or a cluster one (no namespace).
+    pub(super) fn policy_exists(&self, key: &PolicyRef) -> bool {
+        match &key.namespace {
+            Some(_) => self.policies.get(key).is_some(),
+            None => self.cluster_policies.get(&ObjectRef::new(&key.name)).is_some(),
+        }
+    }
+
+    /// Every ladder the policies' statuses record, by the key it runs under, with its workload and
+    /// whether it is acting: what a restarted operator knows at once.
+    pub(super) fn recorded_ladders(&self) -> Vec<(PolicyRef, Workload, bool)> {
+        let namespaced = self.policies.state().into_iter().flat_map(|w| {
+            let Some((p, status)) = w
+                .decoded
+                .as_ref()
+                .ok()
+                .and_then(|p| Some((p, p.status.as_ref()?)))
+            else {
+                return Vec::new();
+            };
+            let namespace = p.metadata.namespace.clone().unwrap_or_default();
+            let key = ObjectRef::from_obj(w.as_ref());
+            match &p.spec.target_ref {
+                Some(target) => vec![(
+                    key,
+                    Workload {
+                        kind: target.kind,
+                        namespace,
+                        name: target.name.clone(),
+                    },
+                    super::ladders::acting(status),
+                )],
+                // A selector policy's workloads, each a ladder of its own.
+                None => units_recorded(&key, &namespace, status),
+            }
+        });
+        let cluster = self.cluster_policies.state().into_iter().flat_map(|w| {
+            let Some(status) = w.decoded.as_ref().ok().and_then(|p| p.status.as_ref()) else {
+                return Vec::new();
+            };
+            let mut key = PolicyRef::new(&w.metadata.name.clone().unwrap_or_default());
+            key.namespace = None;
+            units_recorded(&key, "", status)
+        });
+        namespaced.chain(cluster).collect()
     }
 
     /// The pods of `namespace` that `selector` selects: looked up through the rarest of its
@@ -363,4 +533,30 @@ fn probe_uses(policy: &AppHealthPolicy, kind: ConfigKind, name: &str) -> bool {
             ConfigKind::ConfigMap => ca.config_map_key_ref.as_ref().is_some_and(|k| k.name == name),
         });
     header || ca
+}
+
+/// The ladders of a policy over many's workloads as its status records them (`namespace`: the
+/// policy's, for workloads listed without one).
+fn units_recorded(
+    key: &PolicyRef,
+    namespace: &str,
+    status: &AppHealthPolicyStatus,
+) -> Vec<(PolicyRef, Workload, bool)> {
+    status
+        .workloads
+        .iter()
+        .filter_map(|u| {
+            let kind = TargetKind::parse(&u.kind)?;
+            let id = crate::report::fleet::UnitId::new(u.namespace.as_deref(), &u.kind, &u.name);
+            Some((
+                super::unit::key(key, &id),
+                Workload {
+                    kind,
+                    namespace: id.namespace_or(namespace).to_owned(),
+                    name: u.name.clone(),
+                },
+                super::ladders::acting(&u.to_policy_status(None)),
+            ))
+        })
+        .collect()
 }

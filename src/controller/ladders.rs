@@ -9,12 +9,10 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use kube::runtime::reflector::{ObjectRef, Store};
-
 use super::PolicyRef;
 use crate::{
     act::Workload,
-    api::{AppHealthPolicyStatus, RemediationResult, watched::Watched},
+    api::{AppHealthPolicyStatus, RemediationResult},
     plan::{Budget, Plan},
     step::Step,
 };
@@ -55,7 +53,7 @@ impl Ladders {
         workload: &Workload,
         own: &AppHealthPolicyStatus,
         policy_max: Option<u32>,
-        policies: &Store<Watched>,
+        index: &super::TargetIndex,
         plan_with: impl Fn(Budget) -> Step,
     ) -> Step {
         let changes =
@@ -66,47 +64,8 @@ impl Ladders {
         }
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         // Claims of policies that are gone no longer count.
-        claims.retain(|k, _| policies.get(&super::unit::policy(k)).is_some() || k == key);
-        let recorded = policies.state().into_iter().flat_map(|w| {
-            let Some((p, status)) = w
-                .decoded
-                .as_ref()
-                .ok()
-                .and_then(|p| Some((p, p.status.as_ref()?)))
-            else {
-                return Vec::new();
-            };
-            let namespace = p.metadata.namespace.clone().unwrap_or_default();
-            let key = ObjectRef::from_obj(w.as_ref());
-            match &p.spec.target_ref {
-                Some(target) => vec![(
-                    key,
-                    Workload {
-                        kind: target.kind,
-                        namespace,
-                        name: target.name.clone(),
-                    },
-                    acting(status),
-                )],
-                // A selector policy's workloads, each a ladder of its own.
-                None => status
-                    .workloads
-                    .iter()
-                    .filter_map(|u| {
-                        let kind = crate::api::TargetKind::parse(&u.kind)?;
-                        Some((
-                            super::unit::key(&key, kind, &u.name),
-                            Workload {
-                                kind,
-                                namespace: namespace.clone(),
-                                name: u.name.clone(),
-                            },
-                            acting(&u.to_policy_status(None)),
-                        ))
-                    })
-                    .collect(),
-            }
-        });
+        claims.retain(|k, _| index.policy_exists(&super::unit::policy(k)) || k == key);
+        let recorded = index.recorded_ladders();
         let others = elsewhere(key, recorded, &claims);
         let budget = budget(key, workload, &others, acting(own), self.max, policy_max);
         let step = plan_with(budget);
@@ -192,7 +151,7 @@ mod tests {
     };
 
     fn key(name: &str) -> PolicyRef {
-        ObjectRef::new(name).within("shop")
+        kube::runtime::reflector::ObjectRef::new(name).within("shop")
     }
 
     fn deployment(name: &str) -> Workload {
@@ -381,7 +340,12 @@ mod tests {
     #[test]
     fn a_selector_policys_other_workloads_count_against_its_max_concurrent() {
         let policy = key("fleet");
-        let unit = |name: &str| crate::controller::unit::key(&policy, TargetKind::Deployment, name);
+        let unit = |name: &str| {
+            crate::controller::unit::key(
+                &policy,
+                &crate::report::fleet::UnitId::new(None, TargetKind::Deployment.as_str(), name),
+            )
+        };
         let recorded = vec![
             (unit("api"), deployment("api"), true),
             (unit("cart"), deployment("cart"), true),

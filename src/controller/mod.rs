@@ -26,6 +26,7 @@ use kube::{
         controller::{self, Action as Requeue},
         events::{Recorder, Reporter},
         reflector::{self, ObjectRef},
+        watcher,
     },
 };
 use tokio::sync::mpsc;
@@ -33,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::{
     Error, Result,
     act::{MANAGER, Notifier},
-    api::watched::Watched,
+    api::watched::{Watched, WatchedCluster},
     clock::Clock,
     metrics::Metrics,
     observe::{metrics::MetricsApi, prober::HttpProber, reach::Reach},
@@ -58,7 +59,7 @@ mod writes;
 
 use crate::probing::{self, ProbeTasks, Probing};
 pub use index::TargetIndex;
-use reconcile::reconcile;
+use reconcile::{reconcile, reconcile_cluster};
 use watches::{Watches, scoped, watch};
 
 /// How the operator runs.
@@ -140,7 +141,15 @@ impl Default for Config {
     }
 }
 
+/// The key of a policy: an AppHealthPolicy's, or a ClusterAppHealthPolicy's (of no namespace).
 type PolicyRef = ObjectRef<Watched>;
+
+/// The key of a watched policy of either kind.
+fn policy_key<K: kube::Resource<DynamicType = ()>>(policy: &Watched<K>) -> PolicyRef {
+    let mut key = PolicyRef::new(&policy.name_any());
+    key.namespace = policy.namespace();
+    key
+}
 
 /// Reconciles running at once unless `--max-concurrent-reconciles` says otherwise: enough to hide
 /// API latency, few enough that a burst of events cannot become a burst of API calls.
@@ -255,6 +264,29 @@ async fn ensure_crd(api: &Api<Watched>) -> Result<()> {
     }
 }
 
+/// Whether this cluster-wide install serves ClusterAppHealthPolicies: their CRD is installed and
+/// the operator may list them and namespaces. If not (an older chart's CRDs or rights), it says so
+/// and serves AppHealthPolicies as before.
+async fn serves_cluster_policies(client: &Client) -> bool {
+    let probe = ListParams::default().limit(1);
+    let policies: Api<WatchedCluster> = Api::all(client.clone());
+    let namespaces: Api<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>> =
+        Api::all(client.clone());
+    let problem = match policies.list_metadata(&probe).await {
+        Ok(_) => match namespaces.list(&probe).await {
+            Ok(_) => return true,
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    tracing::warn!(
+        error = %problem,
+        "ClusterAppHealthPolicies are not served: their CRD is not installed or the operator may not \
+         list them and namespaces (install this version's CRDs and chart to serve them)"
+    );
+    false
+}
+
 /// Runs the operator until `shutdown` resolves. With leader election, waits for the lease first,
 /// leads until `shutdown` (then releases the lease for a standby) or until the lease is lost (an
 /// error: the process should restart as a standby).
@@ -341,6 +373,10 @@ async fn run_leading(
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
+        tracing::info!(
+            namespaces = ?config.namespaces,
+            "ClusterAppHealthPolicies are not served: this install watches only these namespaces"
+        );
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let shutdown = shutdown.shared();
@@ -406,8 +442,8 @@ fn context(
             usage: Arc::new(MetricsApi::new(client.clone())),
             nudge,
             alive: {
-                let policies = index.policies.clone();
-                Arc::new(move |key: &PolicyRef| policies.get(&unit::policy(key)).is_some())
+                let index = index.clone();
+                Arc::new(move |key: &PolicyRef| index.policy_exists(&unit::policy(key)))
             },
             metrics: config.metrics.clone(),
         }),
@@ -440,32 +476,44 @@ async fn run_scope(
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
+    let cluster_wide = ns.is_none() && serves_cluster_policies(&client).await;
     let Watches {
         controller,
         index,
         triggers: changes,
-    } = watch(&client, ns, policies, config.max_concurrent_reconciles);
-    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
-    let nudges = stream::unfold(
-        nudge_rx,
-        // A workload of a targetSelector policy nudges its policy.
-        |mut rx| async move { rx.recv().await.map(|key: PolicyRef| (unit::policy(&key), rx)) },
+        cluster,
+    } = watch(
+        &client,
+        ns,
+        cluster_wide,
+        policies,
+        config.max_concurrent_reconciles,
     );
+    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
+    // A workload of a policy over many nudges its policy: a namespaced one, or a cluster one.
+    let (nudges, cluster_nudges) = route_nudges(nudge_rx);
     let triggers = stream::select(changes, nudges);
 
     let ctx = Arc::new(context(client, &config, &scope, clock, &index, nudge_tx.clone())?);
     // A shard taken or given back: every policy is looked at again (those of other shards return
     // at once).
     if let Some(sharding) = scope.sharding.as_ref() {
-        let (policies, mut held) = (index.policies.clone(), sharding.subscribe());
+        let (index, mut held) = (index.clone(), sharding.subscribe());
         held.mark_changed();
         tokio::spawn(async move {
             while held.changed().await.is_ok() {
-                for policy in policies.state() {
-                    if nudge_tx
-                        .send(reflector::ObjectRef::from_obj(policy.as_ref()))
-                        .is_err()
-                    {
+                let namespaced = index
+                    .policies
+                    .state()
+                    .into_iter()
+                    .map(|p| reflector::ObjectRef::from_obj(p.as_ref()));
+                let cluster = index
+                    .cluster_policies
+                    .state()
+                    .into_iter()
+                    .map(|p| PolicyRef::new(&p.name_any()));
+                for key in namespaced.chain(cluster) {
+                    if nudge_tx.send(key).is_err() {
                         return;
                     }
                 }
@@ -501,34 +549,91 @@ async fn run_scope(
     };
     let run = controller
         .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            let ctx = forget.clone();
-            async move {
-                match result {
-                    Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
-                    Err(controller::Error::ObjectNotFound(obj)) => {
-                        tracing::debug!(policy = %obj, "policy is gone");
-                        let mut key = PolicyRef::new(&obj.name);
-                        key.namespace = obj.namespace.clone();
-                        ctx.forget(&key);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-                }
-            }
-        });
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| settled(result, forget.clone()));
+    // The cluster policies' controller, in a cluster-wide scope, over the same caches and ladders.
+    let cluster_run = async move {
+        let Some(cluster) = cluster else {
+            return;
+        };
+        let forget = ctx.clone();
+        cluster
+            .controller
+            .reconcile_on(stream::select(cluster.triggers, cluster_nudges))
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile_cluster, error_policy, ctx)
+            .for_each(|result| settled(result, forget.clone()))
+            .await;
+    };
     tokio::select! {
-        () = run => {}
+        ((), ()) = futures::future::join(run, cluster_run) => {}
         () = early_stop => {}
     }
     Ok(())
 }
 
+/// What a reconcile ended with, logged; a policy that is gone is forgotten.
+async fn settled<K, E>(
+    result: std::result::Result<(reflector::ObjectRef<K>, Requeue), controller::Error<E, watcher::Error>>,
+    ctx: Arc<Context>,
+) where
+    K: kube::Resource<DynamicType = ()>,
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+        Err(controller::Error::ObjectNotFound(obj)) => {
+            tracing::debug!(policy = %obj, "policy is gone");
+            let mut key = PolicyRef::new(&obj.name);
+            key.namespace = obj.namespace.clone();
+            ctx.forget(&key);
+        }
+        Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+    }
+}
+
+/// What a channel receives, as a stream.
+fn receive<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// Probe tasks' nudges, to the policy each belongs to: a namespaced policy's to its controller, a
+/// cluster policy's (a key of no namespace) to the cluster policies' controller.
+fn route_nudges(
+    mut rx: mpsc::UnboundedReceiver<PolicyRef>,
+) -> (
+    impl futures::Stream<Item = PolicyRef> + Send + 'static,
+    impl futures::Stream<Item = reflector::ObjectRef<WatchedCluster>> + Send + 'static,
+) {
+    let (ns_tx, ns_rx) = mpsc::unbounded_channel::<PolicyRef>();
+    let (cluster_tx, cluster_rx) = mpsc::unbounded_channel::<reflector::ObjectRef<WatchedCluster>>();
+    tokio::spawn(async move {
+        while let Some(key) = rx.recv().await {
+            let policy = unit::policy(&key);
+            let sent = if unit::is_cluster(&policy) {
+                cluster_tx.send(reflector::ObjectRef::new(&policy.name)).is_ok()
+            } else {
+                ns_tx.send(policy).is_ok()
+            };
+            if !sent {
+                return;
+            }
+        }
+    });
+    (receive(ns_rx), receive(cluster_rx))
+}
+
 /// A failed reconcile is retried with a backoff of its own policy's (5s doubling to 5m): one
-/// policy failing does not slow the others, nor hammer the API server.
-fn error_policy(policy: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    let key = reflector::ObjectRef::from_obj(policy.as_ref());
+/// policy failing does not slow the others, nor hammer the API server. An AppHealthPolicy or a
+/// ClusterAppHealthPolicy.
+fn error_policy<K>(policy: Arc<Watched<K>>, error: &Error, ctx: Arc<Context>) -> Requeue
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let key = policy_key(policy.as_ref());
     let delay = ctx.failures.next(&key);
     ctx.metrics.reconcile_failed(error.metric_label(), error.reason());
     // The status this process wrote may not have landed: start again from what the API says.

@@ -17,7 +17,10 @@ use super::{
 };
 use crate::{
     Result,
-    api::{AppHealthPolicy, Health, conditions, watched::Watched},
+    api::{
+        AppHealthPolicy, Health, conditions,
+        watched::{Watched, WatchedCluster},
+    },
     clock,
     report::{self, EventIntent, reasons, text},
 };
@@ -29,7 +32,10 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     let namespace = watched.namespace().unwrap_or_default();
     let policy = match &watched.decoded {
         Ok(policy) => policy,
-        Err(problem) => return unreadable(&watched, &key, &problem.problem, &ctx).await,
+        Err(problem) => {
+            let api = Api::namespaced(ctx.client.clone(), &namespace);
+            return unreadable(&watched, api, &key, &problem.problem, &ctx).await;
+        }
     };
     // Whole seconds: what status can hold, so marks written there compare equal when read back.
     let now = clock::whole_seconds(ctx.clock.now());
@@ -75,6 +81,27 @@ pub(super) async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Resul
     Ok(reported.requeue)
 }
 
+/// The reconcile of a ClusterAppHealthPolicy: as a targetSelector policy's, over the workloads of
+/// every namespace it selects ([`fleet`](super::fleet)).
+#[tracing::instrument(skip_all, fields(cluster_policy = %watched.name_any()))]
+pub(super) async fn reconcile_cluster(watched: Arc<WatchedCluster>, ctx: Arc<Context>) -> Result<Requeue> {
+    let started = std::time::Instant::now();
+    let key = super::policy_key(watched.as_ref());
+    let cluster = match &watched.decoded {
+        Ok(cluster) => cluster,
+        Err(problem) => {
+            let api = Api::all(ctx.client.clone());
+            return unreadable(&watched, api, &key, &problem.problem, &ctx).await;
+        }
+    };
+    let now = clock::whole_seconds(ctx.clock.now());
+    let requeue = super::fleet::reconcile_cluster(cluster, &key, &ctx, now).await?;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    Ok(requeue)
+}
+
 /// Stage five: the status written when it changed, the Events published, the metrics set.
 async fn report(
     policy: &AppHealthPolicy,
@@ -99,7 +126,16 @@ async fn report(
 /// A policy this operator version cannot read: stop probing it and say why on its Ready
 /// condition. Written with a field manager of its own, so the recorded remediation state (owned by
 /// the operator's manager) stays in status for when the policy is readable again.
-async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Context) -> Result<Requeue> {
+async fn unreadable<K>(
+    watched: &Watched<K>,
+    api: Api<Watched<K>>,
+    key: &PolicyRef,
+    problem: &str,
+    ctx: &Context,
+) -> Result<Requeue>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     ctx.probes.stop(key);
     ctx.metrics
         .policy_ready(&remediate::policy_label(key), Some(reasons::UNREADABLE));
@@ -119,7 +155,6 @@ async fn unreadable(watched: &Watched, key: &PolicyRef, problem: &str, ctx: &Con
         observed_generation: watched.metadata.generation,
         last_transition_time: Time(clock::whole_seconds(ctx.clock.now())),
     };
-    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &watched.namespace().unwrap_or_default());
     let written =
         report::apply_conditions(&api, &watched.name_any(), report::GUARD_MANAGER, &[condition]).await;
     let event = EventIntent {

@@ -34,7 +34,7 @@ pub(super) fn step_for(
         &target.workload,
         old,
         target.settings.remediation.max_concurrent,
-        &ctx.index.policies,
+        &ctx.index,
         |mut budget| {
             budget.owned_by.clone_from(&target.owned_by);
             let input = PlanInput {
@@ -76,10 +76,9 @@ pub(super) async fn act(
     ctx: &Context,
     now: jiff::Timestamp,
 ) -> Result<Outcome> {
-    let info = PolicyInfo {
-        name: target.selected_by.clone().unwrap_or_else(|| policy.name_any()),
-        uid: policy.uid().unwrap_or_default(),
-        captures: policy.name_any(),
+    let info = match &target.selected_by {
+        Some(selector) => PolicyInfo::of(selector, policy.name_any()),
+        None => PolicyInfo::of(&kube::Resource::object_ref(policy, &()), policy.name_any()),
     };
     let diagnostics = match target
         .settings
@@ -122,23 +121,18 @@ pub(super) async fn act(
 /// and a sentence for people.
 pub(super) async fn restore_released(
     ctx: &Context,
-    policy: &AppHealthPolicy,
+    info: &PolicyInfo,
     workload: &act::Workload,
     status: &AppHealthPolicyStatus,
     now: jiff::Timestamp,
 ) -> Option<(bool, String)> {
     let raised = convert::raised(status.scale_restore.as_ref()?)?;
-    let info = PolicyInfo {
-        name: policy.name_any(),
-        uid: policy.uid().unwrap_or_default(),
-        captures: policy.name_any(),
-    };
     let act_ctx = ActCtx {
         client: ctx.client.clone(),
         direct_client: ctx.direct_client.clone(),
         notifier: &ctx.notifier,
         workload,
-        policy: &info,
+        policy: info,
         summary: String::new(),
         evidence: Vec::new(),
         retention: 0,

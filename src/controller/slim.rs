@@ -101,12 +101,22 @@ pub fn statefulset(s: &mut StatefulSet) {
     });
 }
 
-/// Cuts a policy's metadata down to its identity; spec and status are kept whole.
-pub fn policy(w: &mut Watched) {
+/// Cuts a policy's metadata down to its identity; spec and status are kept whole. An
+/// AppHealthPolicy or a ClusterAppHealthPolicy.
+pub fn policy<K: kube::Resource>(w: &mut Watched<K>) {
     w.metadata = identity(std::mem::take(&mut w.metadata));
     if let Ok(p) = &mut w.decoded {
-        p.metadata = identity(std::mem::take(&mut p.metadata));
+        *p.meta_mut() = identity(std::mem::take(p.meta_mut()));
     }
+}
+
+/// Cuts a namespace's metadata down to its identity and labels (what a namespaceSelector reads).
+pub fn namespace<K>(m: &mut PartialObjectMeta<K>) {
+    let meta = std::mem::take(&mut m.metadata);
+    m.metadata = ObjectMeta {
+        labels: meta.labels.clone(),
+        ..identity(meta)
+    };
 }
 
 /// Cuts a ConfigMap's or Secret's metadata down to its identity and the time of its latest write.

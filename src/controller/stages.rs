@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::{Api, ResourceExt, runtime::controller::Action as Requeue};
+use kube::{Api, runtime::controller::Action as Requeue};
 
 use super::{
     Context, PolicyRef,
@@ -48,7 +48,7 @@ pub(super) async fn one(
         Dereferenced::Found(mut target) => {
             if let Subject::Unit(book, _, owner) = subject {
                 target.owned_by = owner.map(str::to_owned);
-                target.selected_by = Some(book.policy.name_any());
+                target.selected_by = Some(book.related.clone());
             }
             probe_and_remediate(policy, key, subject, &target, old, ctx, now).await?
         }

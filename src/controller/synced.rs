@@ -58,6 +58,11 @@ impl Synced {
 }
 
 impl Filled {
+    /// A cache this scope does not keep: counted as filled at once.
+    pub(super) fn not_kept(&self) {
+        self.observe::<()>(&watcher::Event::InitDone);
+    }
+
     pub(super) fn observe<K>(&self, event: &watcher::Event<K>) {
         if matches!(event, watcher::Event::InitDone)
             && !self.done.swap(true, Ordering::SeqCst)

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use futures::{StreamExt, stream, stream::BoxStream};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::{ConfigMap, Secret},
+    core::v1::{ConfigMap, Namespace, Secret},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -20,7 +20,10 @@ use kube::{
 
 use super::{TargetIndex, groups, index, slim, synced};
 use crate::{
-    api::{TargetKind, watched::Watched},
+    api::{
+        TargetKind,
+        watched::{Watched, WatchedCluster},
+    },
     observe::pod::{CachedPod, ConfigKind},
 };
 
@@ -30,12 +33,24 @@ pub(super) struct Watches {
     pub index: TargetIndex,
     /// Policies to reconcile because something they target changed.
     pub triggers: BoxStream<'static, ObjectRef<Watched>>,
+    /// The ClusterAppHealthPolicies' controller, in a cluster-wide scope.
+    pub cluster: Option<ClusterWatches>,
 }
 
-/// Starts the caches of one scope (a namespace, or all) and the controller over `policies`.
+/// The ClusterAppHealthPolicies' controller and what makes it reconcile one: a workload or pod
+/// changed in a namespace it looks in, a namespaced policy there came, changed its spec or went
+/// (precedence), a namespace came, went or was relabelled.
+pub(super) struct ClusterWatches {
+    pub controller: Controller<WatchedCluster>,
+    pub triggers: BoxStream<'static, ObjectRef<WatchedCluster>>,
+}
+
+/// Starts the caches of one scope (a namespace, or all) and the controller over `policies`; in a
+/// cluster-wide scope that serves them, the ClusterAppHealthPolicies' too.
 pub(super) fn watch(
     client: &Client,
     ns: Option<&str>,
+    cluster_wide: bool,
     policies: Api<Watched>,
     max_concurrent_reconciles: u16,
 ) -> Watches {
@@ -49,8 +64,29 @@ pub(super) fn watch(
             configmaps_filled,
             secrets_filled,
             policies_filled,
+            cluster_policies_filled,
+            namespaces_filled,
         ],
     ) = synced::Synced::new();
+    // Cluster policies are served by a cluster-wide scope only (a namespaced install has no right
+    // to them, nor to namespaces).
+    let (cluster_tx, cluster_rx) = tokio::sync::mpsc::unbounded_channel::<ClusterNudge>();
+    let cluster = if cluster_wide {
+        Some(watch_cluster(
+            client,
+            cluster_policies_filled,
+            namespaces_filled,
+            max_concurrent_reconciles,
+        ))
+    } else {
+        cluster_policies_filled.not_kept();
+        namespaces_filled.not_kept();
+        None
+    };
+    let (cluster_policies, namespaces) = match &cluster {
+        Some(c) => (c.controller.store(), c.namespaces.clone()),
+        None => (reflector::store().0, reflector::store().0),
+    };
     // Workloads by namespace: what a targetSelector policy looks through.
     let deployment_groups = Arc::new(groups::Groups::new(index::namespace_group::<Deployment>));
     let (deployments, deployment_events) = reflect(
@@ -85,6 +121,7 @@ pub(super) fn watch(
     let (policy_store, policy_writer) = reflector::store();
     let policy_groups = Arc::new(groups::Groups::new(index::policy_groups));
     let grouping = policy_groups.clone();
+    let mut precedence = Precedence::new(cluster.is_some().then(|| cluster_tx.clone()));
     let policy_events = reflector::reflector(
         policy_writer,
         watcher(policies, watch_config()).modify(slim::policy),
@@ -93,6 +130,7 @@ pub(super) fn watch(
         if let Ok(e) = e {
             grouping.observe(e);
             policies_filled.observe(e);
+            precedence.observe(e);
         }
     })
     .applied_objects();
@@ -103,6 +141,8 @@ pub(super) fn watch(
     );
     let index = TargetIndex {
         policies: controller.store(),
+        cluster_policies,
+        namespaces,
         pod_groups,
         policy_groups,
         deployment_groups,
@@ -122,12 +162,141 @@ pub(super) fn watch(
         configmaps: configmap_events.boxed(),
         secrets: secret_events.boxed(),
     };
-    let triggers = triggers(&index, events);
+    let triggers = triggers(&index, events, cluster.is_some().then_some(cluster_tx));
+    let cluster = cluster.map(|c| ClusterWatches {
+        controller: c.controller,
+        triggers: cluster_triggers(&index, cluster_rx, c.namespace_events),
+    });
     Watches {
         controller,
         index,
         triggers,
+        cluster,
     }
+}
+
+/// Something changed that may concern the cluster policies looking at a namespace.
+pub(super) enum ClusterNudge {
+    /// A workload of this kind in this namespace.
+    Workload(TargetKind, String),
+    /// A pod.
+    Pod(Box<CachedPod>),
+    /// A namespaced policy there (precedence).
+    Namespace(String),
+}
+
+/// Tells the cluster policies when a namespaced policy comes, changes its spec (its generation)
+/// or goes: who remediates a workload may have changed. Its status writes are not told.
+struct Precedence {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<ClusterNudge>>,
+    generations: std::collections::HashMap<ObjectRef<Watched>, Option<i64>>,
+}
+
+impl Precedence {
+    fn new(tx: Option<tokio::sync::mpsc::UnboundedSender<ClusterNudge>>) -> Self {
+        Self {
+            tx,
+            generations: Default::default(),
+        }
+    }
+
+    fn observe(&mut self, event: &watcher::Event<Watched>) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let (policy, gone) = match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+            watcher::Event::Delete(p) => (p, true),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let key = ObjectRef::from_obj(policy);
+        let changed = if gone {
+            self.generations.remove(&key).is_some()
+        } else {
+            self.generations.insert(key, policy.metadata.generation) != Some(policy.metadata.generation)
+        };
+        if changed {
+            let _ = tx.send(ClusterNudge::Namespace(policy.namespace().unwrap_or_default()));
+        }
+    }
+}
+
+/// The cluster policies' watch, their namespaces' (metadata only), and their controller.
+struct ClusterParts {
+    controller: Controller<WatchedCluster>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    namespace_events: BoxStream<'static, PartialObjectMeta<Namespace>>,
+}
+
+fn watch_cluster(
+    client: &Client,
+    policies_filled: synced::Filled,
+    namespaces_filled: synced::Filled,
+    max_concurrent_reconciles: u16,
+) -> ClusterParts {
+    let (store, writer) = reflector::store();
+    let events = reflector::reflector(
+        writer,
+        watcher(Api::<WatchedCluster>::all(client.clone()), watch_config()).modify(slim::policy),
+    )
+    .inspect(move |e| {
+        if let Ok(e) = e {
+            policies_filled.observe(e);
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(events, store).with_config(
+        controller::Config::default()
+            .debounce(Duration::from_millis(200))
+            .concurrency(max_concurrent_reconciles.max(1)),
+    );
+    let (namespaces, writer) = reflector::store();
+    let namespace_events = reflector::reflector(
+        writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watch_config(),
+        )
+        .modify(slim::namespace::<Namespace>),
+    )
+    .inspect(move |e| {
+        if let Ok(e) = e {
+            namespaces_filled.observe(e);
+        }
+    })
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|r| async move {
+        r.map_err(|e| tracing::warn!(error = %e, "namespace watch error"))
+            .ok()
+    })
+    .boxed();
+    ClusterParts {
+        controller,
+        namespaces,
+        namespace_events,
+    }
+}
+
+/// The cluster policies to reconcile: those looking where something changed; all of them when a
+/// namespace changed.
+fn cluster_triggers(
+    index: &TargetIndex,
+    nudges: tokio::sync::mpsc::UnboundedReceiver<ClusterNudge>,
+    namespaces: BoxStream<'static, PartialObjectMeta<Namespace>>,
+) -> BoxStream<'static, ObjectRef<WatchedCluster>> {
+    let (i1, i2) = (index.clone(), index.clone());
+    let nudged = stream::unfold(nudges, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) }).flat_map(
+        move |nudge| {
+            stream::iter(match nudge {
+                ClusterNudge::Workload(kind, ns) => i1.cluster_policies_for_workload(kind, &ns),
+                ClusterNudge::Pod(pod) => i1.cluster_policies_for_pod(&pod),
+                ClusterNudge::Namespace(ns) => i1.cluster_policies_for(&ns),
+            })
+        },
+    );
+    let relabelled = namespaces.flat_map(move |_| stream::iter(i2.all_cluster_policies()));
+    stream::select(nudged, relabelled).boxed()
 }
 
 /// What the reflectors saw change.
@@ -140,7 +309,22 @@ struct Events {
 }
 
 /// The policies to reconcile when what they target changes, found through the index.
-fn triggers(index: &TargetIndex, e: Events) -> BoxStream<'static, ObjectRef<Watched>> {
+/// What a workload or pod event also tells the cluster policies (in a cluster-wide scope with any).
+fn tell_cluster(
+    index: &TargetIndex,
+    tx: Option<&tokio::sync::mpsc::UnboundedSender<ClusterNudge>>,
+    nudge: impl FnOnce() -> ClusterNudge,
+) {
+    if let Some(tx) = tx.filter(|_| index.has_cluster_policies()) {
+        let _ = tx.send(nudge());
+    }
+}
+
+fn triggers(
+    index: &TargetIndex,
+    e: Events,
+    cluster: Option<tokio::sync::mpsc::UnboundedSender<ClusterNudge>>,
+) -> BoxStream<'static, ObjectRef<Watched>> {
     let (i1, i2, i3, i4, i5) = (
         index.clone(),
         index.clone(),
@@ -148,17 +332,26 @@ fn triggers(index: &TargetIndex, e: Events) -> BoxStream<'static, ObjectRef<Watc
         index.clone(),
         index.clone(),
     );
+    let (c1, c2, c3) = (cluster.clone(), cluster.clone(), cluster);
     let deployment_triggers = e.deployments.flat_map(move |d: Deployment| {
         let ns = d.namespace().unwrap_or_default();
+        tell_cluster(&i1, c1.as_ref(), || {
+            ClusterNudge::Workload(TargetKind::Deployment, ns.clone())
+        });
         stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
     });
     let statefulset_triggers = e.statefulsets.flat_map(move |s: StatefulSet| {
         let ns = s.namespace().unwrap_or_default();
+        tell_cluster(&i2, c2.as_ref(), || {
+            ClusterNudge::Workload(TargetKind::StatefulSet, ns.clone())
+        });
         stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
     });
-    let pod_triggers = e
-        .pods
-        .flat_map(move |p: CachedPod| stream::iter(i3.policies_for_pod(&p)));
+    let pod_triggers = e.pods.flat_map(move |p: CachedPod| {
+        let refs = i3.policies_for_pod(&p);
+        tell_cluster(&i3, c3.as_ref(), || ClusterNudge::Pod(Box::new(p)));
+        stream::iter(refs)
+    });
     let configmap_triggers = e.configmaps.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
         let ns = c.namespace().unwrap_or_default();
         stream::iter(i4.policies_for_config(ConfigKind::ConfigMap, &ns, &c.name_any()))

@@ -15,6 +15,40 @@ use crate::{
 /// Most workload records a policy's status keeps (the CRD's bound on status.workloads).
 pub const WORKLOADS_LISTED: usize = 50;
 
+/// A workload of a policy over many: its namespace (a cluster policy's; None for a namespaced
+/// policy's, whose workloads are in its own namespace), kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitId {
+    pub namespace: Option<String>,
+    pub kind: String,
+    pub name: String,
+}
+
+impl UnitId {
+    pub fn new(namespace: Option<&str>, kind: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.map(str::to_owned),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The workload's namespace: its own, or else the policy's.
+    pub fn namespace_or<'a>(&'a self, policy: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(policy)
+    }
+}
+
+impl std::fmt::Display for UnitId {
+    /// `Kind/name`, with `namespace/` first when it has one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(ns) = &self.namespace {
+            write!(f, "{ns}/")?;
+        }
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
 /// One selected workload as the fleet reconcile knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitRecord {
@@ -30,20 +64,19 @@ pub struct Stopped<'a> {
     pub message: &'a str,
 }
 
-/// The policy's status from its units (keyed `(kind, name)`), its previous status (whose
+/// The policy's status from its units, its previous status (whose
 /// conditions keep their transition times), and what it selects.
 pub fn compose(
     old: &AppHealthPolicyStatus,
     generation: Option<i64>,
-    units: &BTreeMap<(String, String), UnitRecord>,
+    units: &BTreeMap<UnitId, UnitRecord>,
     selects: &str,
     stopped: Option<Stopped<'_>>,
     now: Timestamp,
 ) -> AppHealthPolicyStatus {
-    let summed: Vec<Unit> = units
-        .iter()
-        .map(|((kind, name), record)| unit(kind, name, record))
-        .collect();
+    let summed: Vec<Unit> = units.iter().map(|(id, record)| unit(id, record)).collect();
+    let by_name: std::collections::HashMap<String, (&UnitId, &UnitRecord)> =
+        units.iter().map(|(id, r)| (id.to_string(), (id, r))).collect();
     let summary = summary::summarize(&summed, WORKLOADS_LISTED);
     let owned_elsewhere = units.values().filter(|r| r.owned_by.is_some()).count();
     let mut status = AppHealthPolicyStatus {
@@ -64,9 +97,9 @@ pub fn compose(
         .worst
         .iter()
         .filter_map(|u| {
-            let (kind, name) = u.workload.split_once('/')?;
-            let record = units.get(&(kind.to_owned(), name.to_owned()))?;
-            let mut listed = WorkloadStatus::from_policy_status(kind, name, &record.status);
+            let (id, record) = by_name.get(&u.workload)?;
+            let mut listed = WorkloadStatus::from_policy_status(&id.kind, &id.name, &record.status);
+            listed.namespace = id.namespace.clone();
             listed.owned_by = record.owned_by.clone();
             Some(listed)
         })
@@ -141,7 +174,7 @@ pub fn compose(
 }
 
 /// A workload's record summed up.
-fn unit(kind: &str, name: &str, record: &UnitRecord) -> Unit {
+fn unit(id: &UnitId, record: &UnitRecord) -> Unit {
     let status = &record.status;
     let health = status.verdict.as_ref().map_or(Health::Unknown, |v| v.health);
     let step = status.ladder.as_ref().filter(|l| !l.exhausted).map(|l| l.step);
@@ -152,7 +185,7 @@ fn unit(kind: &str, name: &str, record: &UnitRecord) -> Unit {
             .first()
             .is_some_and(|h| h.result == crate::api::RemediationResult::Pending);
     Unit {
-        workload: format!("{kind}/{name}"),
+        workload: id.to_string(),
         // A workload another policy remediates is observed here: listed only while it is unhealthy.
         health,
         step: step.filter(|_| record.owned_by.is_none()),
@@ -191,9 +224,9 @@ mod tests {
         }
     }
 
-    fn units(list: &[(&str, UnitRecord)]) -> BTreeMap<(String, String), UnitRecord> {
+    fn units(list: &[(&str, UnitRecord)]) -> BTreeMap<UnitId, UnitRecord> {
         list.iter()
-            .map(|(name, r)| (("Deployment".to_owned(), (*name).to_owned()), r.clone()))
+            .map(|(name, r)| (UnitId::new(None, "Deployment", name), r.clone()))
             .collect()
     }
 
@@ -238,6 +271,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_policys_workloads_are_listed_with_their_namespace() {
+        let all: BTreeMap<UnitId, UnitRecord> = [
+            (
+                UnitId::new(Some("shop"), "Deployment", "api"),
+                record(Health::Unhealthy, Some(1)),
+            ),
+            (
+                UnitId::new(Some("bank"), "Deployment", "api"),
+                record(Health::Unhealthy, None),
+            ),
+            (
+                UnitId::new(Some("bank"), "Deployment", "ledger"),
+                record(Health::Healthy, None),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let status = compose(
+            &AppHealthPolicyStatus::default(),
+            None,
+            &all,
+            "tier=web in namespaces env=prod",
+            None,
+            at("2026-01-01T00:01:00Z"),
+        );
+        let listed: Vec<(Option<&str>, &str)> = status
+            .workloads
+            .iter()
+            .map(|w| (w.namespace.as_deref(), w.name.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [(Some("shop"), "api"), (Some("bank"), "api")],
+            "two workloads of one name in two namespaces are two records"
+        );
+        assert_eq!(status.fleet.unwrap().selected, 3);
+    }
+
+    #[test]
     fn nothing_selected_is_ready_and_says_so() {
         let status = compose(
             &AppHealthPolicyStatus::default(),
@@ -261,9 +333,9 @@ mod tests {
         let many: Vec<(String, UnitRecord)> = (0..WORKLOADS_LISTED + 5)
             .map(|i| (format!("w{i:03}"), record(Health::Unhealthy, None)))
             .collect();
-        let all: BTreeMap<(String, String), UnitRecord> = many
+        let all: BTreeMap<UnitId, UnitRecord> = many
             .into_iter()
-            .map(|(n, r)| (("Deployment".to_owned(), n), r))
+            .map(|(n, r)| (UnitId::new(None, "Deployment", &n), r))
             .collect();
         let status = compose(
             &AppHealthPolicyStatus::default(),

@@ -18,11 +18,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::{
-    Error, Result,
-    act::MANAGER,
-    api::{AppHealthPolicy, AppHealthPolicyStatus},
-};
+use crate::{Error, Result, act::MANAGER, api::AppHealthPolicyStatus};
 
 /// Status of a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,21 +84,29 @@ pub fn condition<'a>(status: &'a AppHealthPolicyStatus, type_: &str) -> Option<&
 
 /// Writes the whole status with server-side apply, as the operator's field manager; returns the
 /// status as the API server stored it.
-pub async fn apply_status(
-    api: &Api<AppHealthPolicy>,
+/// An AppHealthPolicy or a ClusterAppHealthPolicy: both keep an [`AppHealthPolicyStatus`].
+pub async fn apply_status<K>(
+    api: &Api<K>,
     name: &str,
     status: &AppHealthPolicyStatus,
-) -> Result<AppHealthPolicyStatus> {
+) -> Result<AppHealthPolicyStatus>
+where
+    K: kube::Resource<DynamicType = ()>
+        + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
-        "kind": "AppHealthPolicy",
+        "kind": K::kind(&()),
         "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
     });
     let written = api
         .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(Error::Report)?;
-    Ok(written.status.unwrap_or_default())
+    Ok(written.status().cloned().unwrap_or_default())
 }
 
 /// The field manager of Ready conditions written for policies the operator cannot read: kept apart
@@ -125,7 +129,7 @@ where
 {
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
-        "kind": "AppHealthPolicy",
+        "kind": K::kind(&()),
         "status": {"conditions": conditions},
     });
     match api
@@ -150,11 +154,11 @@ async fn merge_conditions<K>(api: &Api<K>, name: &str, manager: &str, conditions
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        api.clone().into_client(),
-        api.namespace().unwrap_or_default(),
-        &kube::api::ApiResource::erase::<AppHealthPolicy>(&()),
-    );
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    let raw: Api<kube::api::DynamicObject> = match api.namespace() {
+        Some(ns) => Api::namespaced_with(api.clone().into_client(), ns, &resource),
+        None => Api::all_with(api.clone().into_client(), &resource),
+    };
     let stored = raw.get(name).await.map_err(Error::Report)?;
     let merged = merged_conditions(&stored.data, conditions);
     let patch = json!({

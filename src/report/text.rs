@@ -316,6 +316,20 @@ pub fn released_restored(workload: &str, original: i32) -> String {
 }
 
 /// A targetSelector policy's Ready message: how many workloads it selects, and by what.
+/// What a cluster policy selects: `tier=web in namespaces env=prod`, or `in every namespace`.
+pub fn in_namespaces(workloads: &str, namespaces: &str) -> String {
+    let workloads = if workloads.is_empty() {
+        "every workload"
+    } else {
+        workloads
+    };
+    if namespaces.is_empty() {
+        format!("{workloads} in every namespace")
+    } else {
+        format!("{workloads} in namespaces {namespaces}")
+    }
+}
+
 pub fn workloads_match(count: u32, selects: &str) -> String {
     let noun = if count == 1 {
         "workload matches"

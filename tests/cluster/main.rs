@@ -5,6 +5,7 @@
 //! decided by Kubernetes' own components. Every test is `#[ignore]`d for a plain `cargo test`: it
 //! needs the cluster that `make test-cluster` starts (and stops).
 
+mod cluster_policy;
 mod env;
 mod etcd;
 #[path = "../../examples/flaky-app/app.rs"]

@@ -182,8 +182,32 @@ fn assert_same_rights(what: &str, granted: &BTreeSet<Triple>, expected: &BTreeSe
     );
 }
 
-/// The rights of the one ClusterRole a cluster-wide render has (its binding checked too).
+/// The rights a cluster-wide install adds to serve ClusterAppHealthPolicies.
+fn cluster_policy_rights() -> BTreeSet<Triple> {
+    triples(
+        apphealth_operator::rbac::CLUSTER_POLICIES
+            .rights
+            .iter()
+            .map(|r| Rule::new(r, Need::Always)),
+    )
+}
+
+/// The rights of the one ClusterRole a render watching every namespace has (its binding checked
+/// too), apart from those serving ClusterAppHealthPolicies, which it must hold.
 fn cluster_role_rights(objects: &[Value]) -> BTreeSet<Triple> {
+    let mut rights = cluster_role_all_rights(objects);
+    let cluster = cluster_policy_rights();
+    let missing: Vec<&Triple> = cluster.difference(&rights).collect();
+    assert!(
+        missing.is_empty(),
+        "a cluster-wide install serves ClusterAppHealthPolicies: missing {missing:?}"
+    );
+    rights.retain(|t| !cluster.contains(t));
+    rights
+}
+
+/// Every right of the one ClusterRole a cluster-wide render has.
+fn cluster_role_all_rights(objects: &[Value]) -> BTreeSet<Triple> {
     let roles = of_kind(objects, "ClusterRole");
     assert_eq!(roles.len(), 1, "one ClusterRole");
     let bindings = of_kind(objects, "ClusterRoleBinding");
@@ -272,6 +296,44 @@ fn chart_rbac_grants_each_action_alone_exactly_its_rules() {
         "pods/exec".into(),
         "create".into()
     )));
+}
+
+#[test]
+fn chart_watching_some_namespaces_refuses_cluster_policies_and_grants_no_right_to_them() {
+    let objects = render(&["--set".to_owned(), "watchNamespaces={a,b}".to_owned()]);
+    let rights = cluster_role_all_rights(&objects);
+    let cluster = cluster_policy_rights();
+    assert!(
+        rights.is_disjoint(&cluster),
+        "{:?}",
+        rights.intersection(&cluster).collect::<Vec<_>>()
+    );
+    let policy = of_kind(&objects, "ValidatingAdmissionPolicy");
+    assert_eq!(policy.len(), 1, "one ValidatingAdmissionPolicy");
+    assert_eq!(
+        policy[0]["spec"]["matchConstraints"]["resourceRules"][0]["resources"],
+        serde_json::json!(["clusterapphealthpolicies"])
+    );
+    let message = policy[0]["spec"]["validations"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("watches only the namespaces a, b"), "{message}");
+    let binding = of_kind(&objects, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding.len(), 1);
+    assert_eq!(binding[0]["spec"]["policyName"], policy[0]["metadata"]["name"]);
+    assert_eq!(
+        binding[0]["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
+    );
+    // Turned off, or cluster-wide: none.
+    let off = render(&[
+        "--set".to_owned(),
+        "watchNamespaces={a,b}".to_owned(),
+        "--set".to_owned(),
+        "refuseClusterPolicies=false".to_owned(),
+    ]);
+    assert!(of_kind(&off, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&render(&[]), "ValidatingAdmissionPolicy").is_empty());
 }
 
 #[test]

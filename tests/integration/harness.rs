@@ -115,6 +115,9 @@ impl Harness {
         server
             .create(serde_json::to_value(apphealth_operator::api::crd()).unwrap())
             .unwrap();
+        server
+            .create(serde_json::to_value(apphealth_operator::api::cluster_crd()).unwrap())
+            .unwrap();
 
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
         let (port, listeners) = bind_same_port(block, pods).await;
@@ -150,10 +153,15 @@ impl Harness {
 
     /// Creates a ready pod of `app` at `ip`, with the `http` container port.
     pub fn add_pod(&self, name: &str, ip: IpAddr, app: &str) {
+        self.add_pod_in(NS, name, ip, app);
+    }
+
+    /// [`Harness::add_pod`] in `namespace`.
+    pub fn add_pod_in(&self, namespace: &str, name: &str, ip: IpAddr, app: &str) {
         self.server
             .create(json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+                "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
                 "spec": {"containers": [{"name": "app", "image": "flaky",
                           "ports": [{"name": "http", "containerPort": self.port}]}]}
             }))
@@ -162,7 +170,7 @@ impl Harness {
             .patch_status(
                 "v1",
                 "Pod",
-                Some(NS),
+                Some(namespace),
                 name,
                 json!({"status": {"phase": "Running", "podIP": ip.to_string(),
                         "conditions": [{"type": "Ready", "status": "True"}]}}),
@@ -173,7 +181,14 @@ impl Harness {
     /// Adds Deployment `name` with one ready pod `{name}-a`, served by its own flaky app on the
     /// harness port at the next loopback address of this harness's block.
     pub async fn add_workload(&mut self, name: &str) -> Flaky {
-        self.server.create(deployment(name, self.port)).unwrap();
+        self.add_workload_in(NS, name).await
+    }
+
+    /// [`Harness::add_workload`] in `namespace`.
+    pub async fn add_workload_in(&mut self, namespace: &str, name: &str) -> Flaky {
+        let mut workload = deployment(name, self.port);
+        workload["metadata"]["namespace"] = json!(namespace);
+        self.server.create(workload).unwrap();
         let octet = u8::try_from(self.pods.len() + 1).unwrap();
         let ip: IpAddr = Ipv4Addr::new(127, 0, self.block, octet).into();
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, self.port))
@@ -182,7 +197,7 @@ impl Harness {
         let app = Flaky::new(SLOW);
         let task = app.serve(listener);
         let pod = format!("{name}-a");
-        self.add_pod(&pod, ip, name);
+        self.add_pod_in(namespace, &pod, ip, name);
         self.pods.push(Pod {
             name: pod,
             app: app.clone(),

@@ -38,7 +38,7 @@ fn policy(name: &str, spec: &Value) -> Value {
 /// What the operator's own checks say, without a server: decoding (the watch's deserialize guard),
 /// then validation. The target-is-the-operator case needs the operator's pods: it passes both.
 fn offline_verdict(object: Value) -> Result<(), (&'static str, String)> {
-    let watched = Watched::from_value(object).expect("metadata decodes");
+    let watched: Watched = Watched::from_value(object).expect("metadata decodes");
     let policy = watched.decoded.map_err(|e| ("UnreadablePolicy", e.problem))?;
     validate(&policy.spec).map_err(|e| ("InvalidSpec", e.to_string()))?;
     Ok(())

@@ -5,6 +5,7 @@ mod argocd;
 mod binary;
 mod chart;
 mod check;
+mod cluster_policy;
 mod controller;
 mod crash;
 mod crash_points;

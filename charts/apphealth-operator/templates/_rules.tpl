@@ -31,3 +31,17 @@ Each right the operator uses, with the `permissions.*` values that must all be t
 - {need: [scaleUp], group: apps, resource: statefulsets, verbs: [patch]}
 - {need: [scaleUp], group: "", resource: pods/resize, verbs: [patch]}
 {{- end }}
+{{/*
+The rights of a cluster-wide install only (`watchNamespaces` empty): ClusterAppHealthPolicies and namespaces.
+*/}}
+{{- define "apphealth-operator.clusterRules" -}}
+- apiGroups: [apphealth.io]
+  resources: [clusterapphealthpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+- apiGroups: [apphealth.io]
+  resources: [clusterapphealthpolicies/status]
+  verbs: [patch]
+{{- end }}

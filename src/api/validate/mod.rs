@@ -14,6 +14,7 @@ mod target;
 mod triggers;
 
 pub use limits::{at_most, chars, items, optional_at_most, optional_chars};
+pub use target::cluster;
 pub use triggers::*;
 
 /// Failed probes in a row that make a pod Unhealthy when a policy lists no triggers.

@@ -3,7 +3,9 @@
 //! operator matches with is what the person meant.
 
 use super::{InvalidSpec, invalid, limits, names};
-use crate::api::{AppHealthPolicySpec, SelectorOperator, TargetSelector};
+use crate::api::{
+    AppHealthPolicySpec, ClusterAppHealthPolicySpec, LabelMatch, SelectorOperator, TargetSelector,
+};
 
 pub(super) fn target(spec: &AppHealthPolicySpec) -> Result<(), InvalidSpec> {
     match (&spec.target_ref, &spec.target_selector) {
@@ -51,6 +53,33 @@ fn selector_ok(selector: &TargetSelector) -> Result<(), InvalidSpec> {
     if selector.kinds.len() == 2 && selector.kinds[0] == selector.kinds[1] {
         return Err(invalid(format!("{field}.kinds"), "must not repeat a kind"));
     }
+    labels_ok(field, &selector.labels)
+}
+
+/// A ClusterAppHealthPolicy's own rules: it selects (no targetRef), and its namespaceSelector is
+/// well-formed. The rest of its spec is checked as an AppHealthPolicy's.
+pub fn cluster(spec: &ClusterAppHealthPolicySpec) -> Result<(), InvalidSpec> {
+    if spec.policy.target_ref.is_some() {
+        return Err(invalid(
+            "spec.targetRef",
+            "is not allowed in a ClusterAppHealthPolicy: it selects its workloads with \
+             spec.targetSelector in the namespaces spec.namespaceSelector selects",
+        ));
+    }
+    if spec.policy.target_selector.is_none() {
+        return Err(invalid(
+            "spec.targetSelector",
+            "is required: a ClusterAppHealthPolicy selects its workloads by kind and labels",
+        ));
+    }
+    match &spec.namespace_selector {
+        Some(namespaces) => labels_ok("spec.namespaceSelector", namespaces),
+        None => Ok(()),
+    }
+}
+
+/// A label selector at `field`, checked as Kubernetes checks one.
+fn labels_ok(field: &str, selector: &LabelMatch) -> Result<(), InvalidSpec> {
     limits::items(
         &format!("{field}.matchExpressions"),
         &selector.match_expressions,
@@ -207,6 +236,42 @@ mod tests {
         ];
         for (json, field) in cases {
             let got = target(&spec(json)).err().map(|e| e.field.clone());
+            assert_eq!(got.as_deref(), field, "{json}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_policy_selects_in_well_formed_namespaces() {
+        let cluster = |rest: &str| -> ClusterAppHealthPolicySpec {
+            let json = format!(r#"{{"probe": {{"http": {{"path": "/healthz", "port": 8080}}}}{rest}}}"#);
+            serde_json::from_str(&json).unwrap()
+        };
+        let cases = [
+            (r#","targetSelector":{"matchLabels":{"tier":"web"}}"#, None),
+            (
+                r#","targetSelector":{},"namespaceSelector":{"matchLabels":{"env":"prod"}}"#,
+                None,
+            ),
+            (
+                r#","targetSelector":{},"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system"]}]}"#,
+                None,
+            ),
+            ("", Some("spec.targetSelector")),
+            (
+                r#","targetRef":{"kind":"Deployment","name":"web"},"targetSelector":{}"#,
+                Some("spec.targetRef"),
+            ),
+            (
+                r#","targetSelector":{},"namespaceSelector":{"matchLabels":{"env":"no spaces"}}"#,
+                Some(r#"spec.namespaceSelector.matchLabels["env"]"#),
+            ),
+            (
+                r#","targetSelector":{},"namespaceSelector":{"matchExpressions":[{"key":"env","operator":"In"}]}"#,
+                Some("spec.namespaceSelector.matchExpressions[0].values"),
+            ),
+        ];
+        for (json, field) in cases {
+            let got = super::cluster(&cluster(json)).err().map(|e| e.field.clone());
             assert_eq!(got.as_deref(), field, "{json}: {got:?}");
         }
     }

@@ -648,7 +648,7 @@ fn a_slimmed_policy_reads_the_same() {
     // A policy the operator cannot read keeps what it says about it.
     let mut bad: Value = serde_json::from_str(POLICY).unwrap();
     bad["spec"]["remediation"]["steps"][0]["action"] = json!("Reboot");
-    let full = Watched::from_value(bad).unwrap();
+    let full: Watched = Watched::from_value(bad).unwrap();
     let slim = slimmed(&full, super::policy);
     assert_eq!(slim.decoded.as_ref().err(), full.decoded.as_ref().err());
     assert_eq!(slim.ready, full.ready);
@@ -764,6 +764,8 @@ fn an_index_of_slimmed_objects_answers_the_same() {
         pods: store(cached()),
         configmaps: store(configs::<ConfigMap>()),
         secrets: store(configs::<Secret>()),
+        cluster_policies: kube::runtime::reflector::store().0,
+        namespaces: kube::runtime::reflector::store().0,
         synced: crate::controller::synced::Synced::filled(),
     };
     let slim = |pods: Vec<CachedPod>| TargetIndex {
@@ -777,6 +779,8 @@ fn an_index_of_slimmed_objects_answers_the_same() {
         pods: store(pods),
         configmaps: store(configs::<ConfigMap>().iter().map(|m| slimmed(m, config))),
         secrets: store(configs::<Secret>().iter().map(|m| slimmed(m, config))),
+        cluster_policies: kube::runtime::reflector::store().0,
+        namespaces: kube::runtime::reflector::store().0,
         synced: crate::controller::synced::Synced::filled(),
     };
     let (without_pods, slim) = (slim(Vec::new()), slim(cached().collect()));
