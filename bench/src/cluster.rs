@@ -27,13 +27,20 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// A test server on a free 127.0.0.1 port with `crd` installed; its kubeconfig is written to
-    /// `dir/kubeconfig`.
-    pub async fn start(crd: &Value, dir: &Path) -> Result<Cluster> {
+    /// A test server on a free 127.0.0.1 port with `crds` installed and the namespace the cases
+    /// use (as a cluster has it: a cluster policy finds it among the namespaces); its kubeconfig is
+    /// written to `dir/kubeconfig`.
+    pub async fn start(crds: &[Value], dir: &Path) -> Result<Cluster> {
         let server = TestServer::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        for crd in crds {
+            server
+                .create(crd.clone())
+                .map_err(|e| format!("create CRD: {e}"))?;
+        }
         server
-            .create(crd.clone())
-            .map_err(|e| format!("create CRD: {e}"))?;
+            .create(json!({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}}}))
+            .map_err(|e| format!("create namespace {NS}: {e}"))?;
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, server.kubeconfig())?;
         Ok(Cluster { server, kubeconfig })
@@ -118,6 +125,16 @@ impl Cluster {
         self.create(policy(name, spec))
     }
 
+    /// ClusterAppHealthPolicy `name` with `spec` (a selector policy's: no namespaceSelector, so
+    /// every namespace).
+    pub fn add_cluster_policy(&self, name: &str, spec: Value) -> Result<()> {
+        self.create(json!({
+            "apiVersion": "apphealth.io/v1alpha1", "kind": "ClusterAppHealthPolicy",
+            "metadata": {"name": name},
+            "spec": spec
+        }))
+    }
+
     /// The `status` of condition `type_` of policy `name` ("True", "False", "Unknown"), if set.
     pub fn condition(&self, name: &str, type_: &str) -> Option<String> {
         let policy = self
@@ -140,10 +157,17 @@ impl Cluster {
             .map_err(|e| format!("touch Deployment {name}: {e}").into())
     }
 
-    /// Policies that have a `Ready` condition (the operator has reconciled them at least once).
+    /// Policies (of either kind) that have a `Ready` condition (the operator has reconciled them at
+    /// least once).
     pub fn policies_with_ready(&self) -> usize {
-        self.server
-            .list("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS))
+        let mut policies = self
+            .server
+            .list("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS));
+        policies.extend(
+            self.server
+                .list("apphealth.io/v1alpha1", "ClusterAppHealthPolicy", None),
+        );
+        policies
             .iter()
             .filter(|p| {
                 p["status"]["conditions"]

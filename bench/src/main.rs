@@ -190,13 +190,18 @@ fn snapshot_operator(cli: &Cli) -> Result<PathBuf> {
     Ok(copy)
 }
 
-fn operator_crd(operator: &Path) -> Result<serde_json::Value> {
+/// The operator's CRDs: the documents `apphealth-operator crd` prints.
+fn operator_crds(operator: &Path) -> Result<Vec<serde_json::Value>> {
     let output = Command::new(operator).arg("crd").output()?;
     if !output.status.success() {
         return Err(format!("`{} crd` failed", operator.display()).into());
     }
     let yaml = String::from_utf8(output.stdout)?;
-    Ok(serde_saphyr::from_str(&yaml)?)
+    let mut crds = Vec::new();
+    for document in yaml.split("\n---\n") {
+        crds.push(serde_saphyr::from_str(document)?);
+    }
+    Ok(crds)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -224,7 +229,7 @@ async fn run(cli: Cli) -> Result<()> {
     });
     std::fs::create_dir_all(&cli.work_dir)?;
     let operator = snapshot_operator(&cli)?;
-    let crd = operator_crd(&operator)?;
+    let crds = operator_crds(&operator)?;
     let ticks_per_second = process::ticks_per_second();
     let farm = Farm::start(TARGETS).await?;
     eprintln!(
@@ -243,7 +248,7 @@ async fn run(cli: Cli) -> Result<()> {
         farm,
         operator,
         blackbox: cli.blackbox.clone(),
-        crd,
+        crds,
         work: cli.work_dir.clone(),
         ticks_per_second,
         warmup,

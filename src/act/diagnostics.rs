@@ -372,8 +372,9 @@ async fn capture(ctx: &ActCtx<'_>, r: &Remediation, pods: &[String]) -> Result<D
     data.insert(
         "summary.txt".into(),
         format!(
-            "Captured at {} by AppHealthPolicy {} (step {} of {}) for {}.\nWhy: {}\n{}",
+            "Captured at {} by {} {} (step {} of {}) for {}.\nWhy: {}\n{}",
             r.at,
+            ctx.policy.kind,
             ctx.policy.name,
             r.step,
             r.of,

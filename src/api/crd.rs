@@ -2,7 +2,8 @@
 //! integer formats schemars writes for unsigned types (`uint32` for a `u32`), which Kubernetes does
 //! not know and warns about at every install ("unrecognized format"), replaced by the ones it knows:
 //! `int32` where every value fits, `int64` for `uint32`, none for `uint64`. The bounds (`minimum`,
-//! `maximum`) stay as they were.
+//! `maximum`) stay as they were. Two of them: AppHealthPolicy's, and ClusterAppHealthPolicy's
+//! (its spec cut down to what a cluster policy holds).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -12,13 +13,25 @@ use super::{AppHealthPolicy, ClusterAppHealthPolicy};
 
 /// The AppHealthPolicy CRD: what `apphealth-operator crd` prints and the chart installs.
 pub fn crd() -> CustomResourceDefinition {
-    installed(AppHealthPolicy::crd())
+    let mut crd = AppHealthPolicy::crd();
+    edit_schemas(&mut crd, known_formats);
+    crd
 }
 
 /// The ClusterAppHealthPolicy CRD: an AppHealthPolicy's spec over a targetSelector (which it
 /// requires, and no targetRef: a cluster policy names no one workload) and a namespaceSelector.
 pub fn cluster_crd() -> CustomResourceDefinition {
     let mut crd = ClusterAppHealthPolicy::crd();
+    edit_schemas(&mut crd, |schema| {
+        selector_only(schema);
+        known_formats(schema);
+    });
+    crd
+}
+
+/// Edits each version's schema as JSON: the typed schema's `format` sits at every depth of a
+/// recursive structure.
+fn edit_schemas(crd: &mut CustomResourceDefinition, edit: impl Fn(&mut Value)) {
     for version in &mut crd.spec.versions {
         let Some(schema) = version
             .schema
@@ -28,13 +41,12 @@ pub fn cluster_crd() -> CustomResourceDefinition {
             continue;
         };
         if let Ok(mut value) = serde_json::to_value(&*schema) {
-            selector_only(&mut value);
+            edit(&mut value);
             if let Ok(fixed) = serde_json::from_value(value) {
                 *schema = fixed;
             }
         }
     }
-    installed(crd)
 }
 
 /// The cluster policy's spec schema: targetSelector required, targetRef gone, and with it the rule
@@ -68,27 +80,6 @@ fn selector_only(root: &mut Value) {
             }
         }
     }
-}
-
-/// A derived CRD with the integer formats Kubernetes knows.
-fn installed(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    for version in &mut crd.spec.versions {
-        let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        else {
-            continue;
-        };
-        // Through JSON: the typed schema's `format` sits at every depth of a recursive structure.
-        if let Ok(mut value) = serde_json::to_value(&*schema) {
-            known_formats(&mut value);
-            if let Ok(fixed) = serde_json::from_value(value) {
-                *schema = fixed;
-            }
-        }
-    }
-    crd
 }
 
 /// The format Kubernetes knows for an integer format schemars writes, or None to drop it.

@@ -47,9 +47,38 @@ fn label_group(ns: &str, key: &str, value: &str) -> String {
     format!("{ns}\0{key}={value}")
 }
 
-/// Workloads by namespace.
-pub(super) fn namespace_group<K: kube::ResourceExt>(object: &K) -> Vec<String> {
-    vec![object.namespace().unwrap_or_default()]
+/// Deployments by namespace, and by each `matchLabels` pair of their pod selector (see
+/// [`pod_selector_groups`]).
+pub(super) fn deployment_groups(d: &Deployment) -> Vec<String> {
+    workload_groups(d, d.spec.as_ref().map(|s| &s.selector))
+}
+
+/// StatefulSets as [`deployment_groups`].
+pub(super) fn statefulset_groups(s: &StatefulSet) -> Vec<String> {
+    workload_groups(s, s.spec.as_ref().map(|s| &s.selector))
+}
+
+fn workload_groups<K: kube::ResourceExt>(object: &K, selector: Option<&LabelSelector>) -> Vec<String> {
+    let ns = object.namespace().unwrap_or_default();
+    let mut groups = vec![ns.clone()];
+    groups.extend(pod_selector_groups(&ns, selector));
+    groups
+}
+
+/// The groups a workload's pod selector puts it in, to find the workloads that select a pod
+/// through the pod's labels: one for each `matchLabels` pair, or, for a selector with none, one of
+/// its namespace's selectors without.
+fn pod_selector_groups(ns: &str, selector: Option<&LabelSelector>) -> Vec<String> {
+    match selector
+        .and_then(|s| s.match_labels.as_ref())
+        .filter(|m| !m.is_empty())
+    {
+        Some(pairs) => pairs
+            .iter()
+            .map(|(k, v)| format!("{ns}\0selects\0{k}={v}"))
+            .collect(),
+        None => vec![format!("{ns}\0selects")],
+    }
 }
 
 /// Policies by namespace, by the workload they target, and the targetSelector policies of a
@@ -83,6 +112,10 @@ fn target_of(w: &Watched) -> Option<&crate::api::TargetRef> {
     w.decoded.as_ref().ok().and_then(|p| p.spec.target_ref.as_ref())
 }
 
+fn cluster_spec(w: &WatchedCluster) -> Option<&crate::api::ClusterAppHealthPolicySpec> {
+    w.decoded.as_ref().ok().map(|p| &p.spec)
+}
+
 fn selector_of(w: &Watched) -> Option<&TargetSelector> {
     w.decoded
         .as_ref()
@@ -95,8 +128,6 @@ fn selector_of(w: &Watched) -> Option<&TargetSelector> {
 pub(super) struct Selected {
     pub kind: TargetKind,
     pub name: String,
-    /// Its pods' selector.
-    pub pods: LabelSelector,
 }
 
 /// Maps workloads and pods to the policies that target them.
@@ -161,20 +192,52 @@ impl TargetIndex {
             return Vec::new();
         };
         let labels = pod.metadata.labels.as_ref();
+        let mut owners: Option<Vec<(TargetKind, BTreeMap<String, String>)>> = None;
         self.policies_in(namespace)
             .into_iter()
             .filter(|(_, w)| match (target_of(w), selector_of(w)) {
                 (Some(t), _) => self
                     .workload_selector(t.kind, namespace, &t.name)
                     .is_some_and(|s| endpoints::selects(&s, labels)),
-                (None, Some(selector)) => self
-                    .selected(namespace, selector)
+                (None, Some(selector)) => owners
+                    .get_or_insert_with(|| self.workloads_selecting(pod))
                     .iter()
-                    .any(|w| endpoints::selects(&w.pods, labels)),
+                    .any(|(kind, workload)| selector.selects(*kind, workload)),
                 (None, None) => false,
             })
             .map(|(r, _)| r)
             .collect()
+    }
+
+    /// The workloads of the pod's namespace whose pod selector selects it, by kind, with their
+    /// labels: found through the pod's labels (see [`pod_selector_groups`]), not by looking at
+    /// every workload there.
+    fn workloads_selecting(&self, pod: &CachedPod) -> Vec<(TargetKind, BTreeMap<String, String>)> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = pod.metadata.labels.as_ref();
+        let mut groups = vec![format!("{ns}\0selects")];
+        groups.extend(
+            labels
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{ns}\0selects\0{k}={v}")),
+        );
+        let mut found = Vec::new();
+        for kind in [TargetKind::Deployment, TargetKind::StatefulSet] {
+            let members = |group: &String| match kind {
+                TargetKind::Deployment => self.deployment_groups.members(group),
+                TargetKind::StatefulSet => self.statefulset_groups.members(group),
+            };
+            let mut ids: Vec<String> = groups.iter().flat_map(members).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            found.extend(ids.iter().filter_map(|id| {
+                let (ns, name) = split(id);
+                let (workload, selector) = self.workload(kind, ns, name)?;
+                endpoints::selects(&selector, labels).then_some((kind, workload))
+            }));
+        }
+        found
     }
 
     /// The workloads of `namespace` that `selector` selects, by kind and name.
@@ -183,19 +246,19 @@ impl TargetIndex {
             .kinds
             .iter()
             .flat_map(|&kind| self.workloads_in(kind, namespace))
-            .filter(|(kind, _, labels, _)| selector.selects(*kind, labels))
-            .map(|(kind, name, _, pods)| Selected { kind, name, pods })
+            .filter(|(kind, _, labels)| selector.selects(*kind, labels))
+            .map(|(kind, name, _)| Selected { kind, name })
             .collect();
         found.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));
         found
     }
 
-    /// The workloads of `kind` in `namespace`: name, labels, pod selector.
+    /// The workloads of `kind` in `namespace`: name, labels.
     fn workloads_in(
         &self,
         kind: TargetKind,
         namespace: &str,
-    ) -> Vec<(TargetKind, String, BTreeMap<String, String>, LabelSelector)> {
+    ) -> Vec<(TargetKind, String, BTreeMap<String, String>)> {
         let ids = match kind {
             TargetKind::Deployment => self.deployment_groups.members(namespace),
             TargetKind::StatefulSet => self.statefulset_groups.members(namespace),
@@ -203,8 +266,8 @@ impl TargetIndex {
         ids.iter()
             .filter_map(|id| {
                 let (ns, name) = split(id);
-                let (labels, pods) = self.workload(kind, ns, name)?;
-                Some((kind, name.to_owned(), labels, pods))
+                let (labels, _) = self.workload(kind, ns, name)?;
+                Some((kind, name.to_owned(), labels))
             })
             .collect()
     }
@@ -236,18 +299,16 @@ impl TargetIndex {
             .workload(kind, namespace, name)
             .map(|(labels, _)| labels)
             .unwrap_or_default();
-        let cluster = self
-            .cluster_policies_over(namespace)
-            .into_iter()
-            .filter_map(|(w, spec)| {
-                let selector = spec.policy.target_selector.as_ref()?;
-                selector.selects(kind, &labels).then(|| Claim {
-                    namespace: None,
-                    name: w.metadata.name.clone().unwrap_or_default(),
-                    coverage: Coverage::ClusterSelected,
-                    priority: spec.policy.priority,
-                })
-            });
+        let cluster = self.cluster_policies_over(namespace).into_iter().filter_map(|w| {
+            let spec = cluster_spec(&w)?;
+            let selector = spec.policy.target_selector.as_ref()?;
+            selector.selects(kind, &labels).then(|| Claim {
+                namespace: None,
+                name: w.metadata.name.clone().unwrap_or_default(),
+                coverage: Coverage::ClusterSelected,
+                priority: spec.policy.priority,
+            })
+        });
         self.policies_in(namespace)
             .into_iter()
             .filter_map(|(_, w)| {
@@ -269,22 +330,19 @@ impl TargetIndex {
     }
 
     /// The valid cluster policies whose namespaceSelector selects `namespace`, with their spec.
-    fn cluster_policies_over(
-        &self,
-        namespace: &str,
-    ) -> Vec<(Arc<WatchedCluster>, crate::api::ClusterAppHealthPolicySpec)> {
+    fn cluster_policies_over(&self, namespace: &str) -> Vec<Arc<WatchedCluster>> {
         let labels = self.namespace_labels(namespace);
         self.cluster_policies
             .state()
             .into_iter()
-            .filter_map(|w| {
-                let spec = w.decoded.as_ref().ok()?.spec.clone();
-                crate::api::validate::cluster(&spec).ok()?;
-                let over = spec
-                    .namespace_selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches(&labels));
-                over.then_some((w, spec))
+            .filter(|w| {
+                cluster_spec(w).is_some_and(|spec| {
+                    crate::api::validate::cluster(spec).is_ok()
+                        && spec
+                            .namespace_selector
+                            .as_ref()
+                            .is_none_or(|s| s.matches(&labels))
+                })
             })
             .collect()
     }
@@ -293,8 +351,8 @@ impl TargetIndex {
     /// there.
     pub fn cluster_policies_for(&self, namespace: &str) -> Vec<ObjectRef<WatchedCluster>> {
         self.cluster_policies_over(namespace)
-            .into_iter()
-            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .iter()
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect()
     }
 
@@ -311,13 +369,12 @@ impl TargetIndex {
     ) -> Vec<ObjectRef<WatchedCluster>> {
         self.cluster_policies_over(namespace)
             .into_iter()
-            .filter(|(_, spec)| {
-                spec.policy
-                    .target_selector
-                    .as_ref()
+            .filter(|w| {
+                cluster_spec(w)
+                    .and_then(|spec| spec.policy.target_selector.as_ref())
                     .is_some_and(|s| s.kinds.contains(&kind))
             })
-            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect()
     }
 
@@ -326,17 +383,23 @@ impl TargetIndex {
         let Some(namespace) = pod.metadata.namespace.as_deref() else {
             return Vec::new();
         };
-        let labels = pod.metadata.labels.as_ref();
-        self.cluster_policies_over(namespace)
+        let covering = self.cluster_policies_over(namespace);
+        if covering.is_empty() {
+            return Vec::new();
+        }
+        let owners = self.workloads_selecting(pod);
+        covering
             .into_iter()
-            .filter(|(_, spec)| {
-                spec.policy.target_selector.as_ref().is_some_and(|selector| {
-                    self.selected(namespace, selector)
-                        .iter()
-                        .any(|w| endpoints::selects(&w.pods, labels))
-                })
+            .filter(|w| {
+                cluster_spec(w)
+                    .and_then(|spec| spec.policy.target_selector.as_ref())
+                    .is_some_and(|selector| {
+                        owners
+                            .iter()
+                            .any(|(kind, labels)| selector.selects(*kind, labels))
+                    })
             })
-            .map(|(w, _)| ObjectRef::from_obj(w.as_ref()))
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect()
     }
 
@@ -500,16 +563,7 @@ impl TargetIndex {
         namespace: &str,
         name: &str,
     ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
-        match kind {
-            TargetKind::Deployment => self
-                .deployments
-                .get(&ObjectRef::new(name).within(namespace))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
-            TargetKind::StatefulSet => self
-                .statefulsets
-                .get(&ObjectRef::new(name).within(namespace))
-                .and_then(|d| d.spec.as_ref().map(|s| s.selector.clone())),
-        }
+        self.workload(kind, namespace, name).map(|(_, pods)| pods)
     }
 }
 

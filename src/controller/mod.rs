@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::{
     Error, Result,
     act::{MANAGER, Notifier},
-    api::watched::{Watched, WatchedCluster},
+    api::watched::Watched,
     clock::Clock,
     metrics::Metrics,
     observe::{metrics::MetricsApi, prober::HttpProber, reach::Reach},
@@ -42,6 +42,7 @@ use crate::{
 };
 
 mod book;
+mod cluster_scope;
 mod dereference;
 mod fleet;
 mod groups;
@@ -264,29 +265,6 @@ async fn ensure_crd(api: &Api<Watched>) -> Result<()> {
     }
 }
 
-/// Whether this cluster-wide install serves ClusterAppHealthPolicies: their CRD is installed and
-/// the operator may list them and namespaces. If not (an older chart's CRDs or rights), it says so
-/// and serves AppHealthPolicies as before.
-async fn serves_cluster_policies(client: &Client) -> bool {
-    let probe = ListParams::default().limit(1);
-    let policies: Api<WatchedCluster> = Api::all(client.clone());
-    let namespaces: Api<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>> =
-        Api::all(client.clone());
-    let problem = match policies.list_metadata(&probe).await {
-        Ok(_) => match namespaces.list(&probe).await {
-            Ok(_) => return true,
-            Err(e) => e,
-        },
-        Err(e) => e,
-    };
-    tracing::warn!(
-        error = %problem,
-        "ClusterAppHealthPolicies are not served: their CRD is not installed or the operator may not \
-         list them and namespaces (install this version's CRDs and chart to serve them)"
-    );
-    false
-}
-
 /// Runs the operator until `shutdown` resolves. With leader election, waits for the lease first,
 /// leads until `shutdown` (then releases the lease for a standby) or until the lease is lost (an
 /// error: the process should restart as a standby).
@@ -476,7 +454,7 @@ async fn run_scope(
     let policies: Api<Watched> = scoped(&client, ns);
     ensure_crd(&policies).await?;
 
-    let cluster_wide = ns.is_none() && serves_cluster_policies(&client).await;
+    let cluster_wide = ns.is_none() && cluster_scope::serves_cluster_policies(&client).await;
     let Watches {
         controller,
         index,
@@ -491,7 +469,7 @@ async fn run_scope(
     );
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
     // A workload of a policy over many nudges its policy: a namespaced one, or a cluster one.
-    let (nudges, cluster_nudges) = route_nudges(nudge_rx);
+    let (nudges, cluster_nudges) = cluster_scope::route_nudges(nudge_rx);
     let triggers = stream::select(changes, nudges);
 
     let ctx = Arc::new(context(client, &config, &scope, clock, &index, nudge_tx.clone())?);
@@ -591,39 +569,6 @@ async fn settled<K, E>(
         }
         Err(e) => tracing::warn!(error = %e, "reconcile failed"),
     }
-}
-
-/// What a channel receives, as a stream.
-fn receive<T: Send + 'static>(
-    rx: mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-}
-
-/// Probe tasks' nudges, to the policy each belongs to: a namespaced policy's to its controller, a
-/// cluster policy's (a key of no namespace) to the cluster policies' controller.
-fn route_nudges(
-    mut rx: mpsc::UnboundedReceiver<PolicyRef>,
-) -> (
-    impl futures::Stream<Item = PolicyRef> + Send + 'static,
-    impl futures::Stream<Item = reflector::ObjectRef<WatchedCluster>> + Send + 'static,
-) {
-    let (ns_tx, ns_rx) = mpsc::unbounded_channel::<PolicyRef>();
-    let (cluster_tx, cluster_rx) = mpsc::unbounded_channel::<reflector::ObjectRef<WatchedCluster>>();
-    tokio::spawn(async move {
-        while let Some(key) = rx.recv().await {
-            let policy = unit::policy(&key);
-            let sent = if unit::is_cluster(&policy) {
-                cluster_tx.send(reflector::ObjectRef::new(&policy.name)).is_ok()
-            } else {
-                ns_tx.send(policy).is_ok()
-            };
-            if !sent {
-                return;
-            }
-        }
-    });
-    (receive(ns_rx), receive(cluster_rx))
 }
 
 /// A failed reconcile is retried with a backoff of its own policy's (5s doubling to 5m): one

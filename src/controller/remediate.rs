@@ -155,7 +155,8 @@ pub(super) async fn restore_released(
     })
 }
 
-/// How metrics name a policy: `namespace/name`.
+/// How metrics name a policy: `namespace/name`; a ClusterAppHealthPolicy (no namespace) `/name`,
+/// which no namespaced policy's label can be.
 pub(super) fn policy_label(key: &PolicyRef) -> String {
     format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name)
 }

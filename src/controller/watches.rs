@@ -88,7 +88,7 @@ pub(super) fn watch(
         None => (reflector::store().0, reflector::store().0),
     };
     // Workloads by namespace: what a targetSelector policy looks through.
-    let deployment_groups = Arc::new(groups::Groups::new(index::namespace_group::<Deployment>));
+    let deployment_groups = Arc::new(groups::Groups::new(index::deployment_groups));
     let (deployments, deployment_events) = reflect(
         client,
         ns,
@@ -96,7 +96,7 @@ pub(super) fn watch(
         Some(deployment_groups.clone()),
         deployments_filled,
     );
-    let statefulset_groups = Arc::new(groups::Groups::new(index::namespace_group::<StatefulSet>));
+    let statefulset_groups = Arc::new(groups::Groups::new(index::statefulset_groups));
     let (statefulsets, statefulset_events) = reflect(
         client,
         ns,
@@ -121,7 +121,11 @@ pub(super) fn watch(
     let (policy_store, policy_writer) = reflector::store();
     let policy_groups = Arc::new(groups::Groups::new(index::policy_groups));
     let grouping = policy_groups.clone();
-    let mut precedence = Precedence::new(cluster.is_some().then(|| cluster_tx.clone()));
+    let mut precedence = Precedence::new(
+        cluster
+            .is_some()
+            .then(|| (cluster_tx.clone(), cluster_policies.clone())),
+    );
     let policy_events = reflector::reflector(
         policy_writer,
         watcher(policies, watch_config()).modify(slim::policy),
@@ -186,24 +190,37 @@ pub(super) enum ClusterNudge {
 }
 
 /// Tells the cluster policies when a namespaced policy comes, changes its spec (its generation)
-/// or goes: who remediates a workload may have changed. Its status writes are not told.
+/// or goes: who remediates a workload may have changed. Its status writes are not told. Nothing is
+/// kept while there is no cluster policy (a policy first seen then counts as changed).
 struct Precedence {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<ClusterNudge>>,
+    cluster: Option<(
+        tokio::sync::mpsc::UnboundedSender<ClusterNudge>,
+        Store<WatchedCluster>,
+    )>,
     generations: std::collections::HashMap<ObjectRef<Watched>, Option<i64>>,
 }
 
 impl Precedence {
-    fn new(tx: Option<tokio::sync::mpsc::UnboundedSender<ClusterNudge>>) -> Self {
+    fn new(
+        cluster: Option<(
+            tokio::sync::mpsc::UnboundedSender<ClusterNudge>,
+            Store<WatchedCluster>,
+        )>,
+    ) -> Self {
         Self {
-            tx,
+            cluster,
             generations: Default::default(),
         }
     }
 
     fn observe(&mut self, event: &watcher::Event<Watched>) {
-        let Some(tx) = &self.tx else {
+        let Some((tx, policies)) = &self.cluster else {
             return;
         };
+        if policies.is_empty() {
+            self.generations = Default::default();
+            return;
+        }
         let (policy, gone) = match event {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
             watcher::Event::Delete(p) => (p, true),

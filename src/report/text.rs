@@ -89,9 +89,15 @@ pub fn hold_message(guard: &Guard, r: Option<&Remediation>, until: Option<Timest
             )
         }
         Guard::OwnedElsewhere { policy } => format!(
-            "AppHealthPolicy {policy} remediates this workload (a policy naming it by targetRef, or a \
-             selector of higher priority, takes precedence), so this policy only observes it and {what} \
-             is not taken."
+            "{} {policy} remediates this workload (a policy naming it by targetRef, a namespaced \
+             policy over a cluster one, or a selector of higher priority, takes precedence), so this \
+             policy only observes it and {what} is not taken.",
+            // `namespace/name`, or a cluster policy's bare name.
+            if policy.contains('/') {
+                "AppHealthPolicy"
+            } else {
+                "ClusterAppHealthPolicy"
+            }
         ),
         Guard::TargetBusy { policy } => format!(
             "AppHealthPolicy {policy} is already remediating the same workload, so {what} waits for its \

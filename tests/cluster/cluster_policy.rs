@@ -5,10 +5,10 @@
 //! controllers, the Event regarding the Deployment with the cluster policy related.
 
 use apphealth_cluster::{LocalCluster, Options};
-use k8s_openapi::api::{apps::v1::Deployment, events::v1::Event};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api,
-    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 
@@ -135,21 +135,9 @@ async fn a_cluster_wide_install_remediates_the_workloads_a_cluster_policy_select
     assert_eq!(record["history"][0]["action"], "RestartPods", "{policy}");
     assert_eq!(record["history"][0]["pods"], json!([api_pods[0]]), "{policy}");
 
-    let events: Api<Event> = Api::namespaced(s.client.clone(), &s.ns);
-    let restarted = s
-        .wait("a PodsRestarted Event regarding Deployment api", || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("PodsRestarted")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api")
-                })
-        })
-        .await;
+    let restarted = s.wait_event_object("api", "PodsRestarted").await;
+    let regarding = restarted.regarding.clone().unwrap_or_default();
+    assert_eq!(regarding.kind.as_deref(), Some("Deployment"), "{restarted:?}");
     let related = restarted.related.clone().unwrap_or_default();
     assert_eq!(
         (related.kind.as_deref(), related.name.as_deref()),

@@ -532,6 +532,15 @@ impl Scenario {
 
     /// Events in the scenario's namespace about `regarding` (any kind), as (reason, note).
     pub async fn events(&self, regarding: &str) -> Vec<(String, String)> {
+        self.events_about(regarding)
+            .await
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Events in the scenario's namespace about `regarding` (any kind).
+    async fn events_about(&self, regarding: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
         events
             .list(&ListParams::default())
@@ -540,8 +549,22 @@ impl Scenario {
             .unwrap_or_default()
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()
+    }
+
+    /// The first Event `reason` about `regarding`, once there is one.
+    pub async fn wait_event_object(
+        &self,
+        regarding: &str,
+        reason: &str,
+    ) -> k8s_openapi::api::events::v1::Event {
+        self.wait(&format!("an event {reason} about {regarding}"), || async {
+            self.events_about(regarding)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+        })
+        .await
     }
 
     pub async fn wait_event(&self, regarding: &str, reason: &str) -> String {

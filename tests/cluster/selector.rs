@@ -2,10 +2,10 @@
 //! each selected workload remediated on its own (the eviction and the replacement pod by
 //! Kubernetes' own controllers), its Events regarding the Deployment with the policy related.
 
-use k8s_openapi::api::{apps::v1::Deployment, events::v1::Event};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -74,22 +74,9 @@ async fn a_selector_policy_remediates_only_the_failing_workload_and_tells_it_on_
 
     // The Event regards the Deployment (what `kubectl describe deployment api` lists), with the
     // policy related.
-    let events: Api<Event> = Api::namespaced(s.client.clone(), &s.ns);
-    let restarted = s
-        .wait("a PodsRestarted Event regarding Deployment api", || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("PodsRestarted")
-                        && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Deployment")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("api")
-                })
-        })
-        .await;
+    let restarted = s.wait_event_object("api", "PodsRestarted").await;
+    let regarding = restarted.regarding.clone().unwrap_or_default();
+    assert_eq!(regarding.kind.as_deref(), Some("Deployment"), "{restarted:?}");
     let related = restarted.related.clone().unwrap_or_default();
     assert_eq!(
         (related.kind.as_deref(), related.name.as_deref()),

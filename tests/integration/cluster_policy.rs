@@ -213,3 +213,101 @@ async fn a_namespaced_install_does_not_serve_cluster_policies() {
         "no write to a cluster policy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_cluster_policy_writes_nothing_and_a_restart_resumes_from_status() {
+    let mut h = Harness::new(2).await;
+    namespace(&h, NS, "prod");
+    namespace(&h, "bank", "prod");
+    let ledger = h.add_workload_in("bank", "ledger").await;
+    web(&h, NS, "web");
+    web(&h, "bank", "ledger");
+    create_cluster_policy(&h, "everywhere", json!({}));
+    h.start_operator(None);
+    wait_cluster(&h, "everywhere", "two healthy", |p| {
+        p["status"]["fleet"]["healthy"] == 2
+    })
+    .await;
+    h.assert_no_writes_over("web-a", 3).await;
+
+    ledger.set(Mode::Status(503));
+    h.wait_state("ledger's RestartPods recorded", || {
+        let listed = cluster_policy(&h, "everywhere")["status"]["workloads"]
+            .as_array()?
+            .clone();
+        listed
+            .iter()
+            .any(|w| w["name"] == "ledger" && w["history"][0]["result"] == "Succeeded")
+            .then_some(())
+    })
+    .await;
+    h.kill_operator().await;
+    h.start_operator(None);
+    // The new process probes (and so has reconciled the policy) before anything is judged.
+    h.wait_rounds("web-a", 3).await;
+    let listed = cluster_policy(&h, "everywhere")["status"]["workloads"].clone();
+    let record = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["name"] == "ledger")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(record["namespace"], "bank", "{listed}");
+    assert_eq!(
+        record["history"].as_array().map(Vec::len),
+        Some(1),
+        "kept, not repeated: {listed}"
+    );
+    assert_eq!(
+        h.writes_to("/namespaces/bank/pods/ledger-a/eviction"),
+        1,
+        "evicted once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_policys_diagnostics_are_written_in_the_workloads_namespace_owned_by_it() {
+    let mut h = Harness::new(1).await;
+    namespace(&h, "bank", "prod");
+    let ledger = h.add_workload_in("bank", "ledger").await;
+    web(&h, "bank", "ledger");
+    create_cluster_policy(
+        &h,
+        "everywhere",
+        json!({"remediation": {"steps": [
+            {"action": "CollectDiagnostics", "collectDiagnostics": {"logLines": 2}},
+            {"action": "RestartPods", "timeout": "1h"}
+        ]}}),
+    );
+    h.start_operator(None);
+    wait_cluster(&h, "everywhere", "ledger healthy", |p| {
+        p["status"]["fleet"]["healthy"] == 1
+    })
+    .await;
+
+    ledger.set(Mode::Status(503));
+    let capture = h
+        .wait_state("ledger's diagnostics ConfigMap in bank", || {
+            h.server
+                .list("v1", "ConfigMap", Some("bank"))
+                .into_iter()
+                .find(|c| {
+                    c["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("everywhere-ledger-diagnostics-"))
+                })
+        })
+        .await;
+    let owner = &capture["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("ClusterAppHealthPolicy"), Some("everywhere"))
+    );
+    assert_eq!(owner["uid"], cluster_policy(&h, "everywhere")["metadata"]["uid"]);
+    let summary = capture["data"]["summary.txt"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("by ClusterAppHealthPolicy everywhere ") && summary.contains("Deployment ledger"),
+        "{summary}"
+    );
+}

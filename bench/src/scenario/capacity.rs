@@ -4,45 +4,51 @@
 
 use std::fmt::Write as _;
 
-use super::{Ctx, Layout, PERIOD, Window, measure};
+use super::{Ctx, Layout, Over, PERIOD, Window, measure};
 use crate::report::{Outcome, Row, Section, mib, num};
 
-pub const LAYOUTS: [Layout; 7] = [
+pub const LAYOUTS: [Layout; 8] = [
     Layout {
         pods: 100,
         policies: 1,
-        selector: false,
+        over: Over::Each,
     },
     Layout {
         pods: 1_000,
         policies: 1,
-        selector: false,
+        over: Over::Each,
     },
     Layout {
         pods: 10_000,
         policies: 1,
-        selector: false,
+        over: Over::Each,
     },
     Layout {
         pods: 100,
         policies: 100,
-        selector: false,
+        over: Over::Each,
     },
     Layout {
         pods: 1_000,
         policies: 1_000,
-        selector: false,
+        over: Over::Each,
     },
     Layout {
         pods: 10_000,
         policies: 1_000,
-        selector: false,
+        over: Over::Each,
     },
     // The same 1,000 Deployments of 10 pods under one targetSelector policy (issue 18).
     Layout {
         pods: 10_000,
         policies: 1_000,
-        selector: true,
+        over: Over::Selector,
+    },
+    // And under one ClusterAppHealthPolicy (issue 18).
+    Layout {
+        pods: 10_000,
+        policies: 1_000,
+        over: Over::Cluster,
     },
 ];
 
@@ -98,10 +104,18 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
             }
         }
     }
-    if let Some(row) =
-        selector_against_singles(&measured, &ctx.command("capacity --only 10000x1000-selector"))
-    {
-        section.rows.push(row);
+    for over in [Over::Selector, Over::Cluster] {
+        let id = Layout {
+            pods: 10_000,
+            policies: 1_000,
+            over,
+        }
+        .id();
+        if let Some(row) =
+            one_against_singles(&measured, over, &ctx.command(&format!("capacity --only {id}")))
+        {
+            section.rows.push(row);
+        }
     }
     section.details = details;
     section.notes = notes(ctx);
@@ -112,21 +126,27 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
 /// differ by a few per cent on these machines).
 const NOISE: f64 = 1.05;
 
-/// One targetSelector policy over 1,000 Deployments against 1,000 single-target policies over the
-/// same pods: it may cost no more CPU and memory (issue 18).
-fn selector_against_singles(measured: &[(Layout, Window)], command: &str) -> Option<Row> {
-    let find = |selector| {
+/// One targetSelector policy (or one ClusterAppHealthPolicy) over 1,000 Deployments against 1,000
+/// single-target policies over the same pods: it may cost no more CPU and memory (issue 18).
+fn one_against_singles(measured: &[(Layout, Window)], over: Over, command: &str) -> Option<Row> {
+    let find = |over| {
         measured
             .iter()
-            .find(|(l, _)| l.pods == 10_000 && l.policies == 1_000 && l.selector == selector)
+            .find(|(l, _)| l.pods == 10_000 && l.policies == 1_000 && l.over == over)
             .map(|(_, w)| w)
     };
-    let (one, many) = (find(true)?, find(false)?);
+    let (one, many) = (find(over)?, find(Over::Each)?);
+    let what = if over == Over::Cluster {
+        "one ClusterAppHealthPolicy"
+    } else {
+        "one targetSelector policy"
+    };
     let cpu_ok = one.cores() <= many.cores() * NOISE;
     let rss_ok = one.memory.peak_kib as f64 <= many.memory.peak_kib as f64 * NOISE;
     Some(Row {
-        figure: "one targetSelector policy over 1,000 Deployments of 10 pods vs 1,000 single-target policies: CPU and peak RSS"
-            .into(),
+        figure: format!(
+            "{what} over 1,000 Deployments of 10 pods vs 1,000 single-target policies: CPU and peak RSS"
+        ),
         goal: "no more (within 5 % noise)".into(),
         measured: format!(
             "{} vs {} cores; peak {} vs {}",

@@ -211,7 +211,7 @@ pub(super) async fn idle(ctx: &Ctx) -> Result<Reading> {
         Layout {
             pods: 0,
             policies: 0,
-            selector: false,
+            over: super::Over::Each,
         },
     )
     .await?;
@@ -225,7 +225,7 @@ async fn policies(ctx: &Ctx, id: &str, count: usize) -> Result<Reading> {
         Layout {
             pods: count,
             policies: count,
-            selector: false,
+            over: super::Over::Each,
         },
     )
     .await?;
@@ -271,7 +271,7 @@ pub(super) async fn start_shared(ctx: &Ctx, case: &str, count: usize) -> Result<
 
 async fn pods(ctx: &Ctx, id: &str, count: usize) -> Result<(Reading, usize)> {
     let dir = ctx.case_dir(&format!("memory-{id}"))?;
-    let cluster = Cluster::start(&ctx.crd, &dir).await?;
+    let cluster = Cluster::start(&ctx.crds, &dir).await?;
     for i in 0..count {
         cluster.add_realistic_pod(i, unprobed_address(i))?;
     }

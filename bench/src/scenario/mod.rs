@@ -40,7 +40,9 @@ pub struct Ctx {
     pub farm: Farm,
     pub operator: PathBuf,
     pub blackbox: PathBuf,
-    pub crd: Value,
+    /// The operator's CRDs (`apphealth-operator crd`): AppHealthPolicy's, then
+    /// ClusterAppHealthPolicy's.
+    pub crds: Vec<Value>,
     pub work: PathBuf,
     pub ticks_per_second: f64,
     /// Warm-up after the operator is ready and probing.
@@ -85,37 +87,52 @@ impl Ctx {
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
     pub pods: usize,
-    /// Deployments (one policy each unless `selector`).
+    /// Deployments (one policy each unless `over` says otherwise).
     pub policies: usize,
-    /// One targetSelector policy over all the Deployments instead of one policy each.
-    pub selector: bool,
+    /// What covers the Deployments.
+    pub over: Over,
+}
+
+/// What covers a case's Deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// One AppHealthPolicy each.
+    Each,
+    /// One AppHealthPolicy over them all, by targetSelector.
+    Selector,
+    /// One ClusterAppHealthPolicy over them all (targetSelector and namespaceSelector).
+    Cluster,
 }
 
 impl Layout {
     pub fn id(&self) -> String {
-        if self.selector {
-            format!("{}x{}-selector", self.pods, self.policies)
-        } else {
-            format!("{}x{}", self.pods, self.policies)
+        match self.over {
+            Over::Each => format!("{}x{}", self.pods, self.policies),
+            Over::Selector => format!("{}x{}-selector", self.pods, self.policies),
+            Over::Cluster => format!("{}x{}-cluster", self.pods, self.policies),
         }
     }
 
     /// The policies the case creates.
     pub fn policy_objects(&self) -> usize {
-        if self.selector {
-            1.min(self.policies)
-        } else {
-            self.policies
+        match self.over {
+            Over::Each => self.policies,
+            Over::Selector | Over::Cluster => 1.min(self.policies),
         }
     }
 
     pub fn describe(&self) -> String {
-        if self.selector {
+        if self.over != Over::Each {
             let per = self.pods / self.policies.max(1);
             return format!(
-                "{} pods in {} Deployments of {per} pods, one targetSelector policy over them",
+                "{} pods in {} Deployments of {per} pods, one {} over them",
                 num(self.pods as f64, 0),
                 num(self.policies as f64, 0),
+                if self.over == Over::Cluster {
+                    "ClusterAppHealthPolicy"
+                } else {
+                    "targetSelector policy"
+                }
             );
         }
         format!(
@@ -148,7 +165,7 @@ impl Layout {
         let mut target = 0;
         for i in 0..self.policies {
             let app = format!("app-{i:05}");
-            if self.selector {
+            if self.over != Over::Each {
                 cluster.add_labelled_deployment(&app, per, farm.port(), "tier", "bench")?;
             } else {
                 cluster.add_deployment(&app, per, farm.port())?;
@@ -162,15 +179,16 @@ impl Layout {
                 )?;
                 target += 1;
             }
-            if !self.selector {
+            if self.over == Over::Each {
                 cluster.add_policy(&app, &app, PERIOD.as_secs())?;
             }
         }
-        if self.selector && self.policies > 0 {
-            cluster.add_policy_with(
-                "fleet",
-                crate::cluster::selector_policy_spec("tier", "bench", PERIOD.as_secs()),
-            )?;
+        let spec = crate::cluster::selector_policy_spec("tier", "bench", PERIOD.as_secs());
+        match self.over {
+            _ if self.policies == 0 => {}
+            Over::Each => {}
+            Over::Selector => cluster.add_policy_with("fleet", spec)?,
+            Over::Cluster => cluster.add_cluster_policy("fleet", spec)?,
         }
         Ok(())
     }
@@ -239,7 +257,7 @@ async fn start_once(ctx: &Ctx, case: &str, layout: &Setup<'_>) -> Result<Running
     };
     let dir = ctx.case_dir(case).map_err(plain)?;
     ctx.farm.heal_all().await.map_err(plain)?;
-    let cluster = Cluster::start(&ctx.crd, &dir).await.map_err(plain)?;
+    let cluster = Cluster::start(&ctx.crds, &dir).await.map_err(plain)?;
     (layout.create)(&cluster, &ctx.farm).map_err(plain)?;
     let sent_before = ctx.farm.counts().await.map_err(plain)?.total(layout.pods);
     let started = Instant::now();

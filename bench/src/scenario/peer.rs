@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>) -> Section {
         let layout = Layout {
             pods: targets,
             policies: targets / PODS_PER_POLICY,
-            selector: false,
+            over: super::Over::Each,
         };
         eprintln!("bench: peer {rate}/s: the operator over {}", layout.describe());
         let operator = measure(ctx, &format!("peer-{rate}-operator"), layout).await;

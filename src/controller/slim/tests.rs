@@ -743,11 +743,11 @@ fn an_index_of_slimmed_objects_answers_the_same() {
     let by_namespace = |d: &[Deployment], s: &[StatefulSet]| {
         (
             std::sync::Arc::new(crate::controller::groups::Groups::filled(
-                crate::controller::index::namespace_group::<Deployment>,
+                crate::controller::index::deployment_groups,
                 d,
             )),
             std::sync::Arc::new(crate::controller::groups::Groups::filled(
-                crate::controller::index::namespace_group::<StatefulSet>,
+                crate::controller::index::statefulset_groups,
                 s,
             )),
         )

@@ -132,7 +132,9 @@ impl Plane {
         if let Some(v) = plane.get_json("/version").await?["gitVersion"].as_str() {
             let _ = VERSION.set(format!("kube-apiserver {v}"));
         }
-        plane.create(ctx.crd.clone()).await?;
+        for crd in &ctx.crds {
+            plane.create(crd.clone()).await?;
+        }
         plane.wait_established().await?;
         for ns in [NS, OPERATOR_NS] {
             plane

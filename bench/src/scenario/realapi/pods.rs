@@ -351,7 +351,7 @@ fn sizes(pods: &[Value]) -> Sizes {
 pub async fn test_server(ctx: &Ctx, count: usize) -> Result<Figures> {
     let idle = memory::idle(ctx).await?;
     let dir = ctx.case_dir("realapi-pods-testserver")?;
-    let cluster = Cluster::start(&ctx.crd, &dir).await?;
+    let cluster = Cluster::start(&ctx.crds, &dir).await?;
     let fixture = fixture()?;
     for i in 0..count {
         let (pod, status) = test_server_pod(&fixture, i);

@@ -449,7 +449,7 @@ pub async fn real(ctx: &Ctx) -> Result<Figures> {
 /// The same on the API test server (its pods at farm targets 100-199).
 pub async fn test_server(ctx: &Ctx) -> Result<Figures> {
     let dir = ctx.case_dir("realapi-requests-testserver")?;
-    let cluster = Cluster::start(&ctx.crd, &dir).await?;
+    let cluster = Cluster::start(&ctx.crds, &dir).await?;
     let port = ctx.farm.port();
     for i in 0..POLICIES {
         let app = app(i);
