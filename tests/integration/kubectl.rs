@@ -16,6 +16,16 @@ const CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/crds/apphealthpolicies.apphealth.io.yaml"
 );
+const CLUSTER_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/clusterapphealthpolicies.apphealth.io.yaml"
+);
+
+const CLUSTER_POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/policies/web-services-cluster.yaml"
+);
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 const POLICY: &str = r#"apiVersion: apphealth.io/v1alpha1
@@ -194,6 +204,70 @@ fn columns(table: &str) -> Vec<String> {
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[test]
+fn kubectl_lists_cluster_policies_with_their_columns() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let scratch = Scratch::new(&server);
+    let out = scratch.ok(&["apply", "--server-side", "-f", CLUSTER_CRD]);
+    assert!(
+        out.contains("clusterapphealthpolicies.apphealth.io serverside-applied"),
+        "{out}"
+    );
+    scratch.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/clusterapphealthpolicies.apphealth.io",
+    ]);
+    // The README's example, as a platform team applies it (no namespace: cluster-scoped).
+    let out = scratch.ok(&["apply", "--server-side", "-f", CLUSTER_POLICY]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}],"fleet":{"selected":212,"unhealthy":1,"remediating":1,"ownedElsewhere":3,"blocked":0}}}"#;
+    scratch.ok(&[
+        "patch",
+        "cahp",
+        "web-services",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        status,
+    ]);
+    let table = scratch.ok(&["get", "cahp"]);
+    assert_eq!(
+        columns(&table),
+        ["NAME", "TARGETS", "UNHEALTHY", "REMEDIATING", "READY", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..5),
+        Some(&["web-services", "212", "1", "1", "True"][..]),
+        "{table}"
+    );
+    let wide = scratch.ok(&["get", "cahp", "-o", "wide"]);
+    for column in ["OWNED ELSEWHERE", "BLOCKED"] {
+        assert!(
+            columns(&wide).contains(&column.to_string()),
+            "priority-1 column {column} in -o wide: {wide}"
+        );
+    }
+    // By the category too, beside the namespaced kind's.
+    let all = scratch.ok(&["get", "apphealth"]);
+    assert!(all.contains("web-services"), "{all}");
 }
 
 #[test]

@@ -100,11 +100,20 @@ pub(super) async fn rollout_restart(s: &mut Side) {
         "merge",
         view(&r, &["/metadata/generation", "/spec/template/metadata"]),
     );
-    let again = s.patch(&path, MERGE, &patch).await;
-    s.note(
-        "the same merge keeps the resourceVersion",
-        json!(rv(&r) == rv(&again)),
-    );
+    // On a real cluster the Deployment controller writes the status after the first merge (the
+    // new generation, its ReplicaSet), which moves the resourceVersion by itself: the same merge is
+    // a no-op when, once, the object it returns is the one read just before it. A server that writes
+    // on every merge never shows that. Bounded attempts.
+    let mut kept = false;
+    for _ in 0..10 {
+        let before = s.get(&format!("{DEPLOYMENTS}/web")).await;
+        let again = s.patch(&path, MERGE, &patch).await;
+        if rv(&before) == rv(&again) {
+            kept = true;
+            break;
+        }
+    }
+    s.note("the same merge keeps the resourceVersion", json!(kept));
     let kubectl = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:01Z"}}}}});
     let r = s
         .patch(
