@@ -194,6 +194,18 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A runtime and a test server on it, for a test that drives kubectl (the server lives while the
+/// runtime does).
+pub fn started() -> (tokio::runtime::Runtime, TestServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server = rt.block_on(TestServer::start()).expect("start test server");
+    (rt, server)
+}
+
 fn columns(table: &str) -> Vec<String> {
     table
         .lines()
@@ -208,12 +220,7 @@ fn columns(table: &str) -> Vec<String> {
 
 #[test]
 fn kubectl_lists_cluster_policies_with_their_columns() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let (_rt, server) = started();
     let scratch = Scratch::new(&server);
     let out = scratch.ok(&["apply", "--server-side", "-f", CLUSTER_CRD]);
     assert!(
@@ -272,12 +279,7 @@ fn kubectl_lists_cluster_policies_with_their_columns() {
 
 #[test]
 fn kubectl_drives_the_test_server() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let (rt, server) = started();
     let scratch = Scratch::new(&server);
     assert!(Path::new(CRD).exists(), "{CRD} is missing");
 
@@ -543,12 +545,7 @@ fn object_ref(obj: &Value) -> k8s_openapi::api::core::v1::ObjectReference {
 fn kubectl_describe_shows_events_and_top_reads_metrics() {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let (rt, server) = started();
     let scratch = Scratch::new(&server);
 
     // A custom resource, and Events about it published the way the operator does.

@@ -1,19 +1,12 @@
 //! kubectl against the pod subresources the ladder's actions use on the API test server.
 
-use apphealth_testserver::TestServer;
-
 use crate::kubectl::Scratch;
 
 /// The pod subresources the ladder's actions use, as kubectl (the real client) sees them: logs,
 /// exec over WebSocket, an eviction a PodDisruptionBudget refuses, and autoscalers.
 #[test]
 fn kubectl_reads_logs_execs_and_is_refused_by_a_disruption_budget() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let server = rt.block_on(TestServer::start()).expect("start test server");
+    let (_rt, server) = crate::kubectl::started();
     let scratch = Scratch::new(&server);
     let pods = scratch.file(
         "pods.yaml",
