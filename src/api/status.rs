@@ -62,6 +62,30 @@ pub struct AppHealthPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub workloads: Vec<WorkloadStatus>,
+
+    /// With the work shared across replicas (`--shards N`, N > 1): each shard's part of a policy
+    /// over many, written by the replica that holds the shard (its own field manager) — the counts
+    /// and records of the workloads that hash to it. The replica holding the policy's own shard
+    /// sums them into fleet, workloads and the conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["shard"]))]
+    pub shards: Vec<ShardPart>,
+}
+
+/// One shard's part of a policy over many.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardPart {
+    /// The shard (0 to N-1).
+    pub shard: u32,
+    /// Its workloads: how many, how they are.
+    pub fleet: FleetCounts,
+    /// Its workloads that are not healthy or have something pending, worst first: at most 50
+    /// divided among the shards (at least one each); fleet.truncated says when more were left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub workloads: Vec<WorkloadStatus>,
 }
 
 /// Counts over the workloads of a targetSelector policy.
@@ -145,6 +169,7 @@ impl WorkloadStatus {
             diagnostics: self.diagnostics.clone(),
             fleet: None,
             workloads: Vec::new(),
+            shards: Vec::new(),
         }
     }
 

@@ -16,7 +16,8 @@ use super::{Context, PolicyRef, remediate, unit};
 pub(super) use crate::report::fleet::UnitId;
 use crate::{
     Result,
-    api::{AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, TargetKind},
+    api::{AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, ShardPart, TargetKind},
+    fleet::keeper::Sharding,
     report::{
         self, EventIntent,
         fleet::{Stopped, UnitRecord},
@@ -36,6 +37,21 @@ impl StatusApi {
             Self::Cluster(api) => report::apply_status(api, name, status).await,
         }
     }
+
+    async fn apply_part(&self, name: &str, part: &ShardPart) -> Result<AppHealthPolicyStatus> {
+        match self {
+            Self::Namespaced(api) => report::apply_shard_part(api, name, part).await,
+            Self::Cluster(api) => report::apply_shard_part(api, name, part).await,
+        }
+    }
+}
+
+/// With the work shared across replicas: the shards of a policy over many that this replica
+/// holds write their parts of its status; the holder of the policy's own shard also sums them.
+pub(super) struct Shares<'a> {
+    pub sharding: &'a Sharding,
+    /// Whether this replica holds the shard the policy itself hashes to.
+    pub home: bool,
 }
 
 /// What this process knows of each targetSelector policy's workloads, between reconciles.
@@ -73,21 +89,17 @@ pub(super) fn release(ctx: &Context, policy: &PolicyRef, id: &UnitId) {
     ctx.failures.reset(&key);
 }
 
-/// The workloads' records as a restarted operator finds them in status.
+/// The workloads' records as a restarted operator (or the replica that takes a shard over) finds
+/// them in status: the policy's list, and each shard's part over it (a shard's own record is the
+/// freshest).
 pub(super) fn seeded(status: &AppHealthPolicyStatus) -> BTreeMap<UnitId, UnitRecord> {
-    status
-        .workloads
-        .iter()
-        .map(|w| {
-            (
-                UnitId::new(w.namespace.as_deref(), &w.kind, &w.name),
-                UnitRecord {
-                    status: w.to_policy_status(status.observed_generation),
-                    owned_by: w.owned_by.clone(),
-                },
-            )
-        })
-        .collect()
+    let generation = status.observed_generation;
+    let mut records = report::fleet::records_of(&status.workloads, generation);
+    records.extend(report::fleet::records_of(
+        status.shards.iter().flat_map(|p| &p.workloads),
+        generation,
+    ));
+    records
 }
 
 /// The records of a policy's workloads, and its status as last written: the unit stages write
@@ -103,9 +115,18 @@ pub(super) struct Book<'a> {
     pub written: Mutex<AppHealthPolicyStatus>,
     pub selects: String,
     pub now: jiff::Timestamp,
+    /// The shards this replica holds, when the work is shared (None: it does all of it).
+    pub shares: Option<Shares<'a>>,
 }
 
 impl Book<'_> {
+    /// Whether this replica writes the policy's own conditions and speaks for it (Events about the
+    /// policy, its Ready gauge): always, unless the work is shared and the policy's own shard is
+    /// another replica's.
+    pub(super) fn speaks_for_policy(&self) -> bool {
+        self.shares.as_ref().is_none_or(|s| s.home)
+    }
+
     pub(super) fn status_of(&self, id: &UnitId) -> AppHealthPolicyStatus {
         self.units
             .lock()
@@ -142,24 +163,83 @@ impl Book<'_> {
         Ok(status)
     }
 
-    /// Writes the policy's status if it changed.
+    /// Writes the policy's status if it changed: the whole of it, or with shards, the parts of the
+    /// shards held here (and their sum, by the holder of the policy's own shard).
     pub(super) async fn flush(&self, stopped: Option<Stopped<'_>>) -> Result<()> {
-        let desired = {
-            let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
-            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-            report::fleet::compose(
-                &written,
-                self.policy.metadata.generation,
-                &units,
-                &self.selects,
-                stopped,
-                self.now,
-            )
+        let Some(shares) = &self.shares else {
+            let desired = {
+                let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
+                let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+                report::fleet::compose(
+                    &written,
+                    self.policy.metadata.generation,
+                    &units,
+                    &self.selects,
+                    stopped,
+                    self.now,
+                )
+            };
+            return self.store(desired).await;
         };
-        if desired == *self.written.lock().unwrap_or_else(PoisonError::into_inner) {
+        for shard in shares.sharding.held() {
+            self.flush_part(shares.sharding, shard).await?;
+        }
+        if !shares.home {
             return Ok(());
         }
+        let desired = report::fleet::merged(
+            &self.written.lock().unwrap_or_else(PoisonError::into_inner),
+            self.policy.metadata.generation,
+            shares.sharding.shards,
+            &self.selects,
+            stopped,
+            self.now,
+        );
+        self.store(desired).await
+    }
+
+    /// Writes the policy's own status (all but the shards' parts) if it changed.
+    async fn store(&self, desired: AppHealthPolicyStatus) -> Result<()> {
+        {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            let own = AppHealthPolicyStatus {
+                shards: Vec::new(),
+                ..written.clone()
+            };
+            if desired == own {
+                return Ok(());
+            }
+        }
         let stored = self.api.apply(&self.policy.name_any(), &desired).await?;
+        *self.written.lock().unwrap_or_else(PoisonError::into_inner) = stored;
+        Ok(())
+    }
+
+    /// Writes one held shard's part if it changed (a shard with nothing to say and no part yet
+    /// writes none).
+    async fn flush_part(&self, sharding: &Sharding, shard: u32) -> Result<()> {
+        let desired = {
+            let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
+            let of_shard: BTreeMap<UnitId, UnitRecord> = units
+                .iter()
+                .filter(|(id, _)| sharding.shard(&self.namespace_of(id), &id.kind, &id.name) == shard)
+                .map(|(id, record)| (id.clone(), record.clone()))
+                .collect();
+            report::fleet::shard_part(shard, sharding.shards, &of_shard)
+        };
+        {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            let nothing = ShardPart {
+                shard,
+                ..ShardPart::default()
+            };
+            match written.shards.iter().find(|p| p.shard == shard) {
+                Some(stored) if *stored == desired => return Ok(()),
+                None if desired == nothing => return Ok(()),
+                _ => {}
+            }
+        }
+        let stored = self.api.apply_part(&self.policy.name_any(), &desired).await?;
         *self.written.lock().unwrap_or_else(PoisonError::into_inner) = stored;
         Ok(())
     }

@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt, runtime::controller::Action as Requeue};
 
 use super::{
     Context, PolicyRef,
-    book::{Book, StatusApi, UnitId, release, seeded},
+    book::{Book, Shares, StatusApi, UnitId, release, seeded},
     dereference::{self, Dereferenced},
     index::Selected,
     remediate,
@@ -29,7 +29,7 @@ use crate::{
         AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, Health, LabelMatch, TargetRef,
         conditions,
     },
-    fleet::precedence,
+    fleet::{keeper::Working, precedence},
     report::{self, EventIntent, Readiness, fleet::Stopped, text},
 };
 
@@ -65,6 +65,9 @@ async fn not_probing(book: &Book<'_>, stopped: &dereference::Stopped, ctx: &Cont
         message: &message,
     }))
     .await?;
+    if !book.speaks_for_policy() {
+        return Ok(());
+    }
     if was.as_deref() != Some(reason) {
         let event = EventIntent {
             reason,
@@ -113,6 +116,7 @@ pub(super) async fn reconcile(
         written: Mutex::new(policy.status.clone().unwrap_or_default()),
         selects: selector.describe(),
         now,
+        shares: None,
     };
     let settings = dereference::settings(policy);
     run(
@@ -150,6 +154,7 @@ pub(super) async fn reconcile_cluster(
         written: Mutex::new(policy.status.clone().unwrap_or_default()),
         selects,
         now,
+        shares: None,
     };
     // Its own rules first (no targetRef, a well-formed namespaceSelector), then an
     // AppHealthPolicy's.
@@ -171,18 +176,29 @@ async fn run(
     ctx: &Arc<Context>,
 ) -> Result<Requeue> {
     let key = book.key;
-    // With shards, a policy over many is one piece of work, of the shard its own name hashes to:
-    // its status is one object, written by one replica. (Its workloads do not spread across
-    // replicas yet.)
-    let _working = match &ctx.sharding {
-        None => None,
-        Some(sharding) => match sharding.work(namespace, sharded_as, &book.policy.name_any()) {
-            Some(working) => Some(working),
-            None => {
-                ctx.forget(key);
-                return Ok(Requeue::await_change());
-            }
-        },
+    // With shards, its workloads spread as single-target policies' do: each replica judges those
+    // of the shards it holds and writes their part of the status; the holder of the shard the
+    // policy's own name hashes to also sums the parts up.
+    let (_home, book) = match ctx.sharding.as_deref() {
+        None => (None, book),
+        Some(sharding) if sharding.held().is_empty() => {
+            ctx.forget(key);
+            return Ok(Requeue::await_change());
+        }
+        Some(sharding) => {
+            let home = sharding.work(namespace, sharded_as, &book.policy.name_any());
+            let shares = Shares {
+                sharding,
+                home: home.is_some(),
+            };
+            (
+                home,
+                Book {
+                    shares: Some(shares),
+                    ..book
+                },
+            )
+        }
     };
     let memory = ctx
         .fleets
@@ -239,6 +255,8 @@ async fn judge_all(
             })
             .collect(),
     };
+    // With shards, only those of the shards held here.
+    let (selected, _working) = held_here(book, selected, ctx);
     // Released: those no longer selected.
     let gone: Vec<UnitId> = {
         let units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
@@ -250,7 +268,14 @@ async fn judge_all(
     };
     for id in &gone {
         release(ctx, key, id);
-        restore_released(book, id, ctx).await;
+        // Put back by the holder of its shard (here, unless the work is shared).
+        let restorer = book.shares.as_ref().map(|shares| {
+            let namespace = book.namespace_of(id);
+            shares.sharding.work(&namespace, &id.kind, &id.name)
+        });
+        if restorer.as_ref().is_none_or(Option::is_some) {
+            restore_released(book, id, ctx).await;
+        }
         book.forget(id);
     }
     // A workload whose stages fail does not hold the others up: the first error is returned once
@@ -272,11 +297,51 @@ async fn judge_all(
         return Err(e);
     }
     ctx.failures.reset(key);
-    ctx.metrics.policy_ready(
-        &remediate::policy_label(key),
-        Some(report::reasons::WORKLOADS_SELECTED),
-    );
+    if book.speaks_for_policy() {
+        ctx.metrics.policy_ready(
+            &remediate::policy_label(key),
+            Some(report::reasons::WORKLOADS_SELECTED),
+        );
+    } else {
+        ctx.metrics.policy_ready(&remediate::policy_label(key), None);
+    }
     Ok(Requeue::requeue(revisit))
+}
+
+/// With shards: the selected workloads of the shards held here, each counted as work in flight
+/// while this pass lasts (so its shard is not given back under it), with their records from
+/// status when this replica has none (a shard just taken over). Those of other shards are left
+/// to their holders: dropped here, without restoring anything (they are not released).
+fn held_here<'s>(
+    book: &Book<'s>,
+    selected: Vec<(UnitId, Selected)>,
+    ctx: &Context,
+) -> (Vec<(UnitId, Selected)>, Vec<Working<'s>>) {
+    let Some(shares) = &book.shares else {
+        return (selected, Vec::new());
+    };
+    let mut units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut recorded = None;
+    let (mut mine, mut working) = (Vec::new(), Vec::new());
+    for (id, workload) in selected {
+        let namespace = book.namespace_of(&id);
+        let Some(work) = shares.sharding.work(&namespace, &id.kind, &id.name) else {
+            if units.remove(&id).is_some() {
+                release(ctx, book.key, &id);
+            }
+            continue;
+        };
+        if !units.contains_key(&id) {
+            let recorded = recorded
+                .get_or_insert_with(|| seeded(&book.written.lock().unwrap_or_else(PoisonError::into_inner)));
+            if let Some(record) = recorded.remove(&id) {
+                units.insert(id.clone(), record);
+            }
+        }
+        working.push(work);
+        mine.push((id, workload));
+    }
+    (mine, working)
 }
 
 /// What ScaleOut raised on a released workload is put back, and said in an Event on it.

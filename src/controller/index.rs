@@ -596,21 +596,25 @@ fn units_recorded(
     namespace: &str,
     status: &AppHealthPolicyStatus,
 ) -> Vec<(PolicyRef, Workload, bool)> {
-    status
-        .workloads
-        .iter()
-        .filter_map(|u| {
-            let kind = TargetKind::parse(&u.kind)?;
-            let id = crate::report::fleet::UnitId::new(u.namespace.as_deref(), &u.kind, &u.name);
-            Some((
-                super::unit::key(key, &id),
-                Workload {
-                    kind,
-                    namespace: id.namespace_or(namespace).to_owned(),
-                    name: u.name.clone(),
-                },
-                super::ladders::acting(&u.to_policy_status(None)),
-            ))
-        })
+    // The policy's list, and with shards each shard's part (fresher than the list its holder
+    // sums them into): one entry per workload.
+    let parts = status.shards.iter().flat_map(|p| &p.workloads);
+    let mut recorded = std::collections::HashMap::new();
+    for u in status.workloads.iter().chain(parts) {
+        let Some(kind) = TargetKind::parse(&u.kind) else {
+            continue;
+        };
+        let id = crate::report::fleet::UnitId::new(u.namespace.as_deref(), &u.kind, &u.name);
+        let workload = Workload {
+            kind,
+            namespace: id.namespace_or(namespace).to_owned(),
+            name: u.name.clone(),
+        };
+        let acting = super::ladders::acting(&u.to_policy_status(None));
+        recorded.insert(super::unit::key(key, &id), (workload, acting));
+    }
+    recorded
+        .into_iter()
+        .map(|(key, (workload, acting))| (key, workload, acting))
         .collect()
 }

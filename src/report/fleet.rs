@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use super::{CondStatus, condition, reasons, set_condition};
 use crate::{
-    api::{AppHealthPolicyStatus, FleetCounts, Health, WorkloadStatus, conditions},
+    api::{AppHealthPolicyStatus, FleetCounts, Health, ShardPart, WorkloadStatus, conditions},
     fleet::summary::{self, Unit},
 };
 
@@ -74,26 +74,94 @@ pub fn compose(
     stopped: Option<Stopped<'_>>,
     now: Timestamp,
 ) -> AppHealthPolicyStatus {
+    let (counts, workloads) = listed(units, WORKLOADS_LISTED);
+    conclude(old, generation, counts, workloads, selects, stopped, now)
+}
+
+/// Most records one shard's part lists: [`WORKLOADS_LISTED`] divided among the shards, at least
+/// one each, so the parts together stay about the size of one policy's list.
+pub fn listed_per_shard(shards: u32) -> usize {
+    WORKLOADS_LISTED.div_ceil(shards.max(1) as usize).max(1)
+}
+
+/// One shard's part: the counts and records of the units that hash to it (all of `units`).
+pub fn shard_part(shard: u32, shards: u32, units: &BTreeMap<UnitId, UnitRecord>) -> ShardPart {
+    let (fleet, workloads) = listed(units, listed_per_shard(shards));
+    ShardPart {
+        shard,
+        fleet,
+        workloads,
+    }
+}
+
+/// The policy's status summed from its shards' parts (those of shards below `shards`; a part
+/// left by an earlier, larger shard count is not counted): counts added up, the parts' records
+/// merged worst first and bounded.
+pub fn merged(
+    old: &AppHealthPolicyStatus,
+    generation: Option<i64>,
+    shards: u32,
+    selects: &str,
+    stopped: Option<Stopped<'_>>,
+    now: Timestamp,
+) -> AppHealthPolicyStatus {
+    let parts: Vec<&ShardPart> = old.shards.iter().filter(|p| p.shard < shards).collect();
+    let records = records_of(parts.iter().flat_map(|p| &p.workloads), generation);
+    let (listed_counts, workloads) = listed(&records, WORKLOADS_LISTED);
+    let mut counts = FleetCounts {
+        truncated: listed_counts.truncated,
+        ..FleetCounts::default()
+    };
+    for part in parts {
+        let f = &part.fleet;
+        counts.selected += f.selected;
+        counts.healthy += f.healthy;
+        counts.unhealthy += f.unhealthy;
+        counts.remediating += f.remediating;
+        counts.blocked += f.blocked;
+        counts.owned_elsewhere += f.owned_elsewhere;
+        counts.truncated |= f.truncated;
+    }
+    conclude(old, generation, counts, workloads, selects, stopped, now)
+}
+
+/// The units of listed records (a status's workloads, or a shard part's), keyed as the fleet
+/// reconcile keys them.
+pub fn records_of<'a>(
+    listed: impl IntoIterator<Item = &'a WorkloadStatus>,
+    generation: Option<i64>,
+) -> BTreeMap<UnitId, UnitRecord> {
+    listed
+        .into_iter()
+        .map(|w| {
+            (
+                UnitId::new(w.namespace.as_deref(), &w.kind, &w.name),
+                UnitRecord {
+                    status: w.to_policy_status(generation),
+                    owned_by: w.owned_by.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The counts over `units` and the records of at most `limit` of them, worst first.
+fn listed(units: &BTreeMap<UnitId, UnitRecord>, limit: usize) -> (FleetCounts, Vec<WorkloadStatus>) {
     let summed: Vec<Unit> = units.iter().map(|(id, record)| unit(id, record)).collect();
     let by_name: std::collections::HashMap<String, (&UnitId, &UnitRecord)> =
         units.iter().map(|(id, r)| (id.to_string(), (id, r))).collect();
-    let summary = summary::summarize(&summed, WORKLOADS_LISTED);
+    let summary = summary::summarize(&summed, limit);
     let owned_elsewhere = units.values().filter(|r| r.owned_by.is_some()).count();
-    let mut status = AppHealthPolicyStatus {
-        observed_generation: generation,
-        conditions: old.conditions.clone(),
-        fleet: Some(FleetCounts {
-            selected: summary.selected,
-            healthy: summary.healthy,
-            unhealthy: summary.unhealthy,
-            remediating: summary.remediating,
-            blocked: summary.blocked,
-            owned_elsewhere: u32::try_from(owned_elsewhere).unwrap_or(u32::MAX),
-            truncated: summary.cut,
-        }),
-        ..AppHealthPolicyStatus::default()
+    let counts = FleetCounts {
+        selected: summary.selected,
+        healthy: summary.healthy,
+        unhealthy: summary.unhealthy,
+        remediating: summary.remediating,
+        blocked: summary.blocked,
+        owned_elsewhere: u32::try_from(owned_elsewhere).unwrap_or(u32::MAX),
+        truncated: summary.cut,
     };
-    status.workloads = summary
+    let workloads = summary
         .worst
         .iter()
         .filter_map(|u| {
@@ -104,6 +172,26 @@ pub fn compose(
             Some(listed)
         })
         .collect();
+    (counts, workloads)
+}
+
+/// The policy's own status from its counts and listed records: the conditions they mean.
+fn conclude(
+    old: &AppHealthPolicyStatus,
+    generation: Option<i64>,
+    counts: FleetCounts,
+    workloads: Vec<WorkloadStatus>,
+    selects: &str,
+    stopped: Option<Stopped<'_>>,
+    now: Timestamp,
+) -> AppHealthPolicyStatus {
+    let mut status = AppHealthPolicyStatus {
+        observed_generation: generation,
+        conditions: old.conditions.clone(),
+        fleet: Some(counts),
+        workloads,
+        ..AppHealthPolicyStatus::default()
+    };
     let cond = |status: &mut AppHealthPolicyStatus, t: &str, s: CondStatus, reason: &str, m: String| {
         set_condition(&mut status.conditions, t, s, reason, m, generation, now);
     };
@@ -383,5 +471,92 @@ mod tests {
         );
         let again = compose(&first, None, &all, "", None, at("2026-01-01T00:09:00Z"));
         assert_eq!(first, again, "a steady fleet writes nothing");
+    }
+
+    #[test]
+    fn a_shards_part_lists_its_share_of_the_bound() {
+        for (shards, each) in [(1, 50), (2, 25), (3, 17), (50, 1), (1024, 1)] {
+            assert_eq!(listed_per_shard(shards), each, "{shards} shards");
+        }
+        let troubled: Vec<(String, UnitRecord)> = (0..20)
+            .map(|i| (format!("w{i:02}"), record(Health::Unhealthy, None)))
+            .collect();
+        let all = units(
+            &troubled
+                .iter()
+                .map(|(n, r)| (n.as_str(), r.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let part = shard_part(2, 3, &all);
+        assert_eq!(part.shard, 2);
+        assert_eq!((part.fleet.selected, part.fleet.unhealthy), (20, 20));
+        assert_eq!(part.workloads.len(), 17);
+        assert!(part.fleet.truncated, "cut, and it says so");
+        assert!(
+            part.workloads.iter().all(|w| w.verdict.is_some()),
+            "records as listed"
+        );
+    }
+
+    #[test]
+    fn the_parts_are_summed_worst_first_and_stale_shards_left_out() {
+        let now = at("2026-01-01T00:01:00Z");
+        let part = |shard: u32, list: &[(&str, UnitRecord)], healthy: usize| {
+            let mut all = units(list);
+            for i in 0..healthy {
+                all.insert(
+                    UnitId::new(None, "Deployment", &format!("ok-{shard}-{i}")),
+                    record(Health::Healthy, None),
+                );
+            }
+            shard_part(shard, 3, &all)
+        };
+        let old = AppHealthPolicyStatus {
+            shards: vec![
+                part(0, &[("a", record(Health::Unhealthy, None))], 3),
+                part(1, &[("b", record(Health::Unhealthy, Some(1)))], 1),
+                part(2, &[], 2),
+                // Left by an earlier run with four shards: not counted.
+                part(3, &[("z", record(Health::Unhealthy, Some(1)))], 9),
+            ],
+            ..AppHealthPolicyStatus::default()
+        };
+        let status = merged(&old, Some(2), 3, "tier=web", None, now);
+        let fleet = status.fleet.clone().unwrap();
+        assert_eq!(
+            (fleet.selected, fleet.healthy, fleet.unhealthy, fleet.remediating),
+            (8, 6, 2, 1)
+        );
+        let listed: Vec<&str> = status.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            listed,
+            ["b", "a"],
+            "merged worst first, the stale part's left out"
+        );
+        assert!(status.shards.is_empty(), "the sum does not write the parts");
+        assert_eq!(
+            condition(&status, conditions::READY).unwrap().message,
+            "8 workloads match tier=web"
+        );
+        assert_eq!(condition(&status, conditions::HEALTHY).unwrap().status, "False");
+        // A part that was cut makes the sum say so.
+        let mut cut = old.clone();
+        cut.shards[2].fleet.truncated = true;
+        assert!(
+            merged(&cut, Some(2), 3, "tier=web", None, now)
+                .fleet
+                .unwrap()
+                .truncated
+        );
+        // Without parts (none written yet): nothing selected, and it says so.
+        let none = merged(
+            &AppHealthPolicyStatus::default(),
+            Some(2),
+            3,
+            "tier=web",
+            None,
+            now,
+        );
+        assert_eq!(none.fleet.unwrap().selected, 0);
     }
 }

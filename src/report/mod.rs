@@ -18,7 +18,11 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::{Error, Result, act::MANAGER, api::AppHealthPolicyStatus};
+use crate::{
+    Error, Result,
+    act::MANAGER,
+    api::{AppHealthPolicyStatus, ShardPart},
+};
 
 /// Status of a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +111,40 @@ where
         .await
         .map_err(Error::Report)?;
     Ok(written.status().cloned().unwrap_or_default())
+}
+
+/// Writes one shard's part of a policy over many (`status.shards[shard]`) with server-side apply,
+/// as that shard's own field manager (`apphealth-operator-shard-<n>`): whichever replica holds the
+/// shard owns its part and nothing else, so parts written by several replicas never clash, and
+/// the replica that takes a shard over takes its part with it. Returns the status as stored.
+pub async fn apply_shard_part<K>(api: &Api<K>, name: &str, part: &ShardPart) -> Result<AppHealthPolicyStatus>
+where
+    K: kube::Resource<DynamicType = ()>
+        + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let manager = shard_manager(part.shard);
+    let part = serde_json::to_value(part).map_err(|source| Error::Serialize {
+        what: "status",
+        source,
+    })?;
+    let patch = json!({
+        "apiVersion": "apphealth.io/v1alpha1",
+        "kind": K::kind(&()),
+        "status": {"shards": [part]},
+    });
+    let written = api
+        .patch_status(name, &PatchParams::apply(&manager).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Report)?;
+    Ok(written.status().cloned().unwrap_or_default())
+}
+
+/// The field manager of a shard's part of a policy's status.
+pub fn shard_manager(shard: u32) -> String {
+    format!("{MANAGER}-shard-{shard}")
 }
 
 /// The field manager of Ready conditions written for policies the operator cannot read: kept apart

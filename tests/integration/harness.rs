@@ -106,6 +106,14 @@ pub fn client(server: &TestServer) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
+/// A client without kube's retries, as the binary's direct client for evictions (a budget's 429
+/// is an answer, not a reason to retry).
+pub fn direct_client(server: &TestServer) -> kube::Client {
+    let mut direct = kube::Config::new(server.url().parse().unwrap());
+    direct.default_retry = false;
+    kube::Client::try_from(direct).unwrap()
+}
+
 impl Harness {
     /// A server with the CRD installed, Deployment `web` in `shop`, and `pods` ready pods serving
     /// the flaky app on one port at 127.0.B.1, 127.0.B.2, …
@@ -269,10 +277,8 @@ impl Harness {
     /// against the test server; Notify retries quickly).
     pub fn start_operator_with(&mut self, config: controller::Config) {
         let client = client(&self.server);
-        let mut direct = kube::Config::new(self.server.url().parse().unwrap());
-        direct.default_retry = false;
         let config = controller::Config {
-            direct_client: Some(kube::Client::try_from(direct).unwrap()),
+            direct_client: Some(direct_client(&self.server)),
             notify_backoff: Duration::from_millis(50),
             ..config
         };

@@ -4,6 +4,8 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use serde_json::Value;
+
 use apphealth_operator::{
     controller,
     fleet::{keeper::ShardConfig, shard::shard_of},
@@ -12,7 +14,7 @@ use apphealth_operator::{
 
 use crate::{
     flaky::Flaky,
-    harness::{Harness, NS, PATIENCE, Running, client},
+    harness::{Harness, NS, PATIENCE, Running, client, direct_client},
     support::wait_until,
 };
 
@@ -32,6 +34,7 @@ impl Instance {
             namespaces: vec![NS.into()],
             instance: Some(identity.into()),
             metrics: metrics.clone(),
+            direct_client: Some(direct_client(&h.server)),
             shards: Some(ShardConfig {
                 shards: SHARDS,
                 namespace: LEASE_NS.into(),
@@ -219,4 +222,204 @@ async fn a_replica_that_cannot_renew_drops_its_shards_and_takes_them_up_again() 
     .await;
     all_probed(&workloads, "every workload probed again").await;
     instance.stop().await;
+}
+
+/// The units of selector policy `policy` this instance judges, from its health gauges.
+fn units_judged(instance: &Instance, policy: &str) -> Vec<String> {
+    let prefix = format!("apphealth_policy_health{{policy=\"{NS}/{policy}/Deployment/");
+    let mut units: Vec<String> = instance
+        .metrics
+        .render()
+        .lines()
+        .filter_map(|l| Some(l.strip_prefix(&prefix)?.split_once('"')?.0.to_owned()))
+        .collect();
+    units.sort();
+    units
+}
+
+/// The shards' parts of a policy's status, by shard: (selected, listed workload names).
+fn parts(h: &Harness, policy: &str) -> BTreeMap<u64, (u64, Vec<String>)> {
+    let status = h.policy(policy)["status"].clone();
+    status["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let listed = p["workloads"].as_array().into_iter().flatten();
+            let names = listed
+                .filter_map(|w| Some(w["name"].as_str()?.to_owned()))
+                .collect();
+            Some((p["shard"].as_u64()?, (p["fleet"]["selected"].as_u64()?, names)))
+        })
+        .collect()
+}
+
+/// A selector policy's workloads spread over the shards as single-target policies do: each
+/// instance judges (probes, remediates) the workloads of its shard only and writes its shard's
+/// part of the status as that shard's field manager; the holder of the policy's own shard sums
+/// the parts. A dead instance's shard is taken over with its part: the record of a remediation
+/// is resumed, not repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_policys_workloads_spread_over_the_shards() {
+    let mut h = Harness::new(0).await;
+    let workloads = workloads(&mut h).await;
+    for name in workloads.keys() {
+        let mut deployment = h.server.get("apps/v1", "Deployment", Some(NS), name).unwrap();
+        deployment["metadata"]["labels"] = serde_json::json!({"tier": "web"});
+        h.server.replace(deployment).unwrap();
+    }
+    // Only the selector policy: the harness's single-target ones go.
+    for name in workloads.keys() {
+        h.server
+            .delete("apphealth.io/v1alpha1", "AppHealthPolicy", Some(NS), name)
+            .unwrap();
+    }
+    h.create_policy(
+        "fleet",
+        serde_json::json!({
+            "targetRef": null,
+            "targetSelector": {"matchLabels": {"tier": "web"}},
+            "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}]}
+        }),
+    );
+    let mut instances: Vec<Instance> = ["op-a", "op-b", "op-c"]
+        .into_iter()
+        .map(|id| Instance::start(&h, id))
+        .collect();
+    wait_until("one shard each", PATIENCE, || async {
+        instances.iter().all(|i| i.held().len() == 1).then_some(())
+    })
+    .await;
+
+    // Each instance judges the two workloads of its shard, and no other.
+    for instance in &instances {
+        let shard = instance.held()[0];
+        let mut expected: Vec<String> = workloads
+            .iter()
+            .filter(|(_, (s, _))| *s == shard)
+            .map(|(name, _)| name.clone())
+            .collect();
+        expected.sort();
+        wait_until("each instance judges its shard's workloads", PATIENCE, || async {
+            (units_judged(instance, "fleet") == expected).then_some(())
+        })
+        .await;
+    }
+    // Three parts of two workloads each, summed into the policy's counts.
+    h.wait_state("three parts summed", || {
+        let parts = parts(&h, "fleet");
+        let fleet = h.policy("fleet")["status"]["fleet"].clone();
+        (parts.len() == 3 && parts.values().all(|(n, _)| *n == 2) && fleet["healthy"] == 6).then_some(())
+    })
+    .await;
+    let policy = h.policy("fleet");
+    let managers: Vec<&str> = policy["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    for shard in 0..SHARDS {
+        let manager = format!("apphealth-operator-shard-{shard}");
+        assert!(
+            managers.contains(&manager.as_str()),
+            "{manager} missing in {managers:?}"
+        );
+    }
+
+    // A workload of one shard fails while a budget holds its eviction: its holder records the
+    // step as held, in its part and in the sum.
+    let (victim, (victim_shard, victim_app)) = workloads.iter().next().expect("workloads");
+    h.server
+        .create(serde_json::json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": victim, "namespace": NS},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": victim}}}
+        }))
+        .unwrap();
+    victim_app.set(crate::flaky::Mode::Status(503));
+    let record = |h: &Harness| -> Option<Value> {
+        let part = h.policy("fleet")["status"]["shards"]
+            .as_array()?
+            .iter()
+            .find(|p| p["shard"] == *victim_shard)?
+            .clone();
+        part["workloads"]
+            .as_array()?
+            .iter()
+            .find(|w| w["name"] == victim.as_str())
+            .cloned()
+    };
+    // The budget refuses the eviction: the step is held (tried again later), its ladder started.
+    let waiting =
+        |w: &Value| w["history"][0]["action"] == "RestartPods" && w["history"][0]["result"] == "Held";
+    let held = h
+        .wait_state(
+            "the victim's held restart in its shard's part and in the sum",
+            || {
+                let summed = h.policy("fleet")["status"]["workloads"]
+                    .as_array()?
+                    .iter()
+                    .any(|w| w["name"] == victim.as_str() && waiting(w));
+                let held = record(&h).filter(waiting)?;
+                summed.then_some(held)
+            },
+        )
+        .await;
+
+    // Its holder dies: the shard is taken over with its part; the held step is resumed, then
+    // finished once when the budget goes.
+    let holder = instances
+        .iter()
+        .position(|i| i.held() == [*victim_shard])
+        .expect("a holder of the victim's shard");
+    instances.remove(holder).running.kill();
+    let new_holder = wait_until("the victim's shard taken over", PATIENCE, || async {
+        instances.iter().position(|i| i.held().contains(victim_shard))
+    })
+    .await;
+    wait_until("the new holder judges the victim", PATIENCE, || async {
+        units_judged(&instances[new_holder], "fleet")
+            .contains(victim)
+            .then_some(())
+    })
+    .await;
+    let others: BTreeMap<String, (u32, Flaky)> = workloads
+        .iter()
+        .filter(|(name, _)| *name != victim)
+        .map(|(name, w)| (name.clone(), w.clone()))
+        .collect();
+    all_probed(&others, "every other workload probed after the takeover").await;
+    let resumed = record(&h).expect("the victim's record after the takeover");
+    assert_eq!(
+        resumed["ladder"]["startedAt"], held["ladder"]["startedAt"],
+        "the same ladder, resumed"
+    );
+    h.server
+        .delete("policy/v1", "PodDisruptionBudget", Some(NS), victim)
+        .unwrap();
+    let done = h
+        .wait_state("the held restart finished", || {
+            record(&h).filter(|w| w["history"][0]["result"] == "Succeeded")
+        })
+        .await;
+    assert_eq!(
+        done["history"][0]["at"], held["history"][0]["at"],
+        "the same decision, finished"
+    );
+    let restarts = done["history"]
+        .as_array()
+        .map_or(0, |h| h.iter().filter(|r| r["action"] == "RestartPods").count());
+    assert_eq!(restarts, 1, "one restart in all: {done}");
+    assert!(
+        h.server
+            .get("v1", "Pod", Some(NS), &format!("{victim}-a"))
+            .is_none(),
+        "the unhealthy pod was evicted"
+    );
+    let fleet = h.policy("fleet")["status"]["fleet"].clone();
+    assert_eq!(fleet["selected"], 6, "{fleet}");
+    for instance in instances {
+        instance.stop().await;
+    }
 }

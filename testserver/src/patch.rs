@@ -218,6 +218,8 @@ pub fn merge_key(field: &str, a: &[Value], b: &[Value]) -> Option<&'static str> 
         | "imagePullSecrets" => Some("name"),
         "conditions" => Some("type"),
         "ownerReferences" => Some("uid"),
+        // AppHealthPolicy status: each shard's part.
+        "shards" => Some("shard"),
         "ports" => {
             let has = |k: &str| a.iter().chain(b).any(|e| e.get(k).is_some());
             if has("containerPort") {
