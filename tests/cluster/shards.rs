@@ -2,7 +2,9 @@
 //! holds one shard and says so on /metrics; the one holding a workload mid-remediation (its
 //! eviction held by a PodDisruptionBudget) is killed, its shard is taken over once the Lease
 //! expires, the remediation is finished once (not repeated, not lost), and the other workloads of
-//! that shard are probed again within the lease duration.
+//! that shard are probed again within the lease duration. A selector policy's workloads spread over
+//! the three: each shard's part of its status is owned by that shard's field manager (as the API
+//! server records it), and the replica that takes a shard over remediates its workloads.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -153,5 +155,160 @@ async fn three_replicas_share_the_shards_and_one_killed_mid_remediation_loses_no
         "the unhealthy pod was evicted: {running:?}"
     );
     eprintln!("shards: takeover gap {gap:?}");
+    s.finish().await;
+}
+
+/// The shards' parts of a policy's status: shard → workloads selected in it.
+fn parts(policy: &serde_json::Value) -> BTreeMap<u64, u64> {
+    policy["status"]["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["shard"].as_u64()?, p["fleet"]["selected"].as_u64()?)))
+        .collect()
+}
+
+/// Which field manager owns each shard's part, as the API server records it.
+fn part_owners(policy: &serde_json::Value) -> BTreeMap<u64, String> {
+    let mut owners = BTreeMap::new();
+    for entry in policy["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(parts) = entry["fieldsV1"]["f:status"]["f:shards"].as_object() else {
+            continue;
+        };
+        for key in parts.keys() {
+            // k:{"shard":1}
+            let shard = key
+                .strip_prefix("k:{\"shard\":")
+                .and_then(|k| k.strip_suffix('}'))
+                .and_then(|k| k.parse().ok());
+            if let (Some(shard), Some(manager)) = (shard, entry["manager"].as_str()) {
+                owners.insert(shard, manager.to_owned());
+            }
+        }
+    }
+    owners
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make test-cluster"]
+async fn a_selector_policys_workloads_spread_over_three_replicas() {
+    let install = Install {
+        values: vec!["sharding.shards=3".into(), "replicas=3".into()],
+        ..Install::default()
+    };
+    let mut s = Scenario::new("shards-fleet", install).await;
+    // Two one-pod workloads in each shard, all labelled tier=web, under one selector policy.
+    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for i in 0.. {
+        if by_shard.len() == SHARDS as usize && by_shard.values().all(|w| w.len() == 2) {
+            break;
+        }
+        let name = format!("web-{i}");
+        let workloads = by_shard
+            .entry(shard_of(&s.ns, "Deployment", &name, SHARDS))
+            .or_default();
+        if workloads.len() < 2 {
+            workloads.push(name);
+        }
+    }
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(s.client.clone(), &s.ns);
+    for name in by_shard.values().flatten() {
+        s.deploy(name, 1, json!({})).await;
+        let labels = json!({"metadata": {"labels": {"tier": "web"}}});
+        deployments
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(labels),
+            )
+            .await
+            .unwrap();
+    }
+    s.create_policy(
+        "fleet",
+        "unused",
+        json!({
+            "targetRef": null,
+            "targetSelector": {"kinds": ["Deployment"], "matchLabels": {"tier": "web"}},
+            "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}
+        }),
+    )
+    .await;
+    for _ in 0..SHARDS {
+        s.start_operator().await;
+    }
+    // Each shard's part written by that shard's own field manager, summed into the counts.
+    let policy = s
+        .wait("three parts of two, summed", || async {
+            let policy = s.policy("fleet").await;
+            let summed = policy["status"]["fleet"]["healthy"] == 6;
+            let split = parts(&policy) == BTreeMap::from([(0, 2), (1, 2), (2, 2)]);
+            (summed && split).then_some(policy)
+        })
+        .await;
+    let owners = part_owners(&policy);
+    assert_eq!(
+        owners,
+        (0..u64::from(SHARDS))
+            .map(|n| (n, format!("apphealth-operator-shard-{n}")))
+            .collect::<BTreeMap<_, _>>(),
+        "{}",
+        policy["metadata"]["managedFields"]
+    );
+
+    // The holder of shard 1 is killed; once its shard is taken over, a workload of that shard
+    // fails and is remediated by the new holder (the eviction by Kubernetes, the replacement pod
+    // by its Deployment controller), recorded in the shard's part and summed.
+    let shard = 1;
+    let mut holder = 0;
+    for i in 0..SHARDS as usize {
+        if held(&s, i).await == [shard] {
+            holder = i;
+        }
+    }
+    s.kill_operator(holder).await;
+    s.wait("the killed replica's shard taken over", || async {
+        for i in (0..SHARDS as usize).filter(|i| *i != holder) {
+            if held(&s, i).await.contains(&shard) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    let victim = &by_shard[&shard][0];
+    let victim_pod = s.running_pods(victim).await[0].clone();
+    s.app(&victim_pod).set(Mode::Status(503));
+    s.wait("the victim's pod evicted and replaced", || async {
+        let pods = s.running_pods(victim).await;
+        (pods.len() == 1 && pods[0] != victim_pod).then_some(())
+    })
+    .await;
+    let policy = s
+        .wait("the restart in the shard's part and in the sum", || async {
+            let policy = s.policy("fleet").await;
+            let restarted = |w: &serde_json::Value| {
+                w["name"] == victim.as_str() && w["history"][0]["action"] == "RestartPods"
+            };
+            let part = policy["status"]["shards"]
+                .as_array()?
+                .iter()
+                .find(|p| p["shard"] == shard)?
+                .clone();
+            let in_part = part["workloads"].as_array()?.iter().any(restarted);
+            let summed = policy["status"]["workloads"].as_array()?.iter().any(restarted);
+            (in_part && summed).then_some(policy)
+        })
+        .await;
+    assert_eq!(policy["status"]["fleet"]["selected"], 6, "{}", policy["status"]);
+    assert_eq!(
+        part_owners(&policy).get(&u64::from(shard)).map(String::as_str),
+        Some("apphealth-operator-shard-1"),
+        "the new holder writes the part as the shard's manager"
+    );
     s.finish().await;
 }
