@@ -312,6 +312,12 @@ async fn a_selector_policys_workloads_spread_over_the_shards() {
         (parts.len() == 3 && parts.values().all(|(n, _)| *n == 2) && fleet["healthy"] == 6).then_some(())
     })
     .await;
+    // Steady: nothing changes, nothing is written (by any of the three).
+    let status_path = "/apphealthpolicies/fleet/status";
+    let writes = h.writes_to(status_path);
+    all_probed(&workloads, "two more probe rounds").await;
+    all_probed(&workloads, "and another").await;
+    assert_eq!(h.writes_to(status_path), writes, "a steady fleet writes nothing");
     let policy = h.policy("fleet");
     let managers: Vec<&str> = policy["metadata"]["managedFields"]
         .as_array()
