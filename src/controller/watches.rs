@@ -183,8 +183,9 @@ pub(super) fn watch(
 pub(super) enum ClusterNudge {
     /// A workload of this kind in this namespace.
     Workload(TargetKind, String),
-    /// A pod.
-    Pod(Box<CachedPod>),
+    /// These cluster policies, one of whose workloads selects a pod that changed (found as the
+    /// pod event passes, so the pod itself is not queued).
+    Policies(Vec<ObjectRef<WatchedCluster>>),
     /// A namespaced policy there (precedence).
     Namespace(String),
 }
@@ -307,7 +308,7 @@ fn cluster_triggers(
         move |nudge| {
             stream::iter(match nudge {
                 ClusterNudge::Workload(kind, ns) => i1.cluster_policies_for_workload(kind, &ns),
-                ClusterNudge::Pod(pod) => i1.cluster_policies_for_pod(&pod),
+                ClusterNudge::Policies(policies) => policies,
                 ClusterNudge::Namespace(ns) => i1.cluster_policies_for(&ns),
             })
         },
@@ -325,18 +326,21 @@ struct Events {
     secrets: BoxStream<'static, PartialObjectMeta<Secret>>,
 }
 
-/// The policies to reconcile when what they target changes, found through the index.
 /// What a workload or pod event also tells the cluster policies (in a cluster-wide scope with any).
 fn tell_cluster(
     index: &TargetIndex,
     tx: Option<&tokio::sync::mpsc::UnboundedSender<ClusterNudge>>,
-    nudge: impl FnOnce() -> ClusterNudge,
+    nudge: impl FnOnce() -> Option<ClusterNudge>,
 ) {
-    if let Some(tx) = tx.filter(|_| index.has_cluster_policies()) {
-        let _ = tx.send(nudge());
+    let Some(tx) = tx.filter(|_| index.has_cluster_policies()) else {
+        return;
+    };
+    if let Some(nudge) = nudge() {
+        let _ = tx.send(nudge);
     }
 }
 
+/// The policies to reconcile when what they target changes, found through the index.
 fn triggers(
     index: &TargetIndex,
     e: Events,
@@ -353,20 +357,23 @@ fn triggers(
     let deployment_triggers = e.deployments.flat_map(move |d: Deployment| {
         let ns = d.namespace().unwrap_or_default();
         tell_cluster(&i1, c1.as_ref(), || {
-            ClusterNudge::Workload(TargetKind::Deployment, ns.clone())
+            Some(ClusterNudge::Workload(TargetKind::Deployment, ns.clone()))
         });
         stream::iter(i1.policies_for_workload(TargetKind::Deployment, &ns, &d.name_any()))
     });
     let statefulset_triggers = e.statefulsets.flat_map(move |s: StatefulSet| {
         let ns = s.namespace().unwrap_or_default();
         tell_cluster(&i2, c2.as_ref(), || {
-            ClusterNudge::Workload(TargetKind::StatefulSet, ns.clone())
+            Some(ClusterNudge::Workload(TargetKind::StatefulSet, ns.clone()))
         });
         stream::iter(i2.policies_for_workload(TargetKind::StatefulSet, &ns, &s.name_any()))
     });
     let pod_triggers = e.pods.flat_map(move |p: CachedPod| {
         let refs = i3.policies_for_pod(&p);
-        tell_cluster(&i3, c3.as_ref(), || ClusterNudge::Pod(Box::new(p)));
+        tell_cluster(&i3, c3.as_ref(), || {
+            let policies = i3.cluster_policies_for_pod(&p);
+            (!policies.is_empty()).then_some(ClusterNudge::Policies(policies))
+        });
         stream::iter(refs)
     });
     let configmap_triggers = e.configmaps.flat_map(move |c: PartialObjectMeta<ConfigMap>| {
