@@ -38,10 +38,16 @@ impl StatusApi {
         }
     }
 
-    async fn apply_part(&self, name: &str, part: &ShardPart) -> Result<AppHealthPolicyStatus> {
+    /// Writes shard `shard`'s part, or with None removes it.
+    async fn apply_part(
+        &self,
+        name: &str,
+        shard: u32,
+        part: Option<&ShardPart>,
+    ) -> Result<AppHealthPolicyStatus> {
         match self {
-            Self::Namespaced(api) => report::apply_shard_part(api, name, part).await,
-            Self::Cluster(api) => report::apply_shard_part(api, name, part).await,
+            Self::Namespaced(api) => report::apply_shard_part(api, name, shard, part).await,
+            Self::Cluster(api) => report::apply_shard_part(api, name, shard, part).await,
         }
     }
 }
@@ -90,15 +96,17 @@ pub(super) fn release(ctx: &Context, policy: &PolicyRef, id: &UnitId) {
 }
 
 /// The workloads' records as a restarted operator (or the replica that takes a shard over) finds
-/// them in status: the policy's list, and each shard's part over it (a shard's own record is the
-/// freshest).
-pub(super) fn seeded(status: &AppHealthPolicyStatus) -> BTreeMap<UnitId, UnitRecord> {
+/// them in status: the policy's list, and when the work is shared, each shard's part over it (a
+/// shard's own record is the freshest; parts left from when it was shared are not read).
+pub(super) fn seeded(status: &AppHealthPolicyStatus, sharded: bool) -> BTreeMap<UnitId, UnitRecord> {
     let generation = status.observed_generation;
     let mut records = report::fleet::records_of(&status.workloads, generation);
-    records.extend(report::fleet::records_of(
-        status.shards.iter().flat_map(|p| &p.workloads),
-        generation,
-    ));
+    if sharded {
+        records.extend(report::fleet::records_of(
+            status.shards.iter().flat_map(|p| &p.workloads),
+            generation,
+        ));
+    }
     records
 }
 
@@ -166,6 +174,12 @@ impl Book<'_> {
     /// Writes the policy's status if it changed: the whole of it, or with shards, the parts of the
     /// shards held here (and their sum, by the holder of the policy's own shard).
     pub(super) async fn flush(&self, stopped: Option<Stopped<'_>>) -> Result<()> {
+        // Parts no replica writes any more go: all of them once the work is no longer shared,
+        // those of shards past the count (by the policy's own shard holder) when it is.
+        let shards = self.shares.as_ref().map_or(0, |s| s.sharding.shards);
+        if self.speaks_for_policy() {
+            self.drop_parts(shards).await?;
+        }
         let Some(shares) = &self.shares else {
             let desired = {
                 let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
@@ -215,6 +229,24 @@ impl Book<'_> {
         Ok(())
     }
 
+    /// Removes the parts of shards from `from` up.
+    async fn drop_parts(&self, from: u32) -> Result<()> {
+        let stale: Vec<u32> = {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            written
+                .shards
+                .iter()
+                .map(|p| p.shard)
+                .filter(|s| *s >= from)
+                .collect()
+        };
+        for shard in stale {
+            let stored = self.api.apply_part(&self.policy.name_any(), shard, None).await?;
+            *self.written.lock().unwrap_or_else(PoisonError::into_inner) = stored;
+        }
+        Ok(())
+    }
+
     /// Writes one held shard's part if it changed (a shard with nothing to say and no part yet
     /// writes none).
     async fn flush_part(&self, sharding: &Sharding, shard: u32) -> Result<()> {
@@ -239,7 +271,10 @@ impl Book<'_> {
                 _ => {}
             }
         }
-        let stored = self.api.apply_part(&self.policy.name_any(), &desired).await?;
+        let stored = self
+            .api
+            .apply_part(&self.policy.name_any(), shard, Some(&desired))
+            .await?;
         *self.written.lock().unwrap_or_else(PoisonError::into_inner) = stored;
         Ok(())
     }

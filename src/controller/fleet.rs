@@ -200,10 +200,10 @@ async fn run(
             )
         }
     };
-    let memory = ctx
-        .fleets
-        .take(key)
-        .unwrap_or_else(|| seeded(&book.written.lock().unwrap_or_else(PoisonError::into_inner)));
+    let memory = ctx.fleets.take(key).unwrap_or_else(|| {
+        let written = book.written.lock().unwrap_or_else(PoisonError::into_inner);
+        seeded(&written, book.shares.is_some())
+    });
     *book.units.lock().unwrap_or_else(PoisonError::into_inner) = memory;
     let result = judge_all(&book, &looks, settings, ctx).await;
     // What is known of the workloads is kept whatever happened.
@@ -332,8 +332,9 @@ fn held_here<'s>(
             continue;
         };
         if !units.contains_key(&id) {
-            let recorded = recorded
-                .get_or_insert_with(|| seeded(&book.written.lock().unwrap_or_else(PoisonError::into_inner)));
+            let recorded = recorded.get_or_insert_with(|| {
+                seeded(&book.written.lock().unwrap_or_else(PoisonError::into_inner), true)
+            });
             if let Some(record) = recorded.remove(&id) {
                 units.insert(id.clone(), record);
             }

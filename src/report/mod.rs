@@ -116,8 +116,15 @@ where
 /// Writes one shard's part of a policy over many (`status.shards[shard]`) with server-side apply,
 /// as that shard's own field manager (`apphealth-operator-shard-<n>`): whichever replica holds the
 /// shard owns its part and nothing else, so parts written by several replicas never clash, and
-/// the replica that takes a shard over takes its part with it. Returns the status as stored.
-pub async fn apply_shard_part<K>(api: &Api<K>, name: &str, part: &ShardPart) -> Result<AppHealthPolicyStatus>
+/// the replica that takes a shard over takes its part with it. With no part, the shard's manager
+/// applies none, and the API server removes the part it owned (a shard that no longer exists, or
+/// parts left once the work is no longer shared). Returns the status as stored.
+pub async fn apply_shard_part<K>(
+    api: &Api<K>,
+    name: &str,
+    shard: u32,
+    part: Option<&ShardPart>,
+) -> Result<AppHealthPolicyStatus>
 where
     K: kube::Resource<DynamicType = ()>
         + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
@@ -125,18 +132,24 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let manager = shard_manager(part.shard);
-    let part = serde_json::to_value(part).map_err(|source| Error::Serialize {
-        what: "status",
-        source,
-    })?;
+    let parts = match part {
+        Some(part) => vec![serde_json::to_value(part).map_err(|source| Error::Serialize {
+            what: "status",
+            source,
+        })?],
+        None => Vec::new(),
+    };
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
         "kind": K::kind(&()),
-        "status": {"shards": [part]},
+        "status": {"shards": parts},
     });
     let written = api
-        .patch_status(name, &PatchParams::apply(&manager).force(), &Patch::Apply(&patch))
+        .patch_status(
+            name,
+            &PatchParams::apply(&shard_manager(shard)).force(),
+            &Patch::Apply(&patch),
+        )
         .await
         .map_err(Error::Report)?;
     Ok(written.status().cloned().unwrap_or_default())

@@ -312,3 +312,57 @@ async fn a_selector_policys_workloads_spread_over_three_replicas() {
     );
     s.finish().await;
 }
+
+/// Parts a sharded run left (each applied by its shard's field manager) are removed by
+/// kube-apiserver once an unsharded operator applies no part as each shard's manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make test-cluster"]
+async fn parts_left_by_a_sharded_run_go_once_the_work_is_not_shared() {
+    let mut s = Scenario::new("shards-unshared", Install::default()).await;
+    s.deploy("web", 1, json!({})).await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(s.client.clone(), &s.ns);
+    let labels = json!({"metadata": {"labels": {"tier": "web"}}});
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(labels),
+        )
+        .await
+        .unwrap();
+    s.create_policy(
+        "fleet",
+        "unused",
+        json!({"targetRef": null, "targetSelector": {"matchLabels": {"tier": "web"}}}),
+    )
+    .await;
+    for shard in 0..SHARDS {
+        let part = json!({
+            "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
+            "status": {"shards": [{"shard": shard, "fleet": {
+                "selected": 4, "healthy": 3, "unhealthy": 1, "remediating": 0, "blocked": 0
+            }}]}
+        });
+        let manager = format!("apphealth-operator-shard-{shard}");
+        s.policies()
+            .patch_status(
+                "fleet",
+                &kube::api::PatchParams::apply(&manager).force(),
+                &kube::api::Patch::Apply(&part),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(part_owners(&s.policy("fleet").await).len(), SHARDS as usize);
+
+    s.start_operator().await;
+    let policy = s
+        .wait("the parts gone, the policy's own counts written", || async {
+            let policy = s.policy("fleet").await;
+            let gone = parts(&policy).is_empty() && part_owners(&policy).is_empty();
+            (gone && policy["status"]["fleet"]["selected"] == 1).then_some(policy)
+        })
+        .await;
+    assert_eq!(policy["status"]["fleet"]["unhealthy"], 0, "{}", policy["status"]);
+    s.finish().await;
+}

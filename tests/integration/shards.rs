@@ -429,3 +429,62 @@ async fn a_selector_policys_workloads_spread_over_the_shards() {
         instance.stop().await;
     }
 }
+
+/// Parts a sharded run left in a policy's status (each applied by its shard's field manager) are
+/// removed once the work is no longer shared: the replica applies no part as each shard's manager,
+/// and the API server drops what that manager owned. The policy's own counts are its own again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_left_by_a_sharded_run_go_once_the_work_is_not_shared() {
+    let mut h = Harness::new(0).await;
+    h.add_workload("svc-a").await;
+    let mut deployment = h.server.get("apps/v1", "Deployment", Some(NS), "svc-a").unwrap();
+    deployment["metadata"]["labels"] = serde_json::json!({"tier": "web"});
+    h.server.replace(deployment).unwrap();
+    h.create_policy(
+        "fleet",
+        serde_json::json!({"targetRef": null, "targetSelector": {"matchLabels": {"tier": "web"}}}),
+    );
+    let policies: kube::Api<apphealth_operator::api::AppHealthPolicy> =
+        kube::Api::namespaced(client(&h.server), NS);
+    for shard in 0..SHARDS {
+        let part = serde_json::json!({
+            "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",
+            "status": {"shards": [{"shard": shard, "fleet": {
+                "selected": 4, "healthy": 3, "unhealthy": 1, "remediating": 0, "blocked": 0
+            }}]}
+        });
+        let manager = format!("apphealth-operator-shard-{shard}");
+        policies
+            .patch_status(
+                "fleet",
+                &kube::api::PatchParams::apply(&manager).force(),
+                &kube::api::Patch::Apply(&part),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        h.policy("fleet")["status"]["shards"].as_array().map(Vec::len),
+        Some(3)
+    );
+
+    h.start_operator(Some(NS));
+    let status = h
+        .wait_state("the parts gone, the policy's own counts written", || {
+            let status = h.policy("fleet")["status"].clone();
+            let gone = status
+                .get("shards")
+                .is_none_or(|p| p.as_array().is_some_and(Vec::is_empty));
+            (gone && status["fleet"]["selected"] == 1).then_some(status)
+        })
+        .await;
+    assert_eq!(status["fleet"]["unhealthy"], 0, "{status}");
+    let managers: Vec<String> = h.policy("fleet")["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["fieldsV1"]["f:status"]["f:shards"].is_object())
+        .filter_map(|m| Some(m["manager"].as_str()?.to_owned()))
+        .collect();
+    assert!(managers.is_empty(), "no manager owns a part: {managers:?}");
+}
