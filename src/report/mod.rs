@@ -86,31 +86,38 @@ pub fn condition<'a>(status: &'a AppHealthPolicyStatus, type_: &str) -> Option<&
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Writes the whole status with server-side apply, as the operator's field manager; returns the
-/// status as the API server stored it.
-/// An AppHealthPolicy or a ClusterAppHealthPolicy: both keep an [`AppHealthPolicyStatus`].
-pub async fn apply_status<K>(
-    api: &Api<K>,
-    name: &str,
-    status: &AppHealthPolicyStatus,
-) -> Result<AppHealthPolicyStatus>
-where
+/// A kind whose status is an [`AppHealthPolicyStatus`]: an AppHealthPolicy or a
+/// ClusterAppHealthPolicy.
+pub trait PolicyKind:
+    kube::Resource<DynamicType = ()>
+    + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> PolicyKind for K where
     K: kube::Resource<DynamicType = ()>
         + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
         + Clone
         + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+        + std::fmt::Debug
 {
-    let patch = json!({
-        "apiVersion": "apphealth.io/v1alpha1",
-        "kind": K::kind(&()),
-        "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
-    });
-    let written = api
-        .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Report)?;
-    Ok(written.status().cloned().unwrap_or_default())
+}
+
+/// Writes the whole status with server-side apply, as the operator's field manager; returns the
+/// status as the API server stored it.
+pub async fn apply_status<K: PolicyKind>(
+    api: &Api<K>,
+    name: &str,
+    status: &AppHealthPolicyStatus,
+) -> Result<AppHealthPolicyStatus> {
+    let status = serde_json::to_value(status).map_err(|source| Error::Serialize {
+        what: "status",
+        source,
+    })?;
+    apply_as(api, name, MANAGER, status).await
 }
 
 /// Writes one shard's part of a policy over many (`status.shards[shard]`) with server-side apply,
@@ -119,19 +126,12 @@ where
 /// the replica that takes a shard over takes its part with it. With no part, the shard's manager
 /// applies none, and the API server removes the part it owned (a shard that no longer exists, or
 /// parts left once the work is no longer shared). Returns the status as stored.
-pub async fn apply_shard_part<K>(
+pub async fn apply_shard_part<K: PolicyKind>(
     api: &Api<K>,
     name: &str,
     shard: u32,
     part: Option<&ShardPart>,
-) -> Result<AppHealthPolicyStatus>
-where
-    K: kube::Resource<DynamicType = ()>
-        + kube::core::object::HasStatus<Status = AppHealthPolicyStatus>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> Result<AppHealthPolicyStatus> {
     let parts = match part {
         Some(part) => vec![serde_json::to_value(part).map_err(|source| Error::Serialize {
             what: "status",
@@ -139,17 +139,24 @@ where
         })?],
         None => Vec::new(),
     };
+    apply_as(api, name, &shard_manager(shard), json!({"shards": parts})).await
+}
+
+/// Applies `status` to the status subresource as `manager` (forcing ownership: each manager is
+/// the only writer of its fields); returns the status as stored.
+async fn apply_as<K: PolicyKind>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<AppHealthPolicyStatus> {
     let patch = json!({
         "apiVersion": "apphealth.io/v1alpha1",
         "kind": K::kind(&()),
-        "status": {"shards": parts},
+        "status": status,
     });
     let written = api
-        .patch_status(
-            name,
-            &PatchParams::apply(&shard_manager(shard)).force(),
-            &Patch::Apply(&patch),
-        )
+        .patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
         .await
         .map_err(Error::Report)?;
     Ok(written.status().cloned().unwrap_or_default())

@@ -14,7 +14,8 @@ use crate::{
     scenario::{Install, Scenario},
 };
 
-async fn label(s: &Scenario, name: &str, tier: &str) {
+/// Sets label `tier` on Deployment `name`.
+pub(crate) async fn label(s: &Scenario, name: &str, tier: &str) {
     let api: Api<Deployment> = Api::namespaced(s.client.clone(), &s.ns);
     api.patch(
         name,

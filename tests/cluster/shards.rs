@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     scenario::{Install, Scenario},
+    selector::label,
     support::get,
 };
 
@@ -28,6 +29,24 @@ const SHARDS: u32 = 3;
 const LEASE: Duration = Duration::from_secs(15);
 const ROUND: Duration = Duration::from_secs(3);
 const PERIOD: Duration = Duration::from_secs(2);
+
+/// Deployment names `<prefix>-<i>` in `namespace`, two in each shard.
+fn two_per_shard(namespace: &str, prefix: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for i in 0.. {
+        if by_shard.len() == SHARDS as usize && by_shard.values().all(|w| w.len() == 2) {
+            break;
+        }
+        let name = format!("{prefix}-{i}");
+        let workloads = by_shard
+            .entry(shard_of(namespace, "Deployment", &name, SHARDS))
+            .or_default();
+        if workloads.len() < 2 {
+            workloads.push(name);
+        }
+    }
+    by_shard
+}
 
 /// The shards operator `i` says it holds.
 async fn held(s: &Scenario, i: usize) -> Vec<u32> {
@@ -48,18 +67,7 @@ async fn three_replicas_share_the_shards_and_one_killed_mid_remediation_loses_no
     };
     let mut s = Scenario::new("shards", install).await;
     // Two one-pod workloads in each shard, each with a policy.
-    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for i in 0.. {
-        if by_shard.len() == SHARDS as usize && by_shard.values().all(|w| w.len() == 2) {
-            break;
-        }
-        let name = format!("svc-{i}");
-        let shard = shard_of(&s.ns, "Deployment", &name, SHARDS);
-        let workloads = by_shard.entry(shard).or_default();
-        if workloads.len() < 2 {
-            workloads.push(name);
-        }
-    }
+    let by_shard = two_per_shard(&s.ns, "svc");
     let restart = json!({"remediation": {"maxUnhealthyPercent": 100, "steps": [
         {"action": "RestartPods", "timeout": "1h"}
     ]}});
@@ -202,31 +210,10 @@ async fn a_selector_policys_workloads_spread_over_three_replicas() {
     };
     let mut s = Scenario::new("shards-fleet", install).await;
     // Two one-pod workloads in each shard, all labelled tier=web, under one selector policy.
-    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for i in 0.. {
-        if by_shard.len() == SHARDS as usize && by_shard.values().all(|w| w.len() == 2) {
-            break;
-        }
-        let name = format!("web-{i}");
-        let workloads = by_shard
-            .entry(shard_of(&s.ns, "Deployment", &name, SHARDS))
-            .or_default();
-        if workloads.len() < 2 {
-            workloads.push(name);
-        }
-    }
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(s.client.clone(), &s.ns);
+    let by_shard = two_per_shard(&s.ns, "web");
     for name in by_shard.values().flatten() {
         s.deploy(name, 1, json!({})).await;
-        let labels = json!({"metadata": {"labels": {"tier": "web"}}});
-        deployments
-            .patch(
-                name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(labels),
-            )
-            .await
-            .unwrap();
+        label(&s, name, "web").await;
     }
     s.create_policy(
         "fleet",
@@ -320,16 +307,7 @@ async fn a_selector_policys_workloads_spread_over_three_replicas() {
 async fn parts_left_by_a_sharded_run_go_once_the_work_is_not_shared() {
     let mut s = Scenario::new("shards-unshared", Install::default()).await;
     s.deploy("web", 1, json!({})).await;
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(s.client.clone(), &s.ns);
-    let labels = json!({"metadata": {"labels": {"tier": "web"}}});
-    deployments
-        .patch(
-            "web",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(labels),
-        )
-        .await
-        .unwrap();
+    label(&s, "web", "web").await;
     s.create_policy(
         "fleet",
         "unused",
