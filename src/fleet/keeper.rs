@@ -53,6 +53,11 @@ pub struct Sharding {
     /// work, whatever the keeper's own timing.
     held: watch::Receiver<BTreeMap<u32, Timestamp>>,
     in_flight: Vec<AtomicUsize>,
+    /// When each shard was last taken over from a replica that held it before (one that died or
+    /// gave it back), so its workloads' probing catches up rather than waiting a period more.
+    taken_over: std::sync::Mutex<BTreeMap<u32, Timestamp>>,
+    /// How long after a takeover new probe tasks catch up: the lease duration.
+    catch_up_for: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -95,6 +100,20 @@ impl Sharding {
             .then_some(working)
     }
 
+    /// Whether the workload's shard was taken over from another replica within the lease duration:
+    /// its probing then catches up (see [`crate::probing::ProbeTasks::ensure`]).
+    pub fn catching_up(&self, namespace: &str, kind: &str, name: &str) -> bool {
+        let shard = self.shard(namespace, kind, name);
+        let taken = self
+            .taken_over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&shard)
+            .copied();
+        let now = self.clock.now();
+        taken.is_some_and(|at| now < crate::clock::after(at, self.catch_up_for))
+    }
+
     /// The held shards, to wait on changes of the set (not of their renewals).
     pub fn subscribe(&self) -> watch::Receiver<BTreeMap<u32, Timestamp>> {
         self.held.clone()
@@ -118,6 +137,8 @@ pub fn keep(
         shards: config.shards.max(1),
         held: rx,
         in_flight: (0..config.shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        taken_over: std::sync::Mutex::default(),
+        catch_up_for: config.duration,
         clock: clock.clone(),
     });
     let keeper = Keeper {
@@ -271,6 +292,11 @@ impl Keeper {
         now: Timestamp,
     ) -> kube::Result<bool> {
         let name = self.shard_name(s);
+        // A Lease renewed before was held by a replica that died or gave it back.
+        let held_before = lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .is_some_and(|spec| spec.renew_time.is_some());
         let result = match lease {
             None => {
                 let lease = Lease {
@@ -300,7 +326,14 @@ impl Keeper {
         match result {
             Ok(_) => {
                 if acquiring {
-                    tracing::info!(shard = s, "shard taken");
+                    tracing::info!(shard = s, taken_over = held_before, "shard taken");
+                }
+                if acquiring && held_before {
+                    self.sharding
+                        .taken_over
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(s, now);
                 }
                 Ok(true)
             }
@@ -408,6 +441,8 @@ mod tests {
             shards: 3,
             held: rx,
             in_flight: (0..3).map(|_| AtomicUsize::new(0)).collect(),
+            taken_over: std::sync::Mutex::default(),
+            catch_up_for: Duration::from_secs(15),
             clock: Arc::new(clock.clone()),
         };
         let shard = sharding.shard("shop", "Deployment", "web");
@@ -443,5 +478,39 @@ mod tests {
             "fenced by the clock"
         );
         assert_eq!(sharding.held(), [shard].into());
+    }
+
+    #[test]
+    fn a_shard_taken_over_catches_up_for_the_lease_duration() {
+        let clock = OffsetClock::new(SystemClock);
+        let (_tx, rx) = watch::channel(BTreeMap::new());
+        let sharding = Sharding {
+            shards: 3,
+            held: rx,
+            in_flight: (0..3).map(|_| AtomicUsize::new(0)).collect(),
+            taken_over: std::sync::Mutex::default(),
+            catch_up_for: Duration::from_secs(15),
+            clock: Arc::new(clock.clone()),
+        };
+        assert!(
+            !sharding.catching_up("shop", "Deployment", "web"),
+            "nothing taken over"
+        );
+        let shard = sharding.shard("shop", "Deployment", "web");
+        sharding.taken_over.lock().unwrap().insert(shard, clock.now());
+        assert!(sharding.catching_up("shop", "Deployment", "web"));
+        let other = (0..)
+            .map(|i| format!("svc-{i}"))
+            .find(|n| sharding.shard("shop", "Deployment", n) != shard)
+            .expect("a workload of another shard");
+        assert!(
+            !sharding.catching_up("shop", "Deployment", &other),
+            "only its shard"
+        );
+        clock.jump(Duration::from_secs(16));
+        assert!(
+            !sharding.catching_up("shop", "Deployment", "web"),
+            "a lease duration on, no more"
+        );
     }
 }

@@ -119,8 +119,11 @@ where
 
     /// Starts probing for `key`, or hands the running task its new job. A task that starts takes
     /// `resume` (the evidence recorded in status) as its starting point, so pods that were
-    /// Unhealthy before an operator restart must recover again rather than look healthy.
-    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Finding]) {
+    /// Unhealthy before an operator restart must recover again rather than look healthy. With
+    /// `catch_up` (endpoints another replica was probing until it died or let go), its first
+    /// round is spread over the lag the operator tolerates instead of the whole period, so no
+    /// endpoint waits up to a period more than the takeover already made it wait.
+    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Finding], catch_up: bool) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         // Tasks of deleted policies ended on their own; forget them.
         tasks.retain(|_, t| !t.handle.is_finished());
@@ -138,7 +141,7 @@ where
         let handle = tokio::spawn(run(
             key.clone(),
             rx,
-            resume.to_vec(),
+            (resume.to_vec(), catch_up),
             self.shared.clone(),
             self.verdicts.clone(),
         ));
@@ -378,7 +381,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> PolicyProbes<K> {
 async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     key: K,
     mut jobs: watch::Receiver<Arc<ProbeJob>>,
-    resume: Vec<Finding>,
+    (resume, catch_up): (Vec<Finding>, bool),
     shared: Arc<Probing<K>>,
     verdicts: Arc<Mutex<HashMap<K, TargetVerdict>>>,
 ) {
@@ -402,6 +405,9 @@ async fn run<K: Clone + Eq + Hash + Send + Sync + 'static>(
     };
     let job = p.job.clone();
     p.schedule.set(&job.requests, Duration::ZERO);
+    if catch_up {
+        p.schedule.compress_first_round(tolerated_lag(period));
+    }
     let mut ticks = judge_ticks(period);
     // One timer, moved to each next due time: a new one per wait, held inline, would make every
     // idle task larger by a timer entry and its alignment.

@@ -125,6 +125,19 @@ impl Schedule {
         }
     }
 
+    /// The first round, spread over `within` (from the epoch) instead of the period: each probe at
+    /// its phase scaled down, so they keep their order and spacing. Its later rounds follow a
+    /// period apart from there. For a schedule just set at the epoch.
+    pub fn compress_first_round(&mut self, within: Duration) {
+        let (within_ns, period_ns) = (within.as_nanos(), self.period.as_nanos().max(1));
+        self.queue.clear();
+        for (key, entry) in &mut self.entries {
+            let scaled = entry.due.as_nanos().min(period_ns) * within_ns / period_ns;
+            entry.due = Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX));
+            self.queue.insert((entry.due, key.clone()));
+        }
+    }
+
     /// A new period: every probe moves to its phase's next slot.
     pub fn set_period(&mut self, period: Duration, now: Duration) {
         self.period = period.max(Duration::from_millis(1));
@@ -337,5 +350,45 @@ mod tests {
         let next = s.next_due().unwrap();
         assert!(next >= Duration::from_secs(1) && next < Duration::from_secs(3));
         assert_eq!(s.take_due(Duration::from_secs(3)).start.len(), 100);
+    }
+
+    #[test]
+    fn a_compressed_first_round_falls_within_its_window_then_keeps_the_period() {
+        let mut s = Schedule::new(PERIOD, 7);
+        s.set(&reqs(200), Duration::ZERO);
+        let phases: Vec<(ProbeKey, Duration)> = s.entries.iter().map(|(k, e)| (k.clone(), e.due)).collect();
+        assert!(
+            phases.iter().any(|(_, due)| *due > PERIOD / 2),
+            "phases spread over the period"
+        );
+        let within = PERIOD / 10;
+        s.compress_first_round(within);
+        let first = s.take_due(within);
+        assert_eq!(
+            first.start.len(),
+            200,
+            "every probe in the first tenth of the period"
+        );
+        for due in &first.start {
+            let phase = phases.iter().find(|(k, _)| *k == due.key).map(|(_, p)| *p);
+            let expected = phase.map(|p| Duration::from_nanos(u64::try_from(p.as_nanos() / 10).unwrap()));
+            assert_eq!(
+                Some(due.at),
+                expected,
+                "the phase scaled down: order and spacing kept"
+            );
+        }
+        for due in &first.start {
+            s.done(&due.key);
+        }
+        assert!(
+            s.take_due(PERIOD - Duration::from_millis(1)).start.is_empty(),
+            "nothing twice in a period"
+        );
+        assert_eq!(
+            s.take_due(PERIOD + within).start.len(),
+            200,
+            "the next round a period on"
+        );
     }
 }
