@@ -164,7 +164,7 @@ e2e: build tools
 # The benchmark suite (bench/, issue 8): release binaries, blackbox_exporter (the peer) unpacked
 # from its Debian package into target/tools, then every scenario; writes BENCHMARKS.md (about 50
 # minutes on 2 cores). `make bench SCENARIO=capacity` (or peer, memory, latency, reconcile, soak,
-# realapi) runs one scenario and writes target/bench/BENCHMARKS.partial.md; BENCH_ARGS passes more,
+# realapi, shards) runs one scenario and writes target/bench/BENCHMARKS.partial.md; BENCH_ARGS passes more,
 # e.g. BENCH_ARGS=--quick. realapi runs local control planes (kube-apiserver and the rest, the
 # binaries of tools/kube/build.sh, built the first time: Go 1.26 and the Go module proxy).
 SCENARIO ?=

@@ -4,7 +4,7 @@
 //! BENCHMARKS.md.
 //!
 //! ```text
-//! apphealth-bench [capacity|peer|memory ...] [--only CASE] [--quick] [--out PATH]
+//! apphealth-bench [capacity|peer|memory|...|shards] [--only CASE] [--quick] [--out PATH]
 //! ```
 //! Every address it binds or connects to is in 127.0.0.0/8.
 
@@ -58,6 +58,9 @@ enum Scenario {
     /// managedFields, startup with thousands of policies, the API requests of a healthy hour and
     /// of one remediation.
     Realapi,
+    /// Three replicas with `--shards 3` over 1,000 pods in 100 Deployments: each one's share of
+    /// the probes, and the failover gap after one is killed.
+    Shards,
 }
 
 impl Scenario {
@@ -70,6 +73,7 @@ impl Scenario {
             Scenario::Reconcile => "reconcile",
             Scenario::Soak => "soak",
             Scenario::Realapi => "realapi",
+            Scenario::Shards => "shards",
         }
     }
 }
@@ -84,7 +88,7 @@ struct Cli {
     /// Only this case of the scenario: capacity 100x1, 1000x1, 10000x1, 100x100, 1000x1000,
     /// 10000x1000 (pods x policies); peer 200 or 1000 (probes/s); memory idle, policies-1000,
     /// policies-10000, policies-10000-shared, pods-10000; latency 1000 or 10 (pods); reconcile 10000 (policies); soak 1000 (policies);
-    /// realapi pods-7000, policies-1000, policies-10000, requests.
+    /// realapi pods-7000, policies-1000, policies-10000, requests; shards 3 (replicas and shards).
     #[arg(long)]
     only: Option<String>,
     /// Short warm-up (3 s) and window (10 s), and at most 5 latency trials, to try the harness
@@ -215,6 +219,7 @@ async fn run(cli: Cli) -> Result<()> {
             Scenario::Reconcile,
             Scenario::Soak,
             Scenario::Realapi,
+            Scenario::Shards,
         ]
     } else {
         cli.scenarios.clone()
@@ -336,6 +341,10 @@ fn harness_section() -> Section {
                 scenario::DELAYED,
                 scenario::SKIPPED
             ),
+            "`apphealth_shard_held{shard=\"N\"}` (gauge, 1 for each shard a replica holds): which \
+             replica probes which shard, and when a survivor took a killed replica's shard over (the \
+             shards scenario)."
+                .into(),
             "`/readyz` (200 once caches are synced and probing started) and each policy's `Ready` \
              condition in the API (every policy reconciled). CPU and memory come from /proc, probes sent \
              from the farm's own counts."
@@ -384,6 +393,7 @@ async fn run_scenarios(
             Scenario::Reconcile => scenario::reconcile::run(ctx, only).await,
             Scenario::Soak => scenario::soak::run(ctx, only).await,
             Scenario::Realapi => scenario::realapi::run(ctx, only).await,
+            Scenario::Shards => scenario::shards::run(ctx, only).await,
         };
         section.notes.push(format!(
             "This scenario took {} s; `make bench SCENARIO={}` runs it alone.",

@@ -52,6 +52,19 @@ impl Operator {
         ticks_per_second: f64,
         env: &[(&str, &str)],
     ) -> Result<Operator> {
+        Self::start_with_args(binary, kubeconfig, log, ticks_per_second, env, &[])
+    }
+
+    /// [`Operator::start_with_env`] with more arguments after `run`'s own (flags such as
+    /// `--lease-namespace`, whose environment variables, POD_NAMESPACE among them, are removed).
+    pub fn start_with_args(
+        binary: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        ticks_per_second: f64,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Operator> {
         let port = free_port()?;
         let mut command = Command::new(binary);
         command.envs(env.iter().copied());
@@ -65,6 +78,7 @@ impl Operator {
             .arg(API_BURST.to_string())
             // The farm's "pods" listen on 127.0.0.0/8.
             .arg("--allow-loopback")
+            .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")

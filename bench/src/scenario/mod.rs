@@ -7,6 +7,7 @@ pub mod memory;
 pub mod peer;
 pub mod realapi;
 pub mod reconcile;
+pub mod shards;
 pub mod soak;
 
 use std::{
