@@ -432,10 +432,8 @@ mod tests {
     use super::*;
     use crate::clock::{OffsetClock, SystemClock};
 
-    #[test]
-    fn work_starts_only_for_a_held_shard_and_only_until_its_deadline() {
-        let clock = OffsetClock::new(SystemClock);
-        let now = clock.now();
+    /// Three shards on `clock`, none held yet, a lease of 15 s; and the sender of the held set.
+    fn sharding(clock: &OffsetClock<SystemClock>) -> (watch::Sender<BTreeMap<u32, Timestamp>>, Sharding) {
         let (tx, rx) = watch::channel(BTreeMap::new());
         let sharding = Sharding {
             shards: 3,
@@ -445,6 +443,14 @@ mod tests {
             catch_up_for: Duration::from_secs(15),
             clock: Arc::new(clock.clone()),
         };
+        (tx, sharding)
+    }
+
+    #[test]
+    fn work_starts_only_for_a_held_shard_and_only_until_its_deadline() {
+        let clock = OffsetClock::new(SystemClock);
+        let now = clock.now();
+        let (tx, sharding) = sharding(&clock);
         let shard = sharding.shard("shop", "Deployment", "web");
         let other = (shard + 1) % 3;
         tx.send_replace([(shard, crate::clock::after(now, Duration::from_secs(10)))].into());
@@ -483,15 +489,7 @@ mod tests {
     #[test]
     fn a_shard_taken_over_catches_up_for_the_lease_duration() {
         let clock = OffsetClock::new(SystemClock);
-        let (_tx, rx) = watch::channel(BTreeMap::new());
-        let sharding = Sharding {
-            shards: 3,
-            held: rx,
-            in_flight: (0..3).map(|_| AtomicUsize::new(0)).collect(),
-            taken_over: std::sync::Mutex::default(),
-            catch_up_for: Duration::from_secs(15),
-            clock: Arc::new(clock.clone()),
-        };
+        let (_tx, sharding) = sharding(&clock);
         assert!(
             !sharding.catching_up("shop", "Deployment", "web"),
             "nothing taken over"
