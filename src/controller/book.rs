@@ -17,7 +17,7 @@ pub(super) use crate::report::fleet::UnitId;
 use crate::{
     Result,
     api::{AppHealthPolicy, AppHealthPolicyStatus, ClusterAppHealthPolicy, ShardPart, TargetKind},
-    fleet::keeper::Sharding,
+    fleet::keeper::{Sharding, Working},
     report::{
         self, EventIntent,
         fleet::{Stopped, UnitRecord},
@@ -127,6 +127,16 @@ pub(super) struct Book<'a> {
     pub shares: Option<Shares<'a>>,
 }
 
+impl<'a> Book<'a> {
+    /// Where a workload's work is done: None when the work is not shared (here), else this
+    /// replica's claim on its shard for as long as it lasts, or None inside when another replica
+    /// holds the shard.
+    pub(super) fn shard_work(&self, id: &UnitId) -> Option<Option<Working<'a>>> {
+        let sharding: &'a Sharding = self.shares.as_ref()?.sharding;
+        Some(sharding.work(&self.namespace_of(id), &id.kind, &id.name))
+    }
+}
+
 impl Book<'_> {
     /// Whether this replica writes the policy's own conditions and speaks for it (Events about the
     /// policy, its Ready gauge): always, unless the work is shared and the policy's own shard is
@@ -195,8 +205,8 @@ impl Book<'_> {
             };
             return self.store(desired).await;
         };
-        for shard in shares.sharding.held() {
-            self.flush_part(shares.sharding, shard).await?;
+        for part in self.parts(shares.sharding) {
+            self.store_part(part).await?;
         }
         if !shares.home {
             return Ok(());
@@ -247,18 +257,27 @@ impl Book<'_> {
         Ok(())
     }
 
-    /// Writes one held shard's part if it changed (a shard with nothing to say and no part yet
+    /// The parts of the shards held here, from the records in memory (grouped in one pass).
+    fn parts(&self, sharding: &Sharding) -> Vec<ShardPart> {
+        let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_shard: BTreeMap<u32, Vec<(&UnitId, &UnitRecord)>> =
+            sharding.held().into_iter().map(|s| (s, Vec::new())).collect();
+        for (id, record) in units.iter() {
+            let shard = sharding.shard(&self.namespace_of(id), &id.kind, &id.name);
+            if let Some(of_shard) = by_shard.get_mut(&shard) {
+                of_shard.push((id, record));
+            }
+        }
+        by_shard
+            .iter()
+            .map(|(shard, of_shard)| report::fleet::shard_part(*shard, sharding.shards, of_shard))
+            .collect()
+    }
+
+    /// Writes a held shard's part if it changed (a shard with nothing to say and no part yet
     /// writes none).
-    async fn flush_part(&self, sharding: &Sharding, shard: u32) -> Result<()> {
-        let desired = {
-            let units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
-            let of_shard: BTreeMap<UnitId, UnitRecord> = units
-                .iter()
-                .filter(|(id, _)| sharding.shard(&self.namespace_of(id), &id.kind, &id.name) == shard)
-                .map(|(id, record)| (id.clone(), record.clone()))
-                .collect();
-            report::fleet::shard_part(shard, sharding.shards, &of_shard)
-        };
+    async fn store_part(&self, desired: ShardPart) -> Result<()> {
+        let shard = desired.shard;
         {
             let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
             let nothing = ShardPart {

@@ -269,12 +269,9 @@ async fn judge_all(
     for id in &gone {
         release(ctx, key, id);
         // Put back by the holder of its shard (here, unless the work is shared).
-        let restorer = book.shares.as_ref().map(|shares| {
-            let namespace = book.namespace_of(id);
-            shares.sharding.work(&namespace, &id.kind, &id.name)
-        });
-        if restorer.as_ref().is_none_or(Option::is_some) {
-            restore_released(book, id, ctx).await;
+        match book.shard_work(id) {
+            Some(None) => {}
+            _working => restore_released(book, id, ctx).await,
         }
         book.forget(id);
     }
@@ -317,15 +314,14 @@ fn held_here<'s>(
     selected: Vec<(UnitId, Selected)>,
     ctx: &Context,
 ) -> (Vec<(UnitId, Selected)>, Vec<Working<'s>>) {
-    let Some(shares) = &book.shares else {
+    if book.shares.is_none() {
         return (selected, Vec::new());
-    };
+    }
     let mut units = book.units.lock().unwrap_or_else(PoisonError::into_inner);
     let mut recorded = None;
     let (mut mine, mut working) = (Vec::new(), Vec::new());
     for (id, workload) in selected {
-        let namespace = book.namespace_of(&id);
-        let Some(work) = shares.sharding.work(&namespace, &id.kind, &id.name) else {
+        let Some(work) = book.shard_work(&id).flatten() else {
             if units.remove(&id).is_some() {
                 release(ctx, book.key, &id);
             }

@@ -24,10 +24,11 @@ pub(super) fn seen(
     // With shards, a workload of a shard just taken over from a replica that died or let it go:
     // its first round is not left to wait up to a period more than the takeover took.
     let workload = &target.workload;
-    let catch_up = ctx
-        .sharding
-        .as_ref()
-        .is_some_and(|s| s.catching_up(&workload.namespace, workload.kind.as_str(), &workload.name));
+    let catch_up = || {
+        ctx.sharding
+            .as_ref()
+            .is_some_and(|s| s.catching_up(&workload.namespace, workload.kind.as_str(), &workload.name))
+    };
     ctx.probes
         .ensure(key, probe_job(policy, target, ctx), &resume_from(old), catch_up);
     // The verdict, as published by the probe task (None until its first round).

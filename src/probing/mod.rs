@@ -120,10 +120,11 @@ where
     /// Starts probing for `key`, or hands the running task its new job. A task that starts takes
     /// `resume` (the evidence recorded in status) as its starting point, so pods that were
     /// Unhealthy before an operator restart must recover again rather than look healthy. With
-    /// `catch_up` (endpoints another replica was probing until it died or let go), its first
-    /// round is spread over the lag the operator tolerates instead of the whole period, so no
-    /// endpoint waits up to a period more than the takeover already made it wait.
-    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Finding], catch_up: bool) {
+    /// `catch_up` (asked only when a task starts: endpoints another replica was probing until it
+    /// died or let go), its first round is spread over the lag the operator tolerates instead of
+    /// the whole period, so no endpoint waits up to a period more than the takeover already made
+    /// it wait.
+    pub fn ensure(&self, key: &K, job: ProbeJob, resume: &[Finding], catch_up: impl FnOnce() -> bool) {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         // Tasks of deleted policies ended on their own; forget them.
         tasks.retain(|_, t| !t.handle.is_finished());
@@ -141,7 +142,7 @@ where
         let handle = tokio::spawn(run(
             key.clone(),
             rx,
-            (resume.to_vec(), catch_up),
+            (resume.to_vec(), catch_up()),
             self.shared.clone(),
             self.verdicts.clone(),
         ));

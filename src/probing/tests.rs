@@ -150,7 +150,7 @@ async fn every_endpoint_is_probed_once_per_period_even_beside_hanging_ones() {
         }
         let rig = rig(script, 256);
         let start = Instant::now();
-        rig.tasks.ensure(&"web".to_owned(), job(pods), &[], false);
+        rig.tasks.ensure(&"web".to_owned(), job(pods), &[], || false);
         tokio::time::sleep(PERIOD * 4).await;
         let per = probes_between(&rig.script, start + PERIOD, start + PERIOD * 3);
         assert_eq!(per.len(), pods, "{pods} pods: every endpoint probed");
@@ -185,7 +185,7 @@ async fn a_failing_pod_is_judged_on_its_own_probes_whatever_the_number_of_pods()
             1024,
         );
         let key = "web".to_owned();
-        rig.tasks.ensure(&key, job(pods), &[], false);
+        rig.tasks.ensure(&key, job(pods), &[], || false);
         tokio::time::sleep(PERIOD * 2).await;
         assert_eq!(rig.tasks.verdict(&key).unwrap().health, Health::Healthy);
         while rig.nudges.try_recv().is_ok() {}
@@ -258,7 +258,7 @@ async fn an_operator_that_cannot_keep_up_says_so() {
             2,
         );
         let key = "web".to_owned();
-        rig.tasks.ensure(&key, job(pods), &[], false);
+        rig.tasks.ensure(&key, job(pods), &[], || false);
         tokio::time::sleep(PERIOD * 3).await;
         let verdict = rig.tasks.verdict(&key).unwrap();
         assert_eq!(
@@ -280,7 +280,7 @@ async fn an_operator_that_cannot_keep_up_says_so() {
 async fn new_pods_join_the_schedule_and_gone_ones_leave_it() {
     let rig = rig(Script::default(), 64);
     let key = "web".to_owned();
-    rig.tasks.ensure(&key, job(3), &[], false);
+    rig.tasks.ensure(&key, job(3), &[], || false);
     tokio::time::sleep(PERIOD * 2).await;
     let mut next = job(3);
     next.requests.remove(0);
@@ -288,7 +288,7 @@ async fn new_pods_join_the_schedule_and_gone_ones_leave_it() {
         endpoint: "web-new".into(),
         ..next.requests[0].clone()
     });
-    rig.tasks.ensure(&key, next, &[], false);
+    rig.tasks.ensure(&key, next, &[], || false);
     let from = Instant::now();
     tokio::time::sleep(PERIOD * 2).await;
     let per = probes_between(&rig.script, from + PERIOD, from + PERIOD * 2);

@@ -74,7 +74,7 @@ pub fn compose(
     stopped: Option<Stopped<'_>>,
     now: Timestamp,
 ) -> AppHealthPolicyStatus {
-    let (counts, workloads) = listed(units, WORKLOADS_LISTED);
+    let (counts, workloads) = listed(&units.iter().collect::<Vec<_>>(), WORKLOADS_LISTED);
     conclude(old, generation, counts, workloads, selects, stopped, now)
 }
 
@@ -85,7 +85,7 @@ pub fn listed_per_shard(shards: u32) -> usize {
 }
 
 /// One shard's part: the counts and records of the units that hash to it (all of `units`).
-pub fn shard_part(shard: u32, shards: u32, units: &BTreeMap<UnitId, UnitRecord>) -> ShardPart {
+pub fn shard_part(shard: u32, shards: u32, units: &[(&UnitId, &UnitRecord)]) -> ShardPart {
     let (fleet, workloads) = listed(units, listed_per_shard(shards));
     ShardPart {
         shard,
@@ -107,7 +107,7 @@ pub fn merged(
 ) -> AppHealthPolicyStatus {
     let parts: Vec<&ShardPart> = old.shards.iter().filter(|p| p.shard < shards).collect();
     let records = records_of(parts.iter().flat_map(|p| &p.workloads), generation);
-    let (listed_counts, workloads) = listed(&records, WORKLOADS_LISTED);
+    let (listed_counts, workloads) = listed(&records.iter().collect::<Vec<_>>(), WORKLOADS_LISTED);
     let mut counts = FleetCounts {
         truncated: listed_counts.truncated,
         ..FleetCounts::default()
@@ -146,12 +146,12 @@ pub fn records_of<'a>(
 }
 
 /// The counts over `units` and the records of at most `limit` of them, worst first.
-fn listed(units: &BTreeMap<UnitId, UnitRecord>, limit: usize) -> (FleetCounts, Vec<WorkloadStatus>) {
+fn listed(units: &[(&UnitId, &UnitRecord)], limit: usize) -> (FleetCounts, Vec<WorkloadStatus>) {
     let summed: Vec<Unit> = units.iter().map(|(id, record)| unit(id, record)).collect();
     let by_name: std::collections::HashMap<String, (&UnitId, &UnitRecord)> =
-        units.iter().map(|(id, r)| (id.to_string(), (id, r))).collect();
+        units.iter().map(|(id, r)| (id.to_string(), (*id, *r))).collect();
     let summary = summary::summarize(&summed, limit);
-    let owned_elsewhere = units.values().filter(|r| r.owned_by.is_some()).count();
+    let owned_elsewhere = units.iter().filter(|(_, r)| r.owned_by.is_some()).count();
     let counts = FleetCounts {
         selected: summary.selected,
         healthy: summary.healthy,
@@ -487,7 +487,7 @@ mod tests {
                 .map(|(n, r)| (n.as_str(), r.clone()))
                 .collect::<Vec<_>>(),
         );
-        let part = shard_part(2, 3, &all);
+        let part = shard_part(2, 3, &all.iter().collect::<Vec<_>>());
         assert_eq!(part.shard, 2);
         assert_eq!((part.fleet.selected, part.fleet.unhealthy), (20, 20));
         assert_eq!(part.workloads.len(), 17);
@@ -509,7 +509,7 @@ mod tests {
                     record(Health::Healthy, None),
                 );
             }
-            shard_part(shard, 3, &all)
+            shard_part(shard, 3, &all.iter().collect::<Vec<_>>())
         };
         let old = AppHealthPolicyStatus {
             shards: vec![

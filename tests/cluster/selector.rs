@@ -14,6 +14,22 @@ use crate::{
     scenario::{Install, Scenario},
 };
 
+/// Creates policy `name` over the Deployments labelled tier=web, restarting a failing one's pods
+/// (cooldown 1h). Written as a targetRef policy and turned into a selector one (null removes
+/// targetRef).
+pub(crate) async fn create_fleet(s: &Scenario, name: &str) {
+    s.create_policy(
+        name,
+        "unused",
+        json!({
+            "targetRef": null,
+            "targetSelector": {"kinds": ["Deployment"], "matchLabels": {"tier": "web"}},
+            "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}
+        }),
+    )
+    .await;
+}
+
 /// Sets label `tier` on Deployment `name`.
 pub(crate) async fn label(s: &Scenario, name: &str, tier: &str) {
     let api: Api<Deployment> = Api::namespaced(s.client.clone(), &s.ns);
@@ -34,17 +50,7 @@ async fn a_selector_policy_remediates_only_the_failing_workload_and_tells_it_on_
     let api_pods = s.deploy("api", 1, json!({})).await;
     label(&s, "web", "web").await;
     label(&s, "api", "web").await;
-    // Written as a targetRef policy and turned into a selector one (null removes targetRef).
-    s.create_policy(
-        "fleet",
-        "unused",
-        json!({
-            "targetRef": null,
-            "targetSelector": {"kinds": ["Deployment"], "matchLabels": {"tier": "web"}},
-            "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}
-        }),
-    )
-    .await;
+    create_fleet(&s, "fleet").await;
     s.start_operator().await;
     s.wait("both workloads healthy", || async {
         let fleet = s.policy("fleet").await["status"]["fleet"].clone();

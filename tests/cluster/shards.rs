@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::{
     flaky::Mode,
     scenario::{Install, Scenario},
-    selector::label,
+    selector::{create_fleet, label},
     support::get,
 };
 
@@ -215,16 +215,7 @@ async fn a_selector_policys_workloads_spread_over_three_replicas() {
         s.deploy(name, 1, json!({})).await;
         label(&s, name, "web").await;
     }
-    s.create_policy(
-        "fleet",
-        "unused",
-        json!({
-            "targetRef": null,
-            "targetSelector": {"kinds": ["Deployment"], "matchLabels": {"tier": "web"}},
-            "remediation": {"steps": [{"action": "RestartPods", "timeout": "1h"}], "cooldown": "1h"}
-        }),
-    )
-    .await;
+    create_fleet(&s, "fleet").await;
     for _ in 0..SHARDS {
         s.start_operator().await;
     }
@@ -308,12 +299,7 @@ async fn parts_left_by_a_sharded_run_go_once_the_work_is_not_shared() {
     let mut s = Scenario::new("shards-unshared", Install::default()).await;
     s.deploy("web", 1, json!({})).await;
     label(&s, "web", "web").await;
-    s.create_policy(
-        "fleet",
-        "unused",
-        json!({"targetRef": null, "targetSelector": {"matchLabels": {"tier": "web"}}}),
-    )
-    .await;
+    create_fleet(&s, "fleet").await;
     for shard in 0..SHARDS {
         let part = json!({
             "apiVersion": "apphealth.io/v1alpha1", "kind": "AppHealthPolicy",

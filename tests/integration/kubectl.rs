@@ -116,6 +116,19 @@ impl Scratch {
             .unwrap_or_else(|e| panic!("cannot run `kubectl` (it must be on PATH for this test): {e}"))
     }
 
+    /// Applies the CRD in `file` (server-side) and waits until `crd` is established; returns
+    /// what the apply said.
+    pub fn install_crd(&self, file: &str, crd: &str) -> String {
+        let out = self.ok(&["apply", "--server-side", "-f", file]);
+        self.ok(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=20s",
+            &format!("crd/{crd}"),
+        ]);
+        out
+    }
+
     /// Run kubectl and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -222,17 +235,11 @@ fn columns(table: &str) -> Vec<String> {
 fn kubectl_lists_cluster_policies_with_their_columns() {
     let (_rt, server) = started();
     let scratch = Scratch::new(&server);
-    let out = scratch.ok(&["apply", "--server-side", "-f", CLUSTER_CRD]);
+    let out = scratch.install_crd(CLUSTER_CRD, "clusterapphealthpolicies.apphealth.io");
     assert!(
         out.contains("clusterapphealthpolicies.apphealth.io serverside-applied"),
         "{out}"
     );
-    scratch.ok(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=20s",
-        "crd/clusterapphealthpolicies.apphealth.io",
-    ]);
     // The README's example, as a platform team applies it (no namespace: cluster-scoped).
     let out = scratch.ok(&["apply", "--server-side", "-f", CLUSTER_POLICY]);
     assert!(out.contains("serverside-applied"), "{out}");
@@ -284,17 +291,11 @@ fn kubectl_drives_the_test_server() {
     assert!(Path::new(CRD).exists(), "{CRD} is missing");
 
     // CRD, then a custom resource of it and a Deployment, all by server-side apply.
-    let out = scratch.ok(&["apply", "--server-side", "-f", CRD]);
+    let out = scratch.install_crd(CRD, "apphealthpolicies.apphealth.io");
     assert!(
         out.contains("apphealthpolicies.apphealth.io serverside-applied"),
         "{out}"
     );
-    scratch.ok(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=20s",
-        "crd/apphealthpolicies.apphealth.io",
-    ]);
     let policy = scratch.file("policy.yaml", POLICY);
     let deployment = scratch.file("deployment.yaml", DEPLOYMENT);
     for f in [&policy, &deployment] {
@@ -549,13 +550,7 @@ fn kubectl_describe_shows_events_and_top_reads_metrics() {
     let scratch = Scratch::new(&server);
 
     // A custom resource, and Events about it published the way the operator does.
-    scratch.ok(&["apply", "--server-side", "-f", CRD]);
-    scratch.ok(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=20s",
-        "crd/apphealthpolicies.apphealth.io",
-    ]);
+    scratch.install_crd(CRD, "apphealthpolicies.apphealth.io");
     let policy = scratch.file("policy.yaml", POLICY);
     scratch.ok(&[
         "apply",
