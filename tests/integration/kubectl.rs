@@ -219,6 +219,16 @@ pub fn started() -> (tokio::runtime::Runtime, TestServer) {
     (rt, server)
 }
 
+/// The cells of a table's first row (after the header), split on whitespace.
+fn first_row(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
+
 fn columns(table: &str) -> Vec<String> {
     table
         .lines()
@@ -261,12 +271,7 @@ fn kubectl_lists_cluster_policies_with_their_columns() {
         ["NAME", "TARGETS", "UNHEALTHY", "REMEDIATING", "READY", "AGE"],
         "{table}"
     );
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row = first_row(&table);
     assert_eq!(
         row.get(..5),
         Some(&["web-services", "212", "1", "1", "True"][..]),
@@ -354,12 +359,7 @@ fn kubectl_drives_the_test_server() {
         status,
     ]);
     let table = scratch.ok(&["get", "ahp", "web"]);
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row = first_row(&table);
     assert_eq!(
         row.get(..4),
         Some(&["web", "web", "True", "False"][..]),
